@@ -1,0 +1,129 @@
+"""Typed settings, read once from the environment and `.env` (DESIGN sec. 4)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TELEGRAM_DEFAULT_SERVER = "https://api.telegram.org"
+VK_DEFAULT_SERVER = "https://api.vk.ru"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///otklik.db"
+
+
+class SettingsError(ValueError):
+    """A setting is present but malformed; the message names the setting, never its secret."""
+
+
+def _split_ids(raw: str, name: str) -> tuple[int, ...]:
+    ids: list[int] = []
+    for part in raw.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            ids.append(int(part))
+        except ValueError:
+            raise SettingsError(f"{name}: {part!r} is not a numeric id") from None
+    return tuple(ids)
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from `.env`; see `.env.example` for the meaning of each key."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    TELEGRAM_BOT_TOKEN: SecretStr | None = None
+    TELEGRAM_API_SERVER: str = TELEGRAM_DEFAULT_SERVER
+    VK_GROUP_TOKENS: SecretStr | None = None
+    VK_SERVICE_TOKEN: SecretStr | None = None
+    VK_WALL_OWNER_IDS: str = ""
+    VK_API_SERVER: str = VK_DEFAULT_SERVER
+    DATABASE_URL: str = DEFAULT_DATABASE_URL
+    ADMIN_IDS: str = ""
+    SUPERVISOR_IDS: str = ""
+    PRESS_CHAT_ID: int | None = None
+    DIGEST_CHAT_IDS: str = ""
+    TIMEZONE: str = "Europe/Moscow"
+    WORK_HOURS: str = "09:00-18:00"
+    SHORTEN_PREHOLIDAY: bool = False
+    SLA_HOURS: float = Field(default=8.0, gt=0)
+    SLA_URGENT_HOURS: float = Field(default=4.0, gt=0)
+    WEBHOOK_URL: str | None = None
+    WEBHOOK_SECRET: SecretStr | None = None
+    LOG_LEVEL: str = "INFO"
+
+    @field_validator("PRESS_CHAT_ID", "WEBHOOK_URL", "TELEGRAM_BOT_TOKEN", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("TIMEZONE")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @cached_property
+    def admin_ids(self) -> tuple[int, ...]:
+        return _split_ids(self.ADMIN_IDS, "ADMIN_IDS")
+
+    @cached_property
+    def supervisor_ids(self) -> tuple[int, ...]:
+        """Supervisors; admins are supervisors too."""
+        return tuple(
+            dict.fromkeys(_split_ids(self.SUPERVISOR_IDS, "SUPERVISOR_IDS") + self.admin_ids)
+        )
+
+    @cached_property
+    def digest_chat_ids(self) -> tuple[int, ...]:
+        return _split_ids(self.DIGEST_CHAT_IDS, "DIGEST_CHAT_IDS")
+
+    @cached_property
+    def vk_wall_owner_ids(self) -> tuple[int, ...]:
+        return _split_ids(self.VK_WALL_OWNER_IDS, "VK_WALL_OWNER_IDS")
+
+    @cached_property
+    def vk_group_tokens(self) -> dict[int, SecretStr]:
+        """`group_id:token,...` parsed; errors name the position, never the token."""
+        result: dict[int, SecretStr] = {}
+        if self.VK_GROUP_TOKENS is None:
+            return result
+        for position, part in enumerate(self.VK_GROUP_TOKENS.get_secret_value().split(","), 1):
+            part = part.strip()
+            if not part:
+                continue
+            group, sep, token = part.partition(":")
+            if not sep or not token.strip():
+                raise SettingsError(f"VK_GROUP_TOKENS: entry {position} is not group_id:token")
+            try:
+                group_id = abs(int(group.strip()))
+            except ValueError:
+                raise SettingsError(
+                    f"VK_GROUP_TOKENS: entry {position} has a non-numeric group id"
+                ) from None
+            result[group_id] = SecretStr(token.strip())
+        return result
+
+    @property
+    def has_telegram(self) -> bool:
+        return self.TELEGRAM_BOT_TOKEN is not None
+
+    @property
+    def has_vk(self) -> bool:
+        return bool(self.vk_group_tokens) or (
+            self.VK_SERVICE_TOKEN is not None and bool(self.vk_wall_owner_ids)
+        )
+
+
+def load_settings(env_file: str | None = ".env") -> Settings:
+    """Read settings from the environment and, if present, `env_file`."""
+    return Settings(_env_file=env_file)  # type: ignore[call-arg]

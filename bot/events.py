@@ -1,0 +1,148 @@
+"""The normalised events every source is translated into (DESIGN sec. 1).
+
+Handlers build these from Telegram or VK updates; `bot.services.ingest` consumes them and never
+learns which platform they came from beyond the `platform` label stored with the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Platform(StrEnum):
+    TELEGRAM = "telegram"
+    VK = "vk"
+
+
+class PageKind(StrEnum):
+    """What kind of official page a conversation belongs to."""
+
+    TG_CHANNEL = "tg_channel"  # a channel; its comments live in the linked discussion group
+    TG_GROUP = "tg_group"  # a group with no linked channel, monitored on its own
+    TG_BOT = "tg_bot"  # private messages to the page's feedback bot
+    TG_BUSINESS = "tg_business"  # an official's personal account via Telegram Business
+    VK_GROUP = "vk_group"  # a VK community (wall, boards, messages)
+    VK_WALL = "vk_wall"  # a public wall polled with a service token (a governor's page)
+
+
+class ThreadKind(StrEnum):
+    COMMENTS = "comments"  # comments under one post
+    CONVERSATION = "conversation"  # one private conversation (bot, business, community messages)
+    BOARD = "board"  # one VK board topic
+
+
+class AuthorRole(StrEnum):
+    """Who wrote a message, as far as the platform tells; staff is decided by the service."""
+
+    PERSON = "person"  # a user account: a citizen unless registered as staff
+    PAGE = "page"  # the page itself (channel, anonymous group admin, community, wall owner)
+    OPERATOR = "operator"  # a press officer answering through the bot's relay
+
+
+class Deleter(StrEnum):
+    CITIZEN = "citizen"
+    PAGE = "page"
+    UNKNOWN = "unknown"
+
+
+def _check_aware(moment: datetime, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class PageRef:
+    """Identifies an official page; `external_id` is the platform's id as text."""
+
+    platform: Platform
+    external_id: str
+    kind: PageKind
+    title: str | None = None
+    username: str | None = None  # for links: channel username or VK screen name
+    linked_chat_id: str | None = None  # Telegram: the discussion group of a channel
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    external_id: str  # unique within the page: "post:123", "chat:456", "topic:7"
+    kind: ThreadKind
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A new message in a monitored conversation, citizen's or official."""
+
+    page: PageRef
+    thread: ThreadRef
+    message_id: str  # unique within the page
+    sent_at: datetime  # the platform's own date, aware
+    author_role: AuthorRole
+    author_id: str | None = None
+    author_name: str | None = None
+    text: str = ""
+    content_kind: str = "text"  # text, photo, voice, video, sticker, document, ...
+    reply_to_id: str | None = None  # message id (same page) this one replies to
+    link: str | None = None  # a URL a press officer can open
+    # Conversation threads: an official message answers every unanswered appeal before it.
+    answers_conversation: bool = False
+
+    def __post_init__(self) -> None:
+        _check_aware(self.sent_at, "sent_at")
+
+
+@dataclass(frozen=True, slots=True)
+class EditEvent:
+    page: PageRef
+    message_id: str
+    text: str
+    edited_at: datetime
+
+    def __post_init__(self) -> None:
+        _check_aware(self.edited_at, "edited_at")
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteEvent:
+    page: PageRef
+    message_id: str
+    deleted_at: datetime
+    deleted_by: Deleter = Deleter.UNKNOWN
+    deleter_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_aware(self.deleted_at, "deleted_at")
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreEvent:
+    page: PageRef
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionEvent:
+    """A user's reactions to a message changed (Telegram `message_reaction`)."""
+
+    page: PageRef
+    message_id: str
+    user_id: str | None
+    reacted_at: datetime
+    added: tuple[str, ...] = field(default_factory=tuple)
+    removed: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class RatingEvent:
+    """A citizen rated the official answer to their appeal (👍 = 1, 👎 = 0)."""
+
+    page: PageRef
+    reply_message_id: str
+    user_id: str | None
+    positive: bool
+    rated_at: datetime
+
+
+Event = MessageEvent | EditEvent | DeleteEvent | RestoreEvent | ReactionEvent | RatingEvent

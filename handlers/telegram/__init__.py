@@ -1,0 +1,1 @@
+"""Telegram adapters: aiogram routers that translate updates into normalised events."""

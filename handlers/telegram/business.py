@@ -1,0 +1,136 @@
+"""An official's personal account connected through Telegram Business."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BusinessConnection, BusinessMessagesDeleted, Message
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app import AppContext
+from bot.events import (
+    AuthorRole,
+    DeleteEvent,
+    EditEvent,
+    MessageEvent,
+    PageKind,
+    PageRef,
+    Platform,
+)
+from bot.services.ingest import IngestService
+from handlers.telegram.common import (
+    content_kind,
+    conversation,
+    message_key,
+    message_text,
+    person_name,
+    utc,
+)
+from storage import repositories as repo
+from storage.models import Page
+
+logger = logging.getLogger(__name__)
+
+
+def _page_ref(owner_id: int, name: str | None, username: str | None) -> PageRef:
+    return PageRef(Platform.TELEGRAM, str(owner_id), PageKind.TG_BUSINESS, name, username)
+
+
+async def connection(update: BusinessConnection, session: AsyncSession) -> None:
+    page = await repo.ensure_page(
+        session, _page_ref(update.user.id, person_name(update.user), update.user.username)
+    )
+    page.business_connection_id = update.id
+    page.is_active = update.is_enabled
+    logger.info("business connection %s for page %r", "on" if update.is_enabled else "off", page.id)
+
+
+async def _owner(bot: Bot, session: AsyncSession, connection_id: str) -> PageRef | None:
+    result = await session.exec(select(Page).where(Page.business_connection_id == connection_id))
+    page = result.first()
+    if page is not None:
+        return _page_ref(int(page.external_id), page.title, page.username)
+    try:
+        info = await bot.get_business_connection(connection_id)
+    except TelegramAPIError as error:
+        logger.warning("unknown business connection; getBusinessConnection failed: %s", error)
+        return None
+    await connection(info, session)
+    return _page_ref(info.user.id, person_name(info.user), info.user.username)
+
+
+async def business_message(
+    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
+) -> None:
+    if message.business_connection_id is None:
+        return
+    page = await _owner(bot, session, message.business_connection_id)
+    if page is None:
+        return
+    sender = message.from_user
+    own = sender is not None and str(sender.id) == page.external_id
+    await ingest.handle(
+        MessageEvent(
+            page=page,
+            thread=conversation(message.chat.id, person_name(None, message.chat)),
+            message_id=message_key(message.chat.id, message.message_id),
+            sent_at=utc(message.date),
+            author_role=AuthorRole.PAGE if own else AuthorRole.PERSON,
+            author_id=str(sender.id) if sender else None,
+            author_name=person_name(sender),
+            text=message_text(message),
+            content_kind=content_kind(message),
+            reply_to_id=(
+                message_key(message.chat.id, message.reply_to_message.message_id)
+                if message.reply_to_message
+                else None
+            ),
+            answers_conversation=own,
+        )
+    )
+
+
+async def business_edited(
+    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
+) -> None:
+    if message.business_connection_id is None:
+        return
+    page = await _owner(bot, session, message.business_connection_id)
+    if page is None:
+        return
+    edited_at = utc(message.edit_date) if message.edit_date else utc(message.date)
+    await ingest.handle(
+        EditEvent(
+            page, message_key(message.chat.id, message.message_id), message_text(message), edited_at
+        )
+    )
+
+
+async def business_deleted(
+    update: BusinessMessagesDeleted,
+    bot: Bot,
+    app: AppContext,
+    session: AsyncSession,
+    ingest: IngestService,
+) -> None:
+    page = await _owner(bot, session, update.business_connection_id)
+    if page is None:
+        return
+    # Telegram gives no date for deletions; the recording time is the best we have and
+    # deletions never enter response-time metrics.
+    deleted_at = app.clock()
+    for message_id in update.message_ids:
+        await ingest.handle(DeleteEvent(page, message_key(update.chat.id, message_id), deleted_at))
+
+
+def create_router() -> Router:
+    """A fresh router with this module's handlers (one per dispatcher)."""
+    router = Router(name=__name__)
+    router.business_connection.register(connection)
+    router.business_message.register(business_message)
+    router.edited_business_message.register(business_edited)
+    router.deleted_business_messages.register(business_deleted)
+    return router

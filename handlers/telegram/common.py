@@ -1,0 +1,135 @@
+"""Translating aiogram objects into the pieces of a normalised event."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Chat, Message, User
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.events import PageKind, PageRef, Platform, ThreadKind, ThreadRef
+from storage.models import Page
+
+logger = logging.getLogger(__name__)
+
+# Text-bearing kinds; everything else is stored with its kind and an empty or caption text.
+_TEXT_KINDS = {"text"}
+
+
+def message_key(chat_id: int, message_id: int) -> str:
+    """Telegram message ids are per chat, so a page-wide id carries the chat."""
+    return f"{chat_id}:{message_id}"
+
+
+def utc(moment: datetime | int) -> datetime:
+    if isinstance(moment, int):
+        return datetime.fromtimestamp(moment, UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def message_text(message: Message) -> str:
+    return message.text or message.caption or ""
+
+
+def content_kind(message: Message) -> str:
+    return str(message.content_type)
+
+
+def person_name(user: User | None, chat: Chat | None = None) -> str | None:
+    if user is not None:
+        name = " ".join(p for p in (user.first_name, user.last_name) if p)
+        return name or user.username
+    if chat is not None:
+        return chat.title or chat.username
+    return None
+
+
+def internal_chat_id(chat_id: int) -> str:
+    """The id used in t.me/c/ links: a supergroup's id without its -100 prefix."""
+    text = str(chat_id)
+    return text[4:] if text.startswith("-100") else text.lstrip("-")
+
+
+def comment_link(chat: Chat, message_id: int, thread_id: int | None) -> str:
+    base = (
+        f"https://t.me/{chat.username}/{message_id}"
+        if chat.username
+        else f"https://t.me/c/{internal_chat_id(chat.id)}/{message_id}"
+    )
+    return f"{base}?thread={thread_id}" if thread_id else base
+
+
+def bot_page_ref(me: User) -> PageRef:
+    return PageRef(
+        Platform.TELEGRAM, str(me.id), PageKind.TG_BOT, title=person_name(me), username=me.username
+    )
+
+
+def conversation(chat_id: int, title: str | None = None) -> ThreadRef:
+    return ThreadRef(f"chat:{chat_id}", ThreadKind.CONVERSATION, title)
+
+
+class GroupPages:
+    """Which page a discussion group belongs to: its linked channel, learnt once and cached."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, PageRef] = {}
+
+    def remember(self, group_id: int, ref: PageRef) -> None:
+        self._cache[group_id] = ref
+
+    async def resolve(self, bot: Bot, session: AsyncSession, chat: Chat) -> PageRef:
+        cached = self._cache.get(chat.id)
+        if cached is not None:
+            return cached
+        result = await session.exec(select(Page).where(Page.linked_chat_id == str(chat.id)))
+        page = result.first()
+        if page is not None:
+            ref = PageRef(
+                Platform.TELEGRAM,
+                page.external_id,
+                PageKind(page.kind),
+                page.title,
+                page.username,
+                page.linked_chat_id,
+            )
+        else:
+            ref = await self.discover(bot, chat)
+        self._cache[chat.id] = ref
+        return ref
+
+    async def discover(self, bot: Bot, chat: Chat) -> PageRef:
+        """Ask Telegram for the channel linked to `chat`; the group itself if there is none."""
+        try:
+            full = await bot.get_chat(chat.id)
+        except TelegramAPIError as error:
+            logger.warning("getChat(%r) failed: %s; the group is its own page", chat.id, error)
+            full = None
+        linked = full.linked_chat_id if full is not None else None
+        if linked is not None:
+            title, username = None, None
+            try:
+                channel = await bot.get_chat(linked)
+                title, username = channel.title, channel.username
+            except TelegramAPIError as error:
+                logger.warning("getChat(%r) for the linked channel failed: %s", linked, error)
+            ref = PageRef(
+                Platform.TELEGRAM, str(linked), PageKind.TG_CHANNEL, title, username, str(chat.id)
+            )
+        else:
+            ref = PageRef(
+                Platform.TELEGRAM,
+                str(chat.id),
+                PageKind.TG_GROUP,
+                chat.title,
+                chat.username,
+                str(chat.id),
+            )
+        self._cache[chat.id] = ref
+        return ref

@@ -1,0 +1,108 @@
+"""One database session per update, and every update stored once before it is interpreted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+from sqlalchemy.exc import IntegrityError
+
+from bot.app import AppContext
+from bot.services.ingest import IngestService
+from storage import repositories as repo
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "telegram"
+OFFSET_CURSOR = "telegram:last_update_id"
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class UpdateStoreMiddleware(BaseMiddleware):
+    """Outer middleware on `update`: store, de-duplicate, give handlers a session, commit once.
+
+    The update's work is shielded from cancellation: when polling is stopped (SIGTERM) the update
+    in hand is finished and committed before the task ends.
+    """
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+        self.last_update_id: int | None = None
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        work = asyncio.ensure_future(self._process(handler, event, data))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # Finish the update in hand, then let the cancellation go on.
+            await asyncio.wait({work})
+            raise
+
+    async def _process(self, handler: Handler, update: Update, data: dict[str, Any]) -> Any:
+        for attempt in (1, 2):
+            try:
+                return await self._once(handler, update, data)
+            except IntegrityError:
+                # Another worker stored the same row first (PostgreSQL, many workers): retry once,
+                # the second pass sees it and treats the update as a redelivery.
+                if attempt == 2:
+                    raise
+                logger.info("update %r raced with another worker; retrying", update.update_id)
+        return None  # pragma: no cover
+
+    async def _once(self, handler: Handler, update: Update, data: dict[str, Any]) -> Any:
+        payload = update.model_dump(mode="json", exclude_none=True)
+        async with self.app.sessions() as session:
+            raw = await repo.record_raw_update(
+                session, SOURCE, str(update.update_id), _update_type(update), payload
+            )
+            if raw is None:
+                logger.info("update %r was delivered before; skipped", update.update_id)
+                await self._confirm(session, update.update_id)
+                await session.commit()
+                return None
+            data["session"] = session
+            data["ingest"] = IngestService(session, self.app.defaults)
+            data["app"] = self.app
+            try:
+                result = await handler(update, data)
+            except Exception as error:
+                await session.rollback()
+                await self._record_failure(update, payload, error)
+                raise
+            raw.status = "done"
+            await self._confirm(session, update.update_id)
+            await session.commit()
+            return result
+
+    async def _confirm(self, session: Any, update_id: int) -> None:
+        if self.last_update_id is None or update_id > self.last_update_id:
+            self.last_update_id = update_id
+            await repo.set_cursor(session, OFFSET_CURSOR, str(update_id))
+
+    async def _record_failure(
+        self, update: Update, payload: dict[str, Any], error: BaseException
+    ) -> None:
+        """Keep the update even though interpreting it failed; it is never lost."""
+        async with self.app.sessions() as session:
+            raw = await repo.record_raw_update(
+                session, SOURCE, str(update.update_id), _update_type(update), payload
+            )
+            if raw is not None:
+                raw.status = "failed"
+                raw.note = f"{type(error).__name__}: {error}"[:500]
+            await self._confirm(session, update.update_id)
+            await session.commit()
+
+
+def _update_type(update: Update) -> str | None:
+    try:
+        return update.event_type
+    except Exception:  # unknown update shapes are still stored
+        return None

@@ -1,0 +1,67 @@
+"""The press chat: an operator's reply to a relayed message goes back to the citizen."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Message
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.events import AuthorRole, MessageEvent
+from bot.services.ingest import IngestService
+from handlers.telegram.common import (
+    bot_page_ref,
+    content_kind,
+    conversation,
+    message_key,
+    message_text,
+    person_name,
+    utc,
+)
+from storage import repositories as repo
+
+logger = logging.getLogger(__name__)
+
+
+async def operator_reply(
+    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
+) -> None:
+    assert message.reply_to_message is not None
+    relay = await repo.find_relay(session, message.chat.id, message.reply_to_message.message_id)
+    if relay is None:
+        return  # ordinary talk in the press chat
+    try:
+        await bot.copy_message(relay.citizen_chat_id, message.chat.id, message.message_id)
+    except TelegramAPIError as error:
+        logger.warning("reply to citizen chat %r not delivered: %s", relay.citizen_chat_id, error)
+        await message.reply(
+            "Не удалось доставить ответ гражданину: он мог заблокировать бота. "
+            "Ответ не засчитан, свяжитесь с ним другим способом."
+        )
+        return
+    me = await bot.me()
+    result = await ingest.handle(
+        MessageEvent(
+            page=bot_page_ref(me),
+            thread=conversation(relay.citizen_chat_id),
+            message_id=f"op:{message_key(message.chat.id, message.message_id)}",
+            sent_at=utc(message.date),
+            author_role=AuthorRole.OPERATOR,
+            author_id=str(message.from_user.id) if message.from_user else None,
+            author_name=person_name(message.from_user),
+            text=message_text(message),
+            content_kind=content_kind(message),
+            reply_to_id=message_key(relay.citizen_chat_id, relay.citizen_message_id),
+            answers_conversation=True,
+        )
+    )
+    logger.info("operator reply relayed to %r: %s", relay.citizen_chat_id, result.outcome)
+
+
+def create_router() -> Router:
+    """A fresh router with this module's handlers (one per dispatcher)."""
+    router = Router(name=__name__)
+    router.message.register(operator_reply, F.reply_to_message)
+    return router

@@ -1,0 +1,121 @@
+"""Private messages to the page's feedback bot: stored as appeals and relayed to the press chat."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import CommandStart
+from aiogram.types import Message
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app import AppContext
+from bot.events import AuthorRole, MessageEvent
+from bot.services.ingest import IngestService, Outcome
+from handlers.telegram.common import (
+    bot_page_ref,
+    content_kind,
+    conversation,
+    message_key,
+    message_text,
+    person_name,
+    utc,
+)
+from storage import repositories as repo
+
+logger = logging.getLogger(__name__)
+
+
+GREETING = (
+    "Здравствуйте! Это официальный бот обратной связи. Напишите ваш вопрос, жалобу или "
+    "предложение одним сообщением — его получат сотрудники, ответ придёт сюда же."
+)
+REPLY_HINT = "Ответьте на это сообщение — ответ уйдёт гражданину."
+RECEIVED = "Спасибо, ваше обращение получено и передано сотрудникам."
+
+
+async def start(message: Message) -> None:
+    await message.answer(GREETING)
+
+
+async def unknown_command(message: Message) -> None:
+    await message.answer("Такой команды нет. Просто напишите ваш вопрос сообщением.")
+
+
+async def citizen_message(
+    message: Message, bot: Bot, app: AppContext, session: AsyncSession, ingest: IngestService
+) -> None:
+    me = await bot.me()
+    page = bot_page_ref(me)
+    user = message.from_user
+    event = MessageEvent(
+        page=page,
+        thread=conversation(message.chat.id, person_name(user)),
+        message_id=message_key(message.chat.id, message.message_id),
+        sent_at=utc(message.date),
+        author_role=AuthorRole.PERSON,
+        author_id=str(user.id) if user else str(message.chat.id),
+        author_name=person_name(user),
+        text=message_text(message),
+        content_kind=content_kind(message),
+        reply_to_id=(
+            message_key(message.chat.id, message.reply_to_message.message_id)
+            if message.reply_to_message
+            else None
+        ),
+    )
+    result = await ingest.handle(event)
+    if result.outcome is Outcome.DUPLICATE:
+        return
+    press_chat = await _press_chat_for(app, session, result.page_id)
+    if press_chat is None:
+        logger.warning("no press chat configured; private message %r not relayed", event.message_id)
+        return
+    header = f"✉️ Личное сообщение боту от {event.author_name or 'гражданина'}"
+    if user and user.username:
+        header += f" (@{user.username})"
+    try:
+        if message.text is not None:
+            relayed = await bot.send_message(
+                press_chat,
+                f"{header}:\n\n{message.text}\n\n{REPLY_HINT}",
+            )
+        else:
+            relayed = await bot.copy_message(
+                press_chat,
+                message.chat.id,
+                message.message_id,
+                caption=f"{header}. {message_text(message)}".strip()[:1024],
+            )
+    except TelegramAPIError as error:
+        # The appeal is stored; the relay is retried by nobody, so the press office must know.
+        logger.error("could not relay %r to the press chat: %s", event.message_id, error)
+        return
+    assert result.page_id is not None
+    await repo.save_relay(
+        session, result.page_id, press_chat, relayed.message_id, message.chat.id, message.message_id
+    )
+    if result.outcome is Outcome.APPEAL:
+        await message.answer(RECEIVED)
+
+
+async def _press_chat_for(
+    app: AppContext, session: AsyncSession, page_id: int | None
+) -> int | None:
+    if page_id is not None:
+        from storage.models import Page
+
+        page = await session.get(Page, page_id)
+        if page is not None and page.press_chat_id is not None:
+            return page.press_chat_id
+    return app.settings.PRESS_CHAT_ID
+
+
+def create_router() -> Router:
+    """A fresh router with this module's handlers (one per dispatcher)."""
+    router = Router(name=__name__)
+    router.message.register(start, CommandStart())
+    router.message.register(unknown_command, F.text.startswith("/"))
+    router.message.register(citizen_message)
+    return router

@@ -1,0 +1,283 @@
+"""The tables. Every platform id is kept as text; every time is aware UTC.
+
+Times named `*_at` that come from a platform (`sent_at`, `received_at`, `first_response_at`, …)
+are the platform's own `date`; `recorded_at` is when Otklik stored the row and is never used for
+metrics. Unique keys make every write idempotent: the same update delivered twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from bot.clock import utc_now
+from storage.types import UTCDateTime
+
+
+def _utc(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable, index=index)
+
+
+def _recorded() -> Any:
+    return Field(default_factory=utc_now, sa_type=UTCDateTime, nullable=False)
+
+
+class Page(SQLModel, table=True):
+    """An official page: a channel, the feedback bot, a business account, a community, a wall."""
+
+    __tablename__ = "page"
+    __table_args__ = (UniqueConstraint("platform", "external_id", name="uq_page_platform_ext"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    external_id: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    title: str | None = Field(default=None, max_length=256)
+    username: str | None = Field(default=None, max_length=128)
+    linked_chat_id: str | None = Field(default=None, max_length=64, index=True)
+    business_connection_id: str | None = Field(default=None, max_length=128, index=True)
+    # Per-page overrides; None means the `.env` default.
+    timezone: str | None = Field(default=None, max_length=64)
+    work_hours: str | None = Field(default=None, max_length=64)
+    sla_hours: float | None = None
+    sla_urgent_hours: float | None = None
+    press_chat_id: int | None = None
+    is_active: bool = True
+    recorded_at: datetime = _recorded()
+
+
+class Thread(SQLModel, table=True):
+    """Where a conversation happens: one post's comments, one private chat, one board topic."""
+
+    __tablename__ = "thread"
+    __table_args__ = (UniqueConstraint("page_id", "external_id", name="uq_thread_page_ext"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int = Field(foreign_key="page.id")
+    external_id: str = Field(max_length=128)
+    kind: str = Field(max_length=16)
+    title: str | None = Field(default=None, max_length=512)
+    recorded_at: datetime = _recorded()
+
+
+class Appeal(SQLModel, table=True):
+    """A citizen's request, complaint, question or proposal; one or more citizen messages."""
+
+    __tablename__ = "appeal"
+    __table_args__ = (
+        Index("ix_appeal_page_received", "page_id", "received_at"),
+        Index("ix_appeal_received", "received_at"),
+        Index("ix_appeal_thread_citizen", "thread_id", "citizen_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int = Field(foreign_key="page.id")
+    thread_id: int = Field(foreign_key="thread.id")
+    citizen_id: str | None = Field(default=None, max_length=64)
+    citizen_name: str | None = Field(default=None, max_length=256)
+    first_message_id: int | None = Field(default=None)  # citizen_message.id
+    received_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    topic: str = Field(default="other", max_length=32)
+    urgent: bool = False
+    sla_hours: float = 8.0
+    sla_deadline: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    messages_count: int = 1
+    link: str | None = Field(default=None, max_length=512)
+    # The first official reply (interim or final) and the first final one.
+    first_response_at: datetime | None = _utc(index=True)
+    first_reply_id: int | None = None
+    frt_s: float | None = None  # calendar seconds, first_response_at - received_at
+    frt_work_s: float | None = None  # working seconds in the page's calendar
+    final_response_at: datetime | None = _utc()
+    final_reply_id: int | None = None
+    # Press-office decisions (who and when are also in `decision`).
+    excluded: bool = Field(default=False, index=True)  # «Не обращение»
+    answered_offline_at: datetime | None = _utc()  # «Ответили вне соцсети»
+    taken_by: str | None = Field(default=None, max_length=128)  # «Взять в работу»
+    taken_at: datetime | None = _utc()
+    topic_corrected: bool = False
+    # Quality signals.
+    deleted_by_page: bool = False
+    reopened_at: datetime | None = _utc()
+    rating: int | None = None  # 1 satisfied, 0 not, None not rated
+    rated_at: datetime | None = _utc()
+    quality_score: float | None = None  # of the answer that closed it, 0..100
+    recorded_at: datetime = _recorded()
+
+
+class CitizenMessage(SQLModel, table=True):
+    """A message by neither the page nor staff; an appeal or just a comment."""
+
+    __tablename__ = "citizen_message"
+    __table_args__ = (
+        UniqueConstraint("page_id", "external_id", name="uq_citizen_message_page_ext"),
+        Index("ix_citizen_message_thread_sent", "thread_id", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int = Field(foreign_key="page.id")
+    thread_id: int = Field(foreign_key="thread.id")
+    external_id: str = Field(max_length=128)
+    author_id: str | None = Field(default=None, max_length=64)
+    author_name: str | None = Field(default=None, max_length=256)
+    content_kind: str = Field(default="text", max_length=32)
+    text: str = ""
+    sent_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    reply_to_external_id: str | None = Field(default=None, max_length=128)
+    link: str | None = Field(default=None, max_length=512)
+    is_appeal: bool = False  # the classifier's (or a correction's) verdict
+    topic: str | None = Field(default=None, max_length=32)
+    urgent: bool = False
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    is_reopen: bool = False  # came back dissatisfied after an answer
+    edited_at: datetime | None = _utc()
+    deleted_at: datetime | None = _utc()
+    deleted_by: str | None = Field(default=None, max_length=16)
+    recorded_at: datetime = _recorded()
+
+
+class OfficialReply(SQLModel, table=True):
+    """A message by the page, staff or an operator in a monitored conversation."""
+
+    __tablename__ = "official_reply"
+    __table_args__ = (
+        UniqueConstraint("page_id", "external_id", name="uq_official_reply_page_ext"),
+        Index("ix_official_reply_thread_sent", "thread_id", "sent_at"),
+        Index("ix_official_reply_reply_to", "page_id", "reply_to_external_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int = Field(foreign_key="page.id")
+    thread_id: int = Field(foreign_key="thread.id")
+    external_id: str = Field(max_length=128)
+    author_role: str = Field(max_length=16)  # page, staff, operator
+    author_id: str | None = Field(default=None, max_length=64)
+    author_name: str | None = Field(default=None, max_length=256)
+    content_kind: str = Field(default="text", max_length=32)
+    text: str = ""
+    sent_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    reply_to_external_id: str | None = Field(default=None, max_length=128)
+    link: str | None = Field(default=None, max_length=512)
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    is_interim: bool = False
+    quality_score: float | None = None
+    quality_parts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    edited_at: datetime | None = _utc()
+    deleted_at: datetime | None = _utc()
+    deleted_by: str | None = Field(default=None, max_length=16)
+    recorded_at: datetime = _recorded()
+
+
+class Staff(SQLModel, table=True):
+    """Accounts whose messages are official (staff) and people with roles in the press office."""
+
+    __tablename__ = "staff"
+    __table_args__ = (
+        UniqueConstraint("platform", "user_id", "page_id", name="uq_staff_platform_user_page"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=16)
+    user_id: str = Field(max_length=64)
+    page_id: int | None = Field(default=None, foreign_key="page.id")  # None: every page
+    name: str | None = Field(default=None, max_length=256)
+    role: str = Field(default="staff", max_length=16)  # staff, operator, supervisor, admin
+    recorded_at: datetime = _recorded()
+
+
+class Decision(SQLModel, table=True):
+    """A press-office decision on an appeal with who and when; also classifier corrections."""
+
+    __tablename__ = "decision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    action: str = Field(max_length=32)  # taken, not_appeal, answered_offline, topic, restore
+    value: str | None = Field(default=None, max_length=64)
+    actor_id: str | None = Field(default=None, max_length=64)
+    actor_name: str | None = Field(default=None, max_length=256)
+    decided_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    recorded_at: datetime = _recorded()
+
+
+class Reaction(SQLModel, table=True):
+    """A reaction to a message in a monitored conversation (a satisfaction signal on replies)."""
+
+    __tablename__ = "reaction"
+    __table_args__ = (
+        UniqueConstraint("page_id", "message_external_id", "user_id", "emoji", name="uq_reaction"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int = Field(foreign_key="page.id")
+    message_external_id: str = Field(max_length=128)
+    user_id: str = Field(max_length=64)
+    emoji: str = Field(max_length=64)
+    reacted_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    removed_at: datetime | None = _utc()
+
+
+class ReminderLog(SQLModel, table=True):
+    """Every reminder and digest due to a chat; the unique key stops duplicates after restarts."""
+
+    __tablename__ = "reminder_log"
+    __table_args__ = (UniqueConstraint("kind", "chat_id", "due_key", name="uq_reminder"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)  # half_sla, deadline, overdue_daily, digest
+    chat_id: int
+    due_key: str = Field(max_length=128)  # appeal id, date or ISO week
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    due_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    status: str = Field(default="pending", max_length=16, index=True)  # pending, sent, failed
+    attempts: int = 0
+    sent_at: datetime | None = _utc()
+    message_id: int | None = None
+    last_error: str | None = Field(default=None, max_length=512)
+    recorded_at: datetime = _recorded()
+
+
+class IntakeCursor(SQLModel, table=True):
+    """Where an intake stopped (Telegram offset, VK long-poll ts, backfill progress)."""
+
+    __tablename__ = "intake_cursor"
+
+    source: str = Field(primary_key=True, max_length=128)
+    value: str = Field(max_length=512)
+    updated_at: datetime = _recorded()
+
+
+class RawUpdate(SQLModel, table=True):
+    """Every update that reached us, stored once before it is interpreted."""
+
+    __tablename__ = "raw_update"
+    __table_args__ = (UniqueConstraint("source", "update_key", name="uq_raw_update"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=64)
+    update_key: str = Field(max_length=128)
+    update_type: str | None = Field(default=None, max_length=64)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="new", max_length=16)  # new, done, skipped, failed
+    note: str | None = Field(default=None, max_length=512)
+    recorded_at: datetime = _recorded()
+
+
+class Relay(SQLModel, table=True):
+    """A citizen's private message to the bot relayed into the press chat, and its way back."""
+
+    __tablename__ = "relay"
+    __table_args__ = (
+        UniqueConstraint("press_chat_id", "press_message_id", name="uq_relay_press_message"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int = Field(foreign_key="page.id")
+    press_chat_id: int
+    press_message_id: int
+    citizen_chat_id: int
+    citizen_message_id: int
+    recorded_at: datetime = _recorded()
