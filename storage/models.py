@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utc_now
@@ -44,7 +44,7 @@ class Page(SQLModel, table=True):
     work_hours: str | None = Field(default=None, max_length=64)
     sla_hours: float | None = None
     sla_urgent_hours: float | None = None
-    press_chat_id: int | None = None
+    press_chat_id: int | None = Field(default=None, sa_type=BigInteger)  # > 32 bits
     is_active: bool = True
     recorded_at: datetime = _recorded()
 
@@ -227,13 +227,15 @@ class ReminderLog(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("kind", "chat_id", "due_key", name="uq_reminder"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=32)  # half_sla, deadline, overdue_daily, digest
-    chat_id: int
+    kind: str = Field(max_length=32)  # urgent, half_sla, deadline, overdue_daily, digest
+    chat_id: int = Field(sa_type=BigInteger)  # Telegram chat ids exceed 32 bits
     due_key: str = Field(max_length=128)  # appeal id, date or ISO week
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
     due_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    status: str = Field(default="pending", max_length=16, index=True)  # pending, sent, failed
+    # pending (due or being retried), sent, cancelled (answered before it went out), skipped
+    status: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
+    next_attempt_at: datetime | None = _utc()  # after a failed send: not before this moment
     sent_at: datetime | None = _utc()
     message_id: int | None = None
     last_error: str | None = Field(default=None, max_length=512)

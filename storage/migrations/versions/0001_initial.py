@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 02:36:31.973491
+Create Date: 2026-11-26 02:42:04.728220
 """
 
 from collections.abc import Sequence
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("work_hours", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("sla_hours", sa.Float(), nullable=True),
         sa.Column("sla_urgent_hours", sa.Float(), nullable=True),
-        sa.Column("press_chat_id", sa.Integer(), nullable=True),
+        sa.Column("press_chat_id", sa.BigInteger(), nullable=True),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("recorded_at", storage.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -310,12 +310,13 @@ def upgrade() -> None:
         "reminder_log",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
-        sa.Column("chat_id", sa.Integer(), nullable=False),
+        sa.Column("chat_id", sa.BigInteger(), nullable=False),
         sa.Column("due_key", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("appeal_id", sa.Integer(), nullable=True),
         sa.Column("due_at", storage.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("sent_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("message_id", sa.Integer(), nullable=True),
         sa.Column("last_error", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=True),
