@@ -1,0 +1,99 @@
+"""The labelled corpus format (JSON lines) and the export of press-office corrections into it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.text.classifier import TOPICS
+from bot.text.lexicon import DATA_DIR
+
+logger = logging.getLogger(__name__)
+
+DEV_CORPUS = DATA_DIR / "corpus_dev.jsonl"
+HELDOUT_CORPUS = DATA_DIR / "corpus_heldout.jsonl"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled comment: {"text", "is_appeal", "topic", "urgent"} in the JSONL file."""
+
+    text: str
+    is_appeal: bool
+    topic: str | None
+    urgent: bool
+
+    def to_line(self) -> str:
+        """Serialise as one JSON line (without the newline)."""
+        return json.dumps(
+            {
+                "text": self.text,
+                "is_appeal": self.is_appeal,
+                "topic": self.topic,
+                "urgent": self.urgent,
+            },
+            ensure_ascii=False,
+        )
+
+
+def parse_line(line: str) -> Example:
+    """Parse and validate one corpus line; raises ValueError on a bad one."""
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("a corpus line must be a JSON object")
+    text = data.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("'text' must be a non-empty string")
+    topic = data.get("topic")
+    if topic is not None and topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}")
+    return Example(
+        text=text,
+        is_appeal=bool(data.get("is_appeal")),
+        topic=topic,
+        urgent=bool(data.get("urgent", False)),
+    )
+
+
+def load_corpus(path: Path) -> list[Example]:
+    """Read a JSONL corpus file; malformed lines are logged and skipped."""
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            examples.append(parse_line(line))
+        except ValueError as error:
+            logger.warning("Skipping corpus line %s:%d: %s", path.name, number, error)
+    return examples
+
+
+def corrections_to_corpus(rows: Iterable[tuple[str, bool, str | None]]) -> list[str]:
+    """Turn press-office corrections (text, is_appeal, topic) into corpus JSON lines.
+
+    Lines carry no trailing newline. Empty texts are skipped, the same text is kept once
+    (the last correction wins). A missing topic of an appeal and the urgency of an appeal
+    (corrections do not record it) are filled in by the classifier; an unknown topic raises
+    ValueError.
+    """
+    from bot.text import get_classifier
+
+    classifier = get_classifier()
+
+    latest: dict[str, Example] = {}
+    for text, is_appeal, topic in rows:
+        if not text or not text.strip():
+            continue
+        if topic is not None and topic not in TOPICS:
+            raise ValueError(f"unknown topic {topic!r}")
+        urgent = False
+        if is_appeal:
+            analysis = classifier.analyze(text)
+            topic = topic or classifier.decide(analysis).topic
+            urgent = classifier.is_urgent(analysis)
+        latest.pop(text, None)  # re-insert so that the order follows the last correction
+        latest[text] = Example(text=text, is_appeal=bool(is_appeal), topic=topic, urgent=urgent)
+    return [example.to_line() for example in latest.values()]
