@@ -578,6 +578,19 @@ class TelegramSandbox:
                 event = self._sent_changed
                 await event.wait()
 
+    async def wait_for_confirmed(
+        self,
+        update_id: int,
+        *,
+        bot_id: int | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until the bot confirmed update_id (its offset moved past it)."""
+        account = self._account(bot_id)
+        async with asyncio.timeout(timeout):
+            while account.confirmed_offset <= update_id:
+                await account.wakeup.wait()
+
     def pending_updates(self, bot_id: int | None = None) -> int:
         """Return how many updates are queued and not yet confirmed."""
         return len(self._account(bot_id).updates)
@@ -1912,6 +1925,7 @@ class TelegramSandbox:
                 logger.info("Webhook delivery failed: %r", type(exc).__name__)
             if delivered:
                 self._confirm(account, int(update["update_id"]) + 1)
+                self._wake(account)
                 continue
             logger.info("Webhook answered %r; retrying update %r", status, update["update_id"])
             await asyncio.sleep(0.2)
