@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.text.classifier import MODEL_PATH  # noqa: E402
-from bot.text.corpus import DEV_CORPUS, load_corpus  # noqa: E402
-from bot.text.training import train  # noqa: E402
+from bot.text.classifier import MODEL_PATH
+from bot.text.corpus import DEV_CORPUS, load_corpus
+from bot.text.training import train
 
 
 def main() -> int:

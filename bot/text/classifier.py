@@ -51,6 +51,8 @@ _TO_COMMENTER_PENALTY = 3.0
 # not the subject of the complaint, so they count for less.
 _LOCATIVE_STEMS = frozenset({"у", "возл", "окол", "рядом", "напрот", "до", "перед", "мим"})
 _LOCATIVE_DISCOUNT = 0.3
+# A comment with no topic cue at all (or only a weak, discounted one) is «other».
+_OTHER_BASELINE = 0.5
 _NAME_RE = re.compile(r"^\s*@?([А-ЯЁа-яёA-Za-z]+)(?:\s+([А-ЯЁа-яё]+))?\s*,")
 _MENTION_RE = re.compile(r"^\s*@\w+")
 _PATRONYMIC_ENDINGS = ("вич", "вна", "чна", "ична")
@@ -173,7 +175,7 @@ class Classifier:
 
     def _topic_lexicon(self, tokens: list[tuple[str, ...]]) -> dict[str, float]:
         """Sum topic cue weights, discounting words that only name a place."""
-        places = set()
+        places: set[int] = set()
         for position, keys in enumerate(tokens):
             if keys[0] in _LOCATIVE_STEMS:
                 places.update((position + 1, position + 2))
@@ -206,23 +208,27 @@ class Classifier:
 
     def _topic(self, analysis: Analysis) -> str:
         """Pick the topic with the largest combined lexicon and model score."""
-        scores = dict.fromkeys(TOPICS, 0.0)
-        for topic, value in analysis.topic_lexicon.items():
-            scores[topic] += value
+        model_scores = None
         if self.topic_model is not None:
             model_scores = self.topic_model.scores(analysis.features)
-            best = max(model_scores)
-            weight = self.params.topic_model_weight
-            for topic, value in zip(self.topic_model.classes, model_scores, strict=True):
-                scores[topic] += weight * (value - best)
-        else:
-            scores["other"] += 0.5
-        best_topic = max(TOPICS, key=lambda name: scores[name])
-        return best_topic
+        return best_topic(analysis, model_scores, self.params.topic_model_weight)
 
     def classify(self, text: str) -> Classification:
         """Classify one comment text."""
         return self.decide(self.analyze(text))
+
+
+def best_topic(analysis: Analysis, model_scores: list[float] | None, weight: float) -> str:
+    """Combine topic lexicon scores with the model's; «other» wins when nothing points elsewhere."""
+    scores = dict.fromkeys(TOPICS, 0.0)
+    scores["other"] = _OTHER_BASELINE
+    for topic, value in analysis.topic_lexicon.items():
+        scores[topic] += value
+    if model_scores is not None:
+        best = max(model_scores)
+        for topic, value in zip(TOPICS, model_scores, strict=True):
+            scores[topic] += weight * (value - best)
+    return max(TOPICS, key=lambda name: scores[name])
 
 
 def appeal_score(analysis: Analysis, params: Params, model_odds: float) -> float:

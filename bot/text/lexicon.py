@@ -95,7 +95,9 @@ class PhraseMatcher:
             entry = Entry(label, elements[1:], weight, ident, elements[0])
             self._index.setdefault(elements[0], []).append(entry)
 
-    def _follows(self, tokens: Sequence[tuple[str, ...]], start: int, rest: tuple[str, ...]) -> bool:
+    def _follows(
+        self, tokens: Sequence[tuple[str, ...]], start: int, rest: tuple[str, ...]
+    ) -> bool:
         """Check that rest occurs after position start, each element within MAX_GAP words."""
         position = start
         for element in rest:

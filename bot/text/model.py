@@ -24,7 +24,10 @@ class NaiveBayes:
 
     @classmethod
     def train(
-        cls, samples: Iterable[tuple[Iterable[str], str]], classes: Sequence[str], alpha: float = 0.5
+        cls,
+        samples: Iterable[tuple[Iterable[str], str]],
+        classes: Sequence[str],
+        alpha: float = 0.5,
     ) -> NaiveBayes:
         """Fit from (features, label) samples; labels outside classes are ignored."""
         class_docs: Counter[str] = Counter()

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from bot.text.lexicon import LEXICON_DIR, PhraseMatcher, read_labelled, read_phrases
 from bot.text.normalize import Analyzer
 
-_MONTHS = (
-    "январ|феврал|март|апрел|ма[яйе]|июн|июл|август|сентябр|октябр|ноябр|декабр"
-)
+_MONTHS = "январ|феврал|март|апрел|ма[яйе]|июн|июл|август|сентябр|октябр|ноябр|декабр"
 _DATE_RE = re.compile(
     r"\b\d{1,2}[./]\d{1,2}(?:[./]\d{2,4})?\b"
     rf"|\b\d{{1,2}}\s+(?:{_MONTHS})"
@@ -20,7 +18,9 @@ _DATE_RE = re.compile(
     r"|\bв\s+\d{4}\s+год",
     re.IGNORECASE,
 )
-_PHONE_RE = re.compile(r"(?:\+7|\b8)[\s\-(]*\d{3}[\s\-)]*\d{3}[\s\-]*\d{2}[\s\-]*\d{2}|\b\d{2,3}-\d{2}-\d{2}\b")
+_PHONE_RE = re.compile(
+    r"(?:\+7|\b8)[\s\-(]*\d{3}[\s\-)]*\d{3}[\s\-]*\d{2}[\s\-]*\d{2}|\b\d{2,3}-\d{2}-\d{2}\b"
+)
 _EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+\b")
 _URL_RE = re.compile(r"\bhttps?://\S+|\b[\w-]+\.(?:ru|рф|su)\b", re.IGNORECASE)
 _ADDRESS_RE = re.compile(r"\b(?:ул|пр|пр-т|каб|д)\.\s*\S+|\bкабинет\s*№?\s*\d+", re.IGNORECASE)
@@ -75,7 +75,7 @@ class ReplyReader:
         )
 
     def is_interim(self, text: str) -> bool:
-        """Return whether a reply only acknowledges (forwarded, taken into work) and acts on nothing."""
+        """Return whether a reply only acknowledges (forwarded, taken into work), naming no action."""
         tokens = self.analyzer.analyze(text)
         if not self.interim.any(tokens):
             return False

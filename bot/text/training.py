@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.text.classifier import TOPICS, Analysis, Classifier, appeal_score
+from bot.text.classifier import TOPICS, Analysis, Classifier, appeal_score, best_topic
 from bot.text.corpus import Example
 from bot.text.model import NaiveBayes, Params
 
@@ -107,13 +107,8 @@ def _topic_accuracy(
     for analysis, example, outputs in zip(analyses, examples, oof, strict=True):
         if not example.is_appeal:
             continue
-        best = max(outputs.topic_scores)
-        scores = {
-            topic: analysis.topic_lexicon.get(topic, 0.0) + weight * (value - best)
-            for topic, value in zip(TOPICS, outputs.topic_scores, strict=True)
-        }
         total += 1
-        correct += max(TOPICS, key=lambda name: scores[name]) == example.topic
+        correct += best_topic(analysis, outputs.topic_scores, weight) == example.topic
     return correct / max(total, 1)
 
 
@@ -174,7 +169,9 @@ def tune(
     return params, report
 
 
-def train(examples: Sequence[Example], mode: str = "stem") -> tuple[dict[str, Any], dict[str, float]]:
+def train(
+    examples: Sequence[Example], mode: str = "stem"
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Train the model JSON (naive Bayes parts and tuned weights) from examples."""
     lexicon_only = Classifier(mode=mode, model=None)
     analyses = [lexicon_only.analyze(example.text) for example in examples]

@@ -1,0 +1,253 @@
+"""Classifier quality on the held-out corpus, the public interface, and reply reading."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.text import (
+    TOPIC_TITLES_RU,
+    TOPICS,
+    Classification,
+    classify,
+    classify_stream,
+    corrections_to_corpus,
+    is_dissatisfied,
+    is_interim,
+    reply_content,
+)
+from bot.text.classifier import MODEL_PATH, Classifier
+from bot.text.corpus import DEV_CORPUS, HELDOUT_CORPUS, load_corpus, parse_line
+from bot.text.lexicon import LEXICON_DIR
+
+
+def _confusion(pairs: list[tuple[str, str]], labels: list[str]) -> str:
+    """Render a confusion matrix (rows: truth, columns: prediction)."""
+    width = max(len(label) for label in labels) + 1
+    lines = ["truth \\ predicted".ljust(width) + "".join(label[:5].rjust(6) for label in labels)]
+    for truth in labels:
+        cells = [sum(1 for t, p in pairs if t == truth and p == pred) for pred in labels]
+        lines.append(truth.ljust(width) + "".join(str(cell).rjust(6) for cell in cells))
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def heldout() -> list[tuple[object, Classification]]:
+    """Classify every held-out example once."""
+    examples = load_corpus(HELDOUT_CORPUS)
+    return [(example, classify(example.text)) for example in examples]
+
+
+def test_corpus_size_split_and_coverage() -> None:
+    dev = load_corpus(DEV_CORPUS)
+    held = load_corpus(HELDOUT_CORPUS)
+    assert len(dev) + len(held) >= 400
+    assert len(held) >= 120
+    assert not {e.text for e in dev} & {e.text for e in held}
+    for part in (dev, held):
+        assert {e.topic for e in part if e.is_appeal} == set(TOPICS)
+        assert any(not e.is_appeal for e in part)
+        assert any(e.urgent for e in part)
+
+
+def test_heldout_appeal_accuracy(heldout: list[tuple[object, Classification]]) -> None:
+    pairs = [
+        (str(example.is_appeal), str(result.is_appeal))  # type: ignore[attr-defined]
+        for example, result in heldout
+    ]
+    accuracy = sum(t == p for t, p in pairs) / len(pairs)
+    matrix = _confusion(pairs, ["True", "False"])
+    print(f"\nappeal accuracy {accuracy:.3f} on {len(pairs)} held-out comments\n{matrix}")
+    assert accuracy >= 0.92, f"appeal accuracy {accuracy:.3f}\n{matrix}"
+
+
+def test_heldout_topic_accuracy(heldout: list[tuple[object, Classification]]) -> None:
+    pairs = [
+        (example.topic, result.topic)  # type: ignore[attr-defined]
+        for example, result in heldout
+        if example.is_appeal  # type: ignore[attr-defined]
+    ]
+    accuracy = sum(t == p for t, p in pairs) / len(pairs)
+    matrix = _confusion(pairs, list(TOPICS))
+    print(f"\ntopic accuracy {accuracy:.3f} on {len(pairs)} held-out appeals\n{matrix}")
+    assert accuracy >= 0.85, f"topic accuracy {accuracy:.3f}\n{matrix}"
+
+
+def test_heldout_urgent_recall(heldout: list[tuple[object, Classification]]) -> None:
+    pairs = [
+        (str(example.urgent), str(result.urgent))  # type: ignore[attr-defined]
+        for example, result in heldout
+        if example.is_appeal  # type: ignore[attr-defined]
+    ]
+    urgent = [p for t, p in pairs if t == "True"]
+    recall = urgent.count("True") / len(urgent)
+    matrix = _confusion(pairs, ["True", "False"])
+    print(f"\nurgent recall {recall:.3f} on {len(urgent)} urgent held-out appeals\n{matrix}")
+    assert recall >= 0.9, f"urgent recall {recall:.3f}\n{matrix}"
+
+
+def test_topics_and_titles() -> None:
+    assert len(TOPICS) == 12 and TOPICS[-1] == "other"
+    assert set(TOPIC_TITLES_RU) == set(TOPICS)
+    assert TOPIC_TITLES_RU["housing"] == "ЖКХ"
+    assert TOPIC_TITLES_RU["economy"] == "Экономика и работа"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "expected"),
+    [
+        ("", "voice", Classification(True, "other", False)),
+        ("", "video_note", Classification(True, "other", False)),
+        ("", "photo", Classification(False, "other", False)),
+        ("", "sticker", Classification(False, "other", False)),
+        ("   ", "text", Classification(False, "other", False)),
+        ("👍👍😂", "text", Classification(False, "other", False)),
+        ("Когда починят лифт?", "sticker", Classification(False, "other", False)),
+    ],
+)
+def test_kinds_and_empty(text: str, kind: str, expected: Classification) -> None:
+    assert classify(text, kind) == expected
+
+
+def test_photo_caption_is_classified() -> None:
+    result = classify("Яма на дороге у дома 5, когда заделают?", "photo")
+    assert result.is_appeal and result.topic == "roads"
+
+
+@pytest.mark.parametrize(
+    ("text", "topic", "urgent"),
+    [
+        ("НЕТ ОТОПЛЕНИЯ В ДОМЕ МОРОЗ ДЕТИ МЕРЗНУТ", "housing", True),
+        ("нет атопления третий день в квартире холодно", "housing", True),
+        ("мусoр нe вывoзят две недели", "waste", False),  # Latin look-alike letters
+        ("ямыыы на дорогеее сколько можно!!!!", "roads", False),
+        ("запах газа в подъезде 🔥🔥", "housing", True),
+        ("автобус 5 не ходит второй день", "transport", False),
+    ],
+)
+def test_noisy_russian(text: str, topic: str, urgent: bool) -> None:
+    result = classify(text)
+    assert result == Classification(True, topic, urgent)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Спасибо за новую дорогу!",
+        "Марина, у нас тоже дали воду вчера",
+        "Продам гараж, недорого, звоните",
+        "С праздником, дорогие земляки!",
+    ],
+)
+def test_not_appeals(text: str) -> None:
+    assert not classify(text).is_appeal
+
+
+def test_press_office_can_extend_lexicon(tmp_path: Path) -> None:
+    text = "Шлагбаум на въезде сломан"
+    base = Classifier(model=None)
+    assert base.classify(text).topic != "safety"
+    for path in LEXICON_DIR.iterdir():
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    with (tmp_path / "topics.tsv").open("a", encoding="utf-8") as handle:
+        handle.write("safety\tшлагбаум\t5\n")
+    extended = Classifier(model=None, lexicon_dir=tmp_path)
+    assert extended.classify(text).topic == "safety"
+
+
+def test_model_ships_in_package_and_was_trained_on_dev_only() -> None:
+    model = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+    assert model["trained_on"] == len(load_corpus(DEV_CORPUS))
+    assert model["mode"] == "stem"
+
+
+def test_classify_stream_keeps_order_and_survives_bad_lines(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    infile = io.StringIO(
+        '{"text": "Когда отремонтируют дорогу на Кирова?"}\n'
+        "not json\n"
+        '{"text": "Спасибо!"}\n'
+        '{"nottext": 1}\n'
+        '{"text": "", "kind": "voice"}\n'
+    )
+    outfile = io.StringIO()
+    with caplog.at_level(logging.WARNING):
+        count = classify_stream(infile, outfile)
+    lines = [json.loads(line) for line in outfile.getvalue().splitlines()]
+    assert count == 5 and len(lines) == 5
+    assert lines[0] == {"is_appeal": True, "topic": "roads", "urgent": False}
+    assert "error" in lines[1] and "error" in lines[3]
+    assert lines[2] == {"is_appeal": False, "topic": "other", "urgent": False}
+    assert lines[4]["is_appeal"] is True
+    assert sum("bad input line" in record.message for record in caplog.records) == 2
+
+
+def test_corrections_to_corpus() -> None:
+    lines = corrections_to_corpus(
+        [
+            ("Спасибо за ремонт", True, None),
+            ("Нет воды второй день, дети дома", True, "housing"),
+            ("  ", False, None),
+            ("Спасибо за ремонт", False, None),
+            ("Приходите на концерт", False, "other"),
+        ]
+    )
+    examples = [parse_line(line) for line in lines]
+    assert [e.text for e in examples] == [
+        "Нет воды второй день, дети дома",
+        "Спасибо за ремонт",
+        "Приходите на концерт",
+    ]
+    assert examples[0].is_appeal and examples[0].topic == "housing" and examples[0].urgent
+    assert not examples[1].is_appeal and examples[1].topic is None
+    assert all("\n" not in line for line in lines)
+    with pytest.raises(ValueError, match="unknown topic"):
+        corrections_to_corpus([("текст", True, "weather")])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ваше обращение передали в профильное ведомство.", True),
+        ("Взяли в работу, разбираемся.", True),
+        ("Направили запрос в управляющую компанию, ожидаем ответ.", True),
+        ("Здравствуйте! Трубу заменили, подача воды восстановлено.", False),
+        ("Передали в УК, бригада выехала, воду дадут сегодня до 18:00.", False),
+        ("Спасибо за обращение!", False),
+    ],
+)
+def test_is_interim(text: str, expected: bool) -> None:
+    assert is_interim(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Опять ничего не сделали", True),
+        ("Это отписка, вопрос не решен", True),
+        ("До сих пор течет", True),
+        ("Спасибо, всё починили", False),
+        ("", False),
+    ],
+)
+def test_is_dissatisfied(text: str, expected: bool) -> None:
+    assert is_dissatisfied(text) is expected
+
+
+def test_reply_content() -> None:
+    full = reply_content(
+        "Здравствуйте, Ирина! Управляющая компания ООО «Комфорт» заменит стояк до 15 марта. "
+        "Телефон диспетчерской: 8 (800) 555-35-35."
+    )
+    assert full.names_action  # «заменит»
+    assert full.names_date and full.names_body and full.names_contact and full.addresses_citizen
+    bare = reply_content("Информация принята.")
+    assert not (bare.names_date or bare.names_body or bare.names_contact or bare.names_action)
+    acted = reply_content("Яму засыпали 12.03, работы выполнены.")
+    assert acted.names_action and acted.names_date
+    assert reply_content("") == type(bare)(False, False, False, False, False)
