@@ -497,3 +497,37 @@ async def test_control_http_api(sandbox: TelegramSandbox, bot: Bot) -> None:
 async def test_naive_dates_are_rejected(sandbox: TelegramSandbox) -> None:
     with pytest.raises(ValueError, match="naive"):
         sandbox.make_message(GROUP, CITIZEN, "x", date=datetime(2025, 1, 1))  # noqa: DTZ001
+
+
+async def test_raw_http_get_json_and_errors(sandbox: TelegramSandbox) -> None:
+    api = f"{sandbox.base_url}/bot{TOKEN}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/getMe") as response:
+            assert (await response.json())["result"]["id"] == BOT_ID
+        async with http.post(
+            f"{api}/sendMessage", json={"chat_id": str(GROUP["id"]), "text": "JSON"}
+        ) as response:
+            body = await response.json()
+        assert body["ok"] and body["result"]["chat"]["id"] == GROUP["id"]
+        async with http.get(f"{sandbox.base_url}/bot1:wrong/getMe") as response:
+            assert response.status == 401
+            assert await response.json() == {
+                "ok": False,
+                "error_code": 401,
+                "description": "Unauthorized",
+            }
+        async with http.post(f"{api}/sendSticker", data={"chat_id": "1"}) as response:
+            assert response.status == 400
+            assert (await response.json())["description"] == "Bad Request: method not found"
+        sandbox.now = lambda: datetime(2025, 1, 1)  # noqa: DTZ001 - a broken clock on purpose
+        async with http.post(
+            f"{api}/sendMessage", data={"chat_id": str(GROUP["id"]), "text": "x"}
+        ) as response:
+            assert response.status == 500
+            assert (await response.json())["ok"] is False
+    assert [name for name, _ in sandbox.calls] == [
+        "getMe",
+        "sendMessage",
+        "sendSticker",
+        "sendMessage",
+    ]

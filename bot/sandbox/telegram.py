@@ -945,6 +945,11 @@ class TelegramSandbox:
             if exc.error_code >= 500:
                 logger.info("Sandbox answers %r with %r", method, exc.error_code)
             return web.json_response(exc.payload(), status=exc.error_code)
+        except Exception:
+            # A sandbox bug (or a naive clock) must surface as a JSON error, not a bare 500.
+            logger.exception("Sandbox failed to serve %r", method)
+            failure = SandboxApiError(500, "Internal Server Error: sandbox failure")
+            return web.json_response(failure.payload(), status=500)
         return web.json_response({"ok": True, "result": result})
 
     async def _read_params(self, request: web.Request) -> tuple[JsonDict, dict[str, UploadedFile]]:
@@ -1592,7 +1597,9 @@ class TelegramSandbox:
             allow_missing = allow_missing or _as_bool(
                 reply.get("allow_sending_without_reply", False)
             )
-            if reply.get("chat_id") not in (None, chat_id):
+            reply_chat = reply.get("chat_id")
+            target = self._find_chat(reply_chat) if reply_chat is not None else None
+            if reply_chat is not None and (target is None or int(target["id"]) != chat_id):
                 # Replies into another chat are external replies; the sandbox ignores them.
                 return None
         elif params.get("reply_to_message_id") is not None:
