@@ -75,7 +75,7 @@ class ReplyReader:
         )
 
     def is_interim(self, text: str) -> bool:
-        """Return whether a reply only acknowledges (forwarded, taken into work), naming no action."""
+        """Return whether a reply only acknowledges («передали», «взяли в работу»), no action."""
         tokens = self.analyzer.analyze(text)
         if not self.interim.any(tokens):
             return False
