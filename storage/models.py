@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utc_now
@@ -71,6 +73,24 @@ class Appeal(SQLModel, table=True):
         Index("ix_appeal_page_received", "page_id", "received_at"),
         Index("ix_appeal_received", "received_at"),
         Index("ix_appeal_thread_citizen", "thread_id", "citizen_id"),
+        # Covering index for reports (bot/services/stats.py): one range scan per page and
+        # period, never touching the table rows.
+        Index(
+            "ix_appeal_stats",
+            "page_id",
+            "received_at",
+            "excluded",
+            "answered_at",
+            "sla_deadline",
+            "first_response_at",
+            "frt_s",
+            "frt_work_s",
+            "quality_score",
+            "answer_templated",
+            "rating",
+            "rated_at",
+            "deleted_by_page",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -106,6 +126,10 @@ class Appeal(SQLModel, table=True):
     rated_at: datetime | None = _utc()
     quality_score: float | None = None  # of the answer that closed it, 0..100
     recorded_at: datetime = _recorded()
+    # Derived for reports, kept by `_derive_appeal_columns` on every ORM flush: the moment the
+    # appeal counts as answered, min(first_response_at, answered_offline_at).
+    answered_at: datetime | None = _utc()
+    answer_templated: bool | None = None  # the scored answer is a template (bot/services/quality)
 
 
 class CitizenMessage(SQLModel, table=True):
@@ -147,6 +171,7 @@ class OfficialReply(SQLModel, table=True):
         UniqueConstraint("page_id", "external_id", name="uq_official_reply_page_ext"),
         Index("ix_official_reply_thread_sent", "thread_id", "sent_at"),
         Index("ix_official_reply_reply_to", "page_id", "reply_to_external_id"),
+        Index("ix_official_reply_page_sent", "page_id", "sent_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -165,6 +190,8 @@ class OfficialReply(SQLModel, table=True):
     is_interim: bool = False
     quality_score: float | None = None
     quality_parts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    is_template: bool | None = None  # near-duplicate of replies to other appeals; None: unchecked
+    scored_at: datetime | None = _utc()  # when quality was last computed (recording time)
     edited_at: datetime | None = _utc()
     deleted_at: datetime | None = _utc()
     deleted_by: str | None = Field(default=None, max_length=16)
@@ -283,3 +310,22 @@ class Relay(SQLModel, table=True):
     citizen_chat_id: int
     citizen_message_id: int
     recorded_at: datetime = _recorded()
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    known = [moment for moment in moments if moment is not None]
+    return min(known) if known else None
+
+
+@sa_event.listens_for(OrmSession, "before_flush")
+def _derive_appeal_columns(session: OrmSession, _context: Any, _instances: Any) -> None:
+    """Keep `Appeal.answered_at` equal to min(first_response_at, answered_offline_at).
+
+    Every ORM write (ingest, press-office decisions, imports) passes here, so reports can range
+    over one indexed column. Bulk `UPDATE` statements bypass the ORM and must set it themselves.
+    """
+    for instance in (*session.new, *session.dirty):
+        if isinstance(instance, Appeal):
+            answered = _earliest(instance.first_response_at, instance.answered_offline_at)
+            if instance.answered_at != answered:
+                instance.answered_at = answered

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 02:42:04.728220
+Create Date: 2026-11-26 02:43:58.450979
 """
 
 from collections.abc import Sequence
@@ -170,6 +170,8 @@ def upgrade() -> None:
         sa.Column("rated_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("quality_score", sa.Float(), nullable=True),
         sa.Column("recorded_at", storage.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("answered_at", storage.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("answer_templated", sa.Boolean(), nullable=True),
         sa.ForeignKeyConstraint(
             ["page_id"],
             ["page.id"],
@@ -188,6 +190,25 @@ def upgrade() -> None:
         batch_op.create_index("ix_appeal_page_received", ["page_id", "received_at"], unique=False)
         batch_op.create_index("ix_appeal_received", ["received_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_appeal_sla_deadline"), ["sla_deadline"], unique=False)
+        batch_op.create_index(
+            "ix_appeal_stats",
+            [
+                "page_id",
+                "received_at",
+                "excluded",
+                "answered_at",
+                "sla_deadline",
+                "first_response_at",
+                "frt_s",
+                "frt_work_s",
+                "quality_score",
+                "answer_templated",
+                "rating",
+                "rated_at",
+                "deleted_by_page",
+            ],
+            unique=False,
+        )
         batch_op.create_index("ix_appeal_thread_citizen", ["thread_id", "citizen_id"], unique=False)
 
     op.create_table(
@@ -276,6 +297,8 @@ def upgrade() -> None:
         sa.Column("is_interim", sa.Boolean(), nullable=False),
         sa.Column("quality_score", sa.Float(), nullable=True),
         sa.Column("quality_parts", sa.JSON(), nullable=True),
+        sa.Column("is_template", sa.Boolean(), nullable=True),
+        sa.Column("scored_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("edited_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("deleted_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("deleted_by", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
@@ -299,6 +322,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_official_reply_appeal_id"), ["appeal_id"], unique=False
         )
+        batch_op.create_index("ix_official_reply_page_sent", ["page_id", "sent_at"], unique=False)
         batch_op.create_index(
             "ix_official_reply_reply_to", ["page_id", "reply_to_external_id"], unique=False
         )
@@ -345,6 +369,7 @@ def downgrade() -> None:
     with op.batch_alter_table("official_reply", schema=None) as batch_op:
         batch_op.drop_index("ix_official_reply_thread_sent")
         batch_op.drop_index("ix_official_reply_reply_to")
+        batch_op.drop_index("ix_official_reply_page_sent")
         batch_op.drop_index(batch_op.f("ix_official_reply_appeal_id"))
 
     op.drop_table("official_reply")
@@ -359,6 +384,7 @@ def downgrade() -> None:
     op.drop_table("citizen_message")
     with op.batch_alter_table("appeal", schema=None) as batch_op:
         batch_op.drop_index("ix_appeal_thread_citizen")
+        batch_op.drop_index("ix_appeal_stats")
         batch_op.drop_index(batch_op.f("ix_appeal_sla_deadline"))
         batch_op.drop_index("ix_appeal_received")
         batch_op.drop_index("ix_appeal_page_received")
