@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,6 +32,8 @@ class AppContext:
     clock: Clock = utc_now
     # Press chats known to this process: PRESS_CHAT_ID plus chats bound with /bind.
     press_chats: set[int] = field(default_factory=set)
+    # Sends messages to chats (reminders, digests); set by the runner once Telegram is up.
+    notifier: Any = None
 
     @classmethod
     def create(cls, settings: Settings, engine: AsyncEngine, clock: Clock = utc_now) -> AppContext:

@@ -1,2 +1,98 @@
-def main() -> None:
-    raise SystemExit(0)
+"""The `otklik` command line (DESIGN sec. 3). Each command imports its module lazily."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otklik",
+        description="Otklik: how fast and how well official pages answer citizens.",
+    )
+    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("run", help="start the Telegram and VK intake, reminders and digests")
+
+    demo = commands.add_parser("demo", help="the whole tracker against built-in sandboxes")
+    demo.add_argument("--serve", action="store_true", help="keep the sandboxes up to explore")
+    demo.add_argument("--days", type=int, default=10, help="simulated days (default 10)")
+    demo.add_argument("--database", default=None, help="database URL (default: a temporary file)")
+
+    stats = commands.add_parser("stats", help="the /stats report from the database")
+    stats.add_argument("--since", required=True, help="ISO 8601; a bare date is local midnight")
+    stats.add_argument("--until", required=True, help="ISO 8601, exclusive")
+    stats.add_argument("--at", default=None, help="report time (default: now)")
+    stats.add_argument("--page", type=int, default=None, help="one page's id")
+    stats.add_argument("--json", action="store_true", help="print the JSON object")
+
+    digest = commands.add_parser("digest", help="the weekly digest")
+    digest.add_argument("--week", default=None, help="ISO week YYYY-Www (default: last week)")
+    digest.add_argument("--send", action="store_true", help="send it to DIGEST_CHAT_IDS")
+
+    export = commands.add_parser("export", help="appeals and per-page figures as XLSX or CSV")
+    export.add_argument("--since", required=True)
+    export.add_argument("--until", required=True)
+    export.add_argument("--format", choices=("xlsx", "csv"), default="xlsx")
+    export.add_argument("--output", "-o", default=None, help="file to write")
+
+    imports = commands.add_parser("import", help="load history from an export file")
+    import_kinds = imports.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    tg_export = import_kinds.add_parser("telegram-export", help="Telegram Desktop result.json")
+    tg_export.add_argument("file")
+    tg_export.add_argument("--staff", default="", help="ids of staff accounts, comma-separated")
+
+    backfill = commands.add_parser("backfill", help="load a past period from a platform")
+    backfill_kinds = backfill.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    vk = backfill_kinds.add_parser("vk", help="a VK community's or wall's posts and comments")
+    vk.add_argument("--group", required=True, type=int, help="community id (or wall owner id)")
+    vk.add_argument("--since", required=True, help="ISO 8601 date")
+
+    commands.add_parser("classify", help="JSON lines {text} on stdin → classification on stdout")
+    commands.add_parser("bench", help="the performance benchmarks")
+    return parser
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # HTTP client libraries log full URLs; a Bot API URL contains the token.
+    for noisy in ("aiohttp.access", "urllib3", "requests"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "classify":
+        from bot.text import classify_stream
+
+        classify_stream(sys.stdin, sys.stdout)
+        return
+    from bot.config import SettingsError, load_settings
+
+    try:
+        settings = load_settings(args.env_file)
+    except (SettingsError, ValueError) as error:
+        print(f"otklik: bad settings: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.LOG_LEVEL)
+    from bot import commands
+
+    try:
+        code = asyncio.run(commands.dispatch(args, settings))
+    except KeyboardInterrupt:
+        code = 0
+    except commands.CommandError as error:
+        print(f"otklik: {error}", file=sys.stderr)
+        code = 2
+    raise SystemExit(code)

@@ -38,7 +38,8 @@ def message_text(message: Message) -> str:
 
 
 def content_kind(message: Message) -> str:
-    return str(message.content_type)
+    kind = message.content_type
+    return str(getattr(kind, "value", kind))
 
 
 def person_name(user: User | None, chat: Chat | None = None) -> str | None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update
 from sqlalchemy.exc import IntegrityError
 
@@ -76,7 +77,16 @@ class UpdateStoreMiddleware(BaseMiddleware):
                 await session.rollback()
                 await self._record_failure(update, payload, error)
                 raise
-            raw.status = "done"
+            if result is UNHANDLED:
+                # Stored for the record and for reprocessing; nothing here interprets it.
+                raw.status = "skipped"
+                logger.info(
+                    "update %r (%s) not handled; kept as skipped",
+                    update.update_id,
+                    raw.update_type or "unknown type",
+                )
+            else:
+                raw.status = "done"
             await self._confirm(session, update.update_id)
             await session.commit()
             return result

@@ -1,0 +1,118 @@
+"""The commands behind `otklik`: each opens the database (migrating it) and calls a service."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+from bot.app import AppContext
+from bot.clock import utc_now
+from bot.config import Settings
+from bot.timeparse import TimeFormatError, parse_time
+from storage.engine import open_database
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message says why, in plain words."""
+
+
+async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    handler = {
+        "run": _run,
+        "demo": _demo,
+        "stats": _stats,
+        "digest": _digest,
+        "export": _export,
+        "import": _import,
+        "backfill": _backfill,
+        "bench": _bench,
+    }[args.command]
+    try:
+        return await handler(args, settings)
+    except TimeFormatError as error:
+        raise CommandError(str(error)) from None
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot import logsafe, runner
+
+    logsafe.install(runner.secrets_of(settings))
+    try:
+        return await runner.run(settings)
+    except runner.NoSourceConfigured as error:
+        raise CommandError(str(error)) from None
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.demo import run_demo
+
+    return await run_demo(days=args.days, serve=args.serve, database_url=args.database)
+
+
+async def _stats(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.report_text import format_stats
+    from bot.services.stats import build_report
+
+    since = parse_time(args.since, settings.TIMEZONE)
+    until = parse_time(args.until, settings.TIMEZONE)
+    at = parse_time(args.at, settings.TIMEZONE) if args.at else utc_now()
+    if until <= since:
+        raise CommandError("--until must be later than --since")
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        async with app.sessions() as session:
+            report = await build_report(
+                session, since=since, until=until, at=at, page_id=args.page, defaults=app.defaults
+            )
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_stats(report, settings.TIMEZONE))
+    return 0
+
+
+async def _digest(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.digest import digest_command
+
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        return await digest_command(app, week=args.week, send=args.send)
+
+
+async def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.export import export_command
+
+    since = parse_time(args.since, settings.TIMEZONE)
+    until = parse_time(args.until, settings.TIMEZONE)
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        return await export_command(app, since, until, args.format, args.output)
+
+
+async def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.importers.telegram_export import import_command
+
+    staff = [part.strip() for part in args.staff.split(",") if part.strip()]
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        return await import_command(app, args.file, staff)
+
+
+async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from handlers.vk.backfill import backfill_command
+
+    since = parse_time(args.since, settings.TIMEZONE)
+    if since > datetime.now(UTC) + timedelta(minutes=1):
+        raise CommandError("--since is in the future")
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        return await backfill_command(app, args.group, since)
+
+
+async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.bench import run_all
+
+    return await run_all()

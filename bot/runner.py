@@ -1,0 +1,136 @@
+"""`otklik run`: Telegram and VK intake, reminders and digests until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from bot.app import AppContext
+from bot.config import Settings
+from storage.engine import open_database
+
+logger = logging.getLogger(__name__)
+
+SOURCE_SETTINGS = (
+    "TELEGRAM_BOT_TOKEN (a bot from @BotFather), or VK_GROUP_TOKENS (group_id:token,...), "
+    "or VK_SERVICE_TOKEN with VK_WALL_OWNER_IDS"
+)
+
+
+class NoSourceConfigured(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__(f"no source configured: fill {SOURCE_SETTINGS} in .env")
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    values = [
+        s.get_secret_value()
+        for s in (settings.TELEGRAM_BOT_TOKEN, settings.VK_SERVICE_TOKEN, settings.WEBHOOK_SECRET)
+        if s is not None
+    ]
+    values.extend(token.get_secret_value() for token in settings.vk_group_tokens.values())
+    return values
+
+
+async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Run until `stop` is set (SIGTERM/SIGINT set it); 0 after a clean shutdown."""
+    if not settings.has_telegram and not settings.has_vk:
+        raise NoSourceConfigured()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        stoppers: list[Callable[[], Awaitable[None]]] = []
+        tasks: list[asyncio.Task[object]] = []
+        if settings.has_telegram:
+            await _start_telegram(app, tasks, stoppers)
+        if settings.has_vk:
+            await _start_vk(app, tasks, stoppers)
+        await _start_jobs(app, tasks, stoppers)
+        waiter = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in done if t is not waiter and t.exception() is not None]
+        for task in failed:
+            logger.error("a service stopped with an error: %r", task.exception())
+        logger.info("stopping")
+        for stopper in reversed(stoppers):
+            try:
+                await stopper()
+            except Exception:
+                logger.exception("error while stopping")
+        waiter.cancel()
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    logger.info("stopped")
+    return 1 if failed else 0
+
+
+async def _start_telegram(
+    app: AppContext,
+    tasks: list[asyncio.Task[object]],
+    stoppers: list[Callable[[], Awaitable[None]]],
+) -> None:
+    from handlers.telegram.setup import allowed_updates, confirm_offset, make_bot, make_dispatcher
+
+    token = app.settings.TELEGRAM_BOT_TOKEN
+    assert token is not None
+    bot = make_bot(token.get_secret_value(), app.settings.TELEGRAM_API_SERVER)
+    dp, store = make_dispatcher(app)
+    from handlers.telegram.notifier import TelegramNotifier
+
+    app.notifier = TelegramNotifier(bot)
+    tasks.append(
+        asyncio.create_task(
+            dp.start_polling(
+                bot,
+                handle_signals=False,
+                handle_as_tasks=False,  # in order: a reply never overtakes its comment
+                close_bot_session=False,
+                allowed_updates=allowed_updates(dp),
+                polling_timeout=25,
+            ),
+            name="telegram-polling",
+        )
+    )
+
+    async def stop_telegram() -> None:
+        with contextlib.suppress(RuntimeError):  # polling may have ended already
+            await dp.stop_polling()
+        await confirm_offset(bot, store)
+        await bot.session.close()
+
+    stoppers.append(stop_telegram)
+
+
+async def _start_vk(
+    app: AppContext,
+    tasks: list[asyncio.Task[object]],
+    stoppers: list[Callable[[], Awaitable[None]]],
+) -> None:
+    from handlers.vk.intake import VkIntake
+
+    intake = VkIntake(app)
+    tasks.append(asyncio.create_task(intake.run(), name="vk-intake"))
+    stoppers.append(intake.stop)
+
+
+async def _start_jobs(
+    app: AppContext,
+    tasks: list[asyncio.Task[object]],
+    stoppers: list[Callable[[], Awaitable[None]]],
+) -> None:
+    try:
+        from bot.services.scheduler import Scheduler
+    except ImportError:  # reminders not built yet in this checkout
+        return
+    scheduler = Scheduler(app)
+    tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+    stoppers.append(scheduler.stop)

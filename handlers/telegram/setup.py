@@ -1,0 +1,72 @@
+"""Building the aiogram Bot and Dispatcher for Otklik."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import ErrorEvent
+
+from bot.app import AppContext
+from handlers import setup_telegram_routers
+from handlers.telegram.middlewares import UpdateStoreMiddleware
+
+logger = logging.getLogger(__name__)
+
+# Reactions and business updates are not delivered unless asked for by name.
+REQUIRED_UPDATES = (
+    "message",
+    "edited_message",
+    "message_reaction",
+    "my_chat_member",
+    "callback_query",
+    "business_connection",
+    "business_message",
+    "edited_business_message",
+    "deleted_business_messages",
+)
+
+
+def make_bot(token: str, api_server: str) -> Bot:
+    """An aiogram Bot talking to `api_server` (Telegram, a local Bot API server or the sandbox)."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
+    return Bot(token, session=session)
+
+
+def make_dispatcher(app: AppContext) -> tuple[Dispatcher, UpdateStoreMiddleware]:
+    dp = Dispatcher(app=app)
+    store = UpdateStoreMiddleware(app)
+    dp.update.outer_middleware(store)
+    dp.include_router(setup_telegram_routers(app))
+    dp.errors.register(_log_error)
+    return dp, store
+
+
+def allowed_updates(dp: Dispatcher) -> list[str]:
+    used = set(dp.resolve_used_update_types())
+    return sorted(used.union(REQUIRED_UPDATES))
+
+
+async def _log_error(event: ErrorEvent) -> bool:
+    """The one place handler errors end up: logged with the update id, polling goes on."""
+    logger.error(
+        "update %r failed: %s: %s",
+        event.update.update_id,
+        type(event.exception).__name__,
+        event.exception,
+        exc_info=not isinstance(event.exception, TelegramAPIError),
+    )
+    return True
+
+
+async def confirm_offset(bot: Bot, store: UpdateStoreMiddleware) -> None:
+    """Tell Telegram every handled update is done, so none comes back after a restart."""
+    if store.last_update_id is None:
+        return
+    try:
+        await bot.get_updates(offset=store.last_update_id + 1, limit=1, timeout=0)
+    except TelegramAPIError as error:
+        logger.warning("could not confirm the last offset: %s", error)
