@@ -26,6 +26,7 @@ from bot.events import (
     ReactionEvent,
     RestoreEvent,
 )
+from bot.services import quality
 from bot.services.policy import PageDefaults, response_seconds, sla_deadline
 from storage import repositories as repo
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page, Reaction
@@ -230,6 +231,8 @@ class IngestService:
         if linked:
             reply.appeal_id = linked[0].id
             await self.session.flush()
+            # Cheap quality parts and a template check against the page's recent replies.
+            await quality.score_reply_on_ingest(self.session, reply)
             return IngestResult(
                 Outcome.REPLY, page.id, tuple(a.id for a in linked if a.id), reply.id
             )

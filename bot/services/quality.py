@@ -1,0 +1,403 @@
+"""Quality of official replies, 0–100: a documented checklist (docs/METRICS.md, "Quality").
+
+| part                | points | passes when                                                    |
+|---------------------|--------|----------------------------------------------------------------|
+| `not_template`      | 25     | no near-duplicate of it answers a different appeal of the page |
+| `not_interim`       | 15     | it is not an interim-only acknowledgement                      |
+| `concrete`          | 25     | action 10, date 5, responsible body 5, contact 5 (summed)      |
+| `addresses_citizen` | 10     | it addresses the citizen (greeting, name, «Вы»)                |
+| `not_reopened`      | 15     | the citizen did not come back dissatisfied after it            |
+| `rating`            | 10     | the citizen rated the answer 👍 (only when a rating was given) |
+
+The score is 100 × earned / available, where a part that cannot be judged (no rating given,
+template check not run yet) is left out of both. Every part is stored in
+`OfficialReply.quality_parts` so a supervisor sees why a reply scored low; the appeal carries
+the score of its closing answer (the first final reply, else the first interim one).
+
+When scoring happens: ingest scores each linked reply at once (`score_reply_on_ingest`),
+including a template check against the page's recent replies; `rescore_appeal` refreshes an
+appeal's replies when a rating or a re-open arrives; `score_replies` rescores a page in one
+batch (imports, nightly) with the same rules and a longer template window.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rapidfuzz import fuzz, process
+from sqlalchemy import bindparam, or_, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import text as text_analysis
+from bot.clock import utc_now
+from bot.services.stats import core
+from storage.models import Appeal, OfficialReply
+
+logger = logging.getLogger(__name__)
+
+POINTS: dict[str, float] = {
+    "not_template": 25,
+    "not_interim": 15,
+    "concrete": 25,
+    "addresses_citizen": 10,
+    "not_reopened": 15,
+    "rating": 10,
+}
+CONCRETE_POINTS: dict[str, float] = {"action": 10, "date": 5, "body": 5, "contact": 5}
+
+# Near-duplicate threshold: rapidfuzz normalised Indel similarity (0..100) of normalised texts.
+TEMPLATE_SIMILARITY = 90.0
+# Shorter normalised texts count as templates only when identical (fuzzy ratios of short
+# strings jump by tens of points per letter).
+TEMPLATE_MIN_FUZZY_LENGTH = 30
+# How many earlier replies of the page a reply is compared with (fuzzy); identical texts are
+# found across the whole batch through a hash.
+INGEST_WINDOW = 200
+BATCH_WINDOW = 1000
+
+_NON_WORD_RE = re.compile(r"[\W\d_]+", re.UNICODE)
+
+R = OfficialReply.__table__.c  # type: ignore[attr-defined]
+A = Appeal.__table__.c  # type: ignore[attr-defined]
+
+
+def template_key(text: str) -> str:
+    """The text as compared for templates: lower case, ё→е, no digits or punctuation."""
+    return " ".join(_NON_WORD_RE.sub(" ", text.lower().replace("ё", "е")).split())
+
+
+def similar(first: str, second: str) -> bool:
+    """Whether two normalised texts are near-duplicates."""
+    if not first or not second:
+        return False
+    if first == second:
+        return True
+    if min(len(first), len(second)) < TEMPLATE_MIN_FUZZY_LENGTH:
+        return False
+    return fuzz.ratio(first, second, score_cutoff=TEMPLATE_SIMILARITY) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What the citizen's side says about the answers of one appeal."""
+
+    rating: int | None = None
+    rated_at: datetime | None = None
+    reopened_at: datetime | None = None
+
+
+def score_parts(
+    text: str,
+    *,
+    is_interim: bool,
+    is_template: bool | None,
+    sent_at: datetime,
+    judged: Judged,
+) -> tuple[float, dict[str, Any]]:
+    """The score 0..100 and its parts for one reply."""
+    content = text_analysis.reply_content(text)
+    named = {
+        "action": content.names_action,
+        "date": content.names_date,
+        "body": content.names_body,
+        "contact": content.names_contact,
+    }
+    concrete = sum(CONCRETE_POINTS[name] for name, ok in named.items() if ok)
+    reopened = judged.reopened_at is not None and judged.reopened_at > sent_at
+    rated = judged.rating is not None and (judged.rated_at is None or judged.rated_at >= sent_at)
+    checks: dict[str, bool | None] = {
+        "not_template": None if is_template is None else not is_template,
+        "not_interim": not is_interim,
+        "concrete": concrete > 0,
+        "addresses_citizen": content.addresses_citizen,
+        "not_reopened": not reopened,
+        "rating": (judged.rating == 1) if rated else None,
+    }
+    parts: dict[str, Any] = {}
+    earned = available = 0.0
+    for name, ok in checks.items():
+        maximum = 0.0 if ok is None else POINTS[name]
+        points = concrete if name == "concrete" else (maximum if ok else 0.0)
+        parts[name] = {"ok": ok, "points": points, "max": maximum}
+        earned += points
+        available += maximum
+    parts["concrete"].update(named)
+    score = round(100.0 * earned / available, 1) if available else 0.0
+    return score, parts
+
+
+def _closing_reply_id(appeal: Appeal) -> int | None:
+    return appeal.final_reply_id or appeal.first_reply_id
+
+
+# -- at ingest ----------------------------------------------------------------------------------
+
+
+async def _recent_texts(
+    session: AsyncSession, reply: OfficialReply, limit: int
+) -> list[tuple[int, int, str]]:
+    """(id, appeal_id, template key) of the page's latest replies to other appeals."""
+    rows = await core(
+        session,
+        select(R.id, R.appeal_id, R.text)
+        .where(
+            R.page_id == reply.page_id,
+            R.id != reply.id,
+            R.appeal_id.is_not(None),
+            R.appeal_id != reply.appeal_id,
+        )
+        .order_by(R.sent_at.desc())
+        .limit(limit),
+    )
+    return [(int(rid), int(aid), template_key(text or "")) for rid, aid, text in rows.all()]
+
+
+def _find_duplicates(key: str, candidates: Sequence[tuple[int, int, str]]) -> list[int]:
+    """Ids of candidates that are near-duplicates of `key`."""
+    if not key:
+        return []
+    found = [rid for rid, _, other in candidates if other == key]
+    if len(key) >= TEMPLATE_MIN_FUZZY_LENGTH:
+        matches = process.extract(
+            key,
+            {rid: other for rid, _, other in candidates if len(other) >= TEMPLATE_MIN_FUZZY_LENGTH},
+            scorer=fuzz.ratio,
+            score_cutoff=TEMPLATE_SIMILARITY,
+            limit=None,
+        )
+        found += [rid for _, _, rid in matches]
+    return sorted(set(found))
+
+
+async def _judged(session: AsyncSession, appeal_id: int | None) -> Judged:
+    if appeal_id is None:
+        return Judged()
+    appeal = await session.get(Appeal, appeal_id)
+    if appeal is None:
+        return Judged()
+    return Judged(appeal.rating, appeal.rated_at, appeal.reopened_at)
+
+
+async def _score_reply(session: AsyncSession, reply: OfficialReply) -> None:
+    reply.quality_score, reply.quality_parts = score_parts(
+        reply.text,
+        is_interim=reply.is_interim,
+        is_template=reply.is_template,
+        sent_at=reply.sent_at,
+        judged=await _judged(session, reply.appeal_id),
+    )
+    reply.scored_at = utc_now()
+
+
+async def _refresh_appeals_of(session: AsyncSession, reply_ids: Iterable[int]) -> None:
+    """Copy the closing answer's score to the appeals that answer is closing."""
+    ids = list(reply_ids)
+    if not ids:
+        return
+    appeals = await session.exec(
+        select(Appeal).where(
+            or_(Appeal.first_reply_id.in_(ids), Appeal.final_reply_id.in_(ids))  # type: ignore[union-attr]
+        )
+    )
+    for appeal in appeals.scalars().all():
+        closing_id = _closing_reply_id(appeal)
+        closing = await session.get(OfficialReply, closing_id) if closing_id else None
+        appeal.quality_score = closing.quality_score if closing else None
+        appeal.answer_templated = closing.is_template if closing else None
+
+
+async def score_reply_on_ingest(session: AsyncSession, reply: OfficialReply) -> None:
+    """Score a newly linked reply, checking it against the page's recent replies for templates."""
+    if reply.id is None or reply.appeal_id is None:
+        return
+    key = template_key(reply.text)
+    duplicates = _find_duplicates(key, await _recent_texts(session, reply, INGEST_WINDOW))
+    reply.is_template = bool(duplicates)
+    await _score_reply(session, reply)
+    changed = [reply.id]
+    for other_id in duplicates:
+        other = await session.get(OfficialReply, other_id)
+        if other is not None and other.is_template is not True:
+            other.is_template = True
+            await _score_reply(session, other)
+            changed.append(other_id)
+    await session.flush()
+    await _refresh_appeals_of(session, changed)
+    await session.flush()
+
+
+async def rescore_appeal(session: AsyncSession, appeal_id: int) -> None:
+    """Rescore the replies of one appeal after a rating or a re-open (templates unchanged)."""
+    replies = await session.exec(select(OfficialReply).where(OfficialReply.appeal_id == appeal_id))
+    ids = []
+    for reply in replies.scalars().all():
+        await _score_reply(session, reply)
+        assert reply.id is not None
+        ids.append(reply.id)
+    await session.flush()
+    await _refresh_appeals_of(session, ids)
+    await session.flush()
+
+
+# -- batch --------------------------------------------------------------------------------------
+
+
+def _template_flags(rows: Sequence[tuple[int, int | None, str]], window: int) -> dict[int, bool]:
+    """Template flag of every reply that answers an appeal: near-duplicates across appeals."""
+    flags = {rid: False for rid, appeal_id, _ in rows if appeal_id is not None}
+    by_key: dict[str, list[tuple[int, int]]] = {}
+    recent: deque[tuple[int, int, str]] = deque(maxlen=window)
+    for rid, appeal_id, text in rows:
+        if appeal_id is None:
+            continue
+        key = template_key(text)
+        if not key:
+            continue
+        same = by_key.setdefault(key, [])
+        if any(other_appeal != appeal_id for _, other_appeal in same):
+            flags[rid] = True
+            for other_id, other_appeal in same:
+                if other_appeal != appeal_id:
+                    flags[other_id] = True
+        same.append((rid, appeal_id))
+        if len(key) >= TEMPLATE_MIN_FUZZY_LENGTH:
+            candidates = [c for c in recent if c[1] != appeal_id and c[2] != key]
+            for other_id in _find_duplicates(key, candidates):
+                flags[rid] = flags[other_id] = True
+            recent.append((rid, appeal_id, key))
+    return flags
+
+
+async def score_replies(
+    session: AsyncSession, *, page_id: int | None = None, since: datetime | None = None
+) -> int:
+    """(Re)score every reply linked to an appeal (of a page, sent since `since`); returns how many.
+
+    Template detection looks at all of the page's replies (identical texts) and the previous
+    `BATCH_WINDOW` replies (near-duplicates), including replies before `since`.
+    """
+    page_query = select(R.page_id).distinct()
+    if page_id is not None:
+        page_query = page_query.where(R.page_id == page_id)
+    page_ids = [int(pid) for (pid,) in (await core(session, page_query)).all()]
+    scored = 0
+    now = utc_now()
+    for pid in page_ids:
+        rows = await core(
+            session,
+            select(
+                R.id,
+                R.appeal_id,
+                R.text,
+                R.sent_at,
+                R.is_interim,
+                A.rating,
+                A.rated_at,
+                A.reopened_at,
+            )
+            .join(Appeal.__table__, A.id == R.appeal_id)  # type: ignore[attr-defined]
+            .where(R.page_id == pid)
+            .order_by(R.sent_at, R.id),
+        )
+        data = rows.all()
+        flags = _template_flags([(row[0], row[1], row[2] or "") for row in data], BATCH_WINDOW)
+        params: list[dict[str, Any]] = []
+        for rid, _, text, sent_at, is_interim, rating, rated_at, reopened_at in data:
+            if since is not None and sent_at < since:
+                continue
+            score, parts = score_parts(
+                text or "",
+                is_interim=bool(is_interim),
+                is_template=flags.get(rid, False),
+                sent_at=sent_at,
+                judged=Judged(rating, rated_at, reopened_at),
+            )
+            params.append(
+                {
+                    "rid": rid,
+                    "quality_score": score,
+                    "quality_parts": parts,
+                    "is_template": flags.get(rid, False),
+                    "scored_at": now,
+                }
+            )
+        if not params:
+            continue
+        table = OfficialReply.__table__  # type: ignore[attr-defined]
+        await core(
+            session,
+            update(table)
+            .where(table.c.id == bindparam("rid"))
+            .values(
+                quality_score=bindparam("quality_score"),
+                quality_parts=bindparam("quality_parts"),
+                is_template=bindparam("is_template"),
+                scored_at=bindparam("scored_at"),
+            ),
+            params,
+        )
+        scored += len(params)
+        _sync_loaded(session, OfficialReply, params, "rid")
+        await _copy_to_appeals(session, pid)
+    await session.flush()
+    logger.info("scored %d replies on %d pages", scored, len(page_ids))
+    return scored
+
+
+async def _copy_to_appeals(session: AsyncSession, page_id: int) -> None:
+    """Set every appeal's quality from its closing reply (one statement per page)."""
+    rows = await core(
+        session,
+        select(A.id, R.quality_score, R.is_template)
+        .join(
+            OfficialReply.__table__,  # type: ignore[attr-defined]
+            R.id == _closing_column(),
+        )
+        .where(A.page_id == page_id),
+    )
+    params = [
+        {"aid": aid, "quality_score": score, "answer_templated": templated}
+        for aid, score, templated in rows.all()
+    ]
+    if not params:
+        return
+    table = Appeal.__table__  # type: ignore[attr-defined]
+    await core(
+        session,
+        update(table)
+        .where(table.c.id == bindparam("aid"))
+        .values(
+            quality_score=bindparam("quality_score"),
+            answer_templated=bindparam("answer_templated"),
+        ),
+        params,
+    )
+    _sync_loaded(session, Appeal, params, "aid")
+
+
+def _sync_loaded(
+    session: AsyncSession, model: type[Any], params: list[dict[str, Any]], key: str
+) -> None:
+    """Bring objects already loaded in the session in line with a bulk UPDATE just run.
+
+    Expiring them instead would make the next attribute access lazy-load, which an async
+    session cannot do implicitly.
+    """
+    by_id = {row[key]: row for row in params}
+    for instance in list(session.sync_session.identity_map.values()):
+        if isinstance(instance, model) and instance.id in by_id:
+            for name, value in by_id[instance.id].items():
+                if name != key:
+                    setattr(instance, name, value)
+
+
+def _closing_column() -> Any:
+    from sqlalchemy import func
+
+    return func.coalesce(A.final_reply_id, A.first_reply_id)
