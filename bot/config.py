@@ -56,7 +56,15 @@ class Settings(BaseSettings):
     WEBHOOK_SECRET: SecretStr | None = None
     LOG_LEVEL: str = "INFO"
 
-    @field_validator("PRESS_CHAT_ID", "WEBHOOK_URL", "TELEGRAM_BOT_TOKEN", mode="before")
+    @field_validator(
+        "PRESS_CHAT_ID",
+        "WEBHOOK_URL",
+        "WEBHOOK_SECRET",
+        "TELEGRAM_BOT_TOKEN",
+        "VK_GROUP_TOKENS",
+        "VK_SERVICE_TOKEN",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
