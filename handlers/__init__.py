@@ -21,7 +21,15 @@ class InPressChat(Filter):
 
 def setup_telegram_routers(app: AppContext) -> Router:
     """All Telegram routers, each behind the filter of the chats it serves."""
-    from handlers.telegram import business, discussion, membership, press, private, supervisors
+    from handlers.telegram import (
+        business,
+        discussion,
+        membership,
+        press,
+        private,
+        service,
+        supervisors,
+    )
 
     in_press = InPressChat(app)
     press_router = press.create_router()
@@ -35,6 +43,7 @@ def setup_telegram_routers(app: AppContext) -> Router:
     root = Router(name="otklik")
     # Supervisors' and operators' commands come first so they are never taken as appeals.
     root.include_routers(
+        service.create_router(),
         supervisors.create_router(app),
         membership.create_router(),
         business.create_router(),

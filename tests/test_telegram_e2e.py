@@ -300,3 +300,12 @@ async def test_bad_input_is_stored_or_skipped_never_lost(
     assert kinds == ["sticker", "text", "text", "voice"]
     assert [u.payload.get("brand_new") for u in unknown] == [{"x": 1}]
     assert await _count(tg_app, Appeal) == 2  # the voice message and the lighting request
+
+
+async def test_chatid_command_answers_and_is_not_an_appeal(
+    intake: RunningIntake, sandbox: TelegramSandbox, tg_app: AppContext
+) -> None:
+    sandbox.inject_message(GROUP["id"], CITIZEN, "/chatid", date=MONDAY_10_MSK)
+    answer = await sandbox.wait_for_sent(lambda m: m.chat_id == GROUP["id"])
+    assert f"ID этого чата: {GROUP['id']}" in (answer.text or "")
+    assert await _count(tg_app, CitizenMessage) == 0
