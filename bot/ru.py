@@ -1,0 +1,90 @@
+"""Russian formatting for what press officers read: plural forms, numbers, durations, dates."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+NBSP = "\u00a0"  # between a number and its unit, and as the thousands separator
+NNBSP = "\u202f"  # narrow no-break space: thousands separator in long numbers (ГОСТ 8.417 style)
+
+MONTHS_GENITIVE = (
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+)
+
+
+def plural(n: int, one: str, few: str, many: str) -> str:
+    """The form of a noun for `n`: plural(1, "обращение", "обращения", "обращений")."""
+    n = abs(int(n))
+    if n % 10 == 1 and n % 100 != 11:
+        return one
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return few
+    return many
+
+
+def quantity(n: int, one: str, few: str, many: str) -> str:
+    """«1 обращение», «3 обращения», «1 234 обращения»."""
+    return f"{number(n)}{NBSP}{plural(n, one, few, many)}"
+
+
+def number(value: float, digits: int = 0) -> str:
+    """12345.6 → «12 345,6»: narrow no-break thousands separator, decimal comma."""
+    if not math.isfinite(value):
+        return "—"
+    text = f"{value:,.{digits}f}"
+    integer, _, fraction = text.partition(".")
+    integer = integer.replace(",", NNBSP)
+    if fraction and set(fraction) != {"0"}:
+        return f"{integer},{fraction.rstrip('0')}"
+    return integer
+
+
+def percent(share: float | None, digits: int = 1) -> str:
+    """0.625 → «62,5 %»; None → «—»."""
+    if share is None:
+        return "—"
+    return f"{number(share * 100, digits)}{NBSP}%"
+
+
+def duration(seconds: float | None) -> str:
+    """11820 → «3 ч 17 мин»; days for long waits: «2 дн 4 ч»; None → «—»."""
+    if seconds is None:
+        return "—"
+    total_minutes = round(seconds / 60)
+    if seconds > 0 and total_minutes == 0:
+        return f"меньше{NBSP}минуты"
+    days, rest = divmod(total_minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days}{NBSP}дн{NBSP}{hours}{NBSP}ч" if hours else f"{days}{NBSP}дн"
+    if hours:
+        return f"{hours}{NBSP}ч{NBSP}{minutes}{NBSP}мин" if minutes else f"{hours}{NBSP}ч"
+    return f"{minutes}{NBSP}мин"
+
+
+def date_short(day: date | datetime) -> str:
+    """«26.11.2026»."""
+    return f"{day.day:02d}.{day.month:02d}.{day.year}"
+
+
+def date_long(day: date | datetime, with_year: bool = False) -> str:
+    """«26 ноября» (or «26 ноября 2026 г.»)."""
+    text = f"{day.day}{NBSP}{MONTHS_GENITIVE[day.month - 1]}"
+    return f"{text} {day.year}{NBSP}г." if with_year else text
+
+
+def time_short(moment: datetime) -> str:
+    """«09:05»."""
+    return f"{moment.hour:02d}:{moment.minute:02d}"

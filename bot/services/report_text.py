@@ -1,0 +1,110 @@
+"""The /stats report as Russian text, for the chat and for `otklik stats` in a terminal."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from bot import ru
+from bot.services.maturity import MaturityWeights
+from bot.services.stats import Figures, StatsReport
+from bot.text import TOPIC_TITLES_RU
+
+APPEALS = ("обращение", "обращения", "обращений")
+RATINGS = ("оценка", "оценки", "оценок")
+DAYS_SHOWN_PAGES = 15  # more pages than this are summarised as "и ещё N"
+
+
+def period_text(since: datetime, until: datetime, timezone: str) -> str:
+    """«02.11.2026 – 15.11.2026» for whole local days, with times otherwise."""
+    zone = ZoneInfo(timezone)
+    start, end = since.astimezone(zone), until.astimezone(zone)
+    if start.time() == time(0) and end.time() == time(0):
+        last = (end - timedelta(days=1)).date()
+        if last == start.date():
+            return ru.date_short(start)
+        return f"{ru.date_short(start)} – {ru.date_short(last)}"
+    return (
+        f"{ru.date_short(start)} {ru.time_short(start)} – {ru.date_short(end)} {ru.time_short(end)}"
+    )
+
+
+def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
+    lines = [f"Всего: {ru.quantity(figures.appeals, *APPEALS)}"]
+    if not figures.appeals:
+        return lines
+    answered = (
+        f"• ответили: {ru.number(figures.answered)} ({ru.percent(figures.answered_share)})"
+        f" — вовремя {ru.number(figures.answered_in_time)},"
+        f" с опозданием {ru.number(figures.answered_late)}"
+    )
+    lines.append(answered)
+    if figures.answered_offline:
+        lines.append(f"  из них вне соцсети: {ru.number(figures.answered_offline)}")
+    lines.append(
+        f"• без ответа: {ru.number(figures.unanswered)} — просрочено {ru.number(figures.overdue)},"
+        f" срок ещё не вышел {ru.number(figures.pending)}"
+    )
+    lines.append(f"• в пределах срока: {ru.percent(figures.within_sla_share)}")
+    if figures.replied:
+        lines.append(
+            f"• первый ответ: медиана {ru.duration(figures.frt_median_s)}"
+            f" (рабочего времени {ru.duration(figures.frt_median_work_s)}),"
+            f" 90\u00a0% ответов — не дольше {ru.duration(figures.frt_p90_s)}"
+        )
+    if figures.quality_mean is not None:
+        lines.append(
+            f"• качество ответов: {ru.number(figures.quality_mean, 1)} из 100,"
+            f" шаблонных {ru.percent(figures.templated_share)}"
+        )
+    if figures.rated:
+        lines.append(
+            f"• довольны ответом: {ru.percent(figures.csat)}"
+            f" ({ru.quantity(figures.rated, *RATINGS)})"
+        )
+    if figures.deleted_by_page:
+        lines.append(f"• удалено страницей: {ru.quantity(figures.deleted_by_page, *APPEALS)}")
+    maturity = figures.maturity(weights)
+    if maturity is not None:
+        lines.append(f"• индекс цифровой зрелости: {ru.number(maturity, 1)} из 100")
+    if figures.topics:
+        top = sorted(figures.topics.items(), key=lambda item: (-item[1], item[0]))[:5]
+        lines.append(
+            "Темы: "
+            + ", ".join(f"{TOPIC_TITLES_RU.get(topic, topic)} — {count}" for topic, count in top)
+        )
+    return lines
+
+
+def _index(value: float | None) -> str:
+    return "—" if value is None else ru.number(value, 1)
+
+
+def format_stats(report: StatsReport, timezone: str) -> str:
+    """The report in Russian, plain text (fits a Telegram message)."""
+    zone = ZoneInfo(timezone)
+    at = report.at.astimezone(zone)
+    lines = [
+        f"Статистика за {period_text(report.since, report.until, timezone)}",
+        f"по состоянию на {ru.date_short(at)} {ru.time_short(at)}",
+        "",
+        *_figures_lines(report.total, report.weights),
+    ]
+    if len(report.pages) > 1:
+        lines += ["", "По страницам:"]
+        for page in report.pages[:DAYS_SHOWN_PAGES]:
+            figures = page.figures
+            title = page.title or f"страница {page.page_id}"
+            lines.append(
+                f"— {title}: {ru.quantity(figures.appeals, *APPEALS)},"
+                f" ответили {ru.percent(figures.answered_share)},"
+                f" в срок {ru.percent(figures.within_sla_share)},"
+                f" медиана {ru.duration(figures.frt_median_s)},"
+                f" индекс {_index(figures.maturity(report.weights))}"
+            )
+        hidden = len(report.pages) - DAYS_SHOWN_PAGES
+        if hidden > 0:
+            lines.append(f"… и ещё {ru.quantity(hidden, 'страница', 'страницы', 'страниц')}")
+    elif len(report.pages) == 1 and report.pages[0].title:
+        lines.insert(2, f"Страница: {report.pages[0].title}")
+    return "\n".join(lines)

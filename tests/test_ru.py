@@ -1,0 +1,68 @@
+"""Russian plural forms and number, duration and date formatting."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from bot import ru
+
+FORMS = ("обращение", "обращения", "обращений")
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        (0, "обращений"),
+        (1, "обращение"),
+        (2, "обращения"),
+        (4, "обращения"),
+        (5, "обращений"),
+        (11, "обращений"),
+        (12, "обращений"),
+        (14, "обращений"),
+        (21, "обращение"),
+        (22, "обращения"),
+        (25, "обращений"),
+        (101, "обращение"),
+        (111, "обращений"),
+        (1002, "обращения"),
+    ],
+)
+def test_plural(n: int, expected: str) -> None:
+    assert ru.plural(n, *FORMS) == expected
+
+
+def test_quantity_and_numbers() -> None:
+    assert ru.quantity(1, *FORMS) == "1\u00a0обращение"
+    assert ru.quantity(3, *FORMS) == "3\u00a0обращения"
+    assert ru.quantity(1234, *FORMS) == "1\u202f234\u00a0обращения"
+    assert ru.number(1234567.25, 2) == "1\u202f234\u202f567,25"
+    assert ru.number(62.5, 1) == "62,5"
+    assert ru.number(70.0, 1) == "70"
+    assert ru.percent(0.625) == "62,5\u00a0%"
+    assert ru.percent(None) == "—"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (None, "—"),
+        (0, "0\u00a0мин"),
+        (20, "меньше\u00a0минуты"),
+        (45 * 60, "45\u00a0мин"),
+        (3 * 3600 + 17 * 60, "3\u00a0ч\u00a017\u00a0мин"),
+        (2 * 3600, "2\u00a0ч"),
+        (49 * 3600, "2\u00a0дн\u00a01\u00a0ч"),
+        (3 * 86400, "3\u00a0дн"),
+    ],
+)
+def test_duration(seconds: float | None, expected: str) -> None:
+    assert ru.duration(seconds) == expected
+
+
+def test_dates() -> None:
+    assert ru.date_short(date(2026, 11, 26)) == "26.11.2026"
+    assert ru.date_long(date(2026, 11, 26)) == "26\u00a0ноября"
+    assert ru.date_long(date(2026, 5, 1), with_year=True) == "1\u00a0мая 2026\u00a0г."
