@@ -1,0 +1,484 @@
+"""The weekly digest: Monday 09:00 local time to DIGEST_CHAT_IDS, and `otklik digest`.
+
+It shows the maturity index and its parts with the change against the week before, one line
+per page, the slowest answers, the appeals still overdue (with links), the topics and a chart
+of the week by day. Figures are as known at the digest moment (Monday 09:00 after the week);
+the week before is shown as it was known at its own digest moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app import AppContext
+from bot.config import Settings
+from bot.ru import plural
+from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
+from bot.services.reminders import (
+    RETRY_BASE,
+    RETRY_MAX,
+    TickReport,
+    appeals_count,
+    format_duration,
+    may_send_now,
+)
+from bot.services.stats import build_report, daily_series, overdue_appeals
+from bot.services.worktime import calendar_for
+from bot.text import TOPIC_TITLES_RU
+from storage.models import Appeal, Page, ReminderLog
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["appeals_count"]
+
+DIGEST = "digest"
+DIGEST_CHART = "digest_chart"
+DIGEST_AT = time(9, 0)  # Monday, local time
+SLOWEST = 5
+OVERDUE_LISTED = 10
+PAGES_LISTED = 15
+MONTHS_GENITIVE = (
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
+)
+_WEEK_RE = re.compile(r"^\s*(\d{4})-?W(\d{1,2})\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    """An ISO week."""
+
+    year: int
+    number: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.year}-W{self.number:02d}"
+
+    @property
+    def monday(self) -> date:
+        return date.fromisocalendar(self.year, self.number, 1)
+
+    def previous(self) -> Week:
+        year, number, _ = (self.monday - timedelta(days=7)).isocalendar()
+        return Week(year, number)
+
+    def bounds(self, timezone: str) -> tuple[datetime, datetime]:
+        """[Monday 00:00, next Monday 00:00) local, in UTC."""
+        zone = ZoneInfo(timezone)
+        start = datetime.combine(self.monday, time(0, 0), tzinfo=zone)
+        end = datetime.combine(self.monday + timedelta(days=7), time(0, 0), tzinfo=zone)
+        return start.astimezone(UTC), end.astimezone(UTC)
+
+    def digest_moment(self, timezone: str) -> datetime:
+        """When this week's digest is due: the next Monday at 09:00 local."""
+        zone = ZoneInfo(timezone)
+        moment = datetime.combine(self.monday + timedelta(days=7), DIGEST_AT, tzinfo=zone)
+        return moment.astimezone(UTC)
+
+    def label(self) -> str:
+        """«9–15 ноября 2026», «28 декабря 2026 – 3 января 2027»."""
+        first, last = self.monday, self.monday + timedelta(days=6)
+        if first.year != last.year:
+            return (
+                f"{first.day} {MONTHS_GENITIVE[first.month - 1]} {first.year} – "
+                f"{last.day} {MONTHS_GENITIVE[last.month - 1]} {last.year}"
+            )
+        if first.month != last.month:
+            return (
+                f"{first.day} {MONTHS_GENITIVE[first.month - 1]} – "
+                f"{last.day} {MONTHS_GENITIVE[last.month - 1]} {last.year}"
+            )
+        return f"{first.day}–{last.day} {MONTHS_GENITIVE[last.month - 1]} {last.year}"
+
+
+def week_of(moment: datetime, timezone: str) -> Week:
+    year, number, _ = moment.astimezone(ZoneInfo(timezone)).isocalendar()
+    return Week(year, number)
+
+
+def parse_week(text: str | None, now: datetime, timezone: str) -> Week:
+    """`2026-W46` (or `2026W46`); empty means the last full week before `now`."""
+    if not text or not text.strip():
+        return week_of(now, timezone).previous()
+    match = _WEEK_RE.match(text)
+    if match is None:
+        raise ValueError(f"not an ISO week: {text!r} (expected YYYY-Www)")
+    week = Week(int(match[1]), int(match[2]))
+    week.monday  # noqa: B018 - raises ValueError for a week the year does not have
+    return week
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A built digest: HTML text, the chart and what they were computed from."""
+
+    week: Week
+    text: str
+    chart_png: bytes
+    chart_caption: str
+    report: dict[str, Any]
+    previous: dict[str, Any]
+
+
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{round(share * 100)} %"
+
+
+def _change(current: float | None, previous: float | None, *, share: bool) -> str:
+    """«▲ +3 п. п.», «▼ −2», «без изменений» against the week before."""
+    if current is None or previous is None:
+        return "(на прошлой неделе не было данных)" if current is not None else ""
+    delta = (current - previous) * (100 if share else 1)
+    delta = round(delta)
+    unit = " п. п." if share else ""
+    if delta == 0:
+        return "— без изменений"
+    arrow = "▲" if delta > 0 else "▼"
+    sign = "+" if delta > 0 else "−"
+    return f"{arrow} {sign}{abs(delta)}{unit}"
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{round(value)} из 100"
+
+
+def _index_lines(total: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    index = total.get("maturity_index")
+    lines = [
+        f"<b>Индекс цифровой зрелости: {_score(index)}</b> "
+        + _change(index, before.get("maturity_index"), share=False)
+    ]
+    parts = (
+        ("ответили", "answered_share", True, _percent),
+        ("ответили в срок", "within_sla_share", True, _percent),
+        ("качество ответов", "quality_mean", False, _score),
+        ("довольны ответом", "csat", True, _percent),
+    )
+    for label, key, is_share, show in parts:
+        lines.append(
+            f"• {label}: {show(total.get(key))} "
+            + _change(total.get(key), before.get(key), share=is_share)
+        )
+    return [line.rstrip() for line in lines]
+
+
+def _summary_line(total: dict[str, Any], before: dict[str, Any]) -> str:
+    appeals = total.get("appeals", 0)
+    text = f"Поступило {appeals_count(appeals)} (неделей раньше — {before.get('appeals', 0)})"
+    if not appeals:
+        return text + "."
+    text += f", ответили на {total.get('answered', 0)}"
+    offline = total.get("answered_offline") or 0
+    if offline:
+        text += f" (из них {offline} вне соцсети)"
+    text += f", просрочено {total.get('overdue', 0)}, ждут ответа {total.get('pending', 0)}."
+    if total.get("frt_median_s") is not None:
+        text += (
+            f"\nПервый ответ: в среднем (медиана) через {format_duration(total['frt_median_s'])}"
+        )
+        if total.get("frt_median_work_s") is not None:
+            text += f", рабочего времени — {format_duration(total['frt_median_work_s'])}"
+        if total.get("frt_p90_s") is not None:
+            text += f"; 90 % ответов — быстрее {format_duration(total['frt_p90_s'])}"
+        text += "."
+    return text
+
+
+def _page_lines(pages: list[dict[str, Any]], before: dict[int, dict[str, Any]]) -> list[str]:
+    ordered = sorted(pages, key=lambda p: (-(p.get("appeals") or 0), p.get("title") or ""))
+    lines = ["<b>По страницам</b>"]
+    for page in ordered[:PAGES_LISTED]:
+        previous = before.get(page["page_id"], {})
+        index = page.get("maturity_index")
+        change = _change(index, previous.get("maturity_index"), share=False)
+        change = change if change.startswith(("▲", "▼")) else ""
+        title = html.escape(page.get("title") or str(page["page_id"]))
+        answered = _percent(page.get("answered_share"))
+        in_time = _percent(page.get("within_sla_share"))
+        line = (
+            f"• <b>{title}</b>: {appeals_count(page.get('appeals', 0))}, ответили {answered}, "
+            f"в срок {in_time}, индекс {_score(index)} {change}"
+        )
+        lines.append(line.rstrip())
+    rest = len(ordered) - PAGES_LISTED
+    if rest > 0:
+        pages_word = plural(rest, "страница", "страницы", "страниц")
+        lines.append(f"…и ещё {rest} {pages_word} — в выгрузке /export.")
+    return lines
+
+
+def _link(url: str | None, label: str = "открыть") -> str:
+    if not url:
+        return ""
+    return f' · <a href="{html.escape(url, quote=True)}">{label}</a>'
+
+
+async def _slowest_lines(
+    session: AsyncSession, since: datetime, until: datetime, at: datetime
+) -> list[str]:
+    rows = (
+        await session.exec(
+            select(Appeal, Page)
+            .join(Page, col(Page.id) == col(Appeal.page_id))
+            .where(
+                Appeal.received_at >= since,
+                Appeal.received_at < until,
+                col(Appeal.excluded).is_(False),
+                col(Appeal.answered_at).is_not(None),
+                col(Appeal.answered_at) <= at,
+            )
+        )
+    ).all()
+    answered = sorted(
+        rows,
+        key=lambda pair: (
+            -(pair[0].answered_at - pair[0].received_at).total_seconds(),  # type: ignore[operator]
+            pair[0].id or 0,
+        ),
+    )[:SLOWEST]
+    if not answered:
+        return []
+    lines = ["<b>Дольше всего ждали ответа</b>"]
+    for number, (appeal, page) in enumerate(answered, 1):
+        assert appeal.answered_at is not None
+        waited = (appeal.answered_at - appeal.received_at).total_seconds()
+        topic = TOPIC_TITLES_RU.get(appeal.topic, appeal.topic)
+        offline = " (ответ вне соцсети)" if appeal.first_response_at is None else ""
+        work = f", рабочих {format_duration(appeal.frt_work_s)}" if appeal.frt_work_s else ""
+        lines.append(
+            f"{number}. {html.escape(page.title or page.external_id)} · {html.escape(topic)} — "
+            f"{format_duration(waited)}{work}{offline}{_link(appeal.link)}"
+        )
+    return lines
+
+
+async def _overdue_lines(session: AsyncSession, at: datetime) -> list[str]:
+    overdue = await overdue_appeals(session, at=at, limit=OVERDUE_LISTED + 1)
+    if not overdue:
+        return ["✅ Просроченных обращений нет."]
+    word = plural(len(overdue), "обращение", "обращения", "обращений")
+    more = "больше " if len(overdue) > OVERDUE_LISTED else ""
+    lines = [f"<b>До сих пор без ответа</b> ({more}{min(len(overdue), OVERDUE_LISTED)} {word})"]
+    for number, item in enumerate(overdue[:OVERDUE_LISTED], 1):
+        topic = TOPIC_TITLES_RU.get(item.topic, item.topic)
+        excerpt = " ".join(item.text.split())
+        excerpt = excerpt if len(excerpt) <= 80 else excerpt[:79].rstrip() + "…"
+        quote = f" «{html.escape(excerpt)}»" if excerpt else ""
+        lines.append(
+            f"{number}. {html.escape(item.page_title or str(item.page_id))} · "
+            f"{html.escape(topic)}{quote} — просрочено на {format_duration(item.overdue_s)}"
+            f"{_link(item.link)}"
+        )
+    return lines
+
+
+def _topic_lines(topics: dict[str, int]) -> list[str]:
+    if not topics:
+        return []
+    ordered = sorted(topics.items(), key=lambda item: (-item[1], item[0]))
+    parts = [f"{TOPIC_TITLES_RU.get(topic, topic)} — {count}" for topic, count in ordered]
+    return ["<b>Темы обращений</b>", html.escape(" · ".join(parts))]
+
+
+async def build_digest(session: AsyncSession, app: AppContext, week: Week) -> Digest:
+    """The digest of `week` as known at its digest moment (or now, if that is still ahead)."""
+    timezone = app.defaults.timezone
+    now = app.clock()
+    since, until = week.bounds(timezone)
+    at = min(week.digest_moment(timezone), now)
+    previous = week.previous()
+    prev_since, prev_until = previous.bounds(timezone)
+    prev_at = min(previous.digest_moment(timezone), now)
+    report = (
+        await build_report(session, since=since, until=until, at=at, defaults=app.defaults)
+    ).to_json()
+    before = (
+        await build_report(
+            session, since=prev_since, until=prev_until, at=prev_at, defaults=app.defaults
+        )
+    ).to_json()
+    total, before_total = report["total"], before["total"]
+    before_pages = {page["page_id"]: page for page in before["pages"]}
+    blocks = [
+        [f"📊 <b>Отклик: итоги недели {week.label()}</b>"],
+        _index_lines(total, before_total),
+        [_summary_line(total, before_total)],
+    ]
+    if report["pages"]:
+        blocks.append(_page_lines(report["pages"], before_pages))
+    blocks.append(await _slowest_lines(session, since, until, at))
+    blocks.append(await _overdue_lines(session, at))
+    blocks.append(_topic_lines(total.get("topics") or {}))
+    text = "\n\n".join("\n".join(block) for block in blocks if block)
+    # Imported here: matplotlib takes a while to load and the chart is needed once a week.
+    from bot.services.charts import stats_chart_png
+
+    series = await daily_series(session, since=since, until=until, at=at, tz=timezone)
+    title = f"Обращения за неделю {week.label()}"
+    chart = stats_chart_png(series, title)
+    caption = f"📈 {title}: по дням и по статусу ответа."[:MAX_CAPTION]
+    return Digest(week, text, chart, caption, report, before)
+
+
+async def send_digest(notifier: Notifier, chat_id: int, digest: Digest) -> int:
+    """Send the text, then the chart; the id of the text message."""
+    message_id = await notifier.send_text(chat_id, digest.text)
+    await notifier.send_photo(chat_id, digest.chart_png, digest.chart_caption)
+    return message_id
+
+
+# -- scheduling --------------------------------------------------------------------------------
+
+
+async def plan_digests(
+    session: AsyncSession, settings: Settings, now: datetime, report: TickReport
+) -> None:
+    """From Monday 09:00 local on, last week's digest is due to every DIGEST_CHAT_IDS chat."""
+    if not settings.digest_chat_ids:
+        return
+    week = week_of(now, settings.TIMEZONE).previous()
+    due_at = week.digest_moment(settings.TIMEZONE)
+    if now < due_at:
+        return
+    existing = (
+        await session.exec(
+            select(ReminderLog).where(
+                col(ReminderLog.kind).in_((DIGEST, DIGEST_CHART)), ReminderLog.due_key == week.key
+            )
+        )
+    ).all()
+    have = {(row.kind, row.chat_id) for row in existing}
+    for chat_id in settings.digest_chat_ids:
+        for kind in (DIGEST, DIGEST_CHART):
+            if (kind, chat_id) not in have:
+                session.add(
+                    ReminderLog(kind=kind, chat_id=chat_id, due_key=week.key, due_at=due_at)
+                )
+                report.planned += 1
+    await session.flush()
+
+
+async def deliver_digests(
+    session: AsyncSession, app: AppContext, notifier: Notifier, now: datetime, report: TickReport
+) -> None:
+    """Send pending digest texts and charts (each retried on its own if it fails)."""
+    rows = (
+        await session.exec(
+            select(ReminderLog)
+            .where(
+                col(ReminderLog.kind).in_((DIGEST, DIGEST_CHART)),
+                ReminderLog.status == "pending",
+                ReminderLog.due_at <= now,
+            )
+            .order_by(col(ReminderLog.due_at), col(ReminderLog.kind), col(ReminderLog.id))
+        )
+    ).all()
+    calendar = calendar_for(
+        app.defaults.timezone, app.defaults.work_hours, app.defaults.shorten_preholiday
+    )
+    built: dict[str, Digest] = {}
+    for row in rows:
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            continue
+        if not may_send_now(calendar, now, row.due_at, False):
+            report.waiting += 1  # a Monday holiday: the next working morning
+            continue
+        if row.due_key not in built:
+            built[row.due_key] = await build_digest(
+                session, app, parse_week(row.due_key, now, app.defaults.timezone)
+            )
+        digest = built[row.due_key]
+        try:
+            if row.kind == DIGEST:
+                row.message_id = await notifier.send_text(row.chat_id, digest.text)
+            else:
+                row.message_id = await notifier.send_photo(
+                    row.chat_id, digest.chart_png, digest.chart_caption
+                )
+        except DeliveryError as error:
+            row.attempts += 1
+            row.last_error = str(error)[:500]
+            row.next_attempt_at = now + min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
+            report.failed += 1
+            report.errors.append(str(error))
+            logger.error("digest %r to %r not delivered: %s", row.due_key, row.chat_id, error)
+        else:
+            row.status, row.sent_at, row.last_error = "sent", now, None
+            row.attempts += 1
+            report.sent += 1
+            report.messages += 1
+        await session.commit()
+
+
+# -- the command line --------------------------------------------------------------------------
+
+_TAG_RE = re.compile(r"<[^>]+>")
+
+
+def plain_text(text: str) -> str:
+    """The digest for a terminal: tags removed, links kept in brackets."""
+    text = re.sub(r'<a href="([^"]+)">([^<]*)</a>', r"\2 [\1]", text)
+    return html.unescape(_TAG_RE.sub("", text))
+
+
+async def digest_command(app: AppContext, week: str | None = None, send: bool = False) -> int:
+    """`otklik digest [--week YYYY-Www] [--send]`: print it, write the chart, maybe send it."""
+    from bot.commands import CommandError
+
+    try:
+        chosen = parse_week(week, app.clock(), app.defaults.timezone)
+    except ValueError:
+        raise CommandError(f"--week must look like 2026-W46, got {week!r}") from None
+    async with app.sessions() as session:
+        digest = await build_digest(session, app, chosen)
+    print(plain_text(digest.text))
+    chart_path = Path.cwd() / f"otklik-digest-{chosen.key}.png"
+    await asyncio.to_thread(chart_path.write_bytes, digest.chart_png)
+    print(f"\nChart: {chart_path}")
+    if not send:
+        return 0
+    token = app.settings.TELEGRAM_BOT_TOKEN
+    if token is None:
+        raise CommandError("--send needs TELEGRAM_BOT_TOKEN in .env")
+    if not app.settings.digest_chat_ids:
+        raise CommandError("--send needs DIGEST_CHAT_IDS in .env")
+    from handlers.telegram.notifier import TelegramNotifier
+    from handlers.telegram.setup import make_bot
+
+    bot = make_bot(token.get_secret_value(), app.settings.TELEGRAM_API_SERVER)
+    try:
+        notifier = TelegramNotifier(bot)
+        for chat_id in app.settings.digest_chat_ids:
+            try:
+                await send_digest(notifier, chat_id, digest)
+            except DeliveryError as error:
+                raise CommandError(f"digest not delivered to {chat_id}: {error}") from None
+            print(f"Sent to {chat_id}")
+    finally:
+        await bot.session.close()
+    return 0

@@ -1,0 +1,525 @@
+"""Export of appeals and per-page figures: XLSX for people, CSV for other tools.
+
+Every timestamp is written in the page's own time zone as a real spreadsheet date-time with a
+Russian format; the status is the one at the moment of export (DESIGN sec. 2). The CSV is what
+Russian Excel opens by double click: UTF-8 with BOM, `;` between fields, decimal commas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app import AppContext
+from bot.services.policy import PageDefaults, page_calendar
+from bot.services.stats import build_report
+from bot.text import TOPIC_TITLES_RU
+from storage.models import Appeal, CitizenMessage, Decision, OfficialReply, Page
+
+logger = logging.getLogger(__name__)
+
+DATETIME_FORMAT = "DD.MM.YYYY HH:MM"
+HOURS_FORMAT = "0.0"
+SHARE_FORMAT = "0%"
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+STATUS_RU = {
+    "answered_in_time": "отвечено в срок",
+    "answered_late": "отвечено с опозданием",
+    "overdue": "просрочено",
+    "pending": "ожидает ответа",
+    "excluded": "не обращение",
+}
+PLATFORM_RU = {"telegram": "Telegram", "vk": "ВКонтакте"}
+
+# Russian names of the reply quality checklist (`OfficialReply.quality_parts`, see
+# bot.services.quality); a part without a name here keeps its own, so a new check still shows.
+QUALITY_PARTS_RU = {
+    "not_template": "Не шаблон",
+    "not_interim": "Не промежуточный",
+    "concrete": "Конкретика, баллы",
+    "concrete.action": "Названо действие",
+    "concrete.date": "Назван срок",
+    "concrete.body": "Назван ответственный",
+    "concrete.contact": "Указан контакт",
+    "addresses_citizen": "Обращение к гражданину",
+    "not_reopened": "Не вернулся недовольным",
+    "rating": "Оценка гражданина",
+}
+
+
+class ExportError(ValueError):
+    """The period cannot be understood; the message is for a press officer, in Russian."""
+
+
+# -- periods -----------------------------------------------------------------------------------
+
+
+_RANGE_RE = re.compile(
+    r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?\s*[-–—]\s*(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$"
+)
+_WEEK_RE = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(UTC)
+
+
+def parse_period(text: str, now: datetime, timezone: str) -> tuple[datetime, datetime, str]:
+    """`неделя` (7 days to today), `месяц` (30 days), `ДД.ММ-ДД.ММ[.ГГГГ]`, `2026-W46`.
+
+    Returns [since, until) in aware UTC and a Russian label of the period.
+    """
+    zone = ZoneInfo(timezone)
+    today = now.astimezone(zone).date()
+    word = text.strip().lower()
+    if word in ("", "неделя", "неделю", "week"):
+        first, last = today - timedelta(days=6), today
+    elif word in ("месяц", "month"):
+        first, last = today - timedelta(days=29), today
+    elif match := _WEEK_RE.match(word):
+        try:
+            first = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+        except ValueError:
+            raise ExportError(f"Нет такой недели: {text.strip()}.") from None
+        last = first + timedelta(days=6)
+    elif match := _RANGE_RE.match(word):
+        try:
+            last = _day(match[4], match[5], match[6], today.year)
+            first = _day(match[1], match[2], match[3], last.year)
+        except ValueError:
+            raise ExportError(f"Не понимаю даты «{text.strip()}».") from None
+        if first > last and match[3] is None:
+            first = first.replace(year=first.year - 1)  # 20.12-10.01: across the new year
+        if first > last:
+            raise ExportError("Начало периода позже его конца.")
+    else:
+        raise ExportError(
+            "Не понимаю период. Примеры: /export неделя, /export месяц, /export 01.11-15.11."
+        )
+    label = f"{first:%d.%m.%Y}–{last:%d.%m.%Y}"
+    return _midnight(first, zone), _midnight(last + timedelta(days=1), zone), label
+
+
+def _day(day: str, month: str, year: str | None, default_year: int) -> date:
+    full_year = default_year if year is None else int(year) + (2000 if len(year) == 2 else 0)
+    return date(full_year, int(month), int(day))
+
+
+# -- rows --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AppealRow:
+    """One appeal as exported: values ready for a cell (datetimes naive, in local time)."""
+
+    values: dict[str, Any]
+    quality_parts: dict[str, Any]
+
+
+APPEAL_COLUMNS: list[tuple[str, str, float]] = [
+    # key, Russian header, column width
+    ("id", "№", 7),
+    ("page", "Страница", 28),
+    ("platform", "Платформа", 11),
+    ("topic", "Тема", 20),
+    ("urgent", "Срочное", 9),
+    ("received_at", "Поступило", 17),
+    ("deadline", "Срок ответа", 17),
+    ("first_response_at", "Первый ответ", 17),
+    ("final_response_at", "Итоговый ответ", 17),
+    ("answered_offline_at", "Ответ вне соцсети", 17),
+    ("status", "Статус", 22),
+    ("frt_h", "Время до ответа, ч", 12),
+    ("frt_work_h", "Рабочих часов до ответа", 12),
+    ("taken_by", "В работе у", 20),
+    ("taken_at", "Взято в работу", 17),
+    ("excluded_by", "«Не обращение»: кто решил", 22),
+    ("citizen", "Автор", 20),
+    ("text", "Текст обращения", 60),
+    ("messages", "Сообщений", 10),
+    ("reply", "Ответ", 60),
+    ("interim", "Промежуточный ответ", 12),
+    ("quality", "Качество ответа (0–100)", 12),
+    ("rating", "Оценка гражданина", 12),
+    ("reopened", "Вернулся недовольным", 12),
+    ("deleted_by_page", "Удалено страницей", 12),
+    ("link", "Ссылка", 45),
+]
+DATETIME_KEYS = {
+    "received_at",
+    "deadline",
+    "first_response_at",
+    "final_response_at",
+    "answered_offline_at",
+    "taken_at",
+}
+
+
+def status_at(appeal: Appeal, at: datetime) -> str:
+    """The appeal's status at `at` (DESIGN sec. 2); answered elsewhere counts from that moment."""
+    if appeal.excluded:
+        return "excluded"
+    moments = [
+        m
+        for m in (appeal.first_response_at, appeal.answered_offline_at)
+        if m is not None and m <= at
+    ]
+    if moments:
+        return "answered_in_time" if min(moments) <= appeal.sla_deadline else "answered_late"
+    return "overdue" if appeal.sla_deadline < at else "pending"
+
+
+def _yes(flag: bool) -> str:
+    return "да" if flag else ""
+
+
+def _local(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
+    if moment is None:
+        return None
+    # Spreadsheets have no time zones: a naive local time is what a press officer reads.
+    return moment.astimezone(zone).replace(tzinfo=None)
+
+
+async def appeal_rows(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    defaults: PageDefaults,
+    page_id: int | None = None,
+) -> list[AppealRow]:
+    """Appeals received in [since, until), oldest first, with their replies and decisions."""
+    query = select(Appeal).where(Appeal.received_at >= since, Appeal.received_at < until)
+    if page_id is not None:
+        query = query.where(Appeal.page_id == page_id)
+    appeals = (await session.exec(query.order_by(col(Appeal.received_at), col(Appeal.id)))).all()
+    pages: dict[int, Page] = {}
+    rows: list[AppealRow] = []
+    for appeal in appeals:
+        assert appeal.id is not None
+        if appeal.page_id not in pages:
+            found = await session.get(Page, appeal.page_id)
+            assert found is not None
+            pages[appeal.page_id] = found
+        page = pages[appeal.page_id]
+        zone = ZoneInfo(page_calendar(page, defaults).schedule.timezone)
+        message = (
+            await session.get(CitizenMessage, appeal.first_message_id)
+            if appeal.first_message_id
+            else None
+        )
+        reply_id = appeal.final_reply_id or appeal.first_reply_id
+        reply = await session.get(OfficialReply, reply_id) if reply_id else None
+        if reply is not None and reply.sent_at > at:
+            reply = None
+        excluded_by = None
+        if appeal.excluded:
+            decision = (
+                await session.exec(
+                    select(Decision)
+                    .where(Decision.appeal_id == appeal.id, Decision.action == "not_appeal")
+                    .order_by(col(Decision.decided_at).desc())
+                )
+            ).first()
+            if decision is not None:
+                excluded_by = decision.actor_name or decision.actor_id
+        answered = [
+            m for m in (appeal.first_response_at, appeal.answered_offline_at) if m and m <= at
+        ]
+        frt = (min(answered) - appeal.received_at).total_seconds() if answered else None
+        frt_work = (
+            page_calendar(page, defaults).working_seconds(appeal.received_at, min(answered))
+            if answered
+            else None
+        )
+        values: dict[str, Any] = {
+            "id": appeal.id,
+            "page": page.title or page.username or page.external_id,
+            "platform": PLATFORM_RU.get(page.platform, page.platform),
+            "topic": TOPIC_TITLES_RU.get(appeal.topic, appeal.topic),
+            "urgent": _yes(appeal.urgent),
+            "received_at": _local(appeal.received_at, zone),
+            "deadline": _local(appeal.sla_deadline, zone),
+            "first_response_at": _local(_known(appeal.first_response_at, at), zone),
+            "final_response_at": _local(_known(appeal.final_response_at, at), zone),
+            "answered_offline_at": _local(_known(appeal.answered_offline_at, at), zone),
+            "status": STATUS_RU[status_at(appeal, at)],
+            "frt_h": round(frt / 3600, 2) if frt is not None else None,
+            "frt_work_h": round(frt_work / 3600, 2) if frt_work is not None else None,
+            "taken_by": appeal.taken_by,
+            "taken_at": _local(appeal.taken_at, zone),
+            "excluded_by": excluded_by,
+            "citizen": appeal.citizen_name or appeal.citizen_id,
+            "text": message.text if message else None,
+            "messages": appeal.messages_count,
+            "reply": reply.text if reply else None,
+            "interim": _yes(reply.is_interim) if reply else None,
+            "quality": reply.quality_score if reply and reply.quality_score is not None else None,
+            "rating": {1: "доволен", 0: "недоволен"}.get(appeal.rating)
+            if appeal.rating is not None
+            else None,
+            "reopened": _yes(appeal.reopened_at is not None and appeal.reopened_at <= at),
+            "deleted_by_page": _yes(appeal.deleted_by_page),
+            "link": appeal.link or (message.link if message else None),
+        }
+        if values["quality"] is None and appeal.quality_score is not None:
+            values["quality"] = appeal.quality_score
+        parts = flatten_parts(reply.quality_parts or {}) if reply else {}
+        rows.append(AppealRow(values, parts))
+    return rows
+
+
+def _known(moment: datetime | None, at: datetime) -> datetime | None:
+    """A moment only if it had happened by `at` (a report shows what was known then)."""
+    return moment if moment is not None and moment <= at else None
+
+
+def flatten_parts(parts: dict[str, Any]) -> dict[str, Any]:
+    """Quality parts as cells: a check is «да»/«нет» (— when it does not apply), the concrete
+    part is its points with one column per named item."""
+    cells: dict[str, Any] = {}
+    for name, part in parts.items():
+        if not isinstance(part, dict):
+            cells[name] = _cell(part)
+            continue
+        if name == "concrete":
+            cells[name] = _cell(part.get("points"))
+        else:
+            cells[name] = _cell(part.get("ok"))
+        for key, value in part.items():
+            if key not in ("ok", "points", "max"):
+                cells[f"{name}.{key}"] = _cell(value)
+    return cells
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "да" if value else "нет"
+    if isinstance(value, float):
+        return round(value, 2)
+    return value
+
+
+def _quality_columns(rows: Sequence[AppealRow]) -> list[str]:
+    keys: dict[str, None] = {}
+    for row in rows:
+        for key in row.quality_parts:
+            keys.setdefault(key, None)
+    return list(keys)
+
+
+PAGE_COLUMNS: list[tuple[str, str, float, str | None]] = [
+    # key in StatsReport.to_json(), header, width, number format
+    ("title", "Страница", 30, None),
+    ("platform", "Платформа", 11, None),
+    ("appeals", "Обращений", 11, "0"),
+    ("answered", "Отвечено", 10, "0"),
+    ("answered_share", "Доля отвеченных", 11, SHARE_FORMAT),
+    ("answered_in_time", "Отвечено в срок", 11, "0"),
+    ("answered_late", "С опозданием", 11, "0"),
+    ("overdue", "Просрочено", 11, "0"),
+    ("pending", "Ожидают ответа", 11, "0"),
+    ("within_sla_share", "Доля в срок", 11, SHARE_FORMAT),
+    ("frt_median_h", "Медиана первого ответа, ч", 13, HOURS_FORMAT),
+    ("frt_p90_h", "90% ответов быстрее, ч", 13, HOURS_FORMAT),
+    ("frt_median_work_h", "Медиана, рабочих ч", 13, HOURS_FORMAT),
+    ("quality_mean", "Качество ответов (0–100)", 13, "0"),
+    ("templated_share", "Доля шаблонных", 11, SHARE_FORMAT),
+    ("deleted_by_page", "Удалено страницей", 11, "0"),
+    ("csat", "Удовлетворённость", 13, SHARE_FORMAT),
+    ("maturity_index", "Индекс зрелости (0–100)", 13, "0"),
+]
+
+
+def _page_values(item: dict[str, Any], title: str | None = None) -> dict[str, Any]:
+    values = dict(item)
+    for key in ("frt_median", "frt_p90", "frt_median_work"):
+        seconds = item.get(f"{key}_s")
+        values[f"{key}_h"] = round(seconds / 3600, 2) if seconds is not None else None
+    values["platform"] = PLATFORM_RU.get(item.get("platform") or "", item.get("platform"))
+    if title is not None:
+        values["title"] = title
+    return values
+
+
+# -- XLSX --------------------------------------------------------------------------------------
+
+_HEADER_FONT = Font(bold=True, color="FFFFFF")
+_HEADER_FILL = PatternFill("solid", fgColor="305496")
+_WRAP = Alignment(wrap_text=True, vertical="top")
+_HEADER_ALIGN = Alignment(wrap_text=True, vertical="center", horizontal="center")
+
+
+def _header(sheet: Any, headers: Sequence[str], widths: Sequence[float]) -> None:
+    sheet.append(list(headers))
+    for index, width in enumerate(widths, 1):
+        cell = sheet.cell(row=1, column=index)
+        cell.font, cell.fill, cell.alignment = _HEADER_FONT, _HEADER_FILL, _HEADER_ALIGN
+        sheet.column_dimensions[get_column_letter(index)].width = width
+    sheet.row_dimensions[1].height = 45
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(headers))}1"
+
+
+def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_label: str) -> bytes:
+    """The workbook: «Обращения» (one row per appeal) and «По страницам» (figures per page)."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Обращения"
+    parts = _quality_columns(rows)
+    headers = [header for _, header, _ in APPEAL_COLUMNS]
+    headers += [f"Качество: {QUALITY_PARTS_RU.get(part, part)}" for part in parts]
+    widths = [width for _, _, width in APPEAL_COLUMNS] + [14] * len(parts)
+    _header(sheet, headers, widths)
+    keys = [key for key, _, _ in APPEAL_COLUMNS]
+    for row in rows:
+        sheet.append(
+            [row.values.get(key) for key in keys] + [row.quality_parts.get(part) for part in parts]
+        )
+    for index, key in enumerate(keys, 1):
+        letter = get_column_letter(index)
+        for cell in sheet[letter][1:]:
+            if key in DATETIME_KEYS:
+                cell.number_format = DATETIME_FORMAT
+            elif key in ("frt_h", "frt_work_h"):
+                cell.number_format = HOURS_FORMAT
+            elif key in ("text", "reply"):
+                cell.alignment = _WRAP
+            elif key == "link" and cell.value:
+                cell.hyperlink = str(cell.value)
+                cell.font = Font(color="0563C1", underline="single")
+
+    pages = book.create_sheet("По страницам")
+    _header(pages, [h for _, h, _, _ in PAGE_COLUMNS], [w for _, _, w, _ in PAGE_COLUMNS])
+    items = [_page_values(item) for item in report_json.get("pages", [])]
+    items.append(_page_values(report_json.get("total", {}), title="Всего"))
+    for item in items:
+        pages.append([item.get(key) for key, _, _, _ in PAGE_COLUMNS])
+    for index, (_, _, _, number_format) in enumerate(PAGE_COLUMNS, 1):
+        if number_format is None:
+            continue
+        for cell in pages[get_column_letter(index)][1:]:
+            cell.number_format = number_format
+    for cell in pages[pages.max_row]:
+        cell.font = Font(bold=True)
+    note_row = pages.max_row + 2
+    pages.cell(row=note_row, column=1, value=f"Период: {period_label}")
+    pages.cell(
+        row=note_row + 1,
+        column=1,
+        value="Время — местное время страницы; статус — на момент выгрузки.",
+    )
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return f"{value:%d.%m.%Y %H:%M}"
+    if isinstance(value, bool):
+        return "да" if value else "нет"
+    if isinstance(value, float):
+        return f"{value:g}".replace(".", ",")  # Russian Excel reads decimal commas
+    return str(value)
+
+
+def build_csv(rows: Sequence[AppealRow]) -> bytes:
+    """The appeals as CSV for Russian Excel: UTF-8 with BOM, `;`-separated."""
+    parts = _quality_columns(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow(
+        [header for _, header, _ in APPEAL_COLUMNS]
+        + [f"Качество: {QUALITY_PARTS_RU.get(part, part)}" for part in parts]
+    )
+    keys = [key for key, _, _ in APPEAL_COLUMNS]
+    for row in rows:
+        writer.writerow(
+            [_csv_value(row.values.get(key)) for key in keys]
+            + [_csv_value(row.quality_parts.get(part)) for part in parts]
+        )
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+# -- entry points ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    data: bytes
+    filename: str
+    appeals: int
+
+
+async def build_export(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    defaults: PageDefaults,
+    fmt: str = "xlsx",
+    label: str | None = None,
+    page_id: int | None = None,
+) -> ExportFile:
+    """The export of [since, until) as known at `at`, as XLSX or CSV bytes with a file name."""
+    if fmt not in ("xlsx", "csv"):
+        raise ValueError(f"unknown export format {fmt!r}")
+    zone = ZoneInfo(defaults.timezone)
+    first = since.astimezone(zone).date()
+    last = (until - timedelta(microseconds=1)).astimezone(zone).date()
+    label = label or f"{first:%d.%m.%Y}–{last:%d.%m.%Y}"
+    rows = await appeal_rows(
+        session, since=since, until=until, at=at, defaults=defaults, page_id=page_id
+    )
+    filename = f"otklik_{first:%Y-%m-%d}_{last:%Y-%m-%d}.{fmt}"
+    if fmt == "csv":
+        return ExportFile(build_csv(rows), filename, len(rows))
+    report = await build_report(
+        session, since=since, until=until, at=at, page_id=page_id, defaults=defaults
+    )
+    return ExportFile(build_xlsx(rows, report.to_json(), label), filename, len(rows))
+
+
+async def export_command(
+    app: AppContext, since: datetime, until: datetime, fmt: str, output: str | None
+) -> int:
+    """`otklik export`: write the file and print its path."""
+    if until <= since:
+        from bot.commands import CommandError
+
+        raise CommandError("--until must be later than --since")
+    async with app.sessions() as session:
+        exported = await build_export(
+            session, since=since, until=until, at=app.clock(), defaults=app.defaults, fmt=fmt
+        )
+    path = Path(output or exported.filename)
+    await asyncio.to_thread(path.write_bytes, exported.data)
+    print(f"{path} ({exported.appeals} appeals)")
+    return 0

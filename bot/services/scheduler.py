@@ -1,0 +1,107 @@
+"""Periodic jobs: reminders and the weekly digest, computed from the database on every tick.
+
+Nothing is kept in memory between ticks: a tick reads what is due from `appeal` and
+`reminder_log`, records it, sends it and marks it sent, so a restart (or a crash) neither
+repeats nor skips a reminder. With PostgreSQL and several workers one tick at a time holds an
+advisory lock; the others skip that round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from sqlalchemy import text
+
+from bot.app import AppContext
+from bot.services import digest
+from bot.services.reminders import ReminderService, TickReport
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 30.0
+# Any fixed 64-bit number that no other job uses: the advisory lock of the periodic jobs.
+ADVISORY_LOCK_KEY = 0x4F544B4C494B  # "OTKLIK"
+
+
+class Scheduler:
+    """Runs `tick` every `interval` seconds until `stop`; tests call `tick` directly."""
+
+    def __init__(self, app: AppContext, *, interval: float = TICK_SECONDS) -> None:
+        self.app = app
+        self.interval = interval
+        self._stopping = asyncio.Event()
+        self._warned_no_notifier = False
+
+    async def tick(self) -> TickReport:
+        """Plan and send everything due at `app.clock()`."""
+        now = self.app.clock()
+        report = TickReport()
+        async with self._exclusive() as acquired:
+            if not acquired:
+                logger.debug("another worker runs the periodic jobs; skipping this tick")
+                return report
+            async with self.app.sessions() as session:
+                service = ReminderService(session, self.app.settings, self.app.defaults)
+                await service.plan(now, report)
+                await digest.plan_digests(session, self.app.settings, now, report)
+                await session.commit()
+                notifier = self.app.notifier
+                if notifier is None:
+                    if not self._warned_no_notifier:
+                        logger.warning("no notifier configured: reminders are planned, not sent")
+                        self._warned_no_notifier = True
+                    return report
+                await service.deliver(notifier, now, report)
+                await digest.deliver_digests(session, self.app, notifier, now, report)
+                await session.commit()
+        if report.planned or report.sent or report.failed:
+            logger.info(
+                "tick at %s: planned %r, sent %r in %r messages, failed %r, waiting %r",
+                now.isoformat(),
+                report.planned,
+                report.sent,
+                report.messages,
+                report.failed,
+                report.waiting,
+            )
+        return report
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[bool]:
+        """PostgreSQL: a session advisory lock on a connection of its own; SQLite: always."""
+        if self.app.engine.dialect.name != "postgresql":
+            yield True
+            return
+        async with self.app.engine.connect() as connection:
+            acquired = bool(
+                await connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                )
+            )
+            await connection.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    await connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                    )
+                    await connection.commit()
+
+    async def run(self) -> None:
+        """Tick until `stop()`; an error in one tick is logged and the next tick goes on."""
+        logger.info("scheduler started (every %r s)", self.interval)
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("scheduler tick failed; trying again next tick")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
+        logger.info("scheduler stopped")
+
+    async def stop(self) -> None:
+        self._stopping.set()

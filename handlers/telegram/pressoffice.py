@@ -1,0 +1,322 @@
+"""The press office in Telegram: reminder buttons, /overdue, /digest, /export, /page, /bind.
+
+Handlers translate: they check the role (bot.services.roles), call a service and answer.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app import AppContext
+from bot.services import digest as digest_service
+from bot.services import export as export_service
+from bot.services import roles
+from bot.services.notify import Notifier
+from bot.services.reminders import (
+    CALLBACK_PREFIX,
+    apply_decision,
+    overdue_cards,
+    parse_callback,
+    press_chat_of,
+    render_overdue_summary,
+)
+from bot.services.worktime import WorkSchedule
+from handlers.telegram.common import person_name
+from handlers.telegram.notifier import TelegramNotifier
+from storage.models import Appeal, Page
+
+logger = logging.getLogger(__name__)
+
+SUPERVISOR_REFUSAL = "Извините, эта команда доступна только руководителям пресс-службы."
+ADMIN_REFUSAL = "Извините, управлять страницами могут только администраторы Отклика."
+BUTTON_REFUSAL = (
+    "Эти кнопки — для сотрудников пресс-службы. Если вы работаете с обращениями, попросите "
+    "администратора добавить вас."
+)
+PAGE_HELP = (
+    "Страницы: /page — список.\n"
+    "/page ID title Новое название\n"
+    "/page ID tz Asia/Vladivostok\n"
+    "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
+    "/page ID hours 09:00-18:00 — рабочее время\n"
+    "/page ID unbind — отвязать пресс-чат\n"
+    "/bind ID в пресс-чате — напоминания по странице придут сюда."
+)
+
+
+def _notifier(app: AppContext, bot: Bot) -> Notifier:
+    return app.notifier if app.notifier is not None else TelegramNotifier(bot)
+
+
+# -- reminder buttons --------------------------------------------------------------------------
+
+
+async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppContext) -> None:
+    """«Взять в работу», «Не обращение», «Ответили вне соцсети» under a reminder."""
+    parsed = parse_callback(query.data or "")
+    if parsed is None:
+        await query.answer()
+        return
+    action, appeal_id = parsed
+    appeal = await session.get(Appeal, appeal_id)
+    page = await session.get(Page, appeal.page_id) if appeal is not None else None
+    if appeal is None or page is None:
+        await query.answer("Обращение не найдено.", show_alert=True)
+        return
+    user = query.from_user
+    chat_id = query.message.chat.id if query.message is not None else None
+    role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
+    in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
+    if role < roles.Role.OPERATOR:
+        if not in_press_chat:
+            logger.info("user %r pressed %r without a role; refused", user.id, query.data)
+            await query.answer(BUTTON_REFUSAL, show_alert=True)
+            return
+        # A member of the page's press chat: an operator from the first press (roles docs).
+        await roles.register_operator(session, user.id, person_name(user), page.id)
+    result = await apply_decision(
+        session,
+        appeal,
+        action,
+        actor_id=str(user.id),
+        actor_name=person_name(user),
+        at=app.clock(),
+    )
+    await query.answer(result.message, show_alert=not result.changed)
+    if result.changed and query.message is not None and chat_id is not None:
+        # Everyone in the chat sees what was decided, under the reminder it concerns.
+        await query.bot.send_message(  # type: ignore[union-attr]
+            chat_id,
+            html.escape(result.message),
+            parse_mode="HTML",
+            reply_to_message_id=query.message.message_id,
+        )
+
+
+# -- supervisors -------------------------------------------------------------------------------
+
+
+async def _require(
+    message: Message, session: AsyncSession, app: AppContext, role: roles.Role
+) -> bool:
+    user = message.from_user
+    if user is not None and await roles.role_of(session, app.settings, user.id) >= role:
+        return True
+    await message.answer(ADMIN_REFUSAL if role >= roles.Role.ADMIN else SUPERVISOR_REFUSAL)
+    return False
+
+
+async def overdue_command(
+    message: Message, bot: Bot, session: AsyncSession, app: AppContext
+) -> None:
+    """/overdue: every overdue appeal now, with the buttons."""
+    if not await _require(message, session, app, roles.Role.SUPERVISOR):
+        return
+    now = app.clock()
+    pages = (await session.exec(select(Page).where(col(Page.is_active)))).all()
+    cards = await overdue_cards(session, [p.id for p in pages if p.id], now, app.defaults)
+    text, buttons = render_overdue_summary(cards, now, app.defaults.timezone)
+    await _notifier(app, bot).send_text(message.chat.id, text, buttons)
+
+
+async def digest_command(
+    message: Message,
+    bot: Bot,
+    session: AsyncSession,
+    app: AppContext,
+    command: CommandObject,
+) -> None:
+    """/digest [2026-W46]: the weekly digest of the last full week (or the given one) here."""
+    if not await _require(message, session, app, roles.Role.SUPERVISOR):
+        return
+    try:
+        week = digest_service.parse_week(command.args, app.clock(), app.defaults.timezone)
+    except ValueError:
+        await message.answer("Неделю пишут так: /digest 2026-W46. Без неё — прошлая неделя.")
+        return
+    built = await digest_service.build_digest(session, app, week)
+    await digest_service.send_digest(_notifier(app, bot), message.chat.id, built)
+
+
+async def export_command(
+    message: Message,
+    bot: Bot,
+    session: AsyncSession,
+    app: AppContext,
+    command: CommandObject,
+) -> None:
+    """/export [неделя|месяц|ДД.ММ-ДД.ММ]: the XLSX file here."""
+    if not await _require(message, session, app, roles.Role.SUPERVISOR):
+        return
+    now = app.clock()
+    try:
+        since, until, label = export_service.parse_period(
+            command.args or "", now, app.defaults.timezone
+        )
+    except export_service.ExportError as error:
+        await message.answer(str(error))
+        return
+    exported = await export_service.build_export(
+        session, since=since, until=until, at=now, defaults=app.defaults, label=label
+    )
+    caption = f"Выгрузка за {label}: {digest_service.appeals_count(exported.appeals)}."
+    await _notifier(app, bot).send_document(
+        message.chat.id, exported.data, exported.filename, caption
+    )
+
+
+# -- admins: pages and press chats -------------------------------------------------------------
+
+
+def _page_line(page: Page, app: AppContext) -> str:
+    chat = press_chat_of(page, app.settings)
+    chat_text = (
+        f"пресс-чат {chat}" + ("" if page.press_chat_id is not None else " (по умолчанию)")
+        if chat is not None
+        else "пресс-чат не задан"
+    )
+    sla = page.sla_hours or app.defaults.sla_hours
+    urgent = page.sla_urgent_hours or app.defaults.sla_urgent_hours
+    state = "" if page.is_active else " · отключена"
+    return (
+        f"<b>{page.id}</b> · {html.escape(page.title or page.external_id)} ({page.platform})\n"
+        f"    {html.escape(page.timezone or app.defaults.timezone)} · "
+        f"{html.escape(page.work_hours or app.defaults.work_hours)} · "
+        f"ответ за {sla:g} ч, срочные за {urgent:g} ч · {chat_text}{state}"
+    )
+
+
+async def page_command(
+    message: Message, session: AsyncSession, app: AppContext, command: CommandObject
+) -> None:
+    """/page: list pages; /page ID title|tz|sla|hours|unbind …: change one."""
+    if not await _require(message, session, app, roles.Role.ADMIN):
+        return
+    args = (command.args or "").split()
+    if not args:
+        pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
+        if not pages:
+            await message.answer("Страниц пока нет: они появятся с первым сообщением.")
+            return
+        lines = [_page_line(page, app) for page in pages]
+        await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
+        return
+    if len(args) < 2 or not args[0].isdigit():
+        await message.answer(PAGE_HELP)
+        return
+    page = await session.get(Page, int(args[0]))
+    if page is None:
+        await message.answer(f"Страницы {args[0]} нет. Список: /page")
+        return
+    field, values = args[1].lower(), args[2:]
+    if field == "title" and values:
+        page.title = " ".join(values)[:256]
+    elif field == "tz" and len(values) == 1:
+        try:
+            ZoneInfo(values[0])
+        except (ZoneInfoNotFoundError, ValueError):
+            await message.answer(f"Не знаю часовой пояс {values[0]}. Пример: Asia/Vladivostok")
+            return
+        page.timezone = values[0]
+    elif field == "sla" and 1 <= len(values) <= 2:
+        try:
+            hours = [float(v.replace(",", ".")) for v in values]
+        except ValueError:
+            hours = []
+        if not hours or any(not 0 < h <= 24 * 30 for h in hours):
+            await message.answer("Часы на ответ — положительные числа: /page ID sla 8 4")
+            return
+        page.sla_hours = hours[0]
+        if len(hours) == 2:
+            page.sla_urgent_hours = hours[1]
+    elif field == "hours" and values:
+        try:
+            WorkSchedule.parse(page.timezone or app.defaults.timezone, " ".join(values))
+        except ValueError:
+            await message.answer("Рабочее время пишут так: 09:00-18:00 или 09:00-18:00,13:00-14:00")
+            return
+        page.work_hours = " ".join(values)
+    elif field == "unbind" and not values:
+        page.press_chat_id = None
+    else:
+        await message.answer(PAGE_HELP)
+        return
+    await session.flush()
+    logger.info(
+        "page %r: %s changed by %r", page.id, field, message.from_user and message.from_user.id
+    )
+    await message.answer("Сохранено.\n" + _page_line(page, app), parse_mode="HTML")
+
+
+async def bind_command(
+    message: Message, session: AsyncSession, app: AppContext, command: CommandObject
+) -> None:
+    """/bind ID (or /bind all) in a group: that page's reminders go to this chat."""
+    if not await _require(message, session, app, roles.Role.ADMIN):
+        return
+    if message.chat.type not in ("group", "supergroup"):
+        await message.answer("Команду /bind отправляют в групповом чате пресс-службы.")
+        return
+    arg = (command.args or "").strip().lower()
+    pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
+    if arg == "all":
+        chosen = list(pages)
+    elif arg.isdigit():
+        chosen = [page for page in pages if page.id == int(arg)]
+    elif not arg and len(pages) == 1:
+        chosen = list(pages)
+    else:
+        listing = "\n".join(f"{p.id} · {p.title or p.external_id}" for p in pages)
+        await message.answer(
+            "Укажите страницу: /bind ID или /bind all.\n" + (listing or "Страниц пока нет.")
+        )
+        return
+    if not chosen:
+        await message.answer(f"Страницы {arg} нет. Список: /page")
+        return
+    for page in chosen:
+        page.press_chat_id = message.chat.id
+    app.press_chats.add(message.chat.id)
+    await session.flush()
+    titles = ", ".join(html.escape(p.title or p.external_id) for p in chosen)
+    logger.info("chat %r bound to pages %r", message.chat.id, [p.id for p in chosen])
+    await message.answer(
+        f"Готово: напоминания по страницам «{titles}» будут приходить в этот чат.",
+        parse_mode="HTML",
+    )
+
+
+async def _load_press_chats(app: AppContext) -> None:
+    """On startup: chats bound with /bind are press chats of this process too."""
+    async with app.sessions() as session:
+        chats = (
+            await session.exec(
+                select(Page.press_chat_id).where(col(Page.press_chat_id).is_not(None))
+            )
+        ).all()
+    app.press_chats.update(chat for chat in chats if chat is not None)
+
+
+def create_router(app: AppContext) -> Router:
+    """A fresh router with the press-office handlers."""
+    router = Router(name=__name__)
+
+    async def on_startup() -> None:
+        await _load_press_chats(app)
+
+    router.startup.register(on_startup)
+    router.callback_query.register(on_decision, F.data.startswith(f"{CALLBACK_PREFIX}:"))
+    router.message.register(overdue_command, Command("overdue"))
+    router.message.register(digest_command, Command("digest"))
+    router.message.register(export_command, Command("export"))
+    router.message.register(page_command, Command("page"))
+    router.message.register(bind_command, Command("bind"))
+    return router
