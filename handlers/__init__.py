@@ -26,6 +26,7 @@ def setup_telegram_routers(app: AppContext) -> Router:
         discussion,
         membership,
         press,
+        pressoffice,
         private,
         service,
         supervisors,
@@ -45,6 +46,7 @@ def setup_telegram_routers(app: AppContext) -> Router:
     root.include_routers(
         service.create_router(),
         supervisors.create_router(app),
+        pressoffice.create_router(app),
         membership.create_router(),
         business.create_router(),
         press_router,
