@@ -1,0 +1,1 @@
+"""History importers: files and past periods fed through the one ingest path."""
