@@ -1,0 +1,271 @@
+"""The press office in Telegram end to end: reminder buttons, roles, /export, /page, /bind."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+
+from bot.app import AppContext
+from bot.clock import SimulatedClock
+from bot.sandbox import TelegramSandbox
+from bot.sandbox.telegram import SentMessage
+from bot.services.ingest import IngestService
+from bot.services.scheduler import Scheduler
+from bot.services.stats import build_report
+from handlers.telegram.notifier import TelegramNotifier
+from handlers.telegram.pressoffice import BUTTON_REFUSAL, SUPERVISOR_REFUSAL
+from storage.models import Appeal, Decision, Page, Staff
+from tests.conftest import make_settings
+from tests.telegram_harness import (
+    GROUP_ID,
+    PRESS_CHAT_ID,
+    RunningIntake,
+    eventually,
+    setup_sandbox,
+)
+from tests.test_reminders import HEATING, ROADS, WASTE, appeal_ids, citizen_event, msk
+
+ADMIN = {"id": 9001, "is_bot": False, "first_name": "Олег", "last_name": "Админов"}
+SUPERVISOR = {"id": 9002, "is_bot": False, "first_name": "Ольга", "last_name": "Руководова"}
+OPERATOR = {"id": 7001, "is_bot": False, "first_name": "Анна", "last_name": "Иванова"}
+STRANGER = {"id": 6666, "is_bot": False, "first_name": "Случайный"}
+NEW_PRESS = {"id": -1001000000055, "type": "supergroup", "title": "Пресс-служба Минздрава"}
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[TelegramSandbox]:
+    async with TelegramSandbox() as box:
+        setup_sandbox(box)
+        box.add_chat(NEW_PRESS)
+        yield box
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(msk(11, 2, 9))
+
+
+@pytest.fixture
+def app(sqlite_engine: AsyncEngine, clock: SimulatedClock) -> AppContext:
+    settings = make_settings(PRESS_CHAT_ID=PRESS_CHAT_ID, ADMIN_IDS="9001", SUPERVISOR_IDS="9002")
+    return AppContext.create(settings, sqlite_engine, clock)
+
+
+@pytest.fixture
+async def intake(
+    app: AppContext, sandbox: TelegramSandbox, clock: SimulatedClock
+) -> AsyncIterator[RunningIntake]:
+    sandbox.now = clock
+    running = RunningIntake(app, sandbox)
+    await running.start()
+    assert running.bot is not None
+    app.notifier = TelegramNotifier(running.bot)
+    yield running
+    await running.stop()
+
+
+async def _ingest(app: AppContext, *events: Any) -> list[int]:
+    ids = []
+    async with app.sessions() as session:
+        service = IngestService(session, app.defaults)
+        for event in events:
+            result = await service.handle(event)
+            ids.append(result.appeal_ids[0])
+        await session.commit()
+    return ids
+
+
+async def _report(app: AppContext) -> dict[str, Any]:
+    async with app.sessions() as session:
+        report = await build_report(
+            session,
+            since=msk(11, 2, 0),
+            until=msk(11, 3, 0),
+            at=app.clock(),
+            defaults=app.defaults,
+        )
+    return report.to_json()["total"]
+
+
+async def _press(
+    intake: RunningIntake, sandbox: TelegramSandbox, user: dict, message: SentMessage, data: str
+) -> dict[str, Any]:
+    """Press a button and wait until the update is handled and committed; the answer given."""
+    before = await intake.processed()
+    answers = len(sandbox.callback_answers)
+    sandbox.inject_callback_query(user, message, data)
+    await intake.wait_processed(before + 1)
+    assert len(sandbox.callback_answers) == answers + 1
+    return sandbox.callback_answers[-1]
+
+
+async def _command(
+    intake: RunningIntake, sandbox: TelegramSandbox, chat: int, user: dict, text: str
+) -> None:
+    before = await intake.processed()
+    sandbox.inject_message(chat, user, text)
+    await intake.wait_processed(before + 1)
+
+
+async def test_buttons_change_the_metrics_and_keep_who_decided(
+    app: AppContext, intake: RunningIntake, sandbox: TelegramSandbox, clock: SimulatedClock
+) -> None:
+    taken, not_appeal, offline = await _ingest(
+        app,
+        citizen_event(msk(11, 2, 9), ROADS, "501", 101),
+        citizen_event(msk(11, 2, 9, 5), WASTE, "502", 102),
+        citizen_event(msk(11, 2, 9, 10), ROADS.replace("Ленина", "Мира"), "503", 103),
+    )
+    clock.set(msk(11, 2, 13, 10))  # half of the SLA of all three
+    await Scheduler(app).tick()
+    [reminder] = sandbox.sent_messages(PRESS_CHAT_ID)
+    assert appeal_ids(reminder) == [taken, not_appeal, offline]
+    before = await _report(app)
+    assert (before["appeals"], before["answered"], before["pending"]) == (3, 0, 3)
+
+    answer = await _press(intake, sandbox, OPERATOR, reminder, f"ap:take:{taken}")
+    assert "взято в работу: Анна Иванова" in answer["text"]
+    clock.advance(timedelta(minutes=5))
+    await _press(intake, sandbox, OPERATOR, reminder, f"ap:no:{not_appeal}")
+    clock.advance(timedelta(minutes=5))
+    decided_offline = clock()
+    await _press(intake, sandbox, OPERATOR, reminder, f"ap:off:{offline}")
+
+    after = await _report(app)
+    assert after["appeals"] == 2  # «Не обращение» leaves the metrics
+    assert (after["answered"], after["answered_in_time"], after["answered_offline"]) == (1, 1, 1)
+    assert after["pending"] == 1
+    async with app.sessions() as session:
+        appeals = {a.id: a for a in (await session.exec(select(Appeal))).all()}
+        decisions = (await session.exec(select(Decision).order_by(Decision.id))).all()  # type: ignore[arg-type]
+        staff = (await session.exec(select(Staff))).all()
+    assert appeals[taken].taken_by == "Анна Иванова"
+    assert appeals[not_appeal].excluded
+    assert appeals[offline].answered_offline_at == decided_offline
+    assert [(d.appeal_id, d.action, d.actor_id) for d in decisions] == [
+        (taken, "taken", "7001"),
+        (not_appeal, "not_appeal", "7001"),
+        (offline, "answered_offline", "7001"),
+    ]
+    assert decisions[1].value == "waste"  # the classifier's topic, kept as the correction
+    # The operator pressed in the page's press chat: registered as its operator.
+    assert [(s.user_id, s.role, s.page_id) for s in staff] == [
+        ("7001", "operator", appeals[taken].page_id)
+    ]
+    confirmations = [m.text for m in sandbox.sent_messages(PRESS_CHAT_ID)[1:]]
+    assert confirmations == [
+        f"Обращение №{taken} взято в работу: Анна Иванова.",
+        f"Обращение №{not_appeal} отмечено как «не обращение» и не войдёт в показатели.",
+        f"Обращение №{offline} засчитано как отвеченное вне соцсети.",
+    ]
+
+    # The deadline reminder is only about the appeal still open, and shows who has it.
+    clock.set(msk(11, 2, 17, 5))
+    await Scheduler(app).tick()
+    deadline = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
+    assert appeal_ids(deadline) == [taken]
+    assert "В работе: Анна Иванова" in (deadline.text or "")
+
+
+async def test_strangers_are_refused(
+    app: AppContext, intake: RunningIntake, sandbox: TelegramSandbox, clock: SimulatedClock
+) -> None:
+    [appeal_id] = await _ingest(app, citizen_event(msk(11, 2, 9), HEATING, "501", 101))
+    assert intake.bot is not None
+    # A reminder that ended up outside the press chat (the discussion group).
+    notifier = TelegramNotifier(intake.bot)
+    from bot.services.reminders import appeal_buttons
+
+    await notifier.send_text(GROUP_ID, "Напоминание", appeal_buttons(appeal_id))
+    [stray] = sandbox.sent_messages(GROUP_ID)
+    answer = await _press(intake, sandbox, STRANGER, stray, f"ap:no:{appeal_id}")
+    assert answer["text"] == BUTTON_REFUSAL and answer["show_alert"] is True
+    async with app.sessions() as session:
+        appeal = await session.get(Appeal, appeal_id)
+        assert appeal is not None and not appeal.excluded
+        assert (await session.exec(select(Decision))).all() == []
+    # A supervisor may decide from anywhere.
+    answer = await _press(intake, sandbox, SUPERVISOR, stray, f"ap:take:{appeal_id}")
+    assert "Ольга Руководова" in answer["text"]
+
+    await _command(intake, sandbox, PRESS_CHAT_ID, STRANGER, "/export")
+    assert sandbox.sent_messages(PRESS_CHAT_ID)[-1].text == SUPERVISOR_REFUSAL
+    await _command(intake, sandbox, PRESS_CHAT_ID, OPERATOR, "/page")
+    assert "только администраторы" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
+
+
+async def test_export_and_overdue_for_supervisors(
+    app: AppContext, intake: RunningIntake, sandbox: TelegramSandbox, clock: SimulatedClock
+) -> None:
+    await _ingest(
+        app,
+        citizen_event(msk(11, 2, 9), ROADS, "501", 101),
+        citizen_event(msk(11, 2, 10), HEATING, "502", 102),
+    )
+    clock.set(msk(11, 3, 12))
+    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/export неделя")
+    document = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
+    assert document.method == "sendDocument"
+    assert document.files[0].filename == "otklik_2026-10-28_2026-11-03.xlsx"
+    assert document.message["caption"] == "Выгрузка за 28.10.2026–03.11.2026: 2 обращения."
+
+    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/export вчера")
+    assert "Не понимаю период" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
+
+    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/overdue")
+    overdue = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
+    assert "просрочены 2 обращения" in (overdue.text or "")
+    assert len(appeal_ids(overdue)) == 2
+
+
+async def test_admin_manages_pages_and_binds_a_press_chat(
+    app: AppContext, intake: RunningIntake, sandbox: TelegramSandbox, clock: SimulatedClock
+) -> None:
+    [appeal_id] = await _ingest(app, citizen_event(msk(11, 2, 9), ROADS, "501", 101))
+    async with app.sessions() as session:
+        page_id = (await session.exec(select(Page.id))).one()
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, f"/page {page_id} tz Asia/Vladivostok")
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, f"/page {page_id} sla 6 2")
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, f"/page {page_id} title Минздрав края")
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, f"/page {page_id} tz Марс/Олимп")
+    assert "Не знаю часовой пояс" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
+    await _command(intake, sandbox, NEW_PRESS["id"], SUPERVISOR, f"/bind {page_id}")
+    assert "только администраторы" in (sandbox.sent_messages(NEW_PRESS["id"])[-1].text or "")
+    await _command(intake, sandbox, NEW_PRESS["id"], ADMIN, f"/bind {page_id}")
+    assert "Минздрав края" in (sandbox.sent_messages(NEW_PRESS["id"])[-1].text or "")
+    async with app.sessions() as session:
+        page = await session.get(Page, page_id)
+    assert page is not None
+    assert (page.timezone, page.sla_hours, page.sla_urgent_hours, page.title) == (
+        "Asia/Vladivostok",
+        6.0,
+        2.0,
+        "Минздрав края",
+    )
+    assert page.press_chat_id == NEW_PRESS["id"]
+    assert NEW_PRESS["id"] in app.press_chats
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/page")
+    listing = sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or ""
+    assert "Минздрав края" in listing and "Asia/Vladivostok" in listing
+
+    # Reminders of the page now go to the bound chat, in the page's working hours: 13:30 in
+    # Moscow is 20:30 in Vladivostok, so nothing goes out until the next morning there.
+    clock.set(msk(11, 2, 13, 30))
+    await Scheduler(app).tick()
+    assert [m.method for m in sandbox.sent_messages(NEW_PRESS["id"])] == ["sendMessage"] * 2
+    clock.set(msk(11, 3, 3, 30))  # Tuesday 10:30 in Vladivostok
+    await Scheduler(app).tick()
+    reminder, summary = sandbox.sent_messages(NEW_PRESS["id"])[-2:]
+    assert appeal_ids(reminder) == appeal_ids(summary) == [appeal_id]
+    assert "Срок ответа истёк" in (reminder.text or "")
+    assert "На 10:30 03.11 просрочено 1 обращение" in (summary.text or "")
+
+    async def bound_chat_loaded() -> bool:
+        return NEW_PRESS["id"] in app.press_chats
+
+    assert await eventually(bound_chat_loaded)
