@@ -90,6 +90,7 @@ class Appeal(SQLModel, table=True):
             "rating",
             "rated_at",
             "deleted_by_page",
+            "topic",
         ),
     )
 

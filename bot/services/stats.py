@@ -369,40 +369,62 @@ class _OrderStatistics:
             )
             self.histograms[page_id] = {int(bucket): int(count) for bucket, count in rows.all()}
 
-    async def _bucket_values(self, page_ids: Sequence[int], bucket: int) -> list[float]:
-        values: list[float] = []
-        for page_id in page_ids:
-            if not self.histograms[page_id].get(bucket):
-                continue
-            rows = await core(
-                self.session,
-                select(self.column).where(
-                    self.condition(page_id), self.column.is_not(None), self.bucket == bucket
-                ),
-            )
-            values.extend(float(value) for (value,) in rows.all())
-        values.sort()
-        return values
-
-    async def quantiles(self, page_ids: Sequence[int]) -> tuple[float | None, float | None]:
-        """(median, p90) of the values of `page_ids` taken together."""
+    def _needed(self, page_ids: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
+        """For `page_ids` together: rank -> (bucket, rank inside the merged bucket)."""
         histogram: dict[int, int] = defaultdict(int)
         for page_id in page_ids:
             for bucket, count in self.histograms[page_id].items():
                 histogram[bucket] += count
         total = sum(histogram.values())
-        wanted = median_ranks(total) | p90_ranks(total)
-        found: dict[int, float] = {}
+        wanted = sorted(median_ranks(total) | p90_ranks(total))
+        needed: dict[int, list[tuple[int, int]]] = {}
         start = 0
         for bucket in sorted(histogram):
             count = histogram[bucket]
-            inside = [rank for rank in wanted if start <= rank < start + count]
-            if inside:
-                values = await self._bucket_values(page_ids, bucket)
-                for rank in inside:
-                    found[rank] = values[rank - start]
+            for rank in wanted:
+                if start <= rank < start + count:
+                    needed.setdefault(rank, []).append((bucket, rank - start))
             start += count
-        return median_of(found.__getitem__, total), p90_of(found.__getitem__, total)
+        return needed
+
+    async def quantiles(
+        self, groups: Sequence[Sequence[int]]
+    ) -> list[tuple[float | None, float | None]]:
+        """(median, p90) for each group of pages taken together, fetching each page once."""
+        plans = [(group, self._needed(group)) for group in groups]
+        buckets: dict[int, set[int]] = defaultdict(set)
+        for group, needed in plans:
+            wanted_buckets = {bucket for places in needed.values() for bucket, _ in places}
+            for page_id in group:
+                buckets[page_id] |= {b for b in wanted_buckets if self.histograms[page_id].get(b)}
+        values: dict[tuple[int, int], list[float]] = defaultdict(list)
+        for page_id, wanted in buckets.items():
+            if not wanted:
+                continue
+            rows = await core(
+                self.session,
+                select(self.bucket, self.column).where(
+                    self.condition(page_id),
+                    self.column.is_not(None),
+                    self.bucket.in_(sorted(wanted)),
+                ),
+            )
+            for bucket, value in rows.all():
+                values[(page_id, int(bucket))].append(float(value))
+        results: list[tuple[float | None, float | None]] = []
+        for group, needed in plans:
+            found: dict[int, float] = {}
+            merged: dict[int, list[float]] = {}
+            for rank, places in needed.items():
+                bucket, inside = places[0]
+                if bucket not in merged:
+                    merged[bucket] = sorted(
+                        value for page_id in group for value in values.get((page_id, bucket), ())
+                    )
+                found[rank] = merged[bucket][inside]
+            total = sum(sum(self.histograms[page_id].values()) for page_id in group)
+            results.append((median_of(found.__getitem__, total), p90_of(found.__getitem__, total)))
+        return results
 
 
 async def _report_pages(session: AsyncSession, page_id: int | None) -> list[Page]:
@@ -441,16 +463,18 @@ async def build_report(
     def replied_in_period(pid: int) -> ColumnElement[bool]:
         return and_(_period(pid, since, until), A.first_response_at <= at)
 
+    replied_pages = [item for item in listed if item.figures.replied]
+    groups: list[list[int]] = [[item.page_id] for item in replied_pages]
+    if ids:
+        groups.append(ids)
     for column, attribute in ((A.frt_s, "frt"), (A.frt_work_s, "frt_work")):
         stats = _OrderStatistics(session, column, replied_in_period, ids)
         await stats.load_histograms()
-        for item in listed:
-            if not item.figures.replied:
-                continue
-            median, p90 = await stats.quantiles([item.page_id])
+        results = await stats.quantiles(groups)
+        for item, (median, p90) in zip(replied_pages, results, strict=False):
             _set_times(item.figures, attribute, median, p90)
         if ids:
-            median, p90 = await stats.quantiles(ids)
+            median, p90 = results[-1]
             _set_times(total, attribute, median, p90)
     return StatsReport(since, until, at, total, listed, weights)
 
@@ -542,7 +566,7 @@ async def daily_series(
 
             stats = _OrderStatistics(session, A.frt_s, replied_on_day, ids)
             await stats.load_histograms()
-            median, _ = await stats.quantiles(ids)
+            [(median, _)] = await stats.quantiles([ids])
         rows.append(
             DayRow(
                 day=day,

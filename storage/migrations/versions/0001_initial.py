@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 02:43:58.450979
+Create Date: 2026-11-26 02:51:23.473973
 """
 
 from collections.abc import Sequence
@@ -206,6 +206,7 @@ def upgrade() -> None:
                 "rating",
                 "rated_at",
                 "deleted_by_page",
+                "topic",
             ],
             unique=False,
         )
