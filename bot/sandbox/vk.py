@@ -773,14 +773,7 @@ class VkSandbox:
     # ------------------------------------------------------------------ internals: objects
 
     def _post_object(self, post: _Post) -> JsonDict:
-        comments_count = sum(
-            1
-            for (owner_id, _), c in self._comments.items()
-            if owner_id == post.owner_id
-            and c.kind == "wall"
-            and c.container_id == post.id
-            and not c.deleted
-        )
+        comments_count = self._visible_comment_count(post)
         return {
             "id": post.id,
             "owner_id": post.owner_id,
@@ -833,6 +826,10 @@ class VkSandbox:
         obj[container_field] = comment.container_id
         obj[owner_field] = comment.owner_id
         return obj
+
+    def _visible_comment_count(self, post: _Post) -> int:
+        roots = [self._comments[(post.owner_id, cid)] for cid in post.comment_ids]
+        return sum(int(not root.deleted) + len(self._visible_replies(root)) for root in roots)
 
     def _visible_replies(self, root: _Comment) -> list[_Comment]:
         replies = (self._comments[(root.owner_id, rid)] for rid in root.replies)
@@ -1176,12 +1173,7 @@ class VkSandbox:
         count = min(100, max(0, _int(params, "count", default=10)))
         thread_items_count = min(10, max(0, _int(params, "thread_items_count", default=0)))
         descending = params.get("sort", "asc") == "desc"
-        all_comments = [
-            c
-            for c in self._comments.values()
-            if c.owner_id == wall.owner_id and c.kind == "wall" and c.container_id == post_id
-        ]
-        total = sum(1 for c in all_comments if not c.deleted)
+        total = self._visible_comment_count(post)
         if "comment_id" in params:
             root = self._comments.get((wall.owner_id, _int(params, "comment_id")))
             if root is None or root.kind != "wall" or root.container_id != post_id:
