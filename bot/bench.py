@@ -1,0 +1,171 @@
+"""`otklik bench`: performance benchmarks (scripts, not timed tests); results go to docs/BENCHMARKS.md.
+
+The intake benchmark feeds Telegram updates through `Dispatcher.feed_update` with the real
+handlers, middleware and SQLite storage, and the same updates through a dispatcher with a no-op
+handler, in one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiogram import Dispatcher, Router
+from aiogram.types import Message, Update
+
+TOKEN = "42:bench-token"
+CHANNEL_ID = -1001000000001
+GROUP_ID = -1001000000002
+START = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)
+
+APPEALS = (
+    "Когда отремонтируют дорогу на улице Ленина? Сплошные ямы.",
+    "Во дворе дома 12 не вывозят мусор уже неделю!",
+    "Нет горячей воды в доме 5 по улице Мира третий день",
+    "Спасибо за новости!",
+    "Почему автобус 23 не ходит по расписанию?",
+    "Прошу убрать снег с детской площадки на Садовой",
+)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def build_updates(count: int) -> list[Update]:
+    """Comments from many citizens under 50 posts, every fourth one answered by the channel."""
+    updates: list[Update] = []
+    group = {"id": GROUP_ID, "type": "supergroup", "title": "Обсуждение"}
+    channel = {"id": CHANNEL_ID, "type": "channel", "title": "Правительство"}
+    message_id = 10_000
+    last_comment: dict[int, int] = {}
+    for n in range(count):
+        message_id += 1
+        post = 100 + n % 50
+        moment = int((START + timedelta(seconds=30 * n)).timestamp())
+        payload: dict[str, Any] = {
+            "message_id": message_id,
+            "date": moment,
+            "chat": group,
+            "message_thread_id": post,
+        }
+        if n % 4 == 3 and post in last_comment:
+            payload.update(
+                sender_chat=channel,
+                **{"from": {"id": 136817688, "is_bot": True, "first_name": "Channel"}},
+                text="Здравствуйте! Передали в управление, ответим до пятницы.",
+                reply_to_message={"message_id": last_comment[post], "date": moment, "chat": group},
+            )
+        else:
+            payload.update(
+                **{"from": {"id": 5000 + n, "is_bot": False, "first_name": "Житель"}},
+                text=APPEALS[n % len(APPEALS)],
+            )
+            last_comment[post] = message_id
+        updates.append(Update.model_validate({"update_id": n + 1, "message": payload}))
+    return updates
+
+
+async def _feed(dp: Dispatcher, bot: Any, updates: list[Update]) -> float:
+    started = time.perf_counter()
+    for update in updates:
+        await dp.feed_update(bot, update)
+    return len(updates) / (time.perf_counter() - started)
+
+
+async def bench_intake(count: int = 5000) -> dict[str, Any]:
+    """Updates per second: real handlers + SQLite vs a no-op handler."""
+    from bot.app import AppContext
+    from bot.config import Settings
+    from bot.events import PageKind, PageRef, Platform
+    from handlers.telegram.setup import make_bot, make_dispatcher
+    from storage import repositories as repo
+    from storage.engine import create_engine
+    from storage.migrate import upgrade
+
+    updates = build_updates(count)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
+        await upgrade(engine)
+        app = AppContext.create(Settings(_env_file=None), engine)  # type: ignore[call-arg]
+        async with app.sessions() as session:
+            # The page is known already, so no handler needs to call the Bot API.
+            await repo.ensure_page(
+                session,
+                PageRef(
+                    Platform.TELEGRAM,
+                    str(CHANNEL_ID),
+                    PageKind.TG_CHANNEL,
+                    "Правительство",
+                    None,
+                    str(GROUP_ID),
+                ),
+            )
+            await session.commit()
+        bot = make_bot(TOKEN, "http://127.0.0.1:9")  # never called
+        real, _ = make_dispatcher(app)
+        noop = Dispatcher()
+        router = Router()
+
+        async def nothing(message: Message) -> None:
+            return None
+
+        router.message.register(nothing)
+        noop.include_router(router)
+        # Warm-up (imports, classifier dictionaries, SQLite caches) on separate update ids.
+        await _feed(real, bot, build_updates(50)[:0])
+        noop_rate = await _feed(noop, bot, updates)
+        real_rate = await _feed(real, bot, updates)
+        await bot.session.close()
+        await engine.dispose()
+    return {
+        "updates": count,
+        "real_handlers_sqlite_per_s": round(real_rate),
+        "noop_handler_per_s": round(noop_rate),
+        "ratio": round(real_rate / noop_rate, 3),
+        "machine": machine(),
+    }
+
+
+async def run_all() -> int:
+    results: dict[str, Any] = {"machine": machine()}
+    print(f"machine: {results['machine']}")
+    intake = await bench_intake()
+    print(
+        f"intake: {intake['real_handlers_sqlite_per_s']} updates/s with real handlers and SQLite, "
+        f"{intake['noop_handler_per_s']} updates/s with a no-op handler "
+        f"(ratio {intake['ratio']}) over {intake['updates']} updates"
+    )
+    try:
+        from bot.text.bench import run_benchmark
+    except ImportError:
+        pass
+    else:
+        text = await asyncio.to_thread(run_benchmark)
+        print(f"classifier: {text}")
+    try:
+        from bot.services.stats_bench import run_stats_benchmark
+    except ImportError:
+        pass
+    else:
+        stats = await run_stats_benchmark(rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000")))
+        print(f"stats report: {stats}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(run_all()))

@@ -1,0 +1,404 @@
+"""`otklik demo`: the whole tracker against the built-in sandboxes over simulated days.
+
+Simulated citizens comment under a regional government channel's posts and write to its
+feedback bot; a simulated press office answers some appeals quickly, some late, some only with
+an interim reply, and forgets a few. Everything goes through the real parts: aiogram polling the
+Bot API sandbox over HTTP, the one ingest path, SQLite, the reminder scheduler, /stats and the
+weekly digest. At the end it prints what supervisors would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.app import AppContext
+from bot.clock import SimulatedClock
+from bot.config import Settings
+from bot.sandbox import TelegramSandbox
+from bot.services.policy import page_calendar
+from storage.engine import open_database
+
+logger = logging.getLogger(__name__)
+
+TOKEN = "7000000001:DEMO-sandbox-token"
+BOT_ID = 7000000001
+CHANNEL_ID = -1002000000001
+GROUP_ID = -1002000000002
+PRESS_CHAT_ID = -1002000000009
+SUPERVISOR = {"id": 9100, "is_bot": False, "first_name": "Ольга", "last_name": "Руководитель"}
+OPERATOR = {"id": 9200, "is_bot": False, "first_name": "Мария", "last_name": "Пресс-служба"}
+# Monday 2 November 2026, 08:00 Moscow: the week has the 4 November public holiday.
+START = datetime(2026, 11, 2, 5, 0, tzinfo=UTC)
+OUTPUT = Path("out") / "demo"
+
+POSTS = (
+    "Губернатор провёл совещание по подготовке к зиме",
+    "В области стартовал ремонт дворов по программе «Комфортная среда»",
+    "Новые автобусы выходят на маршруты областного центра",
+    "Итоги недели: что сделано по обращениям жителей",
+    "Открыта запись на бесплатную диспансеризацию",
+)
+APPEALS = (
+    ("Когда отремонтируют дорогу на улице Ленина? Сплошные ямы, колёса бьём каждый день", False),
+    ("Во дворе дома 12 по Садовой не вывозят мусор уже неделю, контейнеры переполнены", False),
+    ("Нет отопления в доме 5 по улице Мира, в квартирах 14 градусов, дети болеют!", True),
+    ("Почему автобус №23 не ходит по расписанию? Утром ждали 40 минут на остановке", False),
+    ("Прошу убрать снег с детской площадки у школы №4, дети не могут пройти", False),
+    ("В поликлинике на Советской невозможно записаться к терапевту, телефон не отвечает", False),
+    ("На перекрёстке Гагарина и Пушкина не работает светофор, чуть не сбили ребёнка", True),
+    ("Когда вернут горячую воду в доме 7 на Лесной? Третий день без воды", True),
+    ("Не горят фонари на улице Победы, вечером идти страшно", False),
+    ("Почему не начисляют пособие многодетным? Документы сдали в сентябре", False),
+    ("Прошу установить пешеходный переход у детского сада №15", False),
+    ("Из трубы котельной на Заводской валит чёрный дым, дышать нечем", False),
+)
+OTHER_COMMENTS = (
+    "Спасибо за новости!",
+    "Молодцы, так держать 👍",
+    "Доброе утро всем",
+    "😂😂😂",
+    "Кто знает, во сколько открывается МФЦ в субботу?",
+)
+FINAL_REPLIES = (
+    "Здравствуйте! Ремонт запланирован на июнь 2027 года, работы выполнит управление дорожного "
+    "хозяйства. Контроль за сроками — на администрации города.",
+    "Здравствуйте! Управляющая компания «Жилсервис» проверила дом, вывоз мусора восстановлен "
+    "сегодня, график: ежедневно до 10:00. Телефон диспетчера: 8 (800) 555-12-34.",
+    "Добрый день! Аварийная бригада теплосети выехала, подачу тепла восстановят до 18:00 "
+    "сегодня. Если не восстановят — звоните 112.",
+    "Здравствуйте! Департамент транспорта проверил маршрут №23: перевозчику выдано предписание, "
+    "с понедельника добавлены два автобуса в утренние часы.",
+)
+INTERIM_REPLY = "Здравствуйте! Передали ваше обращение в профильное ведомство, разбираемся."
+
+
+@dataclass(order=True)
+class Step:
+    at: datetime
+    order: int
+    action: Any = field(compare=False)
+
+
+@dataclass
+class DemoState:
+    sandbox: TelegramSandbox
+    rng: random.Random
+    clock: SimulatedClock
+    posts: dict[int, int] = field(default_factory=dict)  # day -> forward message id
+    last_update: int = 0
+    steps: list[Step] = field(default_factory=list)
+    counter: int = 0
+
+    def at(self, moment: datetime, action: Any) -> None:
+        self.counter += 1
+        self.steps.append(Step(moment, self.counter, action))
+
+
+def _demo_settings(sandbox: TelegramSandbox, database_url: str) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_SERVER=sandbox.base_url,
+        DATABASE_URL=database_url,
+        PRESS_CHAT_ID=PRESS_CHAT_ID,
+        SUPERVISOR_IDS=str(SUPERVISOR["id"]),
+        DIGEST_CHAT_IDS=str(SUPERVISOR["id"]),
+    )
+
+
+def _setup_sandbox(sandbox: TelegramSandbox) -> None:
+    sandbox.add_bot(TOKEN, BOT_ID, "oblast_otklik_bot", "Обратная связь — Правительство области")
+    sandbox.add_chat(
+        {
+            "id": CHANNEL_ID,
+            "type": "channel",
+            "title": "Правительство области",
+            "username": "oblast_gov",
+            "linked_chat_id": GROUP_ID,
+        }
+    )
+    sandbox.add_chat(
+        {
+            "id": GROUP_ID,
+            "type": "supergroup",
+            "title": "Правительство области — обсуждение",
+            "linked_chat_id": CHANNEL_ID,
+        }
+    )
+    sandbox.add_chat({"id": PRESS_CHAT_ID, "type": "supergroup", "title": "Пресс-служба"})
+    sandbox.add_user(SUPERVISOR)
+    sandbox.add_user(OPERATOR)
+
+
+def _plan(state: DemoState, app: AppContext, days: int) -> None:
+    """Every simulated event, in advance, with its platform time."""
+    rng = state.rng
+    calendar = page_calendar(None, app.defaults)
+    sandbox = state.sandbox
+
+    def answer_time(received: datetime, working_hours: float) -> datetime:
+        return calendar.add_working_hours(received, working_hours)
+
+    for day in range(days):
+        morning = START + timedelta(days=day)
+        post_at = morning + timedelta(hours=2)
+
+        def publish(day: int = day, post_at: datetime = post_at) -> None:
+            _, forward = sandbox.inject_channel_post(
+                CHANNEL_ID, POSTS[day % len(POSTS)], date=post_at
+            )
+            assert forward is not None
+            state.posts[day] = forward["message_id"]
+            state.last_update = max(state.last_update, forward["update_id"])
+
+        state.at(post_at, publish)
+        weekend = (morning + timedelta(hours=3)).weekday() >= 5
+        for n in range(rng.randint(3, 5) if weekend else rng.randint(6, 9)):
+            moment = post_at + timedelta(minutes=rng.randint(10, 14 * 60))
+            citizen = {
+                "id": 100_000 + day * 100 + n,
+                "is_bot": False,
+                "first_name": rng.choice(("Иван", "Анна", "Сергей", "Елена", "Олег")),
+                "last_name": rng.choice(("Петров", "Смирнова", "Кузнецов", "Иванова")),
+            }
+            if rng.random() < 0.25:
+                text, is_appeal = rng.choice(OTHER_COMMENTS), False
+            else:
+                text, is_appeal = rng.choice(APPEALS)[0], True
+            holder: dict[str, int] = {}
+
+            def comment(
+                day: int = day,
+                citizen: dict = citizen,
+                text: str = text,
+                moment: datetime = moment,
+                holder: dict = holder,
+            ) -> None:
+                sent = sandbox.inject_message(
+                    GROUP_ID, citizen, text, reply_to=state.posts[day], date=moment
+                )
+                holder["id"] = sent["message_id"]
+                state.last_update = max(state.last_update, sent["update_id"])
+
+            state.at(moment, comment)
+            if not is_appeal:
+                continue
+            fate = rng.random()
+            if fate < 0.55:
+                reply_at = answer_time(moment, rng.uniform(0.3, 5))
+                _reply(state, reply_at, holder, rng.choice(FINAL_REPLIES))
+            elif fate < 0.75:
+                reply_at = answer_time(moment, rng.uniform(9, 20))  # late
+                _reply(state, reply_at, holder, rng.choice(FINAL_REPLIES))
+            elif fate < 0.88:
+                first = answer_time(moment, rng.uniform(0.5, 3))
+                _reply(state, first, holder, INTERIM_REPLY)
+                _reply(
+                    state,
+                    answer_time(moment, rng.uniform(10, 24)),
+                    holder,
+                    rng.choice(FINAL_REPLIES),
+                )
+            # else: nobody answers — it goes overdue and the reminders start.
+        if not weekend:
+            _private_message(state, morning + timedelta(hours=rng.uniform(1, 8)), day, calendar)
+
+
+def _reply(state: DemoState, at: datetime, holder: dict[str, int], text: str) -> None:
+    def send() -> None:
+        sent = state.sandbox.inject_message(
+            GROUP_ID, None, text, sender_chat=CHANNEL_ID, reply_to=holder["id"], date=at
+        )
+        state.last_update = max(state.last_update, sent["update_id"])
+
+    state.at(at, send)
+
+
+def _private_message(state: DemoState, at: datetime, day: int, calendar: Any) -> None:
+    sandbox = state.sandbox
+    citizen = {"id": 200_000 + day, "is_bot": False, "first_name": "Татьяна", "last_name": "Орлова"}
+    text = (
+        f"Здравствуйте! В подъезде дома {10 + day} на улице Строителей третий день не "
+        "работает лифт, пожилые люди не могут выйти. Куда обращаться?"
+    )
+
+    def write() -> None:
+        sandbox.add_user(citizen)
+        sent = sandbox.inject_message(citizen["id"], citizen, text, date=at)
+        state.last_update = max(state.last_update, sent["update_id"])
+
+    state.at(at, write)
+    reply_at = calendar.add_working_hours(at, state.rng.uniform(0.5, 6))
+
+    def operator_reply() -> None:
+        relayed = [m for m in sandbox.sent_messages(PRESS_CHAT_ID) if text in (m.text or "")]
+        if not relayed:
+            return
+        sent = sandbox.inject_message(
+            PRESS_CHAT_ID,
+            OPERATOR,
+            "Здравствуйте, Татьяна! Управляющая компания «Жилсервис» вызвала лифтовую службу, "
+            "лифт запустят завтра до 12:00. Диспетчер: 8 (800) 555-12-34.",
+            reply_to=relayed[-1].message_id,
+            date=reply_at,
+        )
+        state.last_update = max(state.last_update, sent["update_id"])
+
+    state.at(reply_at, operator_reply)
+
+
+def _plain(text: str) -> str:
+    return (
+        re.sub(r"<[^>]+>", "", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    )
+
+
+async def run_demo(days: int = 10, serve: bool = False, database_url: str | None = None) -> int:
+    """Run the simulation and print what supervisors would see; 0 on success."""
+    from bot.services.scheduler import Scheduler
+    from handlers.telegram.notifier import RateLimiter, TelegramNotifier
+    from handlers.telegram.setup import allowed_updates, confirm_offset, make_bot, make_dispatcher
+
+    logging.getLogger("aiogram").setLevel(logging.WARNING)
+    days = max(1, min(days, 28))
+    clock = SimulatedClock(START)
+    with tempfile.TemporaryDirectory(prefix="otklik-demo-") as tmp:
+        url = database_url or f"sqlite+aiosqlite:///{tmp}/demo.db"
+        async with TelegramSandbox() as sandbox:
+            _setup_sandbox(sandbox)
+            sandbox.now = clock
+            settings = _demo_settings(sandbox, url)
+            async with open_database(url) as engine:
+                app = AppContext.create(settings, engine, clock=clock)
+                bot = make_bot(TOKEN, sandbox.base_url)
+                # The sandbox has no flood limits; the real limiter would only slow the demo.
+                app.notifier = TelegramNotifier(
+                    bot,
+                    limiter=RateLimiter(
+                        per_second=10_000, group_per_minute=100_000, private_per_second=10_000
+                    ),
+                )
+                dp, store = make_dispatcher(app)
+                polling = asyncio.create_task(
+                    dp.start_polling(
+                        bot,
+                        handle_signals=False,
+                        handle_as_tasks=False,
+                        close_bot_session=False,
+                        allowed_updates=allowed_updates(dp),
+                        polling_timeout=1,
+                    )
+                )
+                scheduler = Scheduler(app)
+                try:
+                    state = DemoState(sandbox, random.Random(20261102), clock)
+                    _plan(state, app, days)
+                    print(
+                        f"Otklik demo: {days} simulated days from 02.11.2026 "
+                        f"(4 ноября — праздник), {len(state.steps)} events."
+                    )
+                    await _simulate(state, scheduler, days)
+                    await _show(state, app, sandbox, days)
+                    if serve:
+                        print(
+                            f"\nSandboxes are up. Telegram Bot API: {sandbox.base_url} "
+                            f"(control API under /_sandbox/). Ctrl-C to stop."
+                        )
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await asyncio.Event().wait()
+                finally:
+                    with contextlib.suppress(RuntimeError):
+                        await dp.stop_polling()
+                    await confirm_offset(bot, store)
+                    polling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await polling
+                    await bot.session.close()
+    return 0
+
+
+async def _settle(state: DemoState) -> None:
+    """Wait until the intake has handled everything injected so far."""
+    if state.last_update:
+        await state.sandbox.wait_for_confirmed(state.last_update, timeout=20)
+
+
+async def _simulate(state: DemoState, scheduler: Any, days: int) -> None:
+    end = START + timedelta(days=days)
+    tick_every = timedelta(minutes=30)
+    next_tick = START
+    for step in sorted(state.steps):
+        while next_tick <= step.at:
+            state.clock.set(next_tick)
+            await _settle(state)
+            await scheduler.tick()
+            next_tick += tick_every
+        state.clock.set(step.at)
+        step.action()
+        await _settle(state)
+    while next_tick <= end:
+        state.clock.set(next_tick)
+        await scheduler.tick()
+        next_tick += tick_every
+    state.clock.set(end)
+    await _settle(state)
+
+
+async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, days: int) -> None:
+    from bot.services import digest as digest_service
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    reminders = sandbox.sent_messages(PRESS_CHAT_ID)
+    with_buttons = [m for m in reminders if m.reply_markup]
+    print(
+        f"\n=== Пресс-служба: {len(reminders)} сообщений в рабочем чате "
+        f"(пересланные обращения и напоминания) ==="
+    )
+    if with_buttons:
+        print(_plain(with_buttons[0].text or ""))
+        buttons = [
+            b["text"] for row in with_buttons[0].reply_markup["inline_keyboard"] for b in row
+        ]
+        print("Кнопки: " + " | ".join(buttons))
+        # The operator takes the first reminded appeal into work.
+        take = with_buttons[0].reply_markup["inline_keyboard"][0][0]["callback_data"]
+        press = sandbox.inject_callback_query(OPERATOR, with_buttons[0], take)
+        await sandbox.wait_for_confirmed(press["update_id"], timeout=20)
+        if sandbox.callback_answers:
+            print(f"«{buttons[0]}» → {sandbox.callback_answers[-1].get('text', 'ок')}")
+
+    end_day = (
+        (START + timedelta(days=days - 1))
+        .astimezone(ZoneInfo(app.defaults.timezone))
+        .strftime("%d.%m")
+    )
+    already = len(sandbox.sent_messages(SUPERVISOR["id"]))
+    command = sandbox.inject_message(
+        SUPERVISOR["id"], SUPERVISOR, f"/stats 02.11-{end_day}", date=state.clock()
+    )
+    await sandbox.wait_for_confirmed(command["update_id"], timeout=30)
+    answers = sandbox.sent_messages(SUPERVISOR["id"])[already:]
+    print(f"\n=== Руководитель: /stats 02.11-{end_day} ===")
+    for message in answers:
+        for upload in message.files:
+            print(f"[график {upload.filename}, {upload.size // 1024} КБ, отправлен в чат]")
+        if message.text:
+            print(_plain(message.text))
+
+    week = digest_service.parse_week("2026-W45", state.clock(), app.defaults.timezone)
+    async with app.sessions() as session:
+        built = await digest_service.build_digest(session, app, week)
+    (OUTPUT / "digest-2026-W45.png").write_bytes(built.chart_png)
+    print("\n=== Еженедельная сводка (понедельник 09:00) ===")
+    print(digest_service.plain_text(built.text))
+    print(f"[график: {OUTPUT / 'digest-2026-W45.png'}]")
