@@ -1,4 +1,4 @@
-"""`otklik bench`: performance benchmarks (scripts, not timed tests); results go to docs/BENCHMARKS.md.
+"""`otklik bench`: the performance benchmarks (scripts, not timed tests); see docs/BENCHMARKS.md.
 
 The intake benchmark feeds Telegram updates through `Dispatcher.feed_update` with the real
 handlers, middleware and SQLite storage, and the same updates through a dispatcher with a no-op
