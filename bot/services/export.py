@@ -333,6 +333,7 @@ PAGE_COLUMNS: list[tuple[str, str, float, str | None]] = [
     ("platform", "Платформа", 11, None),
     ("appeals", "Обращений", 11, "0"),
     ("answered", "Отвечено", 10, "0"),
+    ("answered_offline", "Из них вне соцсети", 11, "0"),
     ("answered_share", "Доля отвеченных", 11, SHARE_FORMAT),
     ("answered_in_time", "Отвечено в срок", 11, "0"),
     ("answered_late", "С опозданием", 11, "0"),
