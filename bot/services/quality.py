@@ -32,6 +32,8 @@ from typing import Any
 
 from rapidfuzz import fuzz, process
 from sqlalchemy import bindparam, or_, select, update
+from sqlmodel import col
+from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
@@ -201,11 +203,11 @@ async def _refresh_appeals_of(session: AsyncSession, reply_ids: Iterable[int]) -
     if not ids:
         return
     appeals = await session.exec(
-        select(Appeal).where(
-            or_(Appeal.first_reply_id.in_(ids), Appeal.final_reply_id.in_(ids))  # type: ignore[union-attr]
+        orm_select(Appeal).where(
+            or_(col(Appeal.first_reply_id).in_(ids), col(Appeal.final_reply_id).in_(ids))
         )
     )
-    for appeal in appeals.scalars().all():
+    for appeal in appeals.all():
         closing_id = _closing_reply_id(appeal)
         closing = await session.get(OfficialReply, closing_id) if closing_id else None
         appeal.quality_score = closing.quality_score if closing else None
@@ -234,9 +236,11 @@ async def score_reply_on_ingest(session: AsyncSession, reply: OfficialReply) -> 
 
 async def rescore_appeal(session: AsyncSession, appeal_id: int) -> None:
     """Rescore the replies of one appeal after a rating or a re-open (templates unchanged)."""
-    replies = await session.exec(select(OfficialReply).where(OfficialReply.appeal_id == appeal_id))
+    replies = await session.exec(
+        orm_select(OfficialReply).where(col(OfficialReply.appeal_id) == appeal_id)
+    )
     ids = []
-    for reply in replies.scalars().all():
+    for reply in replies.all():
         await _score_reply(session, reply)
         assert reply.id is not None
         ids.append(reply.id)

@@ -29,7 +29,6 @@ from sqlalchemy import (
     ColumnElement,
     Executable,
     Integer,
-    Result,
     and_,
     case,
     cast,
@@ -62,7 +61,7 @@ QUALITY_DIGITS = 2
 
 async def core(
     session: AsyncSession, statement: Executable, params: list[dict[str, Any]] | None = None
-) -> Result[Any]:
+) -> Any:
     """Run a Core statement on the session's connection after flushing pending ORM changes.
 
     SQLModel deprecates `AsyncSession.execute`; Core rows (sums, tuples, executemany updates)
