@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_
+from sqlalchemy import ColumnElement, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -141,7 +141,7 @@ def is_open(appeal: Appeal, at: datetime) -> bool:
     return appeal.first_response_at is None or appeal.first_response_at > at
 
 
-def _open_filter(at: datetime) -> list[object]:
+def _open_filter(at: datetime) -> list[ColumnElement[bool]]:
     return [
         col(Appeal.excluded).is_(False),
         col(Appeal.answered_offline_at).is_(None),
