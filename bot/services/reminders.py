@@ -583,12 +583,12 @@ def _card_lines(kind: str | None, card: AppealCard, now: datetime) -> list[str]:
     timing = f"Поступило {format_moment(card.received_at, card.timezone, now)}"
     if card.deadline > now:
         timing += (
-            f", ответить до {format_moment(card.deadline, card.timezone, now)}"
+            f" · срок ответа — {format_moment(card.deadline, card.timezone, now)}"
             f" (осталось {format_duration(card.working_left_s)} рабочего времени)"
         )
     else:
         timing += (
-            f", срок истёк {format_moment(card.deadline, card.timezone, now)}"
+            f" · срок истёк {format_moment(card.deadline, card.timezone, now)}"
             f" (просрочено на {format_duration((now - card.deadline).total_seconds())})"
         )
     lines.append(timing)
