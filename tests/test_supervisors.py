@@ -18,12 +18,12 @@ from test_stats import AT, load_scenario
 
 from bot.app import AppContext
 from bot.clock import SimulatedClock
+from bot.services import roles
 from bot.sandbox import TelegramSandbox
 from handlers.telegram.setup import make_dispatcher
 from handlers.telegram.supervisors import (
     REFUSAL,
     StatsRequestError,
-    is_supervisor,
     parse_stats_args,
 )
 
@@ -81,7 +81,9 @@ async def test_stats_in_chat_text_and_chart(
 ) -> None:
     settings = make_settings(SUPERVISOR_IDS=str(SUPERVISOR["id"]))
     app = AppContext.create(settings, sqlite_engine, clock=SimulatedClock(AT))
-    assert is_supervisor(app, SUPERVISOR["id"]) and not is_supervisor(app, STRANGER["id"])
+    async with app.sessions() as session:
+        assert await roles.is_supervisor(session, settings, SUPERVISOR["id"])
+        assert not await roles.is_supervisor(session, settings, STRANGER["id"])
     await load_scenario(app.sessions)
     bot = Bot(TOKEN, session=AiohttpSession(api=TelegramAPIServer.from_base(sandbox.base_url)))
     dp, _ = make_dispatcher(app)

@@ -1,7 +1,7 @@
 """/stats for supervisors: the report as Russian text plus a chart; everyone else is refused.
 
-/overdue, /digest and /export live in `handlers.telegram.pressoffice`; they share
-`is_supervisor` and `REFUSAL` from here.
+/overdue, /digest and /export live in `handlers.telegram.pressoffice`; roles are decided by
+`bot.services.roles` for both.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.app import AppContext
+from bot.services import roles
 from bot.services.charts import stats_chart_png
 from bot.services.report_text import format_stats, period_text
 from bot.services.stats import build_report, daily_series
@@ -54,11 +55,6 @@ class StatsRequest:
     since: datetime
     until: datetime
     page_query: str | None
-
-
-def is_supervisor(app: AppContext, user_id: int | None) -> bool:
-    """Whether `user_id` may use the supervisors' commands (SUPERVISOR_IDS and ADMIN_IDS)."""
-    return user_id is not None and user_id in app.settings.supervisor_ids
 
 
 def _year(text: str | None, default: int) -> int:
@@ -145,7 +141,7 @@ async def stats_command(
 ) -> None:
     """Answer /stats with the report text and the chart."""
     user_id = message.from_user.id if message.from_user else None
-    if not is_supervisor(app, user_id):
+    if user_id is None or not await roles.is_supervisor(session, app.settings, user_id):
         await message.answer(REFUSAL)
         return
     timezone = app.settings.TIMEZONE
