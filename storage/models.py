@@ -306,9 +306,9 @@ class Relay(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     page_id: int = Field(foreign_key="page.id")
-    press_chat_id: int
+    press_chat_id: int = Field(sa_type=BigInteger)  # Telegram chat ids exceed 32 bits
     press_message_id: int
-    citizen_chat_id: int
+    citizen_chat_id: int = Field(sa_type=BigInteger)
     citizen_message_id: int
     recorded_at: datetime = _recorded()
 

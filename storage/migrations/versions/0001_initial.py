@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 02:51:23.473973
+Create Date: 2026-11-26 02:55:35.953491
 """
 
 from collections.abc import Sequence
@@ -95,9 +95,9 @@ def upgrade() -> None:
         "relay",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("page_id", sa.Integer(), nullable=False),
-        sa.Column("press_chat_id", sa.Integer(), nullable=False),
+        sa.Column("press_chat_id", sa.BigInteger(), nullable=False),
         sa.Column("press_message_id", sa.Integer(), nullable=False),
-        sa.Column("citizen_chat_id", sa.Integer(), nullable=False),
+        sa.Column("citizen_chat_id", sa.BigInteger(), nullable=False),
         sa.Column("citizen_message_id", sa.Integer(), nullable=False),
         sa.Column("recorded_at", storage.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
