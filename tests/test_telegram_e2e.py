@@ -203,6 +203,22 @@ async def test_private_message_relayed_and_operator_reply_delivered(
     assert appeal.frt_s == 45 * 60
     assert appeal.urgent is True  # no hot water: the urgent SLA applies
 
+    # The citizen is asked to rate the answer and presses 👍.
+    question = await sandbox.wait_for_sent(
+        lambda m: m.chat_id == CITIZEN["id"] and bool(m.reply_markup)
+    )
+    good = question.reply_markup["inline_keyboard"][0][0]
+    assert good["text"].startswith("👍")
+    sandbox.inject_callback_query(CITIZEN, question, good["callback_data"])
+
+    async def rated() -> Appeal | None:
+        async with tg_app.sessions() as session:
+            found = (await session.exec(select(Appeal))).first()
+            return found if found and found.rating is not None else None
+
+    assert (await eventually(rated)).rating == 1
+    assert any("Спасибо" in (a.get("text") or "") for a in sandbox.callback_answers)
+
 
 async def test_business_account_owner_replies(
     intake: RunningIntake, sandbox: TelegramSandbox, tg_app: AppContext

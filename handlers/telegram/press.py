@@ -6,11 +6,12 @@ import logging
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import Message
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import text as text_analysis
 from bot.events import AuthorRole, MessageEvent
-from bot.services.ingest import IngestService
+from bot.services.ingest import IngestService, Outcome
 from handlers.telegram.common import (
     bot_page_ref,
     content_kind,
@@ -23,6 +24,9 @@ from handlers.telegram.common import (
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
+
+RATE_PREFIX = "rate:"
+RATE_QUESTION = "Оцените, пожалуйста, ответ — это поможет нам работать лучше."
 
 
 async def operator_reply(
@@ -42,11 +46,12 @@ async def operator_reply(
         )
         return
     me = await bot.me()
+    reply_id = f"op:{message_key(message.chat.id, message.message_id)}"
     result = await ingest.handle(
         MessageEvent(
             page=bot_page_ref(me),
             thread=conversation(relay.citizen_chat_id),
-            message_id=f"op:{message_key(message.chat.id, message.message_id)}",
+            message_id=reply_id,
             sent_at=utc(message.date),
             author_role=AuthorRole.OPERATOR,
             author_id=str(message.from_user.id) if message.from_user else None,
@@ -58,6 +63,26 @@ async def operator_reply(
         )
     )
     logger.info("operator reply relayed to %r: %s", relay.citizen_chat_id, result.outcome)
+    if result.outcome is Outcome.REPLY and not text_analysis.is_interim(message_text(message)):
+        await _ask_for_rating(bot, relay.citizen_chat_id, reply_id)
+
+
+async def _ask_for_rating(bot: Bot, chat_id: int, reply_id: str) -> None:
+    """👍/👎 under a final answer: the citizen's own rating feeds satisfaction and quality."""
+    keyboard = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text="👍 Помогло", callback_data=f"{RATE_PREFIX}1:{reply_id}"),
+                InlineKeyboardButton(
+                    text="👎 Не помогло", callback_data=f"{RATE_PREFIX}0:{reply_id}"
+                ),
+            ]
+        ]
+    )
+    try:
+        await bot.send_message(chat_id, RATE_QUESTION, reply_markup=keyboard)
+    except TelegramAPIError as error:
+        logger.info("rating question not delivered to %r: %s", chat_id, error)
 
 
 def create_router() -> Router:

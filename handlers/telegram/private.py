@@ -7,11 +7,11 @@ import logging
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import CommandStart
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
-from bot.events import AuthorRole, MessageEvent
+from bot.events import AuthorRole, MessageEvent, RatingEvent
 from bot.services.ingest import IngestService, Outcome
 from handlers.telegram.common import (
     bot_page_ref,
@@ -22,6 +22,7 @@ from handlers.telegram.common import (
     person_name,
     utc,
 )
+from handlers.telegram.press import RATE_PREFIX
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -112,9 +113,36 @@ async def _press_chat_for(
     return app.settings.PRESS_CHAT_ID
 
 
+async def rating(query: CallbackQuery, bot: Bot, app: AppContext, ingest: IngestService) -> None:
+    """The citizen pressed 👍 or 👎 under an answer."""
+    assert query.data is not None
+    _, mark, reply_id = query.data.split(":", 2)
+    me = await bot.me()
+    result = await ingest.handle(
+        RatingEvent(
+            page=bot_page_ref(me),
+            reply_message_id=reply_id,
+            user_id=str(query.from_user.id),
+            positive=mark == "1",
+            rated_at=app.clock(),
+        )
+    )
+    if result.outcome is not Outcome.RATING:
+        await query.answer("Не удалось сохранить оценку.", show_alert=False)
+        return
+    await query.answer("Спасибо за оценку!")
+    if isinstance(query.message, Message):
+        verdict = "👍 помогло" if mark == "1" else "👎 не помогло"
+        try:
+            await query.message.edit_text(f"Ваша оценка ответа: {verdict}. Спасибо!")
+        except TelegramAPIError as error:
+            logger.info("rating message not edited: %s", error)
+
+
 def create_router() -> Router:
     """A fresh router with this module's handlers (one per dispatcher)."""
     router = Router(name=__name__)
+    router.callback_query.register(rating, F.data.startswith(RATE_PREFIX))
     router.message.register(start, CommandStart())
     router.message.register(unknown_command, F.text.startswith("/"))
     router.message.register(citizen_message)
