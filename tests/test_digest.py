@@ -133,7 +133,7 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     world.clock.set(msk(11, 9, 10))
     async with world.app.sessions() as session:
         digest = await build_digest(session, world.app, Week(2026, 45))
-    text = plain_text(digest.text)
+    text = plain_text(digest.text).replace("\u00a0", " ")
     total = digest.report["total"]
     # a1 in time; a2 late; a3 overdue; v1 answered elsewhere in time; v3 in time; v2 excluded.
     assert (total["appeals"], total["answered"], total["overdue"]) == (5, 4, 1)
@@ -149,7 +149,7 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     assert "• Минздрав края: 2 обращения" in text
     assert "Дольше всего ждали ответа" in text
     assert "До сих пор без ответа (1 обращение)" in text
-    assert "просрочено на 3 д 22 ч · открыть [https://t.me/c/1000000002/105?thread=10]" in text
+    assert "просрочено на 3 дн 22 ч · открыть [https://t.me/c/1000000002/105?thread=10]" in text
     assert "Минздрав края · Дороги — 1 ч 30 мин (ответ вне соцсети)" in text
     assert "Темы обращений" in text and "Дороги — 3" in text
     assert len(digest.text) < 4096

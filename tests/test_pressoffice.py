@@ -212,14 +212,17 @@ async def test_export_and_overdue_for_supervisors(
     document = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
     assert document.method == "sendDocument"
     assert document.files[0].filename == "otklik_2026-10-28_2026-11-03.xlsx"
-    assert document.message["caption"] == "Выгрузка за 28.10.2026–03.11.2026: 2 обращения."
+    assert (
+        document.message["caption"].replace("\u00a0", " ")
+        == "Выгрузка за 28.10.2026–03.11.2026: 2 обращения."
+    )
 
     await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/export вчера")
     assert "Не понимаю период" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
 
     await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/overdue")
     overdue = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
-    assert "просрочены 2 обращения" in (overdue.text or "")
+    assert "просрочены 2 обращения" in (overdue.text or "").replace("\u00a0", " ")
     assert len(appeal_ids(overdue)) == 2
 
 
@@ -263,7 +266,7 @@ async def test_admin_manages_pages_and_binds_a_press_chat(
     reminder, summary = sandbox.sent_messages(NEW_PRESS["id"])[-2:]
     assert appeal_ids(reminder) == appeal_ids(summary) == [appeal_id]
     assert "Срок ответа истёк" in (reminder.text or "")
-    assert "На 10:30 03.11 просрочено 1 обращение" in (summary.text or "")
+    assert "На 10:30 03.11 просрочено 1 обращение" in (summary.text or "").replace("\u00a0", " ")
 
     async def bound_chat_loaded() -> bool:
         return NEW_PRESS["id"] in app.press_chats

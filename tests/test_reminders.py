@@ -225,7 +225,7 @@ async def test_ladder_across_weekend_and_holiday_with_restart(world: World) -> N
         ("Fri 06.11 09:00", sorted([a, b, u])),
     ]
     assert ids["C"] not in {i for _, group in timeline for i in group}
-    texts = [m.text or "" for m in sent]
+    texts = [(m.text or "").replace("\u00a0", " ") for m in sent]
     assert "Срочное обращение" in texts[0]
     assert "Напоминание: 2 обращения ждут ответа" in texts[1]
     assert "Прошла половина срока ответа" in texts[1]
@@ -299,7 +299,7 @@ async def test_reminder_outside_working_hours_waits_for_the_morning(world: World
     sent = world.sandbox.sent_messages(PRESS_CHAT)
     assert len(sent) == 2  # the deadline reminder and the daily summary
     assert "Срок ответа истёк" in (sent[0].text or "")
-    assert "просрочено 1 обращение" in (sent[1].text or "")
+    assert "просрочено 1 обращение" in (sent[1].text or "").replace("\u00a0", " ")
 
 
 async def test_deadline_at_end_of_day_is_sent_on_time(world: World) -> None:
@@ -324,7 +324,7 @@ async def test_deadline_at_end_of_day_is_sent_on_time(world: World) -> None:
 
 
 def test_format_duration() -> None:
-    assert format_duration(40 * 60) == "40 мин"
-    assert format_duration(2 * 3600 + 15 * 60) == "2 ч 15 мин"
-    assert format_duration(27 * 3600) == "1 д 3 ч"
-    assert format_duration(3 * 3600) == "3 ч"
+    assert format_duration(40 * 60) == "40\u00a0мин"
+    assert format_duration(2 * 3600 + 15 * 60) == "2\u00a0ч\u00a015\u00a0мин"
+    assert format_duration(27 * 3600) == "1\u00a0дн\u00a03\u00a0ч"
+    assert format_duration(3 * 3600) == "3\u00a0ч"

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import ru
 from bot.config import Settings
 from bot.ru import plural
 from bot.services.notify import Button, DeliveryError, Notifier
@@ -549,19 +550,12 @@ def format_moment(moment: datetime, timezone: str, now: datetime | None = None) 
 
 
 def format_duration(seconds: float) -> str:
-    """«2 ч 15 мин», «1 д 3 ч», «40 мин» (abbreviated units need no plural forms)."""
-    minutes = max(round(seconds / 60), 0)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(rest, 60)
-    if days:
-        return f"{days} д {hours} ч" if hours else f"{days} д"
-    if hours:
-        return f"{hours} ч {minutes} мин" if minutes else f"{hours} ч"
-    return f"{minutes} мин"
+    """«2 ч 15 мин», «1 дн 3 ч», «40 мин»: the one Russian duration format (bot.ru)."""
+    return ru.duration(max(seconds, 0.0))
 
 
 def appeals_count(n: int) -> str:
-    return f"{n} {plural(n, 'обращение', 'обращения', 'обращений')}"
+    return ru.quantity(n, "обращение", "обращения", "обращений")
 
 
 _HEADERS = {
