@@ -21,6 +21,8 @@ DEFAULT_API_SERVER = "https://api.vk.ru"
 # The Bots Long Poll server URL is not listed: it comes from groups.getLongPollServer,
 # so a sandbox answers with its own URL. OAuth hosts (oauth.vk.ru, login.vk.ru) are only
 # used by the login/password flows, which Otklik never uses (tokens only).
+TOO_MANY_RPS_CODE = 6
+
 HARDCODED_METHOD_PREFIXES = ("https://api.vk.ru/method/", "https://api.vk.com/method/")
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -91,11 +93,14 @@ def make_vk_session(
     api_server: str | None,
     api_version: str = API_VERSION,
     rps_delay: float | None = None,
+    retry_rate_limit: bool = True,
 ) -> vk_api.VkApi:
     """A vk_api client for `token` talking to `api_server` (None or VK's own: the real API).
 
     `rps_delay` overrides vk_api's pause between calls (0.34 s, the user-token limit of 3/s);
     community tokens may go at 20/s (0.05 s), tests against the sandbox use 0.
+    `retry_rate_limit=False` turns off vk_api's endless 0.5 s retry on error 6 so that the
+    caller can back off (and stop) on its own.
     """
     base_url = api_server.rstrip("/") if api_server else None
     if base_url == DEFAULT_API_SERVER:
@@ -109,6 +114,8 @@ def make_vk_session(
     )
     if rps_delay is not None:
         vk.RPS_DELAY = rps_delay
+    if not retry_rate_limit:
+        vk.error_handlers.pop(TOO_MANY_RPS_CODE, None)
     return vk
 
 

@@ -1,0 +1,612 @@
+"""VK intake: Bots Long Poll per community on its own thread, one asyncio consumer, wall polling.
+
+Each community in VK_GROUP_TOKENS gets a thread running vk_api's long poll; its answers are
+bridged into asyncio with `loop.call_soon_threadsafe`. One consumer handles every community's
+events in order: the raw event is stored once, translated, ingested, and the long-poll `ts` is
+stored in the same transaction as the last event it covers, so a restart resumes from it.
+When VK says history was lost (`failed: 1` or `3`) the gap is read back from the wall (and the
+community's dialogues) through the same ingest path. Personal walls (VK_WALL_OWNER_IDS) are
+polled with VK_SERVICE_TOKEN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from hashlib import sha1
+from json import dumps
+from typing import Any
+
+import vk_api
+
+from bot.app import AppContext
+from bot.events import DeleteEvent, Deleter, Event
+from bot.services.ingest import IngestService
+from handlers.vk.client import VkCallError, call, make_vk_session
+from handlers.vk.longpoll import NETWORK_ERRORS, GapAwareLongPoll, PollResult
+from handlers.vk.sync import (
+    DEFAULT_RETRY,
+    GAP_MAX_POSTS,
+    GAP_POST_WINDOW,
+    Retry,
+    api,
+    sync_dialogues,
+    sync_wall,
+)
+from handlers.vk.translate import (
+    HANDLED_EVENT_TYPES,
+    TranslationError,
+    VkPage,
+    from_unix,
+    translate,
+)
+from storage import repositories as repo
+
+logger = logging.getLogger(__name__)
+
+RECOVERABLE: tuple[type[BaseException], ...] = (VkCallError, *NETWORK_ERRORS)
+# Errors after which a community's token will not start working by itself.
+FATAL_CODES = {5: "the access token was rejected", 15: "access denied", 27: "wrong token type"}
+COMMUNITY_RPS_DELAY = 0.05  # 20 requests/s with a community token
+SERVICE_RPS_DELAY = 0.34  # 3 requests/s: the limit for user tokens, safe for service ones
+GAP_MARGIN = timedelta(minutes=5)
+GAP_DEFAULT = timedelta(days=1)  # no event ever seen: look back this far
+WALL_LOOKBACK = timedelta(days=7)
+
+
+def ts_cursor(group_id: int) -> str:
+    return f"vk:{group_id}:ts"
+
+
+def seen_cursor(group_id: int) -> str:
+    return f"vk:{group_id}:seen"
+
+
+def gap_cursor(group_id: int) -> str:
+    return f"vk:{group_id}:gap"
+
+
+@dataclass
+class _Batch:
+    group_id: int
+    result: PollResult
+
+
+@dataclass
+class _Ready:
+    group_id: int
+
+
+_STOP = object()
+
+
+@dataclass
+class _Listener:
+    """One community's long poll thread."""
+
+    group_id: int
+    thread: threading.Thread | None = None
+    longpoll: GapAwareLongPoll | None = None
+    failed: VkCallError | None = None
+    page: VkPage | None = None
+    resume_ts: str | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class VkIntake:
+    """Every configured VK source; `run()` until `stop()`."""
+
+    def __init__(
+        self,
+        app: AppContext,
+        *,
+        wait: int = 25,
+        wall_interval_s: float = 300.0,
+        rps_delay: float | None = None,
+        retry: Retry = DEFAULT_RETRY,
+        backoff_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        join_timeout_s: float = 5.0,
+    ) -> None:
+        self.app = app
+        self.wait = wait
+        self.wall_interval_s = wall_interval_s
+        # None: VK's limits (20/s community tokens, 3/s service); tests against the sandbox: 0.
+        self.rps_delay = rps_delay
+        self.retry = retry
+        self.backoff_s = backoff_s
+        self.backoff_cap_s = backoff_cap_s
+        self.join_timeout_s = join_timeout_s
+        settings = app.settings
+        self.tokens = {
+            gid: token.get_secret_value() for gid, token in settings.vk_group_tokens.items()
+        }
+        self.service_token = (
+            settings.VK_SERVICE_TOKEN.get_secret_value() if settings.VK_SERVICE_TOKEN else None
+        )
+        self.wall_owner_ids = settings.vk_wall_owner_ids if self.service_token else ()
+        self.listeners = {gid: _Listener(gid) for gid in self.tokens}
+        self.ready: dict[int, asyncio.Event] = {}
+        self.processed = 0  # long poll events handled (for tests and the demo)
+        self.wall_rounds = 0  # completed personal wall polling rounds
+        self._queue: asyncio.Queue[object] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = asyncio.Event()
+        self._done = asyncio.Event()
+        self._started = asyncio.Event()
+        self._gap_vk: dict[int, vk_api.VkApi] = {}
+        self._service_vk: vk_api.VkApi | None = None
+        self._walls_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Start every community's thread and the wall poller; consume until stopped."""
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        try:
+            async with self.app.sessions() as session:
+                for group_id, listener in self.listeners.items():
+                    listener.resume_ts = await repo.get_cursor(session, ts_cursor(group_id))
+            for group_id in self.listeners:
+                await self._fill_pending_gap(group_id)
+            for group_id, listener in self.listeners.items():
+                self.ready[group_id] = asyncio.Event()
+                listener.thread = threading.Thread(
+                    target=self._listen, args=(listener,), name=f"vk-longpoll-{group_id}"
+                )
+                listener.thread.start()
+            self._started.set()
+            if self.wall_owner_ids:
+                self._walls_task = asyncio.create_task(self._poll_walls(), name="vk-walls")
+            if not self.listeners and not self._walls_task:
+                logger.warning("VK intake has nothing to do: no community tokens, no walls")
+            await self._consume()
+        finally:
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Stop every thread and the consumer; returns within seconds."""
+        self._stopping.set()
+        for listener in self.listeners.values():
+            listener.stop.set()
+            if listener.longpoll is not None:
+                listener.longpoll.interrupt()
+        if self._queue is not None and self._loop is not None:
+            self._queue.put_nowait(_STOP)
+        for listener in self.listeners.values():
+            if listener.thread is not None:
+                await asyncio.to_thread(listener.thread.join, self.join_timeout_s)
+                if listener.thread.is_alive():
+                    logger.warning(
+                        "VK community %r: long poll thread still busy", listener.group_id
+                    )
+        if self._walls_task is not None:
+            self._walls_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._walls_task
+        if self._loop is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), self.join_timeout_s)
+
+    async def wait_ready(self) -> None:
+        """Until every community's long poll has made its first request (tests, the demo)."""
+        await self._started.wait()
+        await asyncio.gather(*(event.wait() for event in self.ready.values()))
+
+    # ------------------------------------------------------------------ the threads
+
+    def _emit(self, item: object) -> None:
+        assert self._loop is not None and self._queue is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closing: the ts is not stored
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def _listen(self, listener: _Listener) -> None:
+        """Long poll one community until stopped (runs on its own thread)."""
+        group_id = listener.group_id
+        backoff = self.backoff_s
+        announced = False
+        while not listener.stop.is_set():
+            try:
+                if listener.longpoll is None:
+                    self._connect(listener)
+                assert listener.longpoll is not None
+                if not announced:
+                    self._emit(_Ready(group_id))
+                    announced = True
+                result = listener.longpoll.check_raw()
+            except VkCallError as exc:
+                if exc.code in FATAL_CODES:
+                    listener.failed = exc
+                    logger.error(
+                        "VK community %r is not monitored: %s (%s). Fix its entry in "
+                        "VK_GROUP_TOKENS and restart; other communities keep working",
+                        group_id,
+                        FATAL_CODES[exc.code],
+                        exc,
+                    )
+                    self._emit(_Ready(group_id))
+                    return
+                if exc.code == 100:
+                    logger.error(
+                        "VK community %r: %s — is the Long Poll API on (API version 5.199)?",
+                        group_id,
+                        exc,
+                    )
+                else:
+                    logger.warning("VK community %r: %s; retry in %.0f s", group_id, exc, backoff)
+                listener.stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_cap_s)
+                continue
+            except NETWORK_ERRORS as exc:
+                if listener.stop.is_set():
+                    break
+                logger.warning(
+                    "VK community %r: long poll failed (%s); retry in %.0f s",
+                    group_id,
+                    type(exc).__name__,
+                    backoff,
+                )
+                listener.stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_cap_s)
+                continue
+            except Exception:
+                logger.exception("VK community %r: long poll error", group_id)
+                listener.stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_cap_s)
+                continue
+            backoff = self.backoff_s
+            if result.failed == 2:
+                logger.info("VK community %r: long poll key expired, renewed", group_id)
+            if result.updates or result.history_lost:
+                self._emit(_Batch(group_id, result))
+        if listener.longpoll is not None:
+            listener.longpoll.close()
+
+    def _connect(self, listener: _Listener) -> None:
+        """Session, page name, long poll server; resumes from the stored ts once."""
+        group_id = listener.group_id
+        vk = make_vk_session(
+            self.tokens[group_id],
+            api_server=self.app.settings.VK_API_SERVER,
+            rps_delay=COMMUNITY_RPS_DELAY if self.rps_delay is None else self.rps_delay,
+        )
+        if listener.page is None:
+            listener.page = _community_page(vk, group_id)
+        longpoll = GapAwareLongPoll(vk, group_id, wait=self.wait)
+        if listener.resume_ts:
+            # Resume where the last committed event left off, not at VK's newest ts.
+            longpoll.ts = listener.resume_ts
+            listener.resume_ts = None
+        _check_longpoll_settings(vk, group_id)
+        listener.longpoll = longpoll
+        logger.info("VK community %r: long poll started", group_id)
+
+    # ------------------------------------------------------------------ the consumer
+
+    async def _consume(self) -> None:
+        assert self._queue is not None
+        while True:
+            item = await self._queue.get()
+            if item is _STOP:
+                return
+            if isinstance(item, _Ready):
+                self.ready[item.group_id].set()
+                continue
+            assert isinstance(item, _Batch)
+            try:
+                await self._handle_batch(item)
+            except Exception:
+                # Never lose the consumer: the ts of this batch stays unstored, so it comes back.
+                logger.exception("VK community %r: batch failed", item.group_id)
+
+    def _page(self, group_id: int) -> VkPage:
+        page = self.listeners[group_id].page if group_id in self.listeners else None
+        return page or VkPage(-group_id)
+
+    async def _handle_batch(self, batch: _Batch) -> None:
+        group_id, result = batch.group_id, batch.result
+        if result.history_lost:
+            logger.warning(
+                "VK community %r: long poll history lost (failed %r); reading the gap back",
+                group_id,
+                result.failed,
+            )
+            await self._mark_gap(group_id, result.ts)
+            await self._fill_pending_gap(group_id)
+            return
+        updates = result.updates
+        for position, update in enumerate(updates):
+            last = position == len(updates) - 1
+            await self._handle_event(group_id, update, result.ts if last else None)
+
+    async def _handle_event(self, group_id: int, update: Mapping[str, Any], ts: str | None) -> None:
+        page = self._page(group_id)
+        source = f"vk:{group_id}"
+        event_type = update.get("type")
+        event_type = event_type if isinstance(event_type, str) else None
+        key = str(update.get("event_id") or _fallback_key(update))
+        payload = dict(update)
+        try:
+            async with self.app.sessions() as session:
+                raw = await repo.record_raw_update(session, source, key, event_type, payload)
+                if raw is None:
+                    logger.info("VK event %r of %r delivered before; skipped", key, group_id)
+                else:
+                    try:
+                        events = translate(update, page, self.app.clock())
+                    except TranslationError as exc:
+                        raw.status, raw.note = "skipped", str(exc)[:500]
+                        logger.warning(
+                            "VK community %r: %r event skipped (%s); kept raw",
+                            group_id,
+                            event_type,
+                            exc,
+                        )
+                    else:
+                        if events is None:
+                            raw.status, raw.note = "skipped", "event type not handled"
+                            logger.info(
+                                "VK community %r: %r not handled; kept raw", group_id, event_type
+                            )
+                        else:
+                            service = IngestService(session, self.app.defaults)
+                            for event in events:
+                                await service.handle(await _refine(session, event))
+                            raw.status = "done"
+                await self._store_position(session, group_id, update, ts)
+                await session.commit()
+        except Exception as exc:
+            logger.exception("VK community %r: event %r failed; kept raw", group_id, key)
+            async with self.app.sessions() as session:
+                raw = await repo.record_raw_update(session, source, key, event_type, payload)
+                if raw is not None:
+                    raw.status, raw.note = "failed", f"{type(exc).__name__}: {exc}"[:500]
+                await self._store_position(session, group_id, update, ts)
+                await session.commit()
+        self.processed += 1
+
+    async def _store_position(
+        self, session: Any, group_id: int, update: Mapping[str, Any], ts: str | None
+    ) -> None:
+        obj = update.get("object")
+        if isinstance(obj, Mapping):
+            message = obj.get("message")
+            date = (message if isinstance(message, Mapping) else obj).get("date")
+            if isinstance(date, int) and date > 0:
+                seen = await repo.get_cursor(session, seen_cursor(group_id))
+                if seen is None or int(seen) < date:
+                    await repo.set_cursor(session, seen_cursor(group_id), str(date))
+        if ts is not None:
+            await repo.set_cursor(session, ts_cursor(group_id), ts)
+
+    # ------------------------------------------------------------------ gaps
+
+    async def _mark_gap(self, group_id: int, ts: str | None) -> None:
+        """Remember where the gap starts and take VK's new ts, in one transaction."""
+        async with self.app.sessions() as session:
+            if not await repo.get_cursor(session, gap_cursor(group_id)):
+                seen = await repo.get_cursor(session, seen_cursor(group_id))
+                start = (
+                    from_unix(int(seen)) if seen else self.app.clock() - GAP_DEFAULT
+                ) - GAP_MARGIN
+                await repo.set_cursor(session, gap_cursor(group_id), str(int(start.timestamp())))
+            if ts is not None:
+                await repo.set_cursor(session, ts_cursor(group_id), ts)
+            await session.commit()
+
+    async def _fill_pending_gap(self, group_id: int) -> None:
+        """Read a recorded gap back from the wall and the dialogues; clear it when done."""
+        async with self.app.sessions() as session:
+            pending = await repo.get_cursor(session, gap_cursor(group_id))
+        if not pending:
+            return
+        since = from_unix(int(pending))
+        page = self._page(group_id)
+        try:
+            if self.service_token is not None:
+                counts = await sync_wall(
+                    self.app,
+                    self._service(),
+                    page,
+                    posts_since=since - GAP_POST_WINDOW,
+                    comments_since=since,
+                    max_posts=GAP_MAX_POSTS,
+                    retry=self.retry,
+                )
+                logger.info(
+                    "VK community %r: gap since %s filled from the wall: %r new messages",
+                    group_id,
+                    since.isoformat(),
+                    counts.new_messages,
+                )
+            else:
+                logger.error(
+                    "VK community %r: wall comments since %s cannot be read back without "
+                    "VK_SERVICE_TOKEN (community tokens get error 27 on wall.get); set it and "
+                    "run `otklik backfill vk --group %s --since %s`",
+                    group_id,
+                    since.isoformat(),
+                    group_id,
+                    since.date().isoformat(),
+                )
+            counts = await sync_dialogues(
+                self.app, self._community_vk(group_id), page, since, retry=self.retry
+            )
+            logger.info(
+                "VK community %r: gap since %s filled from dialogues: %r new messages",
+                group_id,
+                since.isoformat(),
+                counts.new_messages,
+            )
+        except RECOVERABLE as exc:
+            # Kept as pending: the next batch or the next start tries again.
+            logger.error("VK community %r: gap fill failed: %s; will retry", group_id, exc)
+            return
+        async with self.app.sessions() as session:
+            await repo.set_cursor(session, gap_cursor(group_id), "")
+            await session.commit()
+
+    def _service(self) -> vk_api.VkApi:
+        if self._service_vk is None:
+            assert self.service_token is not None
+            self._service_vk = make_vk_session(
+                self.service_token,
+                api_server=self.app.settings.VK_API_SERVER,
+                rps_delay=SERVICE_RPS_DELAY if self.rps_delay is None else self.rps_delay,
+                retry_rate_limit=False,
+            )
+        return self._service_vk
+
+    def _community_vk(self, group_id: int) -> vk_api.VkApi:
+        if group_id not in self._gap_vk:
+            self._gap_vk[group_id] = make_vk_session(
+                self.tokens[group_id],
+                api_server=self.app.settings.VK_API_SERVER,
+                rps_delay=COMMUNITY_RPS_DELAY if self.rps_delay is None else self.rps_delay,
+                retry_rate_limit=False,
+            )
+        return self._gap_vk[group_id]
+
+    # ------------------------------------------------------------------ personal walls
+
+    async def _poll_walls(self) -> None:
+        """Read new comments on each personal wall every `wall_interval_s`."""
+        vk = self._service()
+        pages = await self._wall_pages(vk)
+        comment_counts: dict[tuple[int, int], int] = {}
+        while not self._stopping.is_set():
+            for owner_id in self.wall_owner_ids:
+                page = pages[owner_id]
+
+                def unchanged(post: Mapping[str, Any], owner: int = owner_id) -> bool:
+                    count = int((post.get("comments") or {}).get("count") or 0)
+                    return comment_counts.get((owner, int(post["id"]))) == count
+
+                def remember(post: Mapping[str, Any], owner: int = owner_id) -> None:
+                    count = int((post.get("comments") or {}).get("count") or 0)
+                    comment_counts[(owner, int(post["id"]))] = count
+
+                try:
+                    posts_since = self.app.clock() - WALL_LOOKBACK
+                    counts = await sync_wall(
+                        self.app,
+                        vk,
+                        page,
+                        posts_since=posts_since,
+                        skip_post=unchanged,
+                        on_post=remember,
+                        retry=self.retry,
+                    )
+                    if counts.new_messages:
+                        logger.info("VK wall %r: %r new messages", owner_id, counts.new_messages)
+                except VkCallError as exc:
+                    if exc.code == 5:
+                        logger.error(
+                            "VK wall %r: VK_SERVICE_TOKEN was rejected (%s); walls are not "
+                            "monitored until it is replaced",
+                            owner_id,
+                            exc,
+                        )
+                    else:
+                        logger.error("VK wall %r: polling failed: %s", owner_id, exc)
+                except NETWORK_ERRORS as exc:
+                    logger.warning("VK wall %r: polling failed: %s", owner_id, type(exc).__name__)
+                except Exception:
+                    logger.exception("VK wall %r: polling failed", owner_id)
+            self.wall_rounds += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.wall_interval_s)
+
+    async def _wall_pages(self, vk: vk_api.VkApi) -> dict[int, VkPage]:
+        pages = {owner_id: VkPage(owner_id) for owner_id in self.wall_owner_ids}
+        users = [owner_id for owner_id in self.wall_owner_ids if owner_id > 0]
+        try:
+            if users:
+                for user in await api(vk, "users.get", self.retry, user_ids=users) or []:
+                    name = f"{user.get('first_name', '')} {user.get('last_name', '')}".strip()
+                    pages[int(user["id"])] = VkPage(
+                        int(user["id"]), name or None, f"id{user['id']}"
+                    )
+            groups = [-owner_id for owner_id in self.wall_owner_ids if owner_id < 0]
+            if groups:
+                response = await api(vk, "groups.getById", self.retry, group_ids=groups)
+                for group in _groups_of(response):
+                    owner = -int(group["id"])
+                    pages[owner] = VkPage(owner, group.get("name"), group.get("screen_name"))
+        except RECOVERABLE as exc:
+            logger.warning("VK walls: names unavailable (%s); ids used instead", exc)
+        return pages
+
+
+def _groups_of(response: Any) -> list[Mapping[str, Any]]:
+    # API 5.199 answers {"groups": [...]}, older versions a bare list.
+    groups = response.get("groups") if isinstance(response, Mapping) else response
+    return [g for g in groups or [] if isinstance(g, Mapping) and g.get("id") is not None]
+
+
+def _community_page(vk: vk_api.VkApi, group_id: int) -> VkPage:
+    """The community's name and screen name (best effort; ids when VK will not say)."""
+    try:
+        groups = _groups_of(call(vk, "groups.getById", group_id=group_id))
+    except VkCallError as exc:
+        if exc.code in FATAL_CODES:
+            raise
+        logger.warning("VK community %r: name unavailable (%s)", group_id, exc)
+        return VkPage(-group_id)
+    if not groups:
+        return VkPage(-group_id)
+    return VkPage(-group_id, groups[0].get("name"), groups[0].get("screen_name"))
+
+
+def _check_longpoll_settings(vk: vk_api.VkApi, group_id: int) -> None:
+    """Warn when the community's Long Poll settings drop events we handle (best effort)."""
+    try:
+        settings = call(vk, "groups.getLongPollSettings", group_id=group_id)
+    except VkCallError as exc:
+        logger.info("VK community %r: long poll settings unreadable (%s)", group_id, exc)
+        return
+    if not settings.get("is_enabled", True):
+        logger.error("VK community %r: the Long Poll API is switched off", group_id)
+    version = settings.get("api_version")
+    if version and version != "5.199":
+        logger.warning(
+            "VK community %r: Long Poll API version is %r, expected 5.199", group_id, version
+        )
+    events = settings.get("events") or {}
+    missing = [name for name in HANDLED_EVENT_TYPES if not events.get(name)]
+    if missing:
+        logger.warning(
+            "VK community %r: Long Poll event types switched off: %s — these are not tracked",
+            group_id,
+            ", ".join(missing),
+        )
+
+
+async def _refine(session: Any, event: Event) -> Event:
+    """Who deleted a comment: only its author or the page's managers can, so not-the-author
+    means the page."""
+    if not isinstance(event, DeleteEvent) or event.deleted_by is not Deleter.UNKNOWN:
+        return event
+    if event.deleter_id is None:
+        return event
+    page = await repo.get_page(session, event.page.platform.value, event.page.external_id)
+    if page is None or page.id is None:
+        return event
+    message = await repo.find_message(session, page.id, event.message_id)
+    if message is None or message.author_id is None or message.author_id == event.deleter_id:
+        return event
+    return DeleteEvent(
+        event.page, event.message_id, event.deleted_at, Deleter.PAGE, event.deleter_id
+    )
+
+
+def _fallback_key(update: Mapping[str, Any]) -> str:
+    """A stable key for an event that came without event_id."""
+    digest = sha1(dumps(update, sort_keys=True, default=str).encode(), usedforsecurity=False)
+    return f"noid:{digest.hexdigest()}"

@@ -1,0 +1,365 @@
+"""Reading walls and dialogues through the API: gap fill, personal walls and backfill.
+
+Everything read here goes through `translate` and the one ingest path, so a comment seen live and
+again here is stored once (ingest is idempotent by page and message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import vk_api
+
+from bot.app import AppContext
+from bot.services.ingest import IngestService, Outcome
+from handlers.vk.client import VkCallError, call
+from handlers.vk.translate import (
+    TranslationError,
+    VkPage,
+    author_names,
+    comment_event,
+    dialogue_event,
+    from_unix,
+)
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+
+# Worth retrying: too many requests, flood control, internal error, transport failure.
+RETRYABLE_CODES = frozenset({6, 9, 10, -1})
+PAGE_SIZE = 100
+THREAD_ITEMS = 10
+# A gap fill reads posts published this long before the gap: older posts still get comments.
+GAP_POST_WINDOW = timedelta(days=14)
+GAP_MAX_POSTS = 200
+
+
+@dataclass
+class Retry:
+    """Backoff for retryable API errors (error 6 etc.): base, factor 2, capped."""
+
+    attempts: int = 6
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+
+DEFAULT_RETRY = Retry()
+
+
+async def api(vk: vk_api.VkApi, method: str, retry: Retry = DEFAULT_RETRY, **params: Any) -> Any:
+    """Call `method` off the event loop, retrying rate limits and transient errors."""
+    delay = retry.base_s
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return await asyncio.to_thread(call, vk, method, **params)
+        except VkCallError as exc:
+            if exc.code not in RETRYABLE_CODES or attempt == retry.attempts:
+                raise
+            logger.warning(
+                "%s failed with error %r; retry %d/%d in %.1f s",
+                method,
+                exc.code,
+                attempt,
+                retry.attempts - 1,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry.cap_s)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass
+class SyncCounts:
+    """What a sync read and what it added."""
+
+    posts: int = 0
+    comments: int = 0
+    new_messages: int = 0
+    appeals: int = 0
+    replies: int = 0
+    skipped: int = 0
+
+    def add(self, other: SyncCounts) -> None:
+        for name in ("posts", "comments", "new_messages", "appeals", "replies", "skipped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+async def fetch_posts(
+    vk: vk_api.VkApi,
+    owner_id: int,
+    since: datetime,
+    *,
+    max_posts: int | None = None,
+    retry: Retry = DEFAULT_RETRY,
+) -> list[JsonDict]:
+    """Posts of the wall published at or after `since`, newest first (paging wall.get)."""
+    posts: list[JsonDict] = []
+    offset = 0
+    while True:
+        response = await api(
+            vk, "wall.get", retry, owner_id=owner_id, offset=offset, count=PAGE_SIZE
+        )
+        items = [item for item in response.get("items") or [] if isinstance(item, Mapping)]
+        older_seen = False
+        for post in items:
+            try:
+                published = from_unix(post.get("date"))
+            except TranslationError:
+                logger.warning("post without a date on wall %r skipped", owner_id)
+                continue
+            if published >= since:
+                posts.append(dict(post))
+            elif not post.get("is_pinned"):
+                # Newest first; only a pinned post may be older than the ones after it.
+                older_seen = True
+        offset += len(items)
+        if max_posts is not None and len(posts) >= max_posts:
+            return posts[:max_posts]
+        if older_seen or len(items) < PAGE_SIZE or offset >= int(response.get("count") or 0):
+            return posts
+
+
+async def fetch_comments(
+    vk: vk_api.VkApi, owner_id: int, post_id: int, *, retry: Retry = DEFAULT_RETRY
+) -> tuple[list[JsonDict], dict[int, str]]:
+    """Every comment under a post, thread replies included, and the authors' names."""
+    comments: list[JsonDict] = []
+    names: dict[int, str] = {}
+    offset = 0
+    while True:
+        response = await api(
+            vk,
+            "wall.getComments",
+            retry,
+            owner_id=owner_id,
+            post_id=post_id,
+            offset=offset,
+            count=PAGE_SIZE,
+            sort="asc",
+            thread_items_count=THREAD_ITEMS,
+            extended=1,
+        )
+        names.update(author_names(response))
+        items = [item for item in response.get("items") or [] if isinstance(item, Mapping)]
+        for comment in items:
+            comments.append(dict(comment))
+            thread = comment.get("thread") or {}
+            shown = [i for i in thread.get("items") or [] if isinstance(i, Mapping)]
+            if int(thread.get("count") or 0) > len(shown):
+                replies, reply_names = await _fetch_thread(vk, owner_id, post_id, comment, retry)
+                comments.extend(replies)
+                names.update(reply_names)
+            else:
+                comments.extend(dict(item) for item in shown)
+        offset += len(items)
+        level = response.get("current_level_count")
+        if len(items) < PAGE_SIZE or (level is not None and offset >= int(level)):
+            return comments, names
+
+
+async def _fetch_thread(
+    vk: vk_api.VkApi, owner_id: int, post_id: int, root: Mapping[str, Any], retry: Retry
+) -> tuple[list[JsonDict], dict[int, str]]:
+    replies: list[JsonDict] = []
+    names: dict[int, str] = {}
+    offset = 0
+    while True:
+        response = await api(
+            vk,
+            "wall.getComments",
+            retry,
+            owner_id=owner_id,
+            post_id=post_id,
+            comment_id=root.get("id"),
+            offset=offset,
+            count=PAGE_SIZE,
+            sort="asc",
+            extended=1,
+        )
+        names.update(author_names(response))
+        items = [dict(item) for item in response.get("items") or [] if isinstance(item, Mapping)]
+        replies.extend(items)
+        offset += len(items)
+        level = response.get("current_level_count")
+        if len(items) < PAGE_SIZE or (level is not None and offset >= int(level)):
+            return replies, names
+
+
+async def ingest_comments(
+    app: AppContext,
+    page: VkPage,
+    post_id: int,
+    comments: list[JsonDict],
+    names: Mapping[int, str],
+    *,
+    since: datetime | None = None,
+) -> SyncCounts:
+    """Ingest one post's comments, oldest first, in one transaction."""
+    counts = SyncCounts(comments=len(comments))
+    ordered = sorted(comments, key=lambda c: (int(c.get("date") or 0), int(c.get("id") or 0)))
+    async with app.sessions() as session:
+        service = IngestService(session, app.defaults)
+        for comment in ordered:
+            if comment.get("deleted"):
+                counts.skipped += 1
+                continue
+            item = {"post_id": post_id, "owner_id": page.owner_id, **comment}
+            try:
+                event = comment_event("wall_reply", item, page, names)
+            except TranslationError as exc:
+                logger.warning(
+                    "comment %r under post %r of %r skipped: %s",
+                    comment.get("id"),
+                    post_id,
+                    page.owner_id,
+                    exc,
+                )
+                counts.skipped += 1
+                continue
+            if since is not None and event.sent_at < since:
+                continue
+            result = await service.handle(event)
+            _count(counts, result.outcome)
+        await session.commit()
+    return counts
+
+
+def _message_order(message: Mapping[str, Any]) -> tuple[int, int, int]:
+    # id is 0 in group chats; conversation_message_id orders every dialogue.
+    return (
+        int(message.get("date") or 0),
+        int(message.get("conversation_message_id") or 0),
+        int(message.get("id") or 0),
+    )
+
+
+def _count(counts: SyncCounts, outcome: Outcome) -> None:
+    if outcome is Outcome.DUPLICATE:
+        return
+    counts.new_messages += 1
+    if outcome is Outcome.APPEAL:
+        counts.appeals += 1
+    elif outcome is Outcome.REPLY:
+        counts.replies += 1
+
+
+async def sync_post(
+    app: AppContext,
+    vk: vk_api.VkApi,
+    page: VkPage,
+    post: Mapping[str, Any],
+    *,
+    since: datetime | None = None,
+    retry: Retry = DEFAULT_RETRY,
+) -> SyncCounts:
+    """Read and ingest every comment under one post (a deleted post is logged and skipped)."""
+    post_id = int(post["id"])
+    comments_info = post.get("comments") or {}
+    if isinstance(comments_info, Mapping) and int(comments_info.get("count") or 0) == 0:
+        return SyncCounts(posts=1)
+    try:
+        comments, names = await fetch_comments(vk, page.owner_id, post_id, retry=retry)
+    except VkCallError as exc:
+        if exc.code in (15, 18, 100, 212):
+            # Deleted post, closed comments, or no access: nothing to read, say so.
+            logger.warning("comments of post %r on %r unavailable: %s", post_id, page.owner_id, exc)
+            return SyncCounts(posts=1, skipped=1)
+        raise
+    counts = await ingest_comments(app, page, post_id, comments, names, since=since)
+    counts.posts = 1
+    return counts
+
+
+async def sync_wall(
+    app: AppContext,
+    vk: vk_api.VkApi,
+    page: VkPage,
+    *,
+    posts_since: datetime,
+    comments_since: datetime | None = None,
+    max_posts: int | None = None,
+    skip_post: Callable[[Mapping[str, Any]], bool] | None = None,
+    on_post: Callable[[Mapping[str, Any]], None] | None = None,
+    retry: Retry = DEFAULT_RETRY,
+) -> SyncCounts:
+    """Ingest the comments of the wall's posts published since `posts_since`."""
+    total = SyncCounts()
+    posts = await fetch_posts(vk, page.owner_id, posts_since, max_posts=max_posts, retry=retry)
+    for post in reversed(posts):  # oldest first
+        if skip_post is not None and skip_post(post):
+            continue
+        total.add(await sync_post(app, vk, page, post, since=comments_since, retry=retry))
+        if on_post is not None:
+            on_post(post)
+    return total
+
+
+async def sync_dialogues(
+    app: AppContext,
+    vk: vk_api.VkApi,
+    page: VkPage,
+    since: datetime,
+    *,
+    retry: Retry = DEFAULT_RETRY,
+) -> SyncCounts:
+    """Ingest community dialogue messages sent since `since` (community token)."""
+    total = SyncCounts()
+    offset = 0
+    peers: list[int] = []
+    while True:
+        response = await api(
+            vk, "messages.getConversations", retry, offset=offset, count=200, filter="all"
+        )
+        items = [i for i in response.get("items") or [] if isinstance(i, Mapping)]
+        recent = False
+        for item in items:
+            last = item.get("last_message") or {}
+            try:
+                if from_unix(last.get("date")) >= since:
+                    peers.append(int(item["conversation"]["peer"]["id"]))
+                    recent = True
+            except (TranslationError, KeyError, TypeError, ValueError):
+                continue
+        offset += len(items)
+        # Conversations come most recent first: stop at the first page with nothing new.
+        if not recent or len(items) < 200 or offset >= int(response.get("count") or 0):
+            break
+    for peer_id in peers:
+        messages: list[JsonDict] = []
+        history_offset = 0
+        while True:
+            history = await api(
+                vk,
+                "messages.getHistory",
+                retry,
+                peer_id=peer_id,
+                offset=history_offset,
+                count=200,
+            )
+            batch = [dict(m) for m in history.get("items") or [] if isinstance(m, Mapping)]
+            messages.extend(batch)
+            history_offset += len(batch)
+            oldest = min((int(m.get("date") or 0) for m in batch), default=0)
+            if len(batch) < 200 or oldest < since.timestamp():
+                break
+        async with app.sessions() as session:
+            service = IngestService(session, app.defaults)
+            for message in sorted(messages, key=_message_order):
+                try:
+                    event = dialogue_event(message, page)
+                except TranslationError as exc:
+                    logger.warning("dialogue message skipped: %s", exc)
+                    total.skipped += 1
+                    continue
+                if event.sent_at < since:
+                    continue
+                total.comments += 1
+                _count(total, (await service.handle(event)).outcome)
+            await session.commit()
+    return total
