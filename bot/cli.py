@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     vk.add_argument("--since", required=True, help="ISO 8601 date")
 
     commands.add_parser("classify", help="JSON lines {text} on stdin → classification on stdout")
+    corrections = commands.add_parser(
+        "corrections", help="press-office corrections as labelled corpus lines (JSON lines)"
+    )
+    corrections.add_argument("--output", "-o", default=None, help="file (default: stdout)")
     commands.add_parser("bench", help="the performance benchmarks")
     return parser
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bot.app import AppContext
 from bot.clock import utc_now
@@ -28,6 +30,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "import": _import,
         "backfill": _backfill,
         "bench": _bench,
+        "corrections": _corrections,
     }[args.command]
     try:
         return await handler(args, settings)
@@ -110,6 +113,22 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
         return await backfill_command(app, args.group, since)
+
+
+async def _corrections(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.corrections import corpus_lines
+
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        async with app.sessions() as session:
+            lines = await corpus_lines(session)
+    text = "".join(f"{line}\n" for line in lines)
+    if args.output:
+        await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
+        print(f"{len(lines)} corrections written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> int:

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     SLA_URGENT_HOURS: float = Field(default=4.0, gt=0)
     WEBHOOK_URL: str | None = None
     WEBHOOK_SECRET: SecretStr | None = None
+    WEBHOOK_LISTEN: str = "127.0.0.1:8080"
     LOG_LEVEL: str = "INFO"
 
     @field_validator(

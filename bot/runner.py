@@ -7,10 +7,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from bot.app import AppContext
 from bot.config import Settings
 from storage.engine import open_database
+
+if TYPE_CHECKING:
+    from aiogram import Bot, Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +91,9 @@ async def _start_telegram(
     from handlers.telegram.notifier import TelegramNotifier
 
     app.notifier = TelegramNotifier(bot)
+    if app.settings.WEBHOOK_URL:
+        await _start_telegram_webhook(app, bot, dp, stoppers)
+        return
     tasks.append(
         asyncio.create_task(
             dp.start_polling(
@@ -108,6 +115,27 @@ async def _start_telegram(
         await bot.session.close()
 
     stoppers.append(stop_telegram)
+
+
+async def _start_telegram_webhook(
+    app: AppContext, bot: Bot, dp: Dispatcher, stoppers: list[Callable[[], Awaitable[None]]]
+) -> None:
+    from handlers.telegram.setup import allowed_updates
+    from handlers.telegram.webhook import TelegramWebhook
+
+    secret = app.settings.WEBHOOK_SECRET
+    secret_value = secret.get_secret_value() if secret is not None else None
+    if secret_value is None:
+        logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post updates")
+    server = TelegramWebhook(dp, bot, secret=secret_value, listen=app.settings.WEBHOOK_LISTEN)
+    assert app.settings.WEBHOOK_URL is not None
+    await server.start(app.settings.WEBHOOK_URL, secret_value, allowed_updates(dp))
+
+    async def stop_webhook() -> None:
+        await server.stop()
+        await bot.session.close()
+
+    stoppers.append(stop_webhook)
 
 
 async def _start_vk(

@@ -16,9 +16,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
+from bot.services import corrections, roles
 from bot.services import digest as digest_service
 from bot.services import export as export_service
-from bot.services import roles
 from bot.services.notify import Notifier
 from bot.services.reminders import (
     CALLBACK_PREFIX,
@@ -99,6 +99,44 @@ async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppConte
             parse_mode="HTML",
             reply_to_message_id=query.message.message_id,
         )
+
+
+async def topic_command(
+    message: Message, command: CommandObject, session: AsyncSession, app: AppContext
+) -> None:
+    """/topic N тема: an operator or supervisor corrects the topic of appeal №N."""
+    parts = (command.args or "").split(maxsplit=1)
+    if len(parts) != 2 or not parts[0].lstrip("№").isdigit():
+        await message.answer("Как исправить тему: /topic 12 дороги — номер обращения и тема.")
+        return
+    appeal = await session.get(Appeal, int(parts[0].lstrip("№")))
+    page = await session.get(Page, appeal.page_id) if appeal is not None else None
+    if appeal is None or page is None:
+        await message.answer(f"Обращение №{parts[0].lstrip('№')} не найдено.")
+        return
+    user = message.from_user
+    if user is None:
+        return
+    role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
+    if role < roles.Role.OPERATOR:
+        if message.chat.id != press_chat_of(page, app.settings):
+            await message.answer(BUTTON_REFUSAL)
+            return
+        await roles.register_operator(session, user.id, person_name(user), page.id)
+    try:
+        topic = corrections.topic_code(parts[1])
+    except corrections.UnknownTopic as error:
+        await message.answer(str(error))
+        return
+    result = await corrections.correct_topic(
+        session,
+        appeal,
+        topic,
+        actor_id=str(user.id),
+        actor_name=person_name(user),
+        at=app.clock(),
+    )
+    await message.answer(result.message)
 
 
 # -- supervisors -------------------------------------------------------------------------------
@@ -315,6 +353,7 @@ def create_router(app: AppContext) -> Router:
     router.startup.register(on_startup)
     router.callback_query.register(on_decision, F.data.startswith(f"{CALLBACK_PREFIX}:"))
     router.message.register(overdue_command, Command("overdue"))
+    router.message.register(topic_command, Command("topic"))
     router.message.register(digest_command, Command("digest"))
     router.message.register(export_command, Command("export"))
     router.message.register(page_command, Command("page"))
