@@ -78,24 +78,26 @@ async def citizen_message(
         header += f" (@{user.username})"
     try:
         if message.text is not None:
-            relayed = await bot.send_message(
+            sent = await bot.send_message(
                 press_chat,
                 f"{header}:\n\n{message.text}\n\n{REPLY_HINT}",
             )
+            relayed_id = sent.message_id
         else:
-            relayed = await bot.copy_message(
+            copied = await bot.copy_message(
                 press_chat,
                 message.chat.id,
                 message.message_id,
                 caption=f"{header}. {message_text(message)}".strip()[:1024],
             )
+            relayed_id = copied.message_id
     except TelegramAPIError as error:
-        # The appeal is stored; the relay is retried by nobody, so the press office must know.
+        # The appeal is stored all the same and reaches the press chat through the reminders.
         logger.error("could not relay %r to the press chat: %s", event.message_id, error)
         return
     assert result.page_id is not None
     await repo.save_relay(
-        session, result.page_id, press_chat, relayed.message_id, message.chat.id, message.message_id
+        session, result.page_id, press_chat, relayed_id, message.chat.id, message.message_id
     )
     if result.outcome is Outcome.APPEAL:
         await message.answer(RECEIVED)
