@@ -272,6 +272,8 @@ class VkSandbox:
         self._comments: dict[tuple[int, int], _Comment] = {}
         self._next_object_id: dict[int, int] = {}
         self._forced_errors: dict[str, deque[int]] = {}
+        # [method, required params, code, remaining times]
+        self._conditional_errors: list[list[Any]] = []
         self._recent_calls: dict[str, deque[float]] = {}
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -611,10 +613,25 @@ class VkSandbox:
 
     # ------------------------------------------------------------------ control: failures
 
-    def fail_next(self, method: str, code: int, times: int = 1) -> None:
-        """The next `times` calls of `method` ("*" for any) answer with error `code`."""
+    def fail_next(
+        self,
+        method: str,
+        code: int,
+        times: int = 1,
+        *,
+        when: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The next `times` calls of `method` ("*" for any) answer with error `code`.
+
+        With `when`, only calls whose parameters include those values fail (e.g. the comments
+        of one post: ``when={"post_id": 7}``); other calls go through.
+        """
         with self._lock:
-            self._forced_errors.setdefault(method, deque()).extend([code] * times)
+            if when is None:
+                self._forced_errors.setdefault(method, deque()).extend([code] * times)
+                return
+            condition = {str(k): str(v) for k, v in when.items()}
+            self._conditional_errors.append([method, condition, code, times])
 
     def fail_next_poll(self, group_id: int, code: int) -> None:
         """The next a_check of the group answers {"failed": code} (1, 2 or 3)."""
@@ -1020,6 +1037,13 @@ class VkSandbox:
             forced = self._forced_errors.get(key)
             if forced:
                 raise ApiCallError(forced.popleft())
+        for rule in self._conditional_errors:
+            rule_method, condition, code, remaining = rule
+            if remaining <= 0 or rule_method not in (method, "*"):
+                continue
+            if all(params.get(name) == value for name, value in condition.items()):
+                rule[3] = remaining - 1
+                raise ApiCallError(code)
         self._check_rate(token or "")
         if "v" not in params:
             raise ApiCallError(8)
