@@ -98,13 +98,16 @@ class DemoState:
     last_update: int = 0
     steps: list[Step] = field(default_factory=list)
     counter: int = 0
+    vk: Any = None  # VkDemo: the VK community beside the Telegram channel
 
     def at(self, moment: datetime, action: Any) -> None:
         self.counter += 1
         self.steps.append(Step(moment, self.counter, action))
 
 
-def _demo_settings(sandbox: TelegramSandbox, database_url: str) -> Settings:
+def _demo_settings(
+    sandbox: TelegramSandbox, database_url: str, vk: dict[str, Any] | None = None
+) -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
         TELEGRAM_BOT_TOKEN=TOKEN,
@@ -113,6 +116,7 @@ def _demo_settings(sandbox: TelegramSandbox, database_url: str) -> Settings:
         PRESS_CHAT_ID=PRESS_CHAT_ID,
         SUPERVISOR_IDS=str(SUPERVISOR["id"]),
         DIGEST_CHAT_IDS=str(SUPERVISOR["id"]),
+        **(vk or {}),
     )
 
 
@@ -277,7 +281,9 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
         async with TelegramSandbox() as sandbox:
             _setup_sandbox(sandbox)
             sandbox.now = clock
-            settings = _demo_settings(sandbox, url)
+            vk_demo = VkDemo(clock)
+            await vk_demo.start()
+            settings = _demo_settings(sandbox, url, vk_demo.settings())
             async with open_database(url) as engine:
                 app = AppContext.create(settings, engine, clock=clock)
                 bot = make_bot(TOKEN, sandbox.base_url)
@@ -301,8 +307,10 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                 )
                 scheduler = Scheduler(app)
                 try:
-                    state = DemoState(sandbox, random.Random(20261102), clock)
+                    await vk_demo.start_intake(app)
+                    state = DemoState(sandbox, random.Random(20261102), clock, vk=vk_demo)
                     _plan(state, app, days)
+                    vk_demo.plan(state, app, days)
                     print(
                         f"Otklik demo: {days} simulated days from 02.11.2026 "
                         f"(4 ноября — праздник), {len(state.steps)} events."
@@ -311,12 +319,14 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     await _show(state, app, sandbox, days)
                     if serve:
                         print(
-                            f"\nSandboxes are up. Telegram Bot API: {sandbox.base_url} "
+                            f"\nSandboxes are up. Telegram Bot API: {sandbox.base_url}, "
+                            f"VK API: {vk_demo.sandbox.base_url} "
                             f"(control API under /_sandbox/). Ctrl-C to stop."
                         )
                         with contextlib.suppress(asyncio.CancelledError):
                             await asyncio.Event().wait()
                 finally:
+                    await vk_demo.stop()
                     with contextlib.suppress(RuntimeError):
                         await dp.stop_polling()
                     await confirm_offset(bot, store)
@@ -331,6 +341,8 @@ async def _settle(state: DemoState) -> None:
     """Wait until the intake has handled everything injected so far."""
     if state.last_update:
         await state.sandbox.wait_for_confirmed(state.last_update, timeout=20)
+    if state.vk is not None:
+        await state.vk.settle()
 
 
 async def _simulate(state: DemoState, scheduler: Any, days: int) -> None:
@@ -402,3 +414,145 @@ async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, day
     print("\n=== Еженедельная сводка (понедельник 09:00) ===")
     print(digest_service.plain_text(built.text))
     print(f"[график: {OUTPUT / 'digest-2026-W45.png'}]")
+
+
+# ------------------------------------------------------------------------------------- VK part
+# A VK community beside the Telegram channel: the real VkIntake (vk_api's Bots Long Poll over
+# HTTP) against the VK sandbox, fed over the same simulated days.
+
+VK_GROUP = 230_000_001
+VK_TOKEN = "vk1.a.DEMO-community-token"
+VK_ADMIN = 9300
+VK_APPEALS = (
+    "Когда починят дорогу на Заречной? Ямы по колено",
+    "Почему не вывозят мусор с площадки на Полевой, 3? Неделю стоит",
+    "В доме 9 на Школьной нет холодной воды с утра, когда дадут?",
+    "Прошу проверить детскую площадку во дворе Мира, 20 — сломаны качели",
+    "Когда откроют новую поликлинику в микрорайоне Северный?",
+)
+VK_REPLIES = (
+    "Здравствуйте! Ремонт дороги включён в план на май 2027 года, подрядчик — «Дорстрой».",
+    "Добрый день! Управляющая компания вывезла мусор сегодня, график восстановлен.",
+    "Здравствуйте! Аварийная служба водоканала устранила порыв, вода будет до 17:00.",
+)
+
+
+class VkDemo:
+    """The VK sandbox, the VK intake and the simulated community for the demo."""
+
+    def __init__(self, clock: SimulatedClock) -> None:
+        from bot.sandbox.vk import VkSandbox
+
+        self.sandbox = VkSandbox(clock=clock, history_limit=100_000)
+        self.intake: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.post_id = 0
+
+    async def start(self) -> str:
+        base_url = await self.sandbox.start()
+        self.sandbox.add_group(VK_GROUP, "Администрация областного центра", VK_TOKEN)
+        self.sandbox.add_user(VK_ADMIN, "Ирина", "Соколова")
+        return base_url
+
+    def settings(self) -> dict[str, Any]:
+        return {"VK_GROUP_TOKENS": f"{VK_GROUP}:{VK_TOKEN}", "VK_API_SERVER": self.sandbox.base_url}
+
+    async def start_intake(self, app: AppContext) -> None:
+        from handlers.vk.intake import VkIntake
+
+        self.intake = VkIntake(app, wait=1, rps_delay=0)
+        self.task = asyncio.create_task(self.intake.run(), name="vk-intake")
+        await asyncio.wait_for(self.intake.wait_ready(), 20)
+
+    async def settle(self) -> None:
+        """Until the intake has handled every event the sandbox emitted."""
+        emitted = len(self.sandbox.pending_events(VK_GROUP))
+        async with asyncio.timeout(20):
+            while self.intake.processed < emitted:  # noqa: ASYNC110  (counter of another task)
+                await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        if self.intake is not None:
+            await self.intake.stop()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.sandbox.stop()
+
+    def plan(self, state: DemoState, app: AppContext, days: int) -> None:
+        """Wall comments, the community's replies and one dialogue a working day."""
+        rng = random.Random(4_11_2026)
+        calendar = page_calendar(None, app.defaults)
+        box, wall = self.sandbox, -VK_GROUP
+        for day in range(days):
+            morning = START + timedelta(days=day)
+            if (morning + timedelta(hours=3)).weekday() >= 5:
+                continue
+            post_at = morning + timedelta(hours=1, minutes=30)
+
+            def publish(post_at: datetime = post_at, day: int = day) -> None:
+                self.post_id = box.add_post(wall, f"Новости города, день {day + 1}", post_at)
+
+            state.at(post_at, publish)
+            for n in range(rng.randint(2, 4)):
+                moment = post_at + timedelta(minutes=rng.randint(15, 9 * 60))
+                citizen = 300_000 + day * 10 + n
+                text = rng.choice(VK_APPEALS)
+                holder: dict[str, int] = {}
+
+                def comment(
+                    citizen: int = citizen,
+                    text: str = text,
+                    moment: datetime = moment,
+                    holder: dict = holder,
+                ) -> None:
+                    box.add_user(citizen, "Житель", f"№{citizen}")
+                    holder["id"] = box.add_comment(wall, self.post_id, citizen, text, moment)
+                    holder["post"] = self.post_id
+
+                state.at(moment, comment)
+                fate = rng.random()
+                if fate < 0.6:
+                    hours = rng.uniform(0.5, 6) if fate < 0.45 else rng.uniform(9, 16)
+                    reply_at = calendar.add_working_hours(moment, hours)
+
+                    def reply(at: datetime = reply_at, holder: dict = holder) -> None:
+                        box.add_comment(
+                            wall, holder["post"], wall, rng.choice(VK_REPLIES), at, holder["id"]
+                        )
+
+                    state.at(reply_at, reply)
+                elif fate < 0.7:
+                    # Rude, or just inconvenient: the community deletes it.
+                    delete_at = moment + timedelta(hours=1)
+
+                    def delete(holder: dict = holder) -> None:
+                        box.delete_comment(wall, holder["id"], wall)
+
+                    state.at(delete_at, delete)
+            # A dialogue: two messages, then the community answers both at once.
+            peer = 400_000 + day
+            asked = morning + timedelta(hours=rng.uniform(2, 7))
+            for k, text in enumerate(
+                ("Здравствуйте! Когда включат отопление в доме 4 на Лесной?", "В квартире +15")
+            ):
+
+                def write(
+                    peer: int = peer, text: str = text, at: datetime = asked + timedelta(minutes=k)
+                ) -> None:
+                    box.send_community_message(VK_GROUP, peer, peer, text, at)
+
+                state.at(asked + timedelta(minutes=k), write)
+            answer_at = calendar.add_working_hours(asked, rng.uniform(0.5, 4))
+
+            def answer(peer: int = peer, at: datetime = answer_at) -> None:
+                box.send_community_message(
+                    VK_GROUP,
+                    peer,
+                    VK_ADMIN,
+                    "Здравствуйте! Теплосеть подключит дом сегодня до 18:00, проверим лично.",
+                    at,
+                    out=True,
+                )
+
+            state.at(answer_at, answer)
