@@ -344,6 +344,28 @@ async def test_failed_1_fills_the_gap_from_the_wall_and_dialogues(
     assert await _has_message(vk_app, f"wall{WALL}_{lost}")
 
 
+async def test_restart_after_a_long_outage_fills_the_gap(
+    sqlite_engine: AsyncEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored ts fell out of VK's history (failed 1 with an old ts): read the wall back."""
+    monkeypatch.chdir(tmp_path)
+    box = make_sandbox()
+    box.history_limit = 3
+    async with box:
+        app = AppContext.create(vk_settings(box), sqlite_engine)
+        post = box.add_post(WALL, "Новости", T0 - timedelta(days=1))
+        async with Running(app) as intake:
+            box.add_comment(WALL, post, CITIZEN, APPEAL_TEXT, T0)
+            await eventually(lambda: processed(intake, 1))
+        # Down for long: more events than VK keeps.
+        for n in range(5):
+            box.add_comment(WALL, post, 700 + n, f"Когда починят лифт в доме {n}?", T0)
+        async with Running(app):
+            await eventually(lambda: count(app, CitizenMessage, CitizenMessage.id > 5))
+        assert await count(app, CitizenMessage) == 6
+        assert len(await appeals(app)) == 6
+
+
 async def _has_message(app: AppContext, external_id: str) -> bool:
     return await count(app, CitizenMessage, CitizenMessage.external_id == external_id) == 1
 

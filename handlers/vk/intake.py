@@ -57,6 +57,7 @@ SERVICE_RPS_DELAY = 0.34  # 3 requests/s: the limit for user tokens, safe for se
 GAP_MARGIN = timedelta(minutes=5)
 GAP_DEFAULT = timedelta(days=1)  # no event ever seen: look back this far
 WALL_LOOKBACK = timedelta(days=7)
+GAP_RETRY_S = 60.0  # a failed gap fill is tried again with the first batch after this
 
 
 def ts_cursor(group_id: int) -> str:
@@ -142,6 +143,7 @@ class VkIntake:
         self._gap_vk: dict[int, vk_api.VkApi] = {}
         self._service_vk: vk_api.VkApi | None = None
         self._walls_task: asyncio.Task[None] | None = None
+        self._gap_retry_at: dict[int, float] = {}  # loop time of the next gap-fill attempt
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -320,6 +322,9 @@ class VkIntake:
             await self._mark_gap(group_id, result.ts)
             await self._fill_pending_gap(group_id)
             return
+        retry_at = self._gap_retry_at.get(group_id)
+        if retry_at is not None and asyncio.get_running_loop().time() >= retry_at:
+            await self._fill_pending_gap(group_id)
         updates = result.updates
         for position, update in enumerate(updates):
             last = position == len(updates) - 1
@@ -446,8 +451,15 @@ class VkIntake:
             )
         except RECOVERABLE as exc:
             # Kept as pending: the next batch or the next start tries again.
-            logger.error("VK community %r: gap fill failed: %s; will retry", group_id, exc)
+            logger.error(
+                "VK community %r: gap fill failed: %s; retry in %.0f s",
+                group_id,
+                exc,
+                GAP_RETRY_S,
+            )
+            self._gap_retry_at[group_id] = asyncio.get_running_loop().time() + GAP_RETRY_S
             return
+        self._gap_retry_at.pop(group_id, None)
         async with self.app.sessions() as session:
             await repo.set_cursor(session, gap_cursor(group_id), "")
             await session.commit()
