@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utc_now
+from storage.buckets import day_number, frt_bucket, settle_moment
 from storage.types import UTCDateTime
 
 
@@ -91,6 +92,30 @@ class Appeal(SQLModel, table=True):
             "rated_at",
             "deleted_by_page",
             "topic",
+            "settle_day",
+            "frt_bucket",
+            "frt_work_bucket",
+        ),
+        # Report rollups (storage/rollup.py): the appeals of a page that can still change with
+        # the report's `at`, and exact order statistics inside one FRT histogram bucket.
+        Index("ix_appeal_settle", "page_id", "settle_day", "received_at"),
+        Index(
+            "ix_appeal_frt_bucket",
+            "page_id",
+            "frt_bucket",
+            "received_at",
+            "first_response_at",
+            "excluded",
+            "frt_s",
+        ),
+        Index(
+            "ix_appeal_frt_work_bucket",
+            "page_id",
+            "frt_work_bucket",
+            "received_at",
+            "first_response_at",
+            "excluded",
+            "frt_work_s",
         ),
     )
 
@@ -131,6 +156,61 @@ class Appeal(SQLModel, table=True):
     # appeal counts as answered, min(first_response_at, answered_offline_at).
     answered_at: datetime | None = _utc()
     answer_templated: bool | None = None  # the scored answer is a template (bot/services/quality)
+    # Derived for the report rollups (storage/buckets.py), kept on every flush as well: the UTC
+    # day after which the appeal's figures no longer depend on the report's `at`, and the FRT
+    # histogram buckets.
+    settle_day: int | None = None
+    frt_bucket: int | None = None
+    frt_work_bucket: int | None = None
+
+
+class AppealRollup(SQLModel, table=True):
+    """Final figures of a page's appeals received on one UTC day that settle on `settle_day`.
+
+    Kept by storage/rollup.py from the appeal table; excluded appeals are left out.
+    """
+
+    __tablename__ = "appeal_rollup"
+
+    page_id: int = Field(primary_key=True)
+    day: int = Field(primary_key=True)  # UTC day number of received_at
+    settle_day: int = Field(primary_key=True)
+    appeals: int = 0
+    answered: int = 0
+    answered_in_time: int = 0
+    overdue: int = 0
+    answered_offline: int = 0
+    replied: int = 0
+    quality_count: int = 0
+    quality_sum: float = 0.0
+    templated: int = 0
+    rated: int = 0
+    rated_positive: int = 0
+    deleted_by_page: int = 0
+
+
+class AppealTopicRollup(SQLModel, table=True):
+    """Appeals of a page received on one UTC day per topic (excluded ones left out)."""
+
+    __tablename__ = "appeal_topic_rollup"
+
+    page_id: int = Field(primary_key=True)
+    day: int = Field(primary_key=True)
+    topic: str = Field(primary_key=True, max_length=32)
+    appeals: int = 0
+
+
+class AppealFrtRollup(SQLModel, table=True):
+    """FRT histogram (kind 0: calendar, 1: working seconds) of a page's replied appeals."""
+
+    __tablename__ = "appeal_frt_rollup"
+
+    page_id: int = Field(primary_key=True)
+    kind: int = Field(primary_key=True)
+    day: int = Field(primary_key=True)
+    settle_day: int = Field(primary_key=True)
+    bucket: int = Field(primary_key=True)
+    count: int = 0
 
 
 class CitizenMessage(SQLModel, table=True):
@@ -330,3 +410,29 @@ def _derive_appeal_columns(session: OrmSession, _context: Any, _instances: Any) 
             answered = _earliest(instance.first_response_at, instance.answered_offline_at)
             if instance.answered_at != answered:
                 instance.answered_at = answered
+            _derive_rollup_keys(instance)
+
+
+def _derive_rollup_keys(appeal: Appeal) -> None:
+    """Keep `settle_day`, `frt_bucket` and `frt_work_bucket` (storage/buckets.py) current."""
+    settle = None
+    if appeal.sla_deadline is not None:
+        settle = day_number(
+            settle_moment(
+                answered_at=appeal.answered_at,
+                first_response_at=appeal.first_response_at,
+                rating=appeal.rating,
+                rated_at=appeal.rated_at,
+                sla_deadline=appeal.sla_deadline,
+            )
+        )
+    if appeal.settle_day != settle:
+        appeal.settle_day = settle
+    for name, seconds in (("frt_bucket", appeal.frt_s), ("frt_work_bucket", appeal.frt_work_s)):
+        bucket = frt_bucket(seconds)
+        if getattr(appeal, name) != bucket:
+            setattr(appeal, name, bucket)
+
+
+# The rollups follow every flush of appeals (registers the session listeners).
+from storage import rollup as _rollup  # noqa: E402,F401

@@ -42,11 +42,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights, maturity_index
 from bot.services.policy import PageDefaults
+from storage import rollup
+from storage.buckets import day_number, day_start
 from storage.models import Appeal, CitizenMessage, Page
+from storage.rollup import FRT_KINDS
 
 logger = logging.getLogger(__name__)
 
 A = Appeal.__table__.c  # type: ignore[attr-defined]
+R = rollup.R
+T = rollup.T
+H = rollup.H
 
 # Width of the histogram buckets used to find order statistics (seconds). Any width gives the
 # exact result; one minute keeps both the histogram and the fetched bucket small.
@@ -443,39 +449,286 @@ async def build_report(
     defaults: PageDefaults,
     weights: MaturityWeights = DEFAULT_WEIGHTS,
 ) -> StatsReport:
-    """The report over appeals received in `[since, until)` as known at `at`."""
+    """The report over appeals received in `[since, until)` as known at `at`.
+
+    Whole UTC days of the period whose appeals settled before the UTC day of `at` come from
+    the rollups (storage/rollup.py); the rest — partial days at the edges and appeals that can
+    still change at `at` — is computed row by row with the definitions of this module.
+    """
     since, until, at = _aware(since, "since"), _aware(until, "until"), _aware(at, "at")
+    await rollup.sync(session)
     pages = await _report_pages(session, page_id)
+    ids = [page.id for page in pages if page.id is not None]
+    split = _Split.of(since, until, at)
+    figures = {pid: Figures() for pid in ids}
+    histograms: dict[int, dict[int, dict[int, int]]] = {
+        kind: {pid: defaultdict(int) for pid in ids} for kind, _, _ in FRT_KINDS
+    }
+    if ids and since < until:
+        await _add_rollups(session, ids, split, figures, histograms)
+        for where in await _live_conditions(session, ids, split):
+            await _add_rows(session, where, at, figures, histograms)
     per_page: list[PageFigures] = []
     total = Figures()
     for page in pages:
         assert page.id is not None
-        figures = await _page_counts(session, page.id, since, until, at)
-        if figures.appeals:
-            figures.topics = await _page_topics(session, page.id, since, until)
-        total.add(figures)
-        per_page.append(PageFigures(page.id, page.platform, page.title, figures))
+        page_figures = figures[page.id]
+        page_figures.answered_late = page_figures.answered - page_figures.answered_in_time
+        page_figures.pending = page_figures.appeals - page_figures.answered - page_figures.overdue
+        page_figures.topics = dict(sorted(page_figures.topics.items()))
+        total.add(page_figures)
+        per_page.append(PageFigures(page.id, page.platform, page.title, page_figures))
+    total.topics = dict(sorted(total.topics.items()))
     # Pages without appeals in the period are still listed when asked for by id.
     listed = [p for p in per_page if p.figures.appeals or page_id is not None]
-    ids = [p.page_id for p in listed if p.figures.replied]
-
-    def replied_in_period(pid: int) -> ColumnElement[bool]:
-        return and_(_period(pid, since, until), A.first_response_at <= at)
-
     replied_pages = [item for item in listed if item.figures.replied]
     groups: list[list[int]] = [[item.page_id] for item in replied_pages]
-    if ids:
-        groups.append(ids)
-    for column, attribute in ((A.frt_s, "frt"), (A.frt_work_s, "frt_work")):
-        stats = _OrderStatistics(session, column, replied_in_period, ids)
-        await stats.load_histograms()
-        results = await stats.quantiles(groups)
+    if replied_pages:
+        groups.append([item.page_id for item in replied_pages])
+    for kind, value, bucket in FRT_KINDS:
+        attribute = "frt" if kind == 0 else "frt_work"
+        results = await _quantiles(
+            session, value, bucket, histograms[kind], groups, since, until, at
+        )
         for item, (median, p90) in zip(replied_pages, results, strict=False):
             _set_times(item.figures, attribute, median, p90)
-        if ids:
+        if replied_pages:
             median, p90 = results[-1]
             _set_times(total, attribute, median, p90)
     return StatsReport(since, until, at, total, listed, weights)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """The period cut into whole UTC days (rollups) and the partial days at its edges."""
+
+    first_day: int  # whole days first_day <= d < end_day
+    end_day: int
+    edges: tuple[tuple[datetime, datetime], ...]
+    at_day: int  # rollup rows settled on an earlier day are final at `at`
+
+    @classmethod
+    def of(cls, since: datetime, until: datetime, at: datetime) -> _Split:
+        first = day_number(since)
+        if day_start(first) < since:
+            first += 1
+        end = day_number(until)
+        if first >= end:
+            return cls(first, first, ((since, until),), day_number(at))
+        edges = tuple(
+            (start, stop)
+            for start, stop in ((since, day_start(first)), (day_start(end), until))
+            if start < stop
+        )
+        return cls(first, end, edges, day_number(at))
+
+    @property
+    def whole_days(self) -> bool:
+        return self.first_day < self.end_day
+
+
+_ROLLUP_SUMS = (
+    "appeals",
+    "answered",
+    "answered_in_time",
+    "overdue",
+    "answered_offline",
+    "replied",
+    "quality_count",
+    "templated",
+    "rated",
+    "rated_positive",
+    "deleted_by_page",
+)
+
+
+async def _add_rollups(
+    session: AsyncSession,
+    ids: list[int],
+    split: _Split,
+    figures: dict[int, Figures],
+    histograms: dict[int, dict[int, dict[int, int]]],
+) -> None:
+    """Add the settled rollup rows and the topics of the whole days."""
+    if not split.whole_days:
+        return
+    settled = and_(
+        R.c.page_id.in_(ids),
+        R.c.day >= split.first_day,
+        R.c.day < split.end_day,
+        R.c.settle_day < split.at_day,
+    )
+    columns = [func.sum(R.c[name]) for name in _ROLLUP_SUMS]
+    rows = await core(
+        session,
+        select(R.c.page_id, func.sum(R.c.quality_sum), *columns)
+        .where(settled)
+        .group_by(R.c.page_id),
+    )
+    for pid, quality_sum, *sums in rows.all():
+        page = figures[int(pid)]
+        page.quality_sum += float(quality_sum or 0.0)
+        for name, value in zip(_ROLLUP_SUMS, sums, strict=True):
+            setattr(page, name, getattr(page, name) + int(value or 0))
+    rows = await core(
+        session,
+        select(T.c.page_id, T.c.topic, func.sum(T.c.appeals))
+        .where(T.c.page_id.in_(ids), T.c.day >= split.first_day, T.c.day < split.end_day)
+        .group_by(T.c.page_id, T.c.topic),
+    )
+    for pid, topic, count in rows.all():
+        topics = figures[int(pid)].topics
+        topics[str(topic)] = topics.get(str(topic), 0) + int(count)
+    rows = await core(
+        session,
+        select(H.c.kind, H.c.page_id, H.c.bucket, func.sum(H.c.count))
+        .where(
+            H.c.page_id.in_(ids),
+            H.c.kind.in_([kind for kind, _, _ in FRT_KINDS]),
+            H.c.day >= split.first_day,
+            H.c.day < split.end_day,
+            H.c.settle_day < split.at_day,
+        )
+        .group_by(H.c.kind, H.c.page_id, H.c.bucket),
+    )
+    for kind, pid, bucket, count in rows.all():
+        histograms[int(kind)][int(pid)][int(bucket)] += int(count)
+
+
+async def _live_conditions(
+    session: AsyncSession, ids: list[int], split: _Split
+) -> list[ColumnElement[bool]]:
+    """Appeals computed row by row: the edges, and whole-day appeals not settled before `at`."""
+    conditions: list[ColumnElement[bool]] = [
+        and_(A.page_id.in_(ids), A.received_at >= start, A.received_at < stop)
+        for start, stop in split.edges
+    ]
+    if split.whole_days:
+        rows = await core(
+            session,
+            select(R.c.settle_day)
+            .where(
+                R.c.page_id.in_(ids),
+                R.c.day >= split.first_day,
+                R.c.day < split.end_day,
+                R.c.settle_day >= split.at_day,
+            )
+            .distinct(),
+        )
+        # The settle days that occur: exact index seeks instead of a scan of later days.
+        settle_days = sorted(int(day) for (day,) in rows.all())
+        if settle_days:
+            conditions.append(
+                and_(
+                    A.page_id.in_(ids),
+                    A.settle_day.in_(settle_days),
+                    A.received_at >= day_start(split.first_day),
+                    A.received_at < day_start(split.end_day),
+                )
+            )
+    return conditions
+
+
+async def _add_rows(
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    at: datetime,
+    figures: dict[int, Figures],
+    histograms: dict[int, dict[int, dict[int, int]]],
+) -> None:
+    """Add the figures of the appeals matching `where`, evaluated at `at` row by row."""
+    where = and_(where, A.excluded == false())
+    conditions = _conditions(at)
+    replied = conditions["replied"]
+    columns = [func.count().label("appeals")]
+    columns += [_count(condition).label(name) for name, condition in conditions.items()]
+    columns.append(
+        func.coalesce(
+            func.sum(case((and_(replied, A.quality_score.is_not(None)), A.quality_score))), 0.0
+        ).label("quality_sum")
+    )
+    rows = await core(session, select(A.page_id, *columns).where(where).group_by(A.page_id))
+    for row in rows.all():
+        data = row._mapping
+        page = figures[int(data["page_id"])]
+        page.appeals += int(data["appeals"])
+        page.quality_sum += float(data["quality_sum"] or 0.0)
+        for name in conditions:
+            setattr(page, name, getattr(page, name) + int(data[name]))
+    rows = await core(
+        session, select(A.page_id, A.topic, func.count()).where(where).group_by(A.page_id, A.topic)
+    )
+    for pid, topic, count in rows.all():
+        topics = figures[int(pid)].topics
+        topics[str(topic)] = topics.get(str(topic), 0) + int(count)
+    for kind, value, bucket in FRT_KINDS:
+        rows = await core(
+            session,
+            select(A.page_id, bucket, func.count())
+            .where(where, replied, value.is_not(None))
+            .group_by(A.page_id, bucket),
+        )
+        for pid, number, count in rows.all():
+            histograms[kind][int(pid)][int(number)] += int(count)
+
+
+async def _quantiles(
+    session: AsyncSession,
+    value: Any,
+    bucket: Any,
+    histograms: dict[int, dict[int, int]],
+    groups: Sequence[Sequence[int]],
+    since: datetime,
+    until: datetime,
+    at: datetime,
+) -> list[tuple[float | None, float | None]]:
+    """(median, p90) of `value` for each group of pages from their exact bucket histograms.
+
+    The histogram gives the bucket and the rank inside it of every wanted order statistic;
+    only those ranks are read, with `ORDER BY value LIMIT … OFFSET …` inside the bucket.
+    """
+    results: list[tuple[float | None, float | None]] = []
+    for group in groups:
+        merged: dict[int, int] = defaultdict(int)
+        for pid in group:
+            for number, count in histograms[pid].items():
+                merged[number] += count
+        total = sum(merged.values())
+        wanted = sorted(median_ranks(total) | p90_ranks(total))
+        places: dict[int, list[int]] = defaultdict(list)  # bucket -> ranks inside it
+        where_rank: dict[int, tuple[int, int]] = {}
+        start = 0
+        for number in sorted(merged):
+            count = merged[number]
+            for rank in wanted:
+                if start <= rank < start + count:
+                    places[number].append(rank - start)
+                    where_rank[rank] = (number, rank - start)
+            start += count
+        found_inside: dict[tuple[int, int], float] = {}
+        for number, inside in places.items():
+            low, high = min(inside), max(inside)
+            rows = await core(
+                session,
+                select(value)
+                .where(
+                    A.page_id.in_(list(group)),
+                    bucket == number,
+                    A.received_at >= since,
+                    A.received_at < until,
+                    A.excluded == false(),
+                    A.first_response_at <= at,
+                    value.is_not(None),
+                )
+                .order_by(value)
+                .limit(high - low + 1)
+                .offset(low),
+            )
+            for offset, (item,) in enumerate(rows.all()):
+                found_inside[(number, low + offset)] = float(item)
+        found = {rank: found_inside[place] for rank, place in where_rank.items()}
+        results.append((median_of(found.__getitem__, total), p90_of(found.__getitem__, total)))
+    return results
 
 
 def _set_times(figures: Figures, attribute: str, median: float | None, p90: float | None) -> None:

@@ -1,0 +1,326 @@
+"""Report rollups per (page, UTC day of receipt), kept from the appeal table by every writer.
+
+Every INSERT, UPDATE or DELETE statement on the appeal table — ORM flushes, bulk Core updates
+(bot/services/quality.py) and imports alike — goes through the engine-wide Core execution
+events below: the (page, day) keys the statement touches are read before it runs (and after,
+when it moves appeals), and once it has run each of those page-days is recomputed from the
+appeal table with `INSERT … SELECT … GROUP BY` in the same transaction. Recomputing instead of
+adding deltas keeps the rollups equal to the table whatever a writer changed. A statement whose
+rows cannot be told (no primary-key condition, `INSERT … SELECT`) rebuilds the pages it may
+touch. On PostgreSQL a transaction-scoped advisory lock per page-day, taken in key order, makes
+concurrent writers of one day recompute one after the other, each seeing the other's committed
+appeals. Writers on the raw DB-API connection bypass the events: inside an ORM transaction they
+call `mark_stale` (recomputed before commit); bulk loads (the benchmark) call `rebuild`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Update,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    true,
+)
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.sql.operators import eq
+
+from storage.buckets import day_number, day_start
+from storage.models import Appeal, AppealFrtRollup, AppealRollup, AppealTopicRollup
+
+logger = logging.getLogger(__name__)
+
+APPEAL = Appeal.__table__  # type: ignore[attr-defined]
+A = APPEAL.c
+R = AppealRollup.__table__  # type: ignore[attr-defined]
+T = AppealTopicRollup.__table__  # type: ignore[attr-defined]
+H = AppealFrtRollup.__table__  # type: ignore[attr-defined]
+
+_STACK = "otklik_rollup_keys"
+_ALL = None  # marker: the statement's rows cannot be told, rebuild
+
+# FRT histogram kinds: (kind, value column, bucket column).
+FRT_KINDS = ((0, A.frt_s, A.frt_bucket), (1, A.frt_work_s, A.frt_work_bucket))
+
+Keys = set[tuple[int, int]]
+
+
+def _sum(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _param_sets(multiparams: Any, params: Any) -> list[Mapping[str, Any]]:
+    if multiparams:
+        if isinstance(multiparams, Mapping):
+            return [multiparams]
+        return [item for item in multiparams if isinstance(item, Mapping)] or [{}]
+    return [params or {}]
+
+
+def _id_parameter(statement: Update | Delete) -> BindParameter[Any] | None:
+    """The bound parameter of a `WHERE appeal.id = :param` statement, if it is one."""
+    where = statement.whereclause
+    if (
+        isinstance(where, BinaryExpression)
+        and where.operator is eq
+        and where.left is A.id
+        and isinstance(where.right, BindParameter)
+    ):
+        return where.right
+    return None
+
+
+def _keys_of_rows(connection: Connection, rows: Iterable[Sequence[Any]]) -> Keys:
+    return {
+        (int(page), day_number(_aware(moment)))
+        for page, moment in rows
+        if page is not None and moment is not None
+    }
+
+
+def _keys_where(
+    connection: Connection, statement: Update | Delete, sets: list[Mapping[str, Any]]
+) -> Keys | None:
+    """Keys of the rows an UPDATE or DELETE on the appeal table matches (None: unknown)."""
+    parameter = _id_parameter(statement)
+    if parameter is not None:
+        ids = [item.get(parameter.key, parameter.value) for item in sets]
+        keys: Keys = set()
+        for start in range(0, len(ids), 500):
+            chunk = [i for i in ids[start : start + 500] if i is not None]
+            rows = connection.execute(select(A.page_id, A.received_at).where(A.id.in_(chunk))).all()
+            keys |= _keys_of_rows(connection, rows)
+        return keys
+    if len(sets) > 1:
+        return _ALL
+    query = select(A.page_id, A.received_at)
+    if statement.whereclause is not None:
+        query = query.where(statement.whereclause)
+    rows = connection.execute(query, sets[0]).all()
+    return _keys_of_rows(connection, rows)
+
+
+def _moves(statement: Update) -> bool:
+    names = {getattr(key, "key", key) for key in statement._values or {}}
+    return bool(names & {"page_id", "received_at", "id"}) or statement._values is None
+
+
+@sa_event.listens_for(Engine, "before_execute")
+def _before(
+    connection: Connection,
+    statement: Any,
+    multiparams: Any,
+    params: Any,
+    _options: Any,
+) -> None:
+    if not isinstance(statement, Insert | Update | Delete) or statement.table is not APPEAL:
+        return
+    sets = _param_sets(multiparams, params)
+    keys: Keys | None
+    if isinstance(statement, Insert):
+        if statement.select is not None:
+            keys = _ALL
+        else:
+            keys = {
+                (int(item["page_id"]), day_number(item["received_at"]))
+                for item in sets
+                if item.get("page_id") is not None and item.get("received_at") is not None
+            }
+    else:
+        keys = _keys_where(connection, statement, sets)
+    connection.info.setdefault(_STACK, []).append((keys, sets))
+
+
+@sa_event.listens_for(Engine, "after_execute")
+def _after(
+    connection: Connection,
+    statement: Any,
+    _multiparams: Any,
+    _params: Any,
+    _options: Any,
+    _result: Any,
+) -> None:
+    if not isinstance(statement, Insert | Update | Delete) or statement.table is not APPEAL:
+        return
+    keys, sets = connection.info[_STACK].pop()
+    if keys is not None and isinstance(statement, Update) and _moves(statement):
+        after = _keys_where(connection, statement, sets)
+        keys = _ALL if after is None else keys | after
+    if keys is None:
+        logger.warning("appeal rows of a bulk statement unknown: rebuilding every rollup")
+        rebuild(connection)
+    else:
+        recompute(connection, keys)
+
+
+# -- writers that bypass SQLAlchemy (storage/repositories.py runs intake on the raw sqlite3
+# connection) put the (page_id, day) keys they touched in `session.info[PENDING]`; they are
+# recomputed before the transaction commits and before a report reads the rollups.
+
+PENDING = "otklik_rollup_pending"
+
+# The appeal columns the rollups read; a write changing none of them leaves them alone.
+WATCHED = (
+    "page_id",
+    "received_at",
+    "excluded",
+    "answered_at",
+    "sla_deadline",
+    "first_response_at",
+    "frt_s",
+    "frt_work_s",
+    "quality_score",
+    "answer_templated",
+    "rating",
+    "rated_at",
+    "deleted_by_page",
+    "topic",
+    "settle_day",
+    "frt_bucket",
+    "frt_work_bucket",
+)
+
+
+def mark_stale(session: OrmSession, keys: Iterable[tuple[int, int]]) -> None:
+    """Note page-days written outside SQLAlchemy; recomputed before commit (sync session)."""
+    session.info.setdefault(PENDING, set()).update(keys)
+
+
+def apply_pending(session: OrmSession) -> None:
+    """Recompute the page-days noted with `mark_stale` (sync session, inside its transaction)."""
+    keys = session.info.pop(PENDING, None)
+    if keys:
+        recompute(session.connection(), keys)
+
+
+async def sync(session: Any) -> None:
+    """Flush an AsyncSession and recompute what `mark_stale` noted, before reading rollups."""
+    await session.flush()
+    if session.sync_session.info.get(PENDING):
+        await session.run_sync(apply_pending)
+
+
+@sa_event.listens_for(OrmSession, "before_commit")
+def _apply_before_commit(session: OrmSession) -> None:
+    if session.info.get(PENDING):
+        apply_pending(session)
+
+
+@sa_event.listens_for(OrmSession, "after_rollback")
+def _forget(session: OrmSession) -> None:
+    session.info.pop(PENDING, None)
+
+
+def _aware(value: Any) -> datetime:
+    """A datetime from a result (SQLite aggregates return the stored text, naive UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def recompute(connection: Connection, keys: Iterable[tuple[int, int]]) -> None:
+    """Recompute the rollups of the given (page_id, UTC day number) keys from the appeal table."""
+    ordered = sorted(set(keys))
+    postgres = connection.dialect.name == "postgresql"
+    for page_id, day in ordered:
+        if postgres:
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:page, :day)"), {"page": page_id, "day": day}
+            )
+        _recompute_day(connection, page_id, day)
+    if ordered:
+        logger.debug("rollups recomputed for %r page-days", len(ordered))
+
+
+def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
+    for table in (R, T, H):
+        connection.execute(delete(table).where(table.c.page_id == page_id, table.c.day == day))
+    where = and_(
+        A.page_id == page_id,
+        A.received_at >= day_start(day),
+        A.received_at < day_start(day + 1),
+        A.excluded == false(),
+    )
+    answered = A.answered_at.is_not(None)
+    replied = A.first_response_at.is_not(None)
+    scored = and_(replied, A.quality_score.is_not(None))
+    counts = select(
+        literal(page_id),
+        literal(day),
+        A.settle_day,
+        func.count(),
+        _sum(answered),
+        _sum(and_(answered, A.answered_at <= A.sla_deadline)),
+        _sum(A.answered_at.is_(None)),
+        _sum(and_(answered, A.first_response_at.is_(None))),
+        _sum(replied),
+        _sum(scored),
+        func.coalesce(func.sum(case((scored, A.quality_score))), 0.0),
+        _sum(and_(scored, A.answer_templated == true())),
+        _sum(A.rating.is_not(None)),
+        _sum(A.rating == 1),
+        _sum(A.deleted_by_page == true()),
+    ).where(where)
+    columns = [
+        "page_id",
+        "day",
+        "settle_day",
+        "appeals",
+        "answered",
+        "answered_in_time",
+        "overdue",
+        "answered_offline",
+        "replied",
+        "quality_count",
+        "quality_sum",
+        "templated",
+        "rated",
+        "rated_positive",
+        "deleted_by_page",
+    ]
+    connection.execute(insert(R).from_select(columns, counts.group_by(A.settle_day)))
+    topics = select(literal(page_id), literal(day), A.topic, func.count()).where(where)
+    connection.execute(
+        insert(T).from_select(["page_id", "day", "topic", "appeals"], topics.group_by(A.topic))
+    )
+    for kind, value, bucket in FRT_KINDS:
+        histogram = select(
+            literal(page_id), literal(kind), literal(day), A.settle_day, bucket, func.count()
+        ).where(where, replied, value.is_not(None))
+        connection.execute(
+            insert(H).from_select(
+                ["page_id", "kind", "day", "settle_day", "bucket", "count"],
+                histogram.group_by(A.settle_day, bucket),
+            )
+        )
+
+
+def rebuild(connection: Connection) -> int:
+    """Recompute every page-day from the appeal table (after raw writes); returns page-days."""
+    query = select(A.page_id, func.min(A.received_at), func.max(A.received_at)).group_by(A.page_id)
+    keys: list[tuple[int, int]] = []
+    for page_id, first, last in connection.execute(query).all():
+        first_day, last_day = day_number(_aware(first)), day_number(_aware(last))
+        keys += [(int(page_id), day) for day in range(first_day, last_day + 1)]
+    for table in (R, T, H):
+        connection.execute(delete(table))
+    recompute(connection, keys)
+    return len(keys)
