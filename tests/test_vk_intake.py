@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.app import AppContext
 from bot.config import Settings
@@ -115,7 +115,7 @@ async def count(app: AppContext, model: Any, *where: Any) -> int:
 
 async def appeals(app: AppContext) -> list[Appeal]:
     async with app.sessions() as session:
-        return list((await session.exec(select(Appeal).order_by(Appeal.id))).all())
+        return list((await session.exec(select(Appeal).order_by(col(Appeal.id)))).all())
 
 
 async def answered(app: AppContext, n: int = 1) -> list[Appeal] | None:
@@ -241,7 +241,7 @@ async def test_deletions_by_page_by_admin_and_by_citizen(
         sandbox.restore_comment(WALL, by_admin)
         await eventually(lambda: processed(intake, 7))
     async with vk_app.sessions() as session:
-        rows = (await session.exec(select(CitizenMessage).order_by(CitizenMessage.id))).all()
+        rows = (await session.exec(select(CitizenMessage).order_by(col(CitizenMessage.id)))).all()
         assert [m.deleted_by for m in rows] == [Deleter.PAGE.value, None, Deleter.CITIZEN.value]
         report = await build_report(
             session,
@@ -276,7 +276,9 @@ async def test_conversation_three_messages_one_reply_is_one_answered_appeal(
     assert appeal.first_response_at == T0 + timedelta(minutes=40)
     assert appeal.link == f"https://vk.com/gim{GROUP_ID}?sel={CITIZEN}"
     async with vk_app.sessions() as session:
-        last = (await session.exec(select(CitizenMessage).order_by(CitizenMessage.id))).all()[-1]
+        last = (await session.exec(select(CitizenMessage).order_by(col(CitizenMessage.id)))).all()[
+            -1
+        ]
         assert last.text == "Когда дадут горячую воду?"
         assert last.external_id == f"msg{CITIZEN}_3"
 
@@ -361,7 +363,7 @@ async def test_restart_after_a_long_outage_fills_the_gap(
         for n in range(5):
             box.add_comment(WALL, post, 700 + n, f"Когда починят лифт в доме {n}?", T0)
         async with Running(app):
-            await eventually(lambda: count(app, CitizenMessage, CitizenMessage.id > 5))
+            await eventually(lambda: count(app, CitizenMessage, col(CitizenMessage.id) > 5))
         assert await count(app, CitizenMessage) == 6
         assert len(await appeals(app)) == 6
 
@@ -404,7 +406,7 @@ async def test_unknown_types_and_missing_fields_are_kept_raw_and_skipped(
         await eventually(lambda: processed(intake, 5))
     assert len(await appeals(vk_app)) == 1
     async with vk_app.sessions() as session:
-        raws = (await session.exec(select(RawUpdate).order_by(RawUpdate.id))).all()
+        raws = (await session.exec(select(RawUpdate).order_by(col(RawUpdate.id)))).all()
     assert [(r.update_type, r.status) for r in raws] == [
         ("group_join", "skipped"),
         ("wall_reply_new", "skipped"),
