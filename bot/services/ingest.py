@@ -4,17 +4,26 @@ This is where an appeal is decided: a citizen message becomes an appeal, joins a
 stays a plain comment; an official message is linked to the appeals it answers and sets their
 first and final response times. Nothing here knows Telegram or VK. Time is always the platform's
 `date` carried by the event; the wall clock is never used for metrics.
+
+The decision runs as synchronous code over plain SQL (`storage.repositories.Db`) in the caller's
+transaction: on SQLite in one trip to the database thread per event, which is what lets the
+intake keep up with thousands of updates a second (docs/BENCHMARKS.md). The quality of a reply
+is scored here from its own text only; the template check across replies is the batch
+`quality.score_replies`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from functools import partial
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
+from bot.clock import utc_now
 from bot.events import (
     AuthorRole,
     DeleteEvent,
@@ -29,7 +38,8 @@ from bot.events import (
 from bot.services import quality
 from bot.services.policy import PageDefaults, response_seconds, sla_deadline
 from storage import repositories as repo
-from storage.models import Appeal, CitizenMessage, OfficialReply, Page, Reaction
+from storage.models import Appeal, CitizenMessage, OfficialReply, Page
+from storage.repositories import AppealRow, Db
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +73,21 @@ class IngestResult:
     note: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    result: IngestResult
+    rescore: tuple[int, ...] = ()  # appeals whose replies quality must rescore (rating, re-open)
+
+
+class _Reply:
+    """The fields of an official reply `_apply_reply` needs."""
+
+    __slots__ = ("id", "is_interim", "sent_at")
+
+    def __init__(self, reply_id: int, sent_at: datetime, is_interim: bool) -> None:
+        self.id, self.sent_at, self.is_interim = reply_id, sent_at, is_interim
+
+
 class IngestService:
     """Decides and stores normalised events inside the caller's session (the caller commits)."""
 
@@ -71,230 +96,267 @@ class IngestService:
         self.defaults = defaults or PageDefaults()
 
     async def handle(self, event: Event) -> IngestResult:
+        decided = await repo.run_in_transaction(self.session, partial(self._decide, event))
+        for appeal_id in decided.rescore:
+            await quality.rescore_appeal(self.session, appeal_id)
+        return decided.result
+
+    def _decide(self, event: Event, db: Db) -> _Decided:
         match event:
             case MessageEvent():
-                return await self._message(event)
+                return self._message(db, event)
             case EditEvent():
-                return await self._edit(event)
+                return _Decided(self._edit(db, event))
             case DeleteEvent():
-                return await self._delete(event)
+                return _Decided(self._delete(db, event))
             case RestoreEvent():
-                return await self._restore(event)
+                return _Decided(self._restore(db, event))
             case ReactionEvent():
-                return await self._reaction(event)
+                return self._reaction(db, event)
             case RatingEvent():
-                return await self._rating(event)
+                return self._rating(db, event)
         raise TypeError(f"unknown event {type(event).__name__}")  # pragma: no cover
 
     # -- new messages -------------------------------------------------------------------------
 
-    async def _message(self, event: MessageEvent) -> IngestResult:
-        page = await repo.ensure_page(self.session, event.page)
+    def _message(self, db: Db, event: MessageEvent) -> _Decided:
+        page = repo.ensure_page_row(db, event.page)
         assert page.id is not None
-        if await repo.find_message(self.session, page.id, event.message_id) is not None:
-            return IngestResult(Outcome.DUPLICATE, page.id)
-        if await self._is_official(event, page):
-            return await self._official(event, page)
-        return await self._citizen(event, page)
+        if repo.message_by_key(db, page.id, event.message_id) is not None:
+            return _Decided(IngestResult(Outcome.DUPLICATE, page.id))
+        if self._is_official(db, event, page):
+            return _Decided(self._official(db, event, page))
+        return self._citizen(db, event, page)
 
-    async def _is_official(self, event: MessageEvent, page: Page) -> bool:
+    def _is_official(self, db: Db, event: MessageEvent, page: Page) -> bool:
         if event.author_role in (AuthorRole.PAGE, AuthorRole.OPERATOR):
             return True
         if event.author_id is None:
             return False
         assert page.id is not None
-        return await repo.is_staff(self.session, page.platform, event.author_id, page.id)
+        return repo.writes_officially(db, page.platform, event.author_id, page.id)
 
-    async def _citizen(self, event: MessageEvent, page: Page) -> IngestResult:
+    def _citizen(self, db: Db, event: MessageEvent, page: Page) -> _Decided:
         assert page.id is not None
-        thread = await repo.ensure_thread(self.session, page.id, event.thread)
-        assert thread.id is not None
+        thread_id = repo.ensure_thread_row(db, page.id, event.thread)
         verdict = text_analysis.classify(event.text, event.content_kind)
-        message = CitizenMessage(
-            page_id=page.id,
-            thread_id=thread.id,
-            external_id=event.message_id,
-            author_id=event.author_id,
-            author_name=event.author_name,
-            content_kind=event.content_kind,
-            text=event.text,
-            sent_at=event.sent_at,
-            reply_to_external_id=event.reply_to_id,
-            link=event.link,
-            is_appeal=verdict.is_appeal,
-            topic=verdict.topic,
-            urgent=verdict.urgent,
-        )
-        self.session.add(message)
-
+        message: dict[str, object] = {
+            "page_id": page.id,
+            "thread_id": thread_id,
+            "external_id": event.message_id,
+            "author_id": event.author_id,
+            "author_name": event.author_name,
+            "content_kind": event.content_kind,
+            "text": event.text,
+            "sent_at": event.sent_at,
+            "reply_to_external_id": event.reply_to_id,
+            "link": event.link,
+            "is_appeal": verdict.is_appeal,
+            "topic": verdict.topic,
+            "urgent": verdict.urgent,
+        }
         open_appeal = None
         if event.author_id is not None:
-            open_appeal = await repo.open_appeal_of(
-                self.session, thread.id, event.author_id, event.sent_at
-            )
+            open_appeal = repo.open_appeal_row(db, thread_id, event.author_id, event.sent_at)
         if open_appeal is not None:
             # DESIGN sec. 2: a second message while the first is unanswered joins that appeal.
-            await self._join(open_appeal, message, page)
-            await self.session.flush()
-            return IngestResult(
-                Outcome.FOLLOW_UP, page.id, (open_appeal.id,) if open_appeal.id else (), message.id
+            message["appeal_id"] = open_appeal.id
+            message_row_id = repo.insert_row(db, CitizenMessage, message)
+            self._join(open_appeal, verdict, page)
+            repo.save_appeal(db, open_appeal)
+            return _Decided(
+                IngestResult(Outcome.FOLLOW_UP, page.id, (open_appeal.id,), message_row_id)
             )
 
+        rescore: tuple[int, ...] = ()
         if event.author_id is not None and text_analysis.is_dissatisfied(event.text):
-            answered = await repo.last_answered_appeal_of(
-                self.session, thread.id, event.author_id, event.sent_at
-            )
+            answered = repo.last_answered_row(db, thread_id, event.author_id, event.sent_at)
             if answered is not None:
-                message.is_reopen = True
-                if answered.reopened_at is None or event.sent_at < answered.reopened_at:
-                    answered.reopened_at = event.sent_at
+                message["is_reopen"] = True
+                reopened = answered["reopened_at"]
+                if reopened is None or event.sent_at < reopened:
+                    answered.set("reopened_at", event.sent_at)
+                    repo.save_appeal(db, answered)
+                    rescore = (answered.id,)
 
         if not verdict.is_appeal:
-            await self.session.flush()
-            return IngestResult(Outcome.COMMENT, page.id, (), message.id)
+            message_row_id = repo.insert_row(db, CitizenMessage, message)
+            return _Decided(IngestResult(Outcome.COMMENT, page.id, (), message_row_id), rescore)
 
         hours, deadline = sla_deadline(page, event.sent_at, verdict.urgent, self.defaults)
-        appeal = Appeal(
-            page_id=page.id,
-            thread_id=thread.id,
-            citizen_id=event.author_id,
-            citizen_name=event.author_name,
-            received_at=event.sent_at,
-            topic=verdict.topic,
-            urgent=verdict.urgent,
-            sla_hours=hours,
-            sla_deadline=deadline,
-            link=event.link,
-        )
-        self.session.add(appeal)
-        await self.session.flush()
-        message.appeal_id = appeal.id
-        appeal.first_message_id = message.id
+        values: dict[str, object] = {
+            "page_id": page.id,
+            "thread_id": thread_id,
+            "citizen_id": event.author_id,
+            "citizen_name": event.author_name,
+            "received_at": event.sent_at,
+            "topic": verdict.topic,
+            "urgent": verdict.urgent,
+            "sla_hours": hours,
+            "sla_deadline": deadline,
+            "link": event.link,
+        }
+        values |= repo.derived_appeal_columns(values)
+        appeal_id = repo.insert_row(db, Appeal, values)
+        assert appeal_id is not None
+        db.touch_appeal(page.id, event.sent_at)
+        message["appeal_id"] = appeal_id
+        message_row_id = repo.insert_row(db, CitizenMessage, message)
+        assert message_row_id is not None
+        appeal = repo.appeal_row(db, appeal_id)
+        assert appeal is not None
+        appeal.set("first_message_id", message_row_id)
         # Replies can arrive before the message they answer (backfill, imports): link them now.
-        assert appeal.id is not None
-        for reply in await repo.replies_waiting_for(self.session, page.id, event.message_id):
-            self._apply_reply(appeal, reply, page)
-            reply.appeal_id = appeal.id
-        await self.session.flush()
-        return IngestResult(Outcome.APPEAL, page.id, (appeal.id,), message.id)
-
-    async def _join(self, appeal: Appeal, message: CitizenMessage, page: Page) -> None:
-        message.appeal_id = appeal.id
-        appeal.messages_count += 1
-        if appeal.topic == "other" and message.is_appeal and message.topic:
-            appeal.topic = message.topic
-        if message.urgent and not appeal.urgent:
-            # The follow-up says it is urgent: the stricter SLA applies from the start.
-            appeal.urgent = True
-            appeal.sla_hours, appeal.sla_deadline = sla_deadline(
-                page, appeal.received_at, True, self.defaults
-            )
-
-    async def _official(self, event: MessageEvent, page: Page) -> IngestResult:
-        assert page.id is not None
-        thread = await repo.ensure_thread(self.session, page.id, event.thread)
-        assert thread.id is not None
-        staff_role = {AuthorRole.PAGE: "page", AuthorRole.OPERATOR: "operator"}
-        reply = OfficialReply(
-            page_id=page.id,
-            thread_id=thread.id,
-            external_id=event.message_id,
-            author_role=staff_role.get(event.author_role, "staff"),
-            author_id=event.author_id,
-            author_name=event.author_name,
-            content_kind=event.content_kind,
-            text=event.text,
-            sent_at=event.sent_at,
-            reply_to_external_id=event.reply_to_id,
-            link=event.link,
-            is_interim=text_analysis.is_interim(event.text),
+        for reply_id, sent_at, is_interim in repo.waiting_reply_rows(db, page.id, event.message_id):
+            self._apply_reply(appeal, _Reply(reply_id, sent_at, is_interim), page)
+            db.update(OfficialReply, reply_id, {"appeal_id": appeal_id})
+        repo.save_appeal(db, appeal)
+        return _Decided(
+            IngestResult(Outcome.APPEAL, page.id, (appeal_id,), message_row_id), rescore
         )
-        self.session.add(reply)
-        await self.session.flush()
 
-        appeals: list[Appeal] = []
+    def _join(self, appeal: AppealRow, verdict: text_analysis.Classification, page: Page) -> None:
+        appeal.set("messages_count", appeal["messages_count"] + 1)
+        if appeal["topic"] == "other" and verdict.is_appeal and verdict.topic:
+            appeal.set("topic", verdict.topic)
+        if verdict.urgent and not appeal["urgent"]:
+            # The follow-up says it is urgent: the stricter SLA applies from the start.
+            hours, deadline = sla_deadline(page, appeal["received_at"], True, self.defaults)
+            appeal.set("urgent", True)
+            appeal.set("sla_hours", hours)
+            appeal.set("sla_deadline", deadline)
+
+    def _official(self, db: Db, event: MessageEvent, page: Page) -> IngestResult:
+        assert page.id is not None
+        thread_id = repo.ensure_thread_row(db, page.id, event.thread)
+        staff_role = {AuthorRole.PAGE: "page", AuthorRole.OPERATOR: "operator"}
+        is_interim = text_analysis.is_interim(event.text)
+        reply_id = repo.insert_row(
+            db,
+            OfficialReply,
+            {
+                "page_id": page.id,
+                "thread_id": thread_id,
+                "external_id": event.message_id,
+                "author_role": staff_role.get(event.author_role, "staff"),
+                "author_id": event.author_id,
+                "author_name": event.author_name,
+                "content_kind": event.content_kind,
+                "text": event.text,
+                "sent_at": event.sent_at,
+                "reply_to_external_id": event.reply_to_id,
+                "link": event.link,
+                "is_interim": is_interim,
+            },
+        )
+        assert reply_id is not None
+        reply = _Reply(reply_id, event.sent_at, is_interim)
+
+        appeals: list[AppealRow] = []
         if event.reply_to_id is not None:
-            target = await self._appeal_up_the_chain(page.id, event.reply_to_id)
+            target, seen_first = self._appeal_up_the_chain(db, page.id, event.reply_to_id)
             if target is not None:
                 appeals.append(target)
-            elif await repo.find_message(self.session, page.id, event.reply_to_id) is None:
+            elif not seen_first:
                 logger.info(
                     "official reply %r answers message %r we never saw; kept unlinked",
                     event.message_id,
                     event.reply_to_id,
                 )
         if not appeals and event.answers_conversation:
-            appeals = await repo.unfinished_appeals_in_thread(
-                self.session, thread.id, event.sent_at
-            )
+            appeals = repo.unfinished_rows(db, thread_id, event.sent_at)
         linked = [appeal for appeal in appeals if self._apply_reply(appeal, reply, page)]
-        if linked:
-            reply.appeal_id = linked[0].id
-            await self.session.flush()
-            # Cheap quality parts and a template check against the page's recent replies.
-            await quality.score_reply_on_ingest(self.session, reply)
-            return IngestResult(
-                Outcome.REPLY, page.id, tuple(a.id for a in linked if a.id), reply.id
-            )
-        return IngestResult(Outcome.OFFICIAL, page.id, (), reply.id)
+        if not linked:
+            return IngestResult(Outcome.OFFICIAL, page.id, (), reply_id)
+        # Only the reply's own checklist parts here; whether it is a template of other replies
+        # is judged by the batch `quality.score_replies` (left out of the score until then).
+        first = linked[0]
+        score, parts = quality.score_parts(
+            event.text,
+            is_interim=is_interim,
+            is_template=None,
+            sent_at=event.sent_at,
+            judged=quality.Judged(first["rating"], first["rated_at"], first["reopened_at"]),
+        )
+        db.update(
+            OfficialReply,
+            reply_id,
+            {
+                "appeal_id": first.id,
+                "quality_score": score,
+                "quality_parts": parts,
+                "scored_at": utc_now(),
+            },
+        )
+        for appeal in linked:
+            if (appeal["final_reply_id"] or appeal["first_reply_id"]) == reply_id:
+                appeal.set("quality_score", score)
+                appeal.set("answer_templated", None)
+            repo.save_appeal(db, appeal)
+        return IngestResult(Outcome.REPLY, page.id, tuple(a.id for a in linked), reply_id)
 
-    async def _appeal_up_the_chain(self, page_id: int, external_id: str) -> Appeal | None:
-        """Walk reply_to links up from `external_id` to the first message tied to an appeal."""
+    def _appeal_up_the_chain(
+        self, db: Db, page_id: int, external_id: str
+    ) -> tuple[AppealRow | None, bool]:
+        """The first appeal up the reply_to links from `external_id`; and whether it is known."""
         seen: set[str] = set()
         current: str | None = external_id
         while current is not None and current not in seen and len(seen) < MAX_CHAIN:
-            seen.add(current)
-            message = await repo.find_message(self.session, page_id, current)
+            message = repo.message_by_key(db, page_id, current)
             if message is None:
-                return None
+                return None, bool(seen)
+            seen.add(current)
             if message.appeal_id is not None:
-                return await self.session.get(Appeal, message.appeal_id)
+                return repo.appeal_row(db, message.appeal_id), True
             current = message.reply_to_external_id
-        return None
+        return None, True
 
-    def _apply_reply(self, appeal: Appeal, reply: OfficialReply, page: Page) -> bool:
+    def _apply_reply(self, appeal: AppealRow, reply: _Reply, page: Page) -> bool:
         """Set the appeal's first/final response from `reply`; False if it cannot answer it."""
-        if appeal.excluded or reply.sent_at < appeal.received_at:
+        if appeal["excluded"] or reply.sent_at < appeal["received_at"]:
             return False
-        if appeal.first_response_at is None or reply.sent_at < appeal.first_response_at:
-            appeal.first_response_at = reply.sent_at
-            appeal.first_reply_id = reply.id
-            appeal.frt_s, appeal.frt_work_s = response_seconds(
-                page, appeal.received_at, reply.sent_at, self.defaults
+        first_response_at = appeal["first_response_at"]
+        if first_response_at is None or reply.sent_at < first_response_at:
+            frt_s, frt_work_s = response_seconds(
+                page, appeal["received_at"], reply.sent_at, self.defaults
             )
+            appeal.set("first_response_at", reply.sent_at)
+            appeal.set("first_reply_id", reply.id)
+            appeal.set("frt_s", frt_s)
+            appeal.set("frt_work_s", frt_work_s)
+        final_response_at = appeal["final_response_at"]
         if not reply.is_interim and (
-            appeal.final_response_at is None or reply.sent_at < appeal.final_response_at
+            final_response_at is None or reply.sent_at < final_response_at
         ):
-            appeal.final_response_at = reply.sent_at
-            appeal.final_reply_id = reply.id
+            appeal.set("final_response_at", reply.sent_at)
+            appeal.set("final_reply_id", reply.id)
         return True
 
     # -- changes to known messages ------------------------------------------------------------
 
-    async def _known(
-        self, event: EditEvent | DeleteEvent | RestoreEvent | ReactionEvent
-    ) -> tuple[Page | None, CitizenMessage | OfficialReply | None]:
-        page = await repo.get_page(self.session, event.page.platform.value, event.page.external_id)
+    def _known(
+        self, db: Db, event: EditEvent | DeleteEvent | RestoreEvent | ReactionEvent
+    ) -> tuple[Page | None, repo.StoredMessage | None]:
+        page = repo.page_row(db, event.page.platform.value, event.page.external_id)
         if page is None or page.id is None:
             return None, None
-        return page, await repo.find_message(self.session, page.id, event.message_id)
+        return page, repo.message_by_key(db, page.id, event.message_id)
 
-    async def _edit(self, event: EditEvent) -> IngestResult:
-        page, message = await self._known(event)
+    def _edit(self, db: Db, event: EditEvent) -> IngestResult:
+        page, message = self._known(db, event)
         if message is None:
             logger.info("edit of unknown message %r skipped", event.message_id)
             return IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
         if message.edited_at is not None and message.edited_at >= event.edited_at:
             return IngestResult(Outcome.DUPLICATE, message.page_id)
-        message.text = event.text
-        message.edited_at = event.edited_at
-        if isinstance(message, OfficialReply):
-            message.is_interim = text_analysis.is_interim(event.text)
-        await self.session.flush()
+        changes: dict[str, object] = {"text": event.text, "edited_at": event.edited_at}
+        if message.side == "official":
+            changes["is_interim"] = text_analysis.is_interim(event.text)
+        db.update(_MODELS[message.side], message.id, changes)
         return IngestResult(Outcome.EDIT, message.page_id, (), message.id)
 
-    async def _delete(self, event: DeleteEvent) -> IngestResult:
-        page, message = await self._known(event)
+    def _delete(self, db: Db, event: DeleteEvent) -> IngestResult:
+        page, message = self._known(db, event)
         if message is None:
             logger.info("deletion of unknown message %r skipped", event.message_id)
             return IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
@@ -303,100 +365,89 @@ class IngestService:
         deleted_by = event.deleted_by
         if (
             deleted_by is Deleter.UNKNOWN
-            and isinstance(message, CitizenMessage)
+            and message.side == "citizen"
             and event.deleter_id is not None
             and event.deleter_id == message.author_id
         ):
             deleted_by = Deleter.CITIZEN
-        message.deleted_at = event.deleted_at
-        message.deleted_by = deleted_by.value
-        if (
-            isinstance(message, CitizenMessage)
-            and deleted_by is Deleter.PAGE
-            and message.appeal_id is not None
-        ):
-            appeal = await self.session.get(Appeal, message.appeal_id)
-            if appeal is not None and appeal.first_message_id == message.id:
-                appeal.deleted_by_page = True
-        await self.session.flush()
+        db.update(
+            _MODELS[message.side],
+            message.id,
+            {"deleted_at": event.deleted_at, "deleted_by": deleted_by.value},
+        )
+        if deleted_by is Deleter.PAGE:
+            self._mark_deleted_by_page(db, message, True)
         return IngestResult(Outcome.DELETE, message.page_id, (), message.id)
 
-    async def _restore(self, event: RestoreEvent) -> IngestResult:
-        page, message = await self._known(event)
+    def _restore(self, db: Db, event: RestoreEvent) -> IngestResult:
+        page, message = self._known(db, event)
         if message is None:
             return IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
-        message.deleted_at = None
-        message.deleted_by = None
-        if isinstance(message, CitizenMessage) and message.appeal_id is not None:
-            appeal = await self.session.get(Appeal, message.appeal_id)
-            if appeal is not None and appeal.first_message_id == message.id:
-                appeal.deleted_by_page = False
-        await self.session.flush()
+        db.update(_MODELS[message.side], message.id, {"deleted_at": None, "deleted_by": None})
+        self._mark_deleted_by_page(db, message, False)
         return IngestResult(Outcome.RESTORE, message.page_id, (), message.id)
 
-    async def _reaction(self, event: ReactionEvent) -> IngestResult:
-        page, message = await self._known(event)
+    def _mark_deleted_by_page(self, db: Db, message: repo.StoredMessage, deleted: bool) -> None:
+        """The appeal records that the page deleted the citizen's first message (or restored it)."""
+        if message.side != "citizen" or message.appeal_id is None:
+            return
+        appeal = repo.appeal_row(db, message.appeal_id)
+        if appeal is not None and appeal["first_message_id"] == message.id:
+            appeal.set("deleted_by_page", deleted)
+            repo.save_appeal(db, appeal)
+
+    def _reaction(self, db: Db, event: ReactionEvent) -> _Decided:
+        page, message = self._known(db, event)
         if page is None or page.id is None or event.user_id is None:
-            return IngestResult(Outcome.SKIPPED, note="reaction on an unknown page or anonymous")
-        from sqlmodel import select
-
+            return _Decided(
+                IngestResult(Outcome.SKIPPED, note="reaction on an unknown page or anonymous")
+            )
         for emoji in event.added:
-            found = await self.session.exec(
-                select(Reaction).where(
-                    Reaction.page_id == page.id,
-                    Reaction.message_external_id == event.message_id,
-                    Reaction.user_id == event.user_id,
-                    Reaction.emoji == emoji,
-                )
+            repo.upsert_reaction(
+                db, page.id, event.message_id, event.user_id, emoji, event.reacted_at
             )
-            reaction = found.first()
-            if reaction is None:
-                self.session.add(
-                    Reaction(
-                        page_id=page.id,
-                        message_external_id=event.message_id,
-                        user_id=event.user_id,
-                        emoji=emoji,
-                        reacted_at=event.reacted_at,
-                    )
-                )
-            else:
-                reaction.removed_at = None
-                reaction.reacted_at = event.reacted_at
         for emoji in event.removed:
-            found = await self.session.exec(
-                select(Reaction).where(
-                    Reaction.page_id == page.id,
-                    Reaction.message_external_id == event.message_id,
-                    Reaction.user_id == event.user_id,
-                    Reaction.emoji == emoji,
-                )
+            repo.remove_reaction(
+                db, page.id, event.message_id, event.user_id, emoji, event.reacted_at
             )
-            reaction = found.first()
-            if reaction is not None:
-                reaction.removed_at = event.reacted_at
         # A citizen's reaction to the official answer to their own appeal is their rating.
-        if isinstance(message, OfficialReply) and message.appeal_id is not None:
-            appeal = await self.session.get(Appeal, message.appeal_id)
-            if appeal is not None and appeal.citizen_id == event.user_id:
+        rescore: tuple[int, ...] = ()
+        if message is not None and message.side == "official" and message.appeal_id is not None:
+            appeal = repo.appeal_row(db, message.appeal_id)
+            if appeal is not None and appeal["citizen_id"] == event.user_id:
+                rating = None
                 if any(e in POSITIVE_REACTIONS for e in event.added):
-                    appeal.rating, appeal.rated_at = 1, event.reacted_at
+                    rating = 1
                 elif any(e in NEGATIVE_REACTIONS for e in event.added):
-                    appeal.rating, appeal.rated_at = 0, event.reacted_at
-        await self.session.flush()
-        return IngestResult(Outcome.REACTION, page.id)
+                    rating = 0
+                if rating is not None:
+                    appeal.set("rating", rating)
+                    appeal.set("rated_at", event.reacted_at)
+                    repo.save_appeal(db, appeal)
+                    rescore = (appeal.id,)
+        return _Decided(IngestResult(Outcome.REACTION, page.id), rescore)
 
-    async def _rating(self, event: RatingEvent) -> IngestResult:
-        page = await repo.get_page(self.session, event.page.platform.value, event.page.external_id)
+    def _rating(self, db: Db, event: RatingEvent) -> _Decided:
+        page = repo.page_row(db, event.page.platform.value, event.page.external_id)
         if page is None or page.id is None:
-            return IngestResult(Outcome.SKIPPED, note="rating on an unknown page")
-        reply = await repo.find_official_reply(self.session, page.id, event.reply_message_id)
+            return _Decided(IngestResult(Outcome.SKIPPED, note="rating on an unknown page"))
+        reply = repo.message_by_key(db, page.id, event.reply_message_id, official_only=True)
         if reply is None or reply.appeal_id is None:
-            return IngestResult(Outcome.SKIPPED, page.id, note="rating of an unknown reply")
-        appeal = await self.session.get(Appeal, reply.appeal_id)
+            return _Decided(
+                IngestResult(Outcome.SKIPPED, page.id, note="rating of an unknown reply")
+            )
+        appeal = repo.appeal_row(db, reply.appeal_id)
         if appeal is None:
-            return IngestResult(Outcome.SKIPPED, page.id, note="rating of an unknown appeal")
-        appeal.rating = 1 if event.positive else 0
-        appeal.rated_at = event.rated_at
-        await self.session.flush()
-        return IngestResult(Outcome.RATING, page.id, (appeal.id,) if appeal.id else ())
+            return _Decided(
+                IngestResult(Outcome.SKIPPED, page.id, note="rating of an unknown appeal")
+            )
+        appeal.set("rating", 1 if event.positive else 0)
+        appeal.set("rated_at", event.rated_at)
+        repo.save_appeal(db, appeal)
+        return _Decided(IngestResult(Outcome.RATING, page.id, (appeal.id,)), (appeal.id,))
+
+
+_MODELS: dict[str, type[CitizenMessage] | type[OfficialReply]] = {
+    "citizen": CitizenMessage,
+    "official": OfficialReply,
+}

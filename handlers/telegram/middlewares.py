@@ -19,13 +19,19 @@ from storage import repositories as repo
 logger = logging.getLogger(__name__)
 
 SOURCE = "telegram"
-OFFSET_CURSOR = "telegram:last_update_id"
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class UpdateStoreMiddleware(BaseMiddleware):
     """Outer middleware on `update`: store, de-duplicate, give handlers a session, commit once.
+
+    The raw update and everything its handler writes commit in one transaction, so an update is
+    either fully recorded or not at all (and then Telegram delivers it again). `last_update_id`
+    is the newest update committed here; `confirm_offset` (handlers/telegram/setup.py) hands it
+    to Telegram at shutdown, and polling's next getUpdates confirms it while running. No offset
+    is written to the database: Telegram keeps it, and the raw update's unique key makes a
+    redelivery after a crash harmless.
 
     The update's work is shielded from cancellation: when polling is stopped (SIGTERM) the update
     in hand is finished and committed before the task ends.
@@ -59,14 +65,14 @@ class UpdateStoreMiddleware(BaseMiddleware):
 
     async def _once(self, handler: Handler, update: Update, data: dict[str, Any]) -> Any:
         payload = update.model_dump(mode="json", exclude_none=True)
+        key, update_type = str(update.update_id), _update_type(update)
         async with self.app.sessions() as session:
-            raw = await repo.record_raw_update(
-                session, SOURCE, str(update.update_id), _update_type(update), payload
+            raw_id = await repo.run_in_transaction(
+                session, lambda db: repo.store_raw_update(db, SOURCE, key, update_type, payload)
             )
-            if raw is None:
+            if raw_id is None:
                 logger.info("update %r was delivered before; skipped", update.update_id)
-                await self._confirm(session, update.update_id)
-                await session.commit()
+                self._confirm(update.update_id)
                 return None
             data["session"] = session
             data["ingest"] = IngestService(session, self.app.defaults)
@@ -79,36 +85,38 @@ class UpdateStoreMiddleware(BaseMiddleware):
                 raise
             if result is UNHANDLED:
                 # Stored for the record and for reprocessing; nothing here interprets it.
-                raw.status = "skipped"
+                await repo.run_in_transaction(
+                    session, lambda db: repo.set_raw_update_status(db, raw_id, "skipped")
+                )
                 logger.info(
                     "update %r (%s) not handled; kept as skipped",
                     update.update_id,
-                    raw.update_type or "unknown type",
+                    update_type or "unknown type",
                 )
-            else:
-                raw.status = "done"
-            await self._confirm(session, update.update_id)
             await session.commit()
-            return result
+        self._confirm(update.update_id)
+        return result
 
-    async def _confirm(self, session: Any, update_id: int) -> None:
+    def _confirm(self, update_id: int) -> None:
+        """Remember the newest update that is committed (or was stored before)."""
         if self.last_update_id is None or update_id > self.last_update_id:
             self.last_update_id = update_id
-            await repo.set_cursor(session, OFFSET_CURSOR, str(update_id))
 
     async def _record_failure(
         self, update: Update, payload: dict[str, Any], error: BaseException
     ) -> None:
         """Keep the update even though interpreting it failed; it is never lost."""
+        note = f"{type(error).__name__}: {error}"[:500]
+        key, update_type = str(update.update_id), _update_type(update)
         async with self.app.sessions() as session:
-            raw = await repo.record_raw_update(
-                session, SOURCE, str(update.update_id), _update_type(update), payload
+            await repo.run_in_transaction(
+                session,
+                lambda db: repo.store_raw_update(
+                    db, SOURCE, key, update_type, payload, status="failed", note=note
+                ),
             )
-            if raw is not None:
-                raw.status = "failed"
-                raw.note = f"{type(error).__name__}: {error}"[:500]
-            await self._confirm(session, update.update_id)
             await session.commit()
+        self._confirm(update.update_id)
 
 
 def _update_type(update: Update) -> str | None:
