@@ -35,8 +35,18 @@ BOT_ID = 7000000001
 CHANNEL_ID = -1002000000001
 GROUP_ID = -1002000000002
 PRESS_CHAT_ID = -1002000000009
-SUPERVISOR = {"id": 9100, "is_bot": False, "first_name": "Ольга", "last_name": "Руководитель"}
-OPERATOR = {"id": 9200, "is_bot": False, "first_name": "Мария", "last_name": "Пресс-служба"}
+SUPERVISOR: dict[str, Any] = {
+    "id": 9100,
+    "is_bot": False,
+    "first_name": "Ольга",
+    "last_name": "Руководитель",
+}
+OPERATOR: dict[str, Any] = {
+    "id": 9200,
+    "is_bot": False,
+    "first_name": "Мария",
+    "last_name": "Пресс-служба",
+}
 # Monday 2 November 2026, 08:00 Moscow: the week has the 4 November public holiday.
 START = datetime(2026, 11, 2, 5, 0, tzinfo=UTC)
 OUTPUT = Path("out") / "demo"
@@ -69,15 +79,48 @@ OTHER_COMMENTS = (
     "😂😂😂",
     "Кто знает, во сколько открывается МФЦ в субботу?",
 )
-FINAL_REPLIES = (
-    "Здравствуйте! Ремонт запланирован на июнь 2027 года, работы выполнит управление дорожного "
-    "хозяйства. Контроль за сроками — на администрации города.",
-    "Здравствуйте! Управляющая компания «Жилсервис» проверила дом, вывоз мусора восстановлен "
-    "сегодня, график: ежедневно до 10:00. Телефон диспетчера: 8 (800) 555-12-34.",
-    "Добрый день! Аварийная бригада теплосети выехала, подачу тепла восстановят до 18:00 "
-    "сегодня. Если не восстановят — звоните 112.",
-    "Здравствуйте! Департамент транспорта проверил маршрут №23: перевозчику выдано предписание, "
-    "с понедельника добавлены два автобуса в утренние часы.",
+OPENINGS = (
+    "Здравствуйте, {name}! Спасибо, что написали нам.",
+    "{name}, добрый день! Разобрались с вашим вопросом вместе с ведомством.",
+    "Здравствуйте, {name}. Ваше обращение рассмотрено, сообщаем результат.",
+    "Добрый вечер, {name}! Ответ подготовлен по вашему сообщению.",
+    "{name}, здравствуйте! Проверили информацию на месте.",
+)
+CLOSINGS = (
+    "Если проблема повторится, напишите в личные сообщения сообщества — проверим снова.",
+    "О результате сообщим дополнительно в этой ветке.",
+    "Спасибо за неравнодушие и внимательность к своему району!",
+    "Контроль исполнения оставляем за собой, держим вас в курсе.",
+    "Если что-то не так — позвоните на горячую линию 122, вас соединят с ответственным.",
+    "Благодарим за терпение, ситуацию держим на контроле администрации.",
+)
+# One answer per appeal above, addressed to the citizen; the same answer pasted to two
+# citizens is what the template check catches.
+ANSWERS = (
+    "ремонт дороги на улице Ленина включён в план на июнь 2027 года, подрядчик — "
+    "«Дорстрой», контроль за сроками у управления дорожного хозяйства.",
+    "управляющая компания «Жилсервис» вывезла мусор сегодня, контейнерная площадка на Садовой "
+    "теперь в ежедневном графике до 10:00.",
+    "аварийная бригада теплосети устранила утечку на вводе в дом 5, тепло подано к 18:00. "
+    "Если батареи холодные — звоните диспетчеру 8 (800) 555-12-34.",
+    "департамент транспорта выдал перевозчику предписание по маршруту №23; с понедельника "
+    "утром на линии два дополнительных автобуса.",
+    "снег с площадки у школы №4 уберут до 12:00 завтра, подрядчик «Городское хозяйство» "
+    "получил заявку.",
+    "министерство здравоохранения проверило поликлинику на Советской: с 10 ноября открыта "
+    "запись через Госуслуги, добавлена вторая линия колл-центра.",
+    "ГИБДД и «Горсвет» восстановили работу светофора на перекрёстке Гагарина и Пушкина, "
+    "причина — повреждённый кабель.",
+    "горячую воду в дом 7 на Лесной дали сегодня в 16:00 после замены задвижки, работы "
+    "выполнила «Теплосеть».",
+    "заявка на ремонт фонарей на улице Победы передана «Горсвету», замену ламп выполнят до "
+    "пятницы.",
+    "управление соцзащиты проверило ваши документы: пособие начислено, выплата придёт до 15 "
+    "числа, вопросы — по телефону 8 (800) 555-00-11.",
+    "переход у детского сада №15 включён в программу безопасности дорог на 2027 год, "
+    "разметку нанесут весной.",
+    "Росприроднадзор провёл замеры у котельной на Заводской, владельцу выдано предписание, "
+    "повторная проверка — 20 ноября.",
 )
 INTERIM_REPLY = "Здравствуйте! Передали ваше обращение в профильное ведомство, разбираемся."
 
@@ -178,7 +221,8 @@ def _plan(state: DemoState, app: AppContext, days: int) -> None:
             if rng.random() < 0.25:
                 text, is_appeal = rng.choice(OTHER_COMMENTS), False
             else:
-                text, is_appeal = rng.choice(APPEALS)[0], True
+                choice = rng.randrange(len(APPEALS))
+                text, is_appeal = APPEALS[choice][0], True
             holder: dict[str, int] = {}
 
             def comment(
@@ -197,13 +241,18 @@ def _plan(state: DemoState, app: AppContext, days: int) -> None:
             state.at(moment, comment)
             if not is_appeal:
                 continue
+            body = ANSWERS[choice]
+            answer = (
+                f"{rng.choice(OPENINGS).format(name=citizen['first_name'])} "
+                f"{body[0].upper()}{body[1:]} {rng.choice(CLOSINGS)}"
+            )
             fate = rng.random()
             if fate < 0.55:
                 reply_at = answer_time(moment, rng.uniform(0.3, 5))
-                _reply(state, reply_at, holder, rng.choice(FINAL_REPLIES))
+                _reply(state, reply_at, holder, answer)
             elif fate < 0.75:
                 reply_at = answer_time(moment, rng.uniform(9, 20))  # late
-                _reply(state, reply_at, holder, rng.choice(FINAL_REPLIES))
+                _reply(state, reply_at, holder, answer)
             elif fate < 0.88:
                 first = answer_time(moment, rng.uniform(0.5, 3))
                 _reply(state, first, holder, INTERIM_REPLY)
@@ -211,7 +260,7 @@ def _plan(state: DemoState, app: AppContext, days: int) -> None:
                     state,
                     answer_time(moment, rng.uniform(10, 24)),
                     holder,
-                    rng.choice(FINAL_REPLIES),
+                    answer,
                 )
             # else: nobody answers — it goes overdue and the reminders start.
         if not weekend:
@@ -230,7 +279,12 @@ def _reply(state: DemoState, at: datetime, holder: dict[str, int], text: str) ->
 
 def _private_message(state: DemoState, at: datetime, day: int, calendar: Any) -> None:
     sandbox = state.sandbox
-    citizen = {"id": 200_000 + day, "is_bot": False, "first_name": "Татьяна", "last_name": "Орлова"}
+    citizen: dict[str, Any] = {
+        "id": 200_000 + day,
+        "is_bot": False,
+        "first_name": "Татьяна",
+        "last_name": "Орлова",
+    }
     text = (
         f"Здравствуйте! В подъезде дома {10 + day} на улице Строителей третий день не "
         "работает лифт, пожилые люди не могут выйти. Куда обращаться?"
@@ -273,7 +327,10 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
     from handlers.telegram.notifier import RateLimiter, TelegramNotifier
     from handlers.telegram.setup import allowed_updates, confirm_offset, make_bot, make_dispatcher
 
-    logging.getLogger("aiogram").setLevel(logging.WARNING)
+    # The demo prints what people would see; service logs only for problems (or LOG_LEVEL=DEBUG).
+    root = logging.getLogger()
+    if root.level > logging.DEBUG:
+        root.setLevel(logging.WARNING)
     days = max(1, min(days, 28))
     clock = SimulatedClock(START)
     with tempfile.TemporaryDirectory(prefix="otklik-demo-") as tmp:
@@ -377,14 +434,14 @@ async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, day
         f"(пересланные обращения и напоминания) ==="
     )
     if with_buttons:
-        print(_plain(with_buttons[0].text or ""))
-        buttons = [
-            b["text"] for row in with_buttons[0].reply_markup["inline_keyboard"] for b in row
-        ]
+        first = with_buttons[0]
+        keyboard = (first.reply_markup or {})["inline_keyboard"]
+        print(_plain(first.text or ""))
+        buttons = [b["text"] for row in keyboard for b in row]
         print("Кнопки: " + " | ".join(buttons))
         # The operator takes the first reminded appeal into work.
-        take = with_buttons[0].reply_markup["inline_keyboard"][0][0]["callback_data"]
-        press = sandbox.inject_callback_query(OPERATOR, with_buttons[0], take)
+        take = keyboard[0][0]["callback_data"]
+        press = sandbox.inject_callback_query(OPERATOR, first, take)
         await sandbox.wait_for_confirmed(press["update_id"], timeout=20)
         if sandbox.callback_answers:
             print(f"«{buttons[0]}» → {sandbox.callback_answers[-1].get('text', 'ок')}")

@@ -1,4 +1,4 @@
-"""Periodic jobs: reminders and the weekly digest, computed from the database on every tick.
+"""Periodic jobs: reminders, the weekly digest and reply-quality scoring.
 
 Nothing is kept in memory between ticks: a tick reads what is due from `appeal` and
 `reminder_log`, records it, sends it and marks it sent, so a restart (or a crash) neither
@@ -12,16 +12,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
 from bot.app import AppContext
-from bot.services import digest
+from bot.services import digest, quality
 from bot.services.reminders import ReminderService, TickReport
 
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 30.0
+# Template detection compares a reply with the page's other replies, so it runs as a batch.
+QUALITY_EVERY = timedelta(hours=1)
+QUALITY_LOOKBACK = timedelta(days=3)
 # Any fixed 64-bit number that no other job uses: the advisory lock of the periodic jobs.
 ADVISORY_LOCK_KEY = 0x4F544B4C494B  # "OTKLIK"
 
@@ -34,6 +38,7 @@ class Scheduler:
         self.interval = interval
         self._stopping = asyncio.Event()
         self._warned_no_notifier = False
+        self._scored_at: datetime | None = None
 
     async def tick(self) -> TickReport:
         """Plan and send everything due at `app.clock()`."""
@@ -46,6 +51,10 @@ class Scheduler:
             async with self.app.sessions() as session:
                 service = ReminderService(session, self.app.settings, self.app.defaults)
                 await service.plan(now, report)
+                if self._scored_at is None or now - self._scored_at >= QUALITY_EVERY:
+                    scored = await quality.score_replies(session, since=now - QUALITY_LOOKBACK)
+                    self._scored_at = now
+                    logger.debug("rescored %r replies", scored)
                 await digest.plan_digests(session, self.app.settings, now, report)
                 await session.commit()
                 notifier = self.app.notifier
