@@ -466,8 +466,8 @@ async def build_report(
     }
     if ids and since < until:
         await _add_rollups(session, ids, split, figures, histograms)
-        for where in await _live_conditions(session, ids, split):
-            await _add_rows(session, where, at, figures, histograms)
+        for where, topics in await _live_conditions(session, ids, split):
+            await _add_rows(session, where, at, figures, histograms, topics=topics)
     per_page: list[PageFigures] = []
     total = Figures()
     for page in pages:
@@ -597,10 +597,13 @@ async def _add_rollups(
 
 async def _live_conditions(
     session: AsyncSession, ids: list[int], split: _Split
-) -> list[ColumnElement[bool]]:
-    """Appeals computed row by row: the edges, and whole-day appeals not settled before `at`."""
-    conditions: list[ColumnElement[bool]] = [
-        and_(A.page_id.in_(ids), A.received_at >= start, A.received_at < stop)
+) -> list[tuple[ColumnElement[bool], bool]]:
+    """Appeals computed row by row: the edges, and whole-day appeals not settled before `at`.
+
+    Each with whether its topics are needed (whole days have theirs in the topic rollup).
+    """
+    conditions: list[tuple[ColumnElement[bool], bool]] = [
+        (and_(A.page_id.in_(ids), A.received_at >= start, A.received_at < stop), True)
         for start, stop in split.edges
     ]
     if split.whole_days:
@@ -619,11 +622,14 @@ async def _live_conditions(
         settle_days = sorted(int(day) for (day,) in rows.all())
         if settle_days:
             conditions.append(
-                and_(
-                    A.page_id.in_(ids),
-                    A.settle_day.in_(settle_days),
-                    A.received_at >= day_start(split.first_day),
-                    A.received_at < day_start(split.end_day),
+                (
+                    and_(
+                        A.page_id.in_(ids),
+                        A.settle_day.in_(settle_days),
+                        A.received_at >= day_start(split.first_day),
+                        A.received_at < day_start(split.end_day),
+                    ),
+                    False,
                 )
             )
     return conditions
@@ -635,6 +641,8 @@ async def _add_rows(
     at: datetime,
     figures: dict[int, Figures],
     histograms: dict[int, dict[int, dict[int, int]]],
+    *,
+    topics: bool,
 ) -> None:
     """Add the figures of the appeals matching `where`, evaluated at `at` row by row."""
     where = and_(where, A.excluded == false())
@@ -655,12 +663,14 @@ async def _add_rows(
         page.quality_sum += float(data["quality_sum"] or 0.0)
         for name in conditions:
             setattr(page, name, getattr(page, name) + int(data[name]))
-    rows = await core(
-        session, select(A.page_id, A.topic, func.count()).where(where).group_by(A.page_id, A.topic)
-    )
-    for pid, topic, count in rows.all():
-        topics = figures[int(pid)].topics
-        topics[str(topic)] = topics.get(str(topic), 0) + int(count)
+    if topics:
+        rows = await core(
+            session,
+            select(A.page_id, A.topic, func.count()).where(where).group_by(A.page_id, A.topic),
+        )
+        for pid, topic, count in rows.all():
+            counts = figures[int(pid)].topics
+            counts[str(topic)] = counts.get(str(topic), 0) + int(count)
     for kind, value, bucket in FRT_KINDS:
         rows = await core(
             session,
