@@ -20,6 +20,7 @@ from bot.services.stats import build_report
 from handlers.telegram.notifier import TelegramNotifier
 from handlers.telegram.pressoffice import BUTTON_REFUSAL, SUPERVISOR_REFUSAL
 from storage.models import Appeal, Decision, Page, Staff
+from storage.repositories import is_staff
 from tests.conftest import make_settings
 from tests.telegram_harness import (
     GROUP_ID,
@@ -272,3 +273,30 @@ async def test_admin_manages_pages_and_binds_a_press_chat(
         return NEW_PRESS["id"] in app.press_chats
 
     assert await eventually(bound_chat_loaded)
+
+
+async def test_admin_registers_staff_and_operator_corrects_a_topic(
+    app: AppContext, intake: RunningIntake, sandbox: TelegramSandbox, clock: SimulatedClock
+) -> None:
+    [appeal_id] = await _ingest(app, citizen_event(msk(11, 2, 9), ROADS, "501", 101))
+    await _command(intake, sandbox, PRESS_CHAT_ID, STRANGER, "/staff add 4242")
+    assert "только администраторы" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff add 4242")
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff operator vk777")
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff")
+    listing = sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or ""
+    assert "telegram:4242" in listing and "официальный аккаунт" in listing
+    assert "vk:777" in listing and "оператор" in listing
+    async with app.sessions() as session:
+        page_id = (await session.exec(select(Page.id))).one()
+        assert await is_staff(session, "telegram", "4242", page_id)
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff remove 4242")
+    async with app.sessions() as session:
+        assert not await is_staff(session, "telegram", "4242", page_id)
+
+    # In the press chat an operator fixes the classifier's topic; metrics follow the correction.
+    await _command(intake, sandbox, PRESS_CHAT_ID, OPERATOR, f"/topic {appeal_id} ЖКХ")
+    assert "«Дороги» → «ЖКХ»" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
+    async with app.sessions() as session:
+        appeal = await session.get(Appeal, appeal_id)
+    assert appeal is not None and appeal.topic == "housing" and appeal.topic_corrected

@@ -31,7 +31,7 @@ from bot.services.reminders import (
 from bot.services.worktime import WorkSchedule
 from handlers.telegram.common import person_name
 from handlers.telegram.notifier import TelegramNotifier
-from storage.models import Appeal, Page
+from storage.models import Appeal, Page, Staff
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +232,76 @@ def _page_line(page: Page, app: AppContext) -> str:
     )
 
 
+STAFF_USAGE = (
+    "Сотрудники и роли:\n"
+    "/staff — список\n"
+    "/staff add ID [страница] — официальный аккаунт: его ответы засчитываются как ответы страницы\n"
+    "/staff operator ID [страница] — оператор: кнопки под напоминаниями\n"
+    "/staff supervisor ID — руководитель: /stats, /overdue, /digest, /export\n"
+    "/staff remove ID [страница] — убрать\n"
+    "ID — число из Telegram (его покажет /chatid) или vk12345 для аккаунта ВКонтакте."
+)
+STAFF_ROLES_RU = {
+    "staff": "официальный аккаунт",
+    "operator": "оператор",
+    "supervisor": "руководитель",
+    "admin": "администратор",
+}
+_STAFF_VERBS = {
+    "add": "staff",
+    "operator": "operator",
+    "supervisor": "supervisor",
+    "remove": "none",
+}
+
+
+def _staff_account(text: str) -> tuple[str, str] | None:
+    """«12345» → (telegram, 12345); «vk12345» or «vk:12345» → (vk, 12345)."""
+    lowered = text.lower()
+    platform = "telegram"
+    if lowered.startswith("vk"):
+        platform, lowered = "vk", lowered[2:].lstrip(":")
+    return (platform, lowered) if lowered.lstrip("-").isdigit() else None
+
+
+async def staff_command(
+    message: Message, session: AsyncSession, app: AppContext, command: CommandObject
+) -> None:
+    """/staff: list and change who writes officially and who holds a press-office role."""
+    if not await _require(message, session, app, roles.Role.ADMIN):
+        return
+    args = (command.args or "").split()
+    if not args:
+        rows = (await session.exec(select(Staff).order_by(col(Staff.id)))).all()
+        if not rows:
+            await message.answer("Сотрудников пока нет.\n\n" + STAFF_USAGE)
+            return
+        lines = [
+            f"• {row.platform}:{row.user_id} {row.name or ''} — "
+            f"{STAFF_ROLES_RU.get(row.role, row.role)}"
+            + (f", страница {row.page_id}" if row.page_id else ", все страницы")
+            for row in rows
+        ]
+        await message.answer("\n".join(lines))
+        return
+    verb = _STAFF_VERBS.get(args[0].lower())
+    account = _staff_account(args[1]) if len(args) > 1 else None
+    page_id = int(args[2]) if len(args) > 2 and args[2].isdigit() else None
+    if verb is None or account is None or (len(args) > 2 and page_id is None):
+        await message.answer(STAFF_USAGE)
+        return
+    if page_id is not None and await session.get(Page, page_id) is None:
+        await message.answer(f"Страницы {page_id} нет. Список страниц — /page.")
+        return
+    platform, user_id = account
+    await roles.set_role(session, user_id, verb, page_id=page_id, platform=platform)
+    where = f"на странице {page_id}" if page_id else "на всех страницах"
+    if verb == "none":
+        await message.answer(f"{platform}:{user_id} больше не в списке сотрудников ({where}).")
+    else:
+        await message.answer(f"{platform}:{user_id} — {STAFF_ROLES_RU[verb]} {where}.")
+
+
 async def page_command(
     message: Message, session: AsyncSession, app: AppContext, command: CommandObject
 ) -> None:
@@ -357,5 +427,6 @@ def create_router(app: AppContext) -> Router:
     router.message.register(digest_command, Command("digest"))
     router.message.register(export_command, Command("export"))
     router.message.register(page_command, Command("page"))
+    router.message.register(staff_command, Command("staff"))
     router.message.register(bind_command, Command("bind"))
     return router
