@@ -14,7 +14,7 @@ DAY = timedelta(days=1)
 # FRT histogram buckets: whole minutes below 2**FRT_BITS, then 2**(FRT_BITS-1) buckets per
 # doubling (about 3-6 % wide). Any monotone bucketing gives exact order statistics; this one
 # keeps both the histogram per day and the rows of one bucket small.
-FRT_BITS = 5
+FRT_BITS = 4
 
 
 def day_number(moment: datetime) -> int:
