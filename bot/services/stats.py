@@ -10,9 +10,11 @@ Every figure is a sum over the appeals received in `[since, until)`, excluded on
 * response-time statistics over appeals with an official reply known at `at`
   (`first_response_at <= at`), exact `statistics.median` and the inclusive p90.
 
-Counts are one `SUM(CASE …)` range scan per page over the covering index `ix_appeal_stats`.
-Order statistics are exact without sorting the period: a histogram of one-minute buckets finds
-the bucket that holds the wanted rank, and only that bucket's values are fetched and sorted.
+`build_report` sums per-day rollups of the appeals already final at `at` (storage/rollup.py)
+and evaluates the rest row by row with the conditions below (docs/METRICS.md sec. 6); order
+statistics are exact without sorting the period: a histogram of FRT buckets finds the bucket that
+holds the wanted rank, and only that rank is read from the bucket. `daily_series` still runs one
+`SUM(CASE …)` range scan per page and day over the covering index `ix_appeal_stats`.
 """
 
 from __future__ import annotations
