@@ -434,5 +434,5 @@ def _derive_rollup_keys(appeal: Appeal) -> None:
             setattr(appeal, name, bucket)
 
 
-# The rollups follow every flush of appeals (registers the session listeners).
-from storage import rollup as _rollup  # noqa: E402,F401
+# The report rollups follow every write of appeals (registers their execution hooks).
+import storage.rollup  # noqa: E402,F401

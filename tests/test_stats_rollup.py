@@ -214,7 +214,7 @@ async def rollups_as_rebuilt(engine: AsyncEngine) -> None:
         async with engine.connect() as connection:
             result = []
             for model in (AppealRollup, AppealTopicRollup, AppealFrtRollup):
-                table = model.__table__  # type: ignore[attr-defined]
+                table = model.__table__  # type: ignore[union-attr]
                 rows = await connection.execute(select(table).order_by(*table.primary_key))
                 result.append([tuple(row) for row in rows.all()])
             return result
