@@ -793,6 +793,7 @@ def _defaults_of(model: type[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 
 _DEFAULTS: dict[type[Any], tuple[dict[str, Any], tuple[str, ...]]] = {}
+_INSERTS: dict[tuple[str, tuple[str, ...], str | None], str] = {}
 
 
 def insert_row(
@@ -804,13 +805,15 @@ def insert_row(
     for name in factories:
         if name not in row:
             row[name] = model.model_fields[name].default_factory()
-    columns = tuple(row)
-    sql = (
-        f"INSERT INTO {model.__tablename__} ({', '.join(columns)}) "
-        f"VALUES ({', '.join(':' + name for name in columns)}) "
-        + (f"ON CONFLICT {conflict} DO NOTHING " if conflict else "")
-        + "RETURNING id"
-    )
+    key = (model.__tablename__, tuple(row), conflict)
+    sql = _INSERTS.get(key)
+    if sql is None:
+        sql = _INSERTS[key] = (
+            f"INSERT INTO {model.__tablename__} ({', '.join(row)}) "
+            f"VALUES ({', '.join(':' + name for name in row)}) "
+            + (f"ON CONFLICT {conflict} DO NOTHING " if conflict else "")
+            + "RETURNING id"
+        )
     found = db.row(sql, row)
     return None if found is None else int(found[0])
 
