@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
 from bot.config import Settings
-from bot.ru import plural
+from bot.ru import MONTHS_GENITIVE, plural
 from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
 from bot.services.reminders import (
     RETRY_BASE,
@@ -48,20 +48,6 @@ DIGEST_AT = time(9, 0)  # Monday, local time
 SLOWEST = 5
 OVERDUE_LISTED = 10
 PAGES_LISTED = 15
-MONTHS_GENITIVE = (
-    "января",
-    "февраля",
-    "марта",
-    "апреля",
-    "мая",
-    "июня",
-    "июля",
-    "августа",
-    "сентября",
-    "октября",
-    "ноября",
-    "декабря",
-)
 _WEEK_RE = re.compile(r"^\s*(\d{4})-?W(\d{1,2})\s*$", re.IGNORECASE)
 
 
