@@ -14,7 +14,6 @@ from bot.app import AppContext
 from bot.events import (
     AuthorRole,
     DeleteEvent,
-    EditEvent,
     MessageEvent,
     PageKind,
     PageRef,
@@ -24,9 +23,11 @@ from bot.services.ingest import IngestService
 from handlers.telegram.common import (
     content_kind,
     conversation,
+    edit_event,
     message_key,
     message_text,
     person_name,
+    reply_key,
     utc,
 )
 from storage import repositories as repo
@@ -83,11 +84,7 @@ async def business_message(
             author_name=person_name(sender),
             text=message_text(message),
             content_kind=content_kind(message),
-            reply_to_id=(
-                message_key(message.chat.id, message.reply_to_message.message_id)
-                if message.reply_to_message
-                else None
-            ),
+            reply_to_id=reply_key(message),
             answers_conversation=own,
         )
     )
@@ -101,12 +98,7 @@ async def business_edited(
     page = await _owner(bot, session, message.business_connection_id)
     if page is None:
         return
-    edited_at = utc(message.edit_date) if message.edit_date else utc(message.date)
-    await ingest.handle(
-        EditEvent(
-            page, message_key(message.chat.id, message.message_id), message_text(message), edited_at
-        )
-    )
+    await ingest.handle(edit_event(page, message))
 
 
 async def business_deleted(

@@ -11,7 +11,7 @@ from aiogram.types import Chat, Message, User
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.events import PageKind, PageRef, Platform, ThreadKind, ThreadRef
+from bot.events import EditEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from storage.models import Page
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,21 @@ _TEXT_KINDS = {"text"}
 def message_key(chat_id: int, message_id: int) -> str:
     """Telegram message ids are per chat, so a page-wide id carries the chat."""
     return f"{chat_id}:{message_id}"
+
+
+def reply_key(message: Message) -> str | None:
+    """The page-wide id of the message `message` replies to, if any."""
+    if message.reply_to_message is None:
+        return None
+    return message_key(message.chat.id, message.reply_to_message.message_id)
+
+
+def edit_event(page: PageRef, message: Message) -> EditEvent:
+    """An edited message as a normalised edit, dated by Telegram's `edit_date`."""
+    edited_at = utc(message.edit_date) if message.edit_date else utc(message.date)
+    return EditEvent(
+        page, message_key(message.chat.id, message.message_id), message_text(message), edited_at
+    )
 
 
 def utc(moment: datetime | int) -> datetime:

@@ -8,12 +8,13 @@ from aiogram import Bot, F, Router
 from aiogram.types import Message, MessageReactionUpdated, ReactionTypeEmoji
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.events import AuthorRole, EditEvent, MessageEvent, ReactionEvent, ThreadKind, ThreadRef
+from bot.events import AuthorRole, MessageEvent, ReactionEvent, ThreadKind, ThreadRef
 from bot.services.ingest import IngestService
 from handlers.telegram.common import (
     GroupPages,
     comment_link,
     content_kind,
+    edit_event,
     message_key,
     message_text,
     person_name,
@@ -82,12 +83,7 @@ async def comment_edited(
     message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
 ) -> None:
     page = await group_pages.resolve(bot, session, message.chat)
-    edited_at = utc(message.edit_date) if message.edit_date else utc(message.date)
-    await ingest.handle(
-        EditEvent(
-            page, message_key(message.chat.id, message.message_id), message_text(message), edited_at
-        )
-    )
+    await ingest.handle(edit_event(page, message))
 
 
 async def reaction(

@@ -20,6 +20,7 @@ from handlers.telegram.common import (
     message_key,
     message_text,
     person_name,
+    reply_key,
     utc,
 )
 from handlers.telegram.press import RATE_PREFIX
@@ -60,11 +61,7 @@ async def citizen_message(
         author_name=person_name(user),
         text=message_text(message),
         content_kind=content_kind(message),
-        reply_to_id=(
-            message_key(message.chat.id, message.reply_to_message.message_id)
-            if message.reply_to_message
-            else None
-        ),
+        reply_to_id=reply_key(message),
     )
     result = await ingest.handle(event)
     if result.outcome is Outcome.DUPLICATE:
