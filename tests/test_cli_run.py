@@ -24,9 +24,16 @@ CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_
 
 async def _otklik(*args: str, env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "--env-file", str(cwd / "missing.env"), *args,
-        env=env, cwd=str(cwd),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot",
+        "--env-file",
+        str(cwd / "missing.env"),
+        *args,
+        env=env,
+        cwd=str(cwd),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -82,7 +89,7 @@ async def test_sigterm_finishes_confirms_offset_and_exits_zero(
 
 
 async def _appeal_stored(database: Path) -> None:
-    while not database.exists():  # noqa: ASYNC110  (waiting for another process)
+    while not database.exists():  # noqa: ASYNC110, ASYNC240  (waiting for another process)
         await asyncio.sleep(0.1)
     engine = create_engine(f"sqlite+aiosqlite:///{database}")
     sessions = session_factory(engine)

@@ -18,8 +18,8 @@ from test_stats import AT, load_scenario
 
 from bot.app import AppContext
 from bot.clock import SimulatedClock
-from bot.services import roles
 from bot.sandbox import TelegramSandbox
+from bot.services import roles
 from handlers.telegram.setup import make_dispatcher
 from handlers.telegram.supervisors import (
     REFUSAL,
