@@ -213,6 +213,21 @@ class AppealFrtRollup(SQLModel, table=True):
     count: int = 0
 
 
+class RollupStale(SQLModel, table=True):
+    """A (page, UTC day) whose rollups are behind the appeal table (storage/rollup.py).
+
+    Writers append a mark in their own transaction; a refresh recomputes the page-day and
+    deletes exactly the marks it read, so a mark committed meanwhile survives it.
+    """
+
+    __tablename__ = "rollup_stale"
+    __table_args__ = (Index("ix_rollup_stale_key", "page_id", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    page_id: int
+    day: int
+
+
 class CitizenMessage(SQLModel, table=True):
     """A message by neither the page nor staff; an appeal or just a comment."""
 

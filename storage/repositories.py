@@ -429,21 +429,28 @@ async def run_in_transaction(session: AsyncSession, work: Callable[[Db], T]) -> 
         if execute is not None:
             assert driver is not None
             db = SqliteDb(driver._conn)
-            result: T = await execute(work, db)
+            result: T = await execute(_marking, work, db)
     if db is None:
 
         def call(sync_session: Any) -> T:
             nonlocal db
             db = SqlAlchemyDb(sync_session.connection())
-            return work(db)
+            return _marking(work, db)
 
         result = await session.run_sync(call)
     assert db is not None
     _sync_identity_map(session, db.changed)
+    return result
+
+
+def _marking(work: Callable[[Db], T], db: Db) -> T:
+    """Run `work`, then mark the page-days it wrote stale (storage/rollup.py), in one trip."""
+    result = work(db)
     if db.appeal_days and _rollup is not None:
-        # storage/rollup.py follows SQLAlchemy statements only; plain SQL reports its page-days.
-        days = sorted(db.appeal_days)
-        await session.run_sync(lambda sync: _rollup.recompute(sync.connection(), days))
+        # storage/rollup.py follows SQLAlchemy statements only; plain SQL marks its page-days.
+        sql = _rollup.mark_sql(db.sqlite)
+        for page_id, day in sorted(db.appeal_days):
+            db.run(sql, {"page_id": page_id, "day": day})
     return result
 
 

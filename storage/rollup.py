@@ -3,14 +3,14 @@
 Every INSERT, UPDATE or DELETE statement on the appeal table — ORM flushes, bulk Core updates
 (bot/services/quality.py) and imports alike — goes through the engine-wide Core execution
 events below: the (page, day) keys the statement touches are read before it runs (and after,
-when it moves appeals), and once it has run each of those page-days is recomputed from the
-appeal table with `INSERT … SELECT … GROUP BY` in the same transaction. Recomputing instead of
-adding deltas keeps the rollups equal to the table whatever a writer changed. A statement whose
-rows cannot be told (no primary-key condition, `INSERT … SELECT`) rebuilds the pages it may
-touch. On PostgreSQL a transaction-scoped advisory lock per page-day, taken in key order, makes
-concurrent writers of one day recompute one after the other, each seeing the other's committed
-appeals. Writers on the raw DB-API connection bypass the events: inside an ORM transaction they
-call `mark_stale` (recomputed before commit); bulk loads (the benchmark) call `rebuild`.
+when it moves appeals), and once it has run each of those page-days is marked stale in
+`rollup_stale`, in the same transaction. Writers on the raw DB-API connection (the intake hot
+path, storage/repositories.py) append the same marks themselves (`mark_sql`). The marked
+page-days are recomputed from the appeal table with `INSERT … SELECT … GROUP BY` by `refresh`:
+before every report (`sync`) and on every scheduler tick. Recomputing instead of adding deltas
+keeps the rollups equal to the table whatever a writer changed. A statement whose rows cannot
+be told (no primary-key condition, `INSERT … SELECT`) rebuilds at once. Bulk loads (the
+benchmark) call `rebuild`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,19 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter
 from sqlalchemy.sql.operators import eq
 
 from storage.buckets import day_number, day_start
-from storage.models import Appeal, AppealFrtRollup, AppealRollup, AppealTopicRollup
+from storage.models import (
+    Appeal,
+    AppealFrtRollup,
+    AppealRollup,
+    AppealTopicRollup,
+    RollupStale,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ A = APPEAL.c
 R = AppealRollup.__table__  # type: ignore[attr-defined]
 T = AppealTopicRollup.__table__  # type: ignore[attr-defined]
 H = AppealFrtRollup.__table__  # type: ignore[attr-defined]
+S = RollupStale.__table__  # type: ignore[attr-defined]
 
 _STACK = "otklik_rollup_keys"
 _ALL = None  # marker: the statement's rows cannot be told, rebuild
@@ -166,14 +174,20 @@ def _after(
         logger.warning("appeal rows of a bulk statement unknown: rebuilding every rollup")
         rebuild(connection)
     else:
-        recompute(connection, keys)
+        mark(connection, keys)
 
 
-# -- writers that bypass SQLAlchemy (storage/repositories.py runs intake on the raw sqlite3
-# connection) put the (page_id, day) keys they touched in `session.info[PENDING]`; they are
-# recomputed before the transaction commits and before a report reads the rollups.
-
-PENDING = "otklik_rollup_pending"
+# -- Deferred maintenance. Writers only append (page_id, day) marks to `rollup_stale` in their
+# own transaction; `refresh` recomputes the marked page-days and deletes exactly the marks it
+# read. Reports refresh first (`sync`), the scheduler refreshes every tick, so every report
+# equals the table while a write costs one small INSERT instead of a page-day recompute.
+#
+# PostgreSQL, many workers: writers take no lock (a mark is a new row, never a conflict). A
+# refresh takes a transaction-scoped advisory lock per page-day in key order and reads that
+# key's marks only after the lock: every mark it reads was committed together with its appeal
+# writes, which the recompute (later statements, READ COMMITTED) therefore sees; marks
+# committed after the read are not deleted and are refreshed next time. Two refreshers of one
+# key run one after the other, and the second finds the marks gone.
 
 # The appeal columns the rollups read; a write changing none of them leaves them alone.
 WATCHED = (
@@ -196,35 +210,79 @@ WATCHED = (
     "frt_work_bucket",
 )
 
+# SQLite has one writer at a time, so a mark already there (committed or ours) is enough. On
+# PostgreSQL a visible mark may be consumed by a refresh that cannot see our uncommitted
+# appeal, so every write appends its own mark.
+MARK_SQLITE = (
+    "INSERT INTO rollup_stale (page_id, day) SELECT :page_id, :day WHERE NOT EXISTS "
+    "(SELECT 1 FROM rollup_stale WHERE page_id = :page_id AND day = :day)"
+)
+MARK_APPEND = "INSERT INTO rollup_stale (page_id, day) VALUES (:page_id, :day)"
+
+
+def mark_sql(sqlite: bool) -> str:
+    """The statement that marks one `(:page_id, :day)` stale, for writers on plain SQL."""
+    return MARK_SQLITE if sqlite else MARK_APPEND
+
+
+def mark(connection: Connection, keys: Iterable[tuple[int, int]]) -> None:
+    """Mark page-days stale inside the connection's transaction."""
+    params = [{"page_id": page_id, "day": day} for page_id, day in sorted(set(keys))]
+    if params:
+        sqlite = connection.dialect.name == "sqlite"
+        connection.execute(text(mark_sql(sqlite)), params)
+
 
 def mark_stale(session: OrmSession, keys: Iterable[tuple[int, int]]) -> None:
-    """Note page-days written outside SQLAlchemy; recomputed before commit (sync session)."""
-    session.info.setdefault(PENDING, set()).update(keys)
+    """Mark page-days written outside SQLAlchemy as stale (sync session, in its transaction)."""
+    mark(session.connection(), keys)
+
+
+def refresh(connection: Connection, pages: Iterable[int] | None = None) -> int:
+    """Recompute the marked page-days (of `pages`, or all) and drop their marks; returns keys."""
+    query = select(S.c.page_id, S.c.day).distinct()
+    if pages is not None:
+        query = query.where(S.c.page_id.in_(list(pages)))
+    keys = sorted((int(page), int(day)) for page, day in connection.execute(query).all())
+    postgres = connection.dialect.name == "postgresql"
+    done = 0
+    for page_id, day in keys:
+        if postgres:
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:page, :day)"), {"page": page_id, "day": day}
+            )
+        key = and_(S.c.page_id == page_id, S.c.day == day)
+        ids = [row[0] for row in connection.execute(select(S.c.id).where(key)).all()]
+        if not ids:
+            continue  # another worker refreshed it meanwhile
+        _recompute_day(connection, page_id, day)
+        connection.execute(delete(S).where(S.c.id.in_(ids)))
+        done += 1
+    if done:
+        logger.debug("rollups refreshed for %r page-days", done)
+    return done
 
 
 def apply_pending(session: OrmSession) -> None:
-    """Recompute the page-days noted with `mark_stale` (sync session, inside its transaction)."""
-    keys = session.info.pop(PENDING, None)
-    if keys:
-        recompute(session.connection(), keys)
+    """Bring every stale page-day up to date (sync session, inside its transaction)."""
+    refresh(session.connection())
 
 
-async def sync(session: Any) -> None:
-    """Flush an AsyncSession and recompute what `mark_stale` noted, before reading rollups."""
-    await session.flush()
-    if session.sync_session.info.get(PENDING):
-        await session.run_sync(apply_pending)
+async def sync(session: Any, pages: Iterable[int] | None = None) -> None:
+    """Make the rollups a report reads equal to the table (AsyncSession).
 
-
-@sa_event.listens_for(OrmSession, "before_commit")
-def _apply_before_commit(session: OrmSession) -> None:
-    if session.info.get(PENDING):
-        apply_pending(session)
-
-
-@sa_event.listens_for(OrmSession, "after_rollback")
-def _forget(session: OrmSession) -> None:
-    session.info.pop(PENDING, None)
+    A session without an open transaction has nothing uncommitted, so the refresh runs and
+    commits on a connection of its own and later reports need not repeat it; otherwise it runs
+    inside the session's transaction so that its own uncommitted writes count.
+    """
+    wanted = None if pages is None else list(pages)
+    bind = session.bind
+    if session.in_transaction() or not isinstance(bind, AsyncEngine):
+        await session.flush()
+        await session.run_sync(lambda sync_session: refresh(sync_session.connection(), wanted))
+        return
+    async with bind.begin() as connection:
+        await connection.run_sync(refresh, wanted)
 
 
 def _aware(value: Any) -> datetime:
@@ -315,6 +373,8 @@ def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
 
 def rebuild(connection: Connection) -> int:
     """Recompute every page-day from the appeal table (after raw writes); returns page-days."""
+    # Marks read before the recompute are covered by it; later ones stay for the next refresh.
+    marks = [row[0] for row in connection.execute(select(S.c.id)).all()]
     query = select(A.page_id, func.min(A.received_at), func.max(A.received_at)).group_by(A.page_id)
     keys: list[tuple[int, int]] = []
     for page_id, first, last in connection.execute(query).all():
@@ -323,4 +383,6 @@ def rebuild(connection: Connection) -> int:
     for table in (R, T, H):
         connection.execute(delete(table))
     recompute(connection, keys)
+    for start in range(0, len(marks), 500):
+        connection.execute(delete(S).where(S.c.id.in_(marks[start : start + 500])))
     return len(keys)

@@ -19,16 +19,26 @@ from typing import Any
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.app import AppContext
 from bot.services.policy import PageDefaults
+from bot.services.scheduler import Scheduler
 from bot.services.stats import Figures, build_report
 from storage import rollup
 from storage.buckets import day_number, frt_bucket
 from storage.engine import SessionFactory, create_engine, session_factory
 from storage.migrate import upgrade
-from storage.models import Appeal, AppealFrtRollup, AppealRollup, AppealTopicRollup, Page, Thread
+from storage.models import (
+    Appeal,
+    AppealFrtRollup,
+    AppealRollup,
+    AppealTopicRollup,
+    Page,
+    RollupStale,
+    Thread,
+)
 
 BASE = datetime(2026, 11, 2, tzinfo=UTC)
 TOPICS = ("housing", "roads", "other")
@@ -219,10 +229,23 @@ async def rollups_as_rebuilt(engine: AsyncEngine) -> None:
                 result.append([tuple(row) for row in rows.all()])
             return result
 
+    async with engine.begin() as connection:
+        await connection.run_sync(rollup.refresh)
+    assert await stale_marks(engine) == 0
     kept = await snapshot()
     async with engine.begin() as connection:
         await connection.run_sync(rollup.rebuild)
     assert kept == await snapshot()
+
+
+async def stale_marks(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(RollupStale)) or 0)
+
+
+async def rollup_rows(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(AppealRollup)) or 0)
 
 
 async def scenario(engine: AsyncEngine, seed: int, count: int, periods: int) -> None:
@@ -303,6 +326,76 @@ def test_report_equals_definitions_hypothesis(tmp_path: Path, seed: int, count: 
             path.unlink()
 
 
+async def test_writes_only_mark_stale_and_reports_refresh(engine: AsyncEngine) -> None:
+    """Writes leave marks, not rollups; a report brings them up to date and stays exact."""
+    rng = random.Random(11)
+    sessions = session_factory(engine)
+    await add_pages(sessions)
+    await load(sessions, specs_from(rng, 80))
+    assert await stale_marks(engine) > 0
+    assert await rollup_rows(engine) == 0  # nothing recomputed on the write path
+    appeals = await all_appeals(sessions)
+    since, until, at = BASE, BASE + timedelta(days=5), BASE + timedelta(days=9)
+    extra = appeal_of(specs_from(rng, 1)[0])
+    async with sessions() as session:
+        # Inside an open transaction the report refreshes in it and counts the uncommitted write.
+        session.add(extra)
+        await session.flush()
+        report = await build_report(
+            session, since=since, until=until, at=at, defaults=PageDefaults()
+        )
+        assert comparable(report.total) == comparable(
+            naive([*appeals, extra], [1, 2], since, until, at)
+        )
+        await session.rollback()
+    assert await stale_marks(engine) > 0  # that refresh was rolled back with the transaction
+    assert await rollup_rows(engine) == 0
+    async with sessions() as session:
+        # A fresh session refreshes on a connection of its own and commits it.
+        report = await build_report(
+            session, since=since, until=until, at=at, defaults=PageDefaults()
+        )
+    assert comparable(report.total) == comparable(naive(appeals, [1, 2], since, until, at))
+    assert await stale_marks(engine) == 0
+    assert await rollup_rows(engine) > 0
+    # A later write marks its page-day again; the next report is exact again.
+    async with sessions() as session:
+        loaded = await session.get(Appeal, appeals[0].id)
+        assert loaded is not None
+        loaded.excluded = not loaded.excluded
+        await session.commit()
+    assert await stale_marks(engine) == 1
+    await check_periods(sessions, rng, 10, await all_appeals(sessions))
+    await rollups_as_rebuilt(engine)
+
+
+async def test_concurrent_refreshes_and_writes(engine: AsyncEngine) -> None:
+    """Two refreshers at once count nothing twice; a write committed meanwhile stays marked."""
+    rng = random.Random(5)
+    sessions = session_factory(engine)
+    await add_pages(sessions)
+    await load(sessions, specs_from(rng, 60))
+    postgres = engine.dialect.name == "postgresql"
+    writer = sessions()
+    if postgres:  # SQLite has one writer at a time: a refresh would wait for this one
+        # An uncommitted write on a page-day that already has a committed mark.
+        writer.add(appeal_of(specs_from(rng, 1)[0]))
+        await writer.flush()
+
+    async def refresher() -> int:
+        async with engine.begin() as connection:
+            return int(await connection.run_sync(rollup.refresh))
+
+    first, second = await asyncio.gather(refresher(), refresher())
+    assert first + second > 0
+    await writer.commit()
+    await writer.close()
+    if postgres:
+        assert await stale_marks(engine) >= 1  # the writer's mark survived the refreshes
+    await check_periods(sessions, rng, 5, await all_appeals(sessions))
+    await rollups_as_rebuilt(engine)
+
+
 def test_frt_bucket_is_monotone() -> None:
     values = sorted(
         [0.0, 59.999, 60.0, -0.5, -61.0, 1e7, 1919.9, 1920.0, 3840.0]
@@ -312,3 +405,15 @@ def test_frt_bucket_is_monotone() -> None:
     assert buckets == sorted(buckets)  # type: ignore[type-var]
     assert frt_bucket(None) is None
     assert day_number(datetime(1969, 12, 31, 23, 59, tzinfo=UTC)) == -1
+
+
+async def test_scheduler_tick_refreshes_stale_rollups(app: AppContext) -> None:
+    """The periodic tick brings marked page-days up to date, so reports find nothing stale."""
+    engine = app.engine
+    await add_pages(app.sessions)
+    await load(app.sessions, specs_from(random.Random(2), 40))
+    assert await stale_marks(engine) > 0
+    await Scheduler(app).tick()
+    assert await stale_marks(engine) == 0
+    assert await rollup_rows(engine) > 0
+    await rollups_as_rebuilt(engine)

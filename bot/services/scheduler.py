@@ -1,4 +1,4 @@
-"""Periodic jobs: reminders, the weekly digest and reply-quality scoring.
+"""Periodic jobs: reminders, the weekly digest, reply-quality scoring and rollup refreshes.
 
 Nothing is kept in memory between ticks: a tick reads what is due from `appeal` and
 `reminder_log`, records it, sends it and marks it sent, so a restart (or a crash) neither
@@ -19,6 +19,7 @@ from sqlalchemy import text
 from bot.app import AppContext
 from bot.services import digest, quality
 from bot.services.reminders import ReminderService, TickReport
+from storage import rollup
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Scheduler:
             if not acquired:
                 logger.debug("another worker runs the periodic jobs; skipping this tick")
                 return report
+            await self._refresh_rollups()
             async with self.app.sessions() as session:
                 service = ReminderService(session, self.app.settings, self.app.defaults)
                 await service.plan(now, report)
@@ -77,6 +79,18 @@ class Scheduler:
                 report.waiting,
             )
         return report
+
+    async def _refresh_rollups(self) -> None:
+        """Recompute the report rollups writers marked stale, so reports need not."""
+        try:
+            async with self.app.engine.begin() as connection:
+                refreshed = await connection.run_sync(rollup.refresh)
+        except Exception:
+            # A failed refresh leaves the marks; the next tick or report retries.
+            logger.exception("refreshing the report rollups failed")
+            return
+        if refreshed:
+            logger.debug("refreshed %r stale rollup page-days", refreshed)
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[bool]:

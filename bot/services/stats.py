@@ -458,7 +458,8 @@ async def build_report(
     still change at `at` — is computed row by row with the definitions of this module.
     """
     since, until, at = _aware(since, "since"), _aware(until, "until"), _aware(at, "at")
-    await rollup.sync(session)
+    # Page-days written since the last refresh are recomputed first (deferred maintenance).
+    await rollup.sync(session, None if page_id is None else [page_id])
     pages = await _report_pages(session, page_id)
     ids = [page.id for page in pages if page.id is not None]
     split = _Split.of(since, until, at)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 02:58:56.129531
+Create Date: 2026-11-26 03:20:18.404179
 """
 
 from collections.abc import Sequence
@@ -108,6 +108,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("source", "update_key", name="uq_raw_update"),
     )
+    op.create_table(
+        "rollup_stale",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("page_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("rollup_stale", schema=None) as batch_op:
+        batch_op.create_index("ix_rollup_stale_key", ["page_id", "day"], unique=False)
+
     op.create_table(
         "reaction",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -463,6 +473,10 @@ def downgrade() -> None:
     op.drop_table("staff")
     op.drop_table("relay")
     op.drop_table("reaction")
+    with op.batch_alter_table("rollup_stale", schema=None) as batch_op:
+        batch_op.drop_index("ix_rollup_stale_key")
+
+    op.drop_table("rollup_stale")
     op.drop_table("raw_update")
     with op.batch_alter_table("page", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_page_linked_chat_id"))
