@@ -73,6 +73,9 @@ def configure_logging(level: str = "INFO") -> None:
     # HTTP client libraries log full URLs; a Bot API URL contains the token.
     for noisy in ("aiohttp.access", "urllib3", "requests"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Migrations run on every start; their step-by-step lines are noise unless debugging.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -95,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = asyncio.run(commands.dispatch(args, settings))
     except KeyboardInterrupt:
+        code = 0
+    except BrokenPipeError:  # `otklik stats --json | head`
+        sys.stderr.close()
         code = 0
     except commands.CommandError as error:
         print(f"otklik: {error}", file=sys.stderr)
