@@ -74,8 +74,10 @@ def configure_logging(level: str = "INFO") -> None:
     for noisy in ("aiohttp.access", "urllib3", "requests"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Migrations run on every start; their step-by-step lines are noise unless debugging.
+    # aiogram logs every handled update at INFO: one line per comment is noise in production.
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
