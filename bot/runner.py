@@ -16,6 +16,8 @@ from storage.engine import open_database
 if TYPE_CHECKING:
     from aiogram import Bot, Dispatcher
 
+    from handlers.vk.callback import VkCallbackHandler
+
 logger = logging.getLogger(__name__)
 
 SOURCE_SETTINGS = (
@@ -52,10 +54,14 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
         app = AppContext.create(settings, engine)
         stoppers: list[Callable[[], Awaitable[None]]] = []
         tasks: list[asyncio.Task[object]] = []
+        # Webhook mode: VK communities arrive by the Callback API on the same server as Telegram.
+        callback = _vk_callback(app) if settings.WEBHOOK_URL and settings.vk_group_tokens else None
         if settings.has_telegram:
-            await _start_telegram(app, tasks, stoppers)
+            await _start_telegram(app, tasks, stoppers, vk_callback=callback)
         if settings.has_vk:
-            await _start_vk(app, tasks, stoppers)
+            await _start_vk(
+                app, tasks, stoppers, callback=callback, callback_served=settings.has_telegram
+            )
         await _start_jobs(app, tasks, stoppers)
         waiter = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -81,6 +87,8 @@ async def _start_telegram(
     app: AppContext,
     tasks: list[asyncio.Task[object]],
     stoppers: list[Callable[[], Awaitable[None]]],
+    *,
+    vk_callback: VkCallbackHandler | None = None,
 ) -> None:
     from handlers.telegram.setup import allowed_updates, confirm_offset, make_bot, make_dispatcher
 
@@ -92,7 +100,7 @@ async def _start_telegram(
 
     app.notifier = TelegramNotifier(bot)
     if app.settings.WEBHOOK_URL:
-        await _start_telegram_webhook(app, bot, dp, stoppers)
+        await _start_telegram_webhook(app, bot, dp, stoppers, vk_callback=vk_callback)
         return
     tasks.append(
         asyncio.create_task(
@@ -118,7 +126,12 @@ async def _start_telegram(
 
 
 async def _start_telegram_webhook(
-    app: AppContext, bot: Bot, dp: Dispatcher, stoppers: list[Callable[[], Awaitable[None]]]
+    app: AppContext,
+    bot: Bot,
+    dp: Dispatcher,
+    stoppers: list[Callable[[], Awaitable[None]]],
+    *,
+    vk_callback: VkCallbackHandler | None = None,
 ) -> None:
     from handlers.telegram.setup import allowed_updates
     from handlers.telegram.webhook import TelegramWebhook
@@ -128,6 +141,10 @@ async def _start_telegram_webhook(
     if secret_value is None:
         logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post updates")
     server = TelegramWebhook(dp, bot, secret=secret_value, listen=app.settings.WEBHOOK_LISTEN)
+    if vk_callback is not None:
+        from handlers.vk.callback import register
+
+        register(server.application, vk_callback)  # one port for /telegram and /vk
     assert app.settings.WEBHOOK_URL is not None
     await server.start(app.settings.WEBHOOK_URL, secret_value, allowed_updates(dp))
 
@@ -142,12 +159,34 @@ async def _start_vk(
     app: AppContext,
     tasks: list[asyncio.Task[object]],
     stoppers: list[Callable[[], Awaitable[None]]],
+    *,
+    callback: VkCallbackHandler | None = None,
+    callback_served: bool = False,
 ) -> None:
+    """Long poll per community, or the Callback API in webhook mode; personal walls polled."""
     from handlers.vk.intake import VkIntake
 
-    intake = VkIntake(app)
+    if callback is not None and not callback_served:
+        from handlers.vk.callback import VkCallbackServer
+
+        server = VkCallbackServer(callback, listen=app.settings.WEBHOOK_LISTEN)
+        await server.start(app.settings.WEBHOOK_URL)
+        stoppers.append(server.stop)
+    walls = app.settings.VK_SERVICE_TOKEN is not None and app.settings.vk_wall_owner_ids
+    if callback is not None and not walls:
+        return  # nothing left to poll
+    intake = VkIntake(app, long_poll=callback is None)
     tasks.append(asyncio.create_task(intake.run(), name="vk-intake"))
     stoppers.append(intake.stop)
+
+
+def _vk_callback(app: AppContext) -> VkCallbackHandler:
+    from handlers.vk.callback import VkCallbackHandler
+
+    secret = app.settings.WEBHOOK_SECRET
+    if secret is None:
+        logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post VK events")
+    return VkCallbackHandler(app, secret=secret.get_secret_value() if secret else None)
 
 
 async def _start_jobs(

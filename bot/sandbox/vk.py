@@ -4,12 +4,15 @@ The real vk_api client talks to it over HTTP (``VK_API_SERVER=sandbox.base_url``
 the demo drive it through the control API (Python methods, or JSON under ``/_sandbox/``):
 citizens comment and write, the sandbox stores what real VK would store and queues the Bots
 Long Poll events real VK would deliver; whatever the client sends is recorded in ``sent``.
+A community may also have a Callback API server (``set_callback``): the sandbox confirms it
+like VK does and then POSTs each new event to it, retrying until it answers ``ok``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
 import threading
@@ -19,7 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 logger = logging.getLogger(__name__)
@@ -28,6 +33,8 @@ API_VERSION = "5.199"
 DEFAULT_HISTORY_LIMIT = 1000
 MAX_LONG_POLL_WAIT_S = 90
 CHAT_PEER_START = 2_000_000_000
+CALLBACK_RETRIES = 5  # VK sends an event again up to 5 times until the server answers "ok"
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 JsonDict = dict[str, Any]
 TokenKind = Literal["group", "service", "user"]
@@ -160,6 +167,35 @@ class SentRecord:
         return self.params.get("message", "")
 
 
+@dataclass(frozen=True)
+class CallbackDelivery:
+    """One POST of an event to a community's Callback API server, and what it answered."""
+
+    group_id: int
+    event_id: str
+    type: str
+    attempt: int  # 1 for the first delivery, 2.. for VK's retries
+    status: int | None  # HTTP status; None when the request itself failed
+    body: str
+    at: datetime
+
+    @property
+    def ok(self) -> bool:
+        """The server took the event (HTTP 200 and the text `ok`)."""
+        return self.status == 200 and self.body == "ok"
+
+
+@dataclass
+class _Callback:
+    url: str
+    secret: str | None
+    queue: asyncio.Queue[JsonDict] = field(default_factory=asyncio.Queue)
+    events: dict[str, JsonDict] = field(default_factory=dict)
+    pending: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
 @dataclass
 class _Auth:
     kind: TokenKind
@@ -237,6 +273,8 @@ class _Group:
     conversations: dict[int, list[_Message]] = field(default_factory=dict)
     messages_allowed: set[int] = field(default_factory=set)
     topics: dict[int, list[int]] = field(default_factory=dict)
+    confirmation_code: str = field(default_factory=lambda: secrets.token_hex(4))
+    callback: _Callback | None = None
 
 
 def to_unix(moment: datetime) -> int:
@@ -256,6 +294,9 @@ class VkSandbox:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         rate_limit_per_s: float | None = None,
         strict_token_types: bool = True,
+        callback_retries: int = CALLBACK_RETRIES,
+        callback_retry_delay_s: float = 0.05,
+        callback_timeout_s: float = 10.0,
     ) -> None:
         self._clock = clock or (lambda: datetime.now(UTC))
         self.history_limit = history_limit
@@ -264,6 +305,11 @@ class VkSandbox:
         # service token (28); keeping that catches code that would only fail in production.
         self.strict_token_types = strict_token_types
         self.sent: list[SentRecord] = []
+        self.deliveries: list[CallbackDelivery] = []  # every Callback API POST, in order
+        self.callback_retries = max(0, callback_retries)
+        self.callback_retry_delay_s = callback_retry_delay_s
+        self.callback_timeout_s = callback_timeout_s
+        self._http: aiohttp.ClientSession | None = None
         self.calls: list[SandboxCall] = []
         self._tokens: dict[str, _Auth] = {}
         self._groups: dict[int, _Group] = {}
@@ -312,6 +358,15 @@ class VkSandbox:
         with self._lock:
             for group in self._groups.values():
                 self._wake(group)
+            tasks = [
+                g.callback.task for g in self._groups.values() if g.callback and g.callback.task
+            ]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -610,6 +665,127 @@ class VkSandbox:
         """Queue an arbitrary long poll event (for types the sandbox does not model)."""
         with self._lock:
             self._emit(self._group(group_id), event_type, dict(obj))
+
+    # ------------------------------------------------------------------ control: Callback API
+
+    async def set_callback(
+        self,
+        group_id: int,
+        url: str,
+        secret: str | None = None,
+        confirmation_code: str | None = None,
+    ) -> str:
+        """Add the community's Callback API server, confirmed as VK does; returns the code.
+
+        The server must answer `{"type": "confirmation", "group_id": G}` with the community's
+        confirmation code (SandboxError otherwise); from then on every new event is POSTed to
+        it with `secret`, again up to `callback_retries` times until it answers `ok`.
+        Loopback addresses only: the sandbox never posts anywhere else.
+        """
+        if urlsplit(url).hostname not in _LOOPBACK_HOSTS:
+            raise SandboxError(f"callback server {url!r} is not on 127.0.0.1")
+        with self._lock:
+            group = self._group(group_id)
+            if confirmation_code is not None:
+                group.confirmation_code = confirmation_code
+            code = group.confirmation_code
+        status, body = await self._post_json(url, {"type": "confirmation", "group_id": group_id})
+        if status != 200 or body != code:
+            raise SandboxError(
+                f"callback server {url!r} answered {status!r} {body[:100]!r}, "
+                f"not the confirmation code {code!r}"
+            )
+        callback = _Callback(url, secret)
+        callback.idle.set()
+        callback.task = asyncio.create_task(
+            self._deliver_events(group_id, callback), name=f"vk-sandbox-callback-{group_id}"
+        )
+        with self._lock:
+            previous, group.callback = group.callback, callback
+        if previous is not None and previous.task is not None:
+            previous.task.cancel()
+        return code
+
+    def redeliver(self, group_id: int, event_id: str) -> None:
+        """Send an already delivered event again (as VK does when an `ok` got lost)."""
+        with self._lock:
+            callback = self._group(group_id).callback
+            if callback is None or event_id not in callback.events:
+                raise SandboxError(f"event {event_id!r} was never sent to a callback server")
+            self._enqueue(callback, callback.events[event_id])
+
+    async def callback_idle(self, group_id: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Until every queued event of the community was delivered or given up on."""
+        callback = self._group(group_id).callback
+        if callback is None:
+            raise SandboxError(f"group {group_id} has no callback server")
+        async with asyncio.timeout(timeout):
+            while True:
+                await callback.idle.wait()
+                await asyncio.sleep(0)  # an _emit scheduled from another thread lands first
+                if callback.idle.is_set():
+                    return
+
+    async def _post_json(
+        self, url: str, body: JsonDict, headers: Mapping[str, str] | None = None
+    ) -> tuple[int | None, str]:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.callback_timeout_s)
+            )
+        try:
+            async with self._http.post(url, json=body, headers=dict(headers or {})) as response:
+                return response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, type(exc).__name__
+
+    async def _deliver_events(self, group_id: int, callback: _Callback) -> None:
+        """Deliver the community's events one by one, in order, each with its retries."""
+        while True:
+            event = await callback.queue.get()
+            try:
+                await self._deliver(group_id, callback, event)
+            finally:
+                callback.pending -= 1
+                if callback.pending <= 0:
+                    callback.idle.set()
+
+    async def _deliver(self, group_id: int, callback: _Callback, event: JsonDict) -> None:
+        body = dict(event)
+        if callback.secret is not None:
+            body["secret"] = callback.secret
+        for attempt in range(1, self.callback_retries + 2):
+            # VK numbers its retries in this header; the first delivery goes without it.
+            headers = {"X-Retry-Counter": str(attempt - 1)} if attempt > 1 else {}
+            status, text = await self._post_json(callback.url, body, headers)
+            delivery = CallbackDelivery(
+                group_id,
+                str(event["event_id"]),
+                str(event["type"]),
+                attempt,
+                status,
+                text,
+                self.now(),
+            )
+            self.deliveries.append(delivery)
+            if delivery.ok:
+                return
+            await asyncio.sleep(self.callback_retry_delay_s)
+        logger.warning(
+            "VK sandbox: event %r of group %r given up after %r attempts",
+            event["event_id"],
+            group_id,
+            self.callback_retries + 1,
+        )
+
+    def _enqueue(self, callback: _Callback, event: JsonDict) -> None:
+        callback.events[str(event["event_id"])] = event
+        callback.pending += 1
+        callback.idle.clear()
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            callback.queue.put_nowait(event)
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback.queue.put_nowait, event)
 
     # ------------------------------------------------------------------ control: failures
 
@@ -954,7 +1130,7 @@ class VkSandbox:
             self._emit(group, "message_new", {"message": obj, "client_info": dict(CLIENT_INFO)})
 
     def _emit(self, group: _Group, event_type: str, obj: JsonDict) -> None:
-        if not group.longpoll_enabled:
+        if not group.longpoll_enabled and group.callback is None:
             return
         if not group.longpoll_events.get(event_type, 1):
             return
@@ -965,6 +1141,10 @@ class VkSandbox:
             "v": group.longpoll_api_version,
             "object": obj,
         }
+        if group.callback is not None:
+            self._enqueue(group.callback, event)
+        if not group.longpoll_enabled:
+            return
         group.events.append((group.next_ts, event))
         group.next_ts += 1
         while len(group.events) > self.history_limit:
@@ -1066,6 +1246,7 @@ class VkSandbox:
     def _methods(self) -> dict[str, Callable[[_Auth, dict[str, str]], Any]]:
         return {
             "groups.getById": self._groups_get_by_id,
+            "groups.getCallbackConfirmationCode": self._groups_get_callback_confirmation_code,
             "groups.getLongPollServer": self._groups_get_long_poll_server,
             "groups.getLongPollSettings": self._groups_get_long_poll_settings,
             "groups.setLongPollSettings": self._groups_set_long_poll_settings,
@@ -1119,6 +1300,13 @@ class VkSandbox:
         if name.lstrip("-").isdigit():
             return self._groups.get(abs(int(name)))
         return next((g for g in self._groups.values() if g.screen_name == name), None)
+
+    def _groups_get_callback_confirmation_code(
+        self, auth: _Auth, params: dict[str, str]
+    ) -> JsonDict:
+        if "group_id" not in params:
+            raise ApiCallError(100, "group_id is undefined")
+        return {"code": self._auth_group(auth, params).confirmation_code}
 
     def _groups_get_long_poll_server(self, auth: _Auth, params: dict[str, str]) -> JsonDict:
         if "group_id" not in params:
@@ -1508,6 +1696,8 @@ class VkSandbox:
             "set_longpoll",
             "pending_events",
             "messages",
+            "set_callback",
+            "redeliver",
         }
     )
 
@@ -1517,6 +1707,8 @@ class VkSandbox:
             return web.json_response([_record_json(r) for r in self.sent])
         if action == "calls":
             return web.json_response([_record_json(c) for c in self.calls])
+        if action == "deliveries":
+            return web.json_response([_record_json(d) for d in self.deliveries])
         if action not in self._CONTROL_ACTIONS:
             return web.json_response(
                 {"ok": False, "error": f"unknown action {action!r}"}, status=404
@@ -1532,6 +1724,8 @@ class VkSandbox:
             kwargs["date"] = _parse_date(kwargs["date"])
         try:
             result = getattr(self, action)(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
         except (SandboxError, TypeError, ValueError) as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         return web.json_response({"ok": True, "result": result})
@@ -1572,7 +1766,7 @@ def _json_scalar(value: str) -> Any:
     return value
 
 
-def _record_json(record: SandboxCall | SentRecord) -> JsonDict:
+def _record_json(record: SandboxCall | SentRecord | CallbackDelivery) -> JsonDict:
     data = dict(record.__dict__)
     data["at"] = record.at.isoformat()
     return data

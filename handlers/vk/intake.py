@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from hashlib import sha1
@@ -23,6 +23,8 @@ from json import dumps
 from typing import Any
 
 import vk_api
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
 from bot.events import DeleteEvent, Deleter, Event
@@ -46,6 +48,7 @@ from handlers.vk.translate import (
     translate,
 )
 from storage import repositories as repo
+from storage.models import RawUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +116,7 @@ class VkIntake:
         backoff_s: float = 1.0,
         backoff_cap_s: float = 60.0,
         join_timeout_s: float = 5.0,
+        long_poll: bool = True,
     ) -> None:
         self.app = app
         self.wait = wait
@@ -131,7 +135,9 @@ class VkIntake:
             settings.VK_SERVICE_TOKEN.get_secret_value() if settings.VK_SERVICE_TOKEN else None
         )
         self.wall_owner_ids = settings.vk_wall_owner_ids if self.service_token else ()
-        self.listeners = {gid: _Listener(gid) for gid in self.tokens}
+        # long_poll=False: the communities arrive by the Callback API (handlers/vk/callback.py)
+        # and only personal walls are polled here.
+        self.listeners = {gid: _Listener(gid) for gid in self.tokens} if long_poll else {}
         self.ready: dict[int, asyncio.Event] = {}
         self.processed = 0  # long poll events handled (for tests and the demo)
         self.wall_rounds = 0  # completed personal wall polling rounds
@@ -279,7 +285,7 @@ class VkIntake:
             rps_delay=COMMUNITY_RPS_DELAY if self.rps_delay is None else self.rps_delay,
         )
         if listener.page is None:
-            listener.page = _community_page(vk, group_id)
+            listener.page = community_page(vk, group_id)
         longpoll = GapAwareLongPoll(vk, group_id, wait=self.wait)
         if listener.resume_ts:
             # Resume where the last committed event left off, not at VK's newest ts.
@@ -331,49 +337,14 @@ class VkIntake:
             await self._handle_event(group_id, update, result.ts if last else None)
 
     async def _handle_event(self, group_id: int, update: Mapping[str, Any], ts: str | None) -> None:
-        page = self._page(group_id)
-        source = f"vk:{group_id}"
-        event_type = update.get("type")
-        event_type = event_type if isinstance(event_type, str) else None
-        key = str(update.get("event_id") or _fallback_key(update))
-        payload = dict(update)
+        async def position(session: Any) -> None:
+            await self._store_position(session, group_id, update, ts)
+
         try:
-            async with self.app.sessions() as session:
-                raw = await repo.record_raw_update(session, source, key, event_type, payload)
-                if raw is None:
-                    logger.info("VK event %r of %r delivered before; skipped", key, group_id)
-                else:
-                    try:
-                        events = translate(update, page, self.app.clock())
-                    except TranslationError as exc:
-                        raw.status, raw.note = "skipped", str(exc)[:500]
-                        logger.warning(
-                            "VK community %r: %r event skipped (%s); kept raw",
-                            group_id,
-                            event_type,
-                            exc,
-                        )
-                    else:
-                        if events is None:
-                            raw.status, raw.note = "skipped", "event type not handled"
-                            logger.info(
-                                "VK community %r: %r not handled; kept raw", group_id, event_type
-                            )
-                        else:
-                            service = IngestService(session, self.app.defaults)
-                            for event in events:
-                                await service.handle(await _refine(session, event))
-                            raw.status = "done"
-                await self._store_position(session, group_id, update, ts)
-                await session.commit()
+            await process_event(self.app, self._page(group_id), update, before_commit=position)
         except Exception as exc:
-            logger.exception("VK community %r: event %r failed; kept raw", group_id, key)
-            async with self.app.sessions() as session:
-                raw = await repo.record_raw_update(session, source, key, event_type, payload)
-                if raw is not None:
-                    raw.status, raw.note = "failed", f"{type(exc).__name__}: {exc}"[:500]
-                await self._store_position(session, group_id, update, ts)
-                await session.commit()
+            # Long poll moves on: the failure is kept raw with the position, never retried here.
+            await record_failure(self.app, group_id, update, exc, before_commit=position)
         self.processed += 1
 
     async def _store_position(
@@ -562,7 +533,7 @@ def _groups_of(response: Any) -> list[Mapping[str, Any]]:
     return [g for g in groups or [] if isinstance(g, Mapping) and g.get("id") is not None]
 
 
-def _community_page(vk: vk_api.VkApi, group_id: int) -> VkPage:
+def community_page(vk: vk_api.VkApi, group_id: int) -> VkPage:
     """The community's name and screen name (best effort; ids when VK will not say)."""
     try:
         groups = _groups_of(call(vk, "groups.getById", group_id=group_id))
@@ -616,6 +587,111 @@ async def _refine(session: Any, event: Event) -> Event:
     return DeleteEvent(
         event.page, event.message_id, event.deleted_at, Deleter.PAGE, event.deleter_id
     )
+
+
+BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
+
+
+def event_source(group_id: int) -> str:
+    """The raw store's source of a community's events (long poll and Callback API alike)."""
+    return f"vk:{group_id}"
+
+
+def event_key(update: Mapping[str, Any]) -> str:
+    """The raw store's key of an event: VK's event_id (the same on every redelivery)."""
+    return str(update.get("event_id") or _fallback_key(update))
+
+
+async def _claim_raw(
+    session: AsyncSession, group_id: int, update: Mapping[str, Any]
+) -> RawUpdate | None:
+    """Store the raw event once; an event whose earlier processing failed is taken again."""
+    source, key = event_source(group_id), event_key(update)
+    found = await session.exec(
+        select(RawUpdate).where(RawUpdate.source == source, RawUpdate.update_key == key)
+    )
+    raw = found.first()
+    if raw is not None:
+        return raw if raw.status == "failed" else None
+    event_type = update.get("type")
+    return await repo.record_raw_update(
+        session,
+        source,
+        key,
+        event_type if isinstance(event_type, str) else None,
+        dict(update),
+    )
+
+
+async def process_event(
+    app: AppContext,
+    page: VkPage,
+    update: Mapping[str, Any],
+    *,
+    before_commit: BeforeCommit | None = None,
+) -> str:
+    """Store a community event once, translate and ingest it, all in one committed transaction.
+
+    The one path of every VK community event, from long poll and from the Callback API alike.
+    Returns the raw event's status: `done`, `skipped` (not an event we interpret), or
+    `duplicate` (delivered and committed before). Raises when interpreting failed; then nothing
+    of it is committed and the caller decides (`record_failure`).
+    """
+    group_id = -page.owner_id
+    event_type = update.get("type")
+    key = event_key(update)
+    async with app.sessions() as session:
+        raw = await _claim_raw(session, group_id, update)
+        if raw is None:
+            logger.info("VK event %r of %r delivered before; skipped", key, group_id)
+            status = "duplicate"
+        else:
+            try:
+                events = translate(update, page, app.clock())
+            except TranslationError as exc:
+                raw.status, raw.note = "skipped", str(exc)[:500]
+                logger.warning(
+                    "VK community %r: %r event skipped (%s); kept raw", group_id, event_type, exc
+                )
+            else:
+                if events is None:
+                    raw.status, raw.note = "skipped", "event type not handled"
+                    logger.info("VK community %r: %r not handled; kept raw", group_id, event_type)
+                else:
+                    service = IngestService(session, app.defaults)
+                    for event in events:
+                        await service.handle(await _refine(session, event))
+                    raw.status, raw.note = "done", None
+            status = raw.status
+        if before_commit is not None:
+            await before_commit(session)
+        await session.commit()
+    return status
+
+
+async def record_failure(
+    app: AppContext,
+    group_id: int,
+    update: Mapping[str, Any],
+    exc: BaseException,
+    *,
+    before_commit: BeforeCommit | None = None,
+) -> None:
+    """Keep an event whose processing failed, raw with status `failed` (a redelivery retries it)."""
+    key = event_key(update)
+    logger.error(
+        "VK community %r: event %r failed; kept raw",
+        group_id,
+        key,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    async with app.sessions() as session:
+        raw = await _claim_raw(session, group_id, update)
+        if raw is not None:
+            raw.status, raw.note = "failed", f"{type(exc).__name__}: {exc}"[:500]
+        if before_commit is not None:
+            await before_commit(session)
+        await session.commit()
 
 
 def _fallback_key(update: Mapping[str, Any]) -> str:
