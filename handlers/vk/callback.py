@@ -6,7 +6,7 @@ behind any HTTP load balancer. The body is JSON `{"type", "object", "group_id", 
 
 - `confirmation` (sent when an administrator presses «Подтвердить» in the community's
   Callback API settings) is answered with the community's confirmation code as plain text,
-  read with `groups.getCallbackConfirmationCode` and the community token;
+  read with `groups.getCallbackConfirmationCode` and the community token at that moment;
 - every other request must carry `secret == WEBHOOK_SECRET`, else 403 (and a log line without
   the secret); a community not in VK_GROUP_TOKENS gets 403 too;
 - the event goes through the same path as a long-poll event (`process_event`: stored raw once,
@@ -44,7 +44,6 @@ from handlers.vk.translate import VkPage
 logger = logging.getLogger(__name__)
 
 VK_PATH = "/vk"
-CONFIRMATION_TTL_S = 60.0  # VK changes the code when servers are added or edited: re-read it
 PAGE_RETRY_S = 300.0  # a community whose name VK would not give is asked again after this
 
 
@@ -68,7 +67,7 @@ class VkCallbackHandler:
         self._vk: dict[int, vk_api.VkApi] = {}
         self._pages: dict[int, VkPage] = {}
         self._page_retry_at: dict[int, float] = {}
-        self._codes: dict[int, tuple[str, float]] = {}
+        self._codes: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -141,23 +140,34 @@ class VkCallbackHandler:
         return web.Response(text=code)
 
     async def confirmation_code(self, group_id: int) -> str:
-        """The community's current confirmation code (`groups.getCallbackConfirmationCode`)."""
-        cached = self._codes.get(group_id)
-        now = time.monotonic()
-        if cached is not None and now - cached[1] < CONFIRMATION_TTL_S:
-            return cached[0]
-        response = await asyncio.to_thread(
-            call,
-            self._community_vk(group_id),
-            "groups.getCallbackConfirmationCode",
-            group_id=group_id,
-        )
-        code = str((response or {}).get("code") or "")
-        if not code:
-            raise VkCallError(
-                100, "no confirmation code in the answer", "getCallbackConfirmationCode"
+        """The community's current confirmation code (`groups.getCallbackConfirmationCode`).
+
+        Asked on every confirmation (they are rare): VK changes the code whenever a server is
+        added or edited, which is exactly when it asks. The last code read is kept for when
+        VK cannot be asked.
+        """
+        try:
+            response = await asyncio.to_thread(
+                call,
+                self._community_vk(group_id),
+                "groups.getCallbackConfirmationCode",
+                group_id=group_id,
             )
-        self._codes[group_id] = (code, now)
+            code = str((response or {}).get("code") or "")
+            if not code:
+                raise VkCallError(
+                    100, "no code in the answer", "groups.getCallbackConfirmationCode"
+                )
+        except RECOVERABLE as exc:
+            if group_id not in self._codes:
+                raise
+            logger.warning(
+                "VK community %r: confirmation code not read (%s); the last one answered",
+                group_id,
+                exc,
+            )
+            return self._codes[group_id]
+        self._codes[group_id] = code
         return code
 
     async def page(self, group_id: int) -> VkPage:
