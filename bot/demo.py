@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot import ru
 from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.config import Settings
@@ -369,16 +370,18 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     _plan(state, app, days)
                     vk_demo.plan(state, app, days)
                     print(
-                        f"Otklik demo: {days} simulated days from 02.11.2026 "
-                        f"(4 ноября — праздник), {len(state.steps)} events."
+                        f"Отклик, демонстрация: {ru.quantity(days, 'день', 'дня', 'дней')} "
+                        f"с 02.11.2026 (4 ноября — праздник), "
+                        f"{ru.quantity(len(state.steps), 'событие', 'события', 'событий')} "
+                        "в Telegram и ВКонтакте."
                     )
                     await _simulate(state, scheduler, days)
                     await _show(state, app, sandbox, days)
                     if serve:
                         print(
-                            f"\nSandboxes are up. Telegram Bot API: {sandbox.base_url}, "
+                            f"\nПесочницы работают. Telegram Bot API: {sandbox.base_url}, "
                             f"VK API: {vk_demo.sandbox.base_url} "
-                            f"(control API under /_sandbox/). Ctrl-C to stop."
+                            f"(управление — /_sandbox/). Остановить: Ctrl-C."
                         )
                         with contextlib.suppress(asyncio.CancelledError):
                             await asyncio.Event().wait()
@@ -429,10 +432,8 @@ async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, day
     OUTPUT.mkdir(parents=True, exist_ok=True)
     reminders = sandbox.sent_messages(PRESS_CHAT_ID)
     with_buttons = [m for m in reminders if m.reply_markup]
-    print(
-        f"\n=== Пресс-служба: {len(reminders)} сообщений в рабочем чате "
-        f"(пересланные обращения и напоминания) ==="
-    )
+    count = ru.quantity(len(reminders), "сообщение", "сообщения", "сообщений")
+    print(f"\n=== Пресс-служба: {count} в рабочем чате (пересланные обращения и напоминания) ===")
     if with_buttons:
         first = with_buttons[0]
         keyboard = (first.reply_markup or {})["inline_keyboard"]
