@@ -66,6 +66,29 @@ class Thread(SQLModel, table=True):
     recorded_at: datetime = _recorded()
 
 
+# The appeal columns reports read: the covering index holds them, and a write that changes
+# none of them leaves the pre-aggregated days (storage/rollup.py) alone.
+APPEAL_STATS_COLUMNS = (
+    "page_id",
+    "received_at",
+    "excluded",
+    "answered_at",
+    "sla_deadline",
+    "first_response_at",
+    "frt_s",
+    "frt_work_s",
+    "quality_score",
+    "answer_templated",
+    "rating",
+    "rated_at",
+    "deleted_by_page",
+    "topic",
+    "settle_day",
+    "frt_bucket",
+    "frt_work_bucket",
+)
+
+
 class Appeal(SQLModel, table=True):
     """A citizen's request, complaint, question or proposal; one or more citizen messages."""
 
@@ -76,26 +99,7 @@ class Appeal(SQLModel, table=True):
         Index("ix_appeal_thread_citizen", "thread_id", "citizen_id"),
         # Covering index for reports (bot/services/stats.py): one range scan per page and
         # period, never touching the table rows.
-        Index(
-            "ix_appeal_stats",
-            "page_id",
-            "received_at",
-            "excluded",
-            "answered_at",
-            "sla_deadline",
-            "first_response_at",
-            "frt_s",
-            "frt_work_s",
-            "quality_score",
-            "answer_templated",
-            "rating",
-            "rated_at",
-            "deleted_by_page",
-            "topic",
-            "settle_day",
-            "frt_bucket",
-            "frt_work_bucket",
-        ),
+        Index("ix_appeal_stats", *APPEAL_STATS_COLUMNS),
         # Report rollups (storage/rollup.py): the appeals of a page that can still change with
         # the report's `at`, and exact order statistics inside one FRT histogram bucket.
         Index("ix_appeal_settle", "page_id", "settle_day", "received_at"),

@@ -44,6 +44,7 @@ from sqlalchemy.sql.operators import eq
 
 from storage.buckets import day_number, day_start
 from storage.models import (
+    APPEAL_STATS_COLUMNS,
     Appeal,
     AppealFrtRollup,
     AppealRollup,
@@ -190,25 +191,7 @@ def _after(
 # key run one after the other, and the second finds the marks gone.
 
 # The appeal columns the rollups read; a write changing none of them leaves them alone.
-WATCHED = (
-    "page_id",
-    "received_at",
-    "excluded",
-    "answered_at",
-    "sla_deadline",
-    "first_response_at",
-    "frt_s",
-    "frt_work_s",
-    "quality_score",
-    "answer_templated",
-    "rating",
-    "rated_at",
-    "deleted_by_page",
-    "topic",
-    "settle_day",
-    "frt_bucket",
-    "frt_work_bucket",
-)
+WATCHED = APPEAL_STATS_COLUMNS
 
 # SQLite has one writer at a time, so a mark already there (committed or ours) is enough. On
 # PostgreSQL a visible mark may be consumed by a refresh that cannot see our uncommitted
