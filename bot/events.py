@@ -133,6 +133,9 @@ class ReactionEvent:
     added: tuple[str, ...] = field(default_factory=tuple)
     removed: tuple[str, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        _check_aware(self.reacted_at, "reacted_at")
+
 
 @dataclass(frozen=True, slots=True)
 class RatingEvent:
@@ -143,6 +146,9 @@ class RatingEvent:
     user_id: str | None
     positive: bool
     rated_at: datetime
+
+    def __post_init__(self) -> None:
+        _check_aware(self.rated_at, "rated_at")
 
 
 Event = MessageEvent | EditEvent | DeleteEvent | RestoreEvent | ReactionEvent | RatingEvent
