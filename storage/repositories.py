@@ -41,6 +41,10 @@ except ImportError:  # pragma: no cover
     _rollup = None  # type: ignore[assignment]
 
 
+# Staff roles whose messages on a page are official (a supervisor's comment is not a citizen's).
+OFFICIAL_ROLES = ("staff", "operator", "supervisor", "admin")
+
+
 async def get_page(session: AsyncSession, platform: str, external_id: str) -> Page | None:
     result = await session.exec(
         select(Page).where(Page.platform == platform, Page.external_id == external_id)
@@ -195,7 +199,7 @@ async def is_staff(session: AsyncSession, platform: str, user_id: str, page_id: 
             Staff.platform == platform,
             Staff.user_id == user_id,
             or_(col(Staff.page_id).is_(None), col(Staff.page_id) == page_id),
-            col(Staff.role).in_(("staff", "operator", "admin")),
+            col(Staff.role).in_(OFFICIAL_ROLES),
         )
     )
     return result.first() is not None
@@ -688,8 +692,8 @@ def writes_officially(db: Db, platform: str, user_id: str, page_id: int) -> bool
     """`is_staff` for the hot path."""
     row = db.row(
         "SELECT 1 FROM staff WHERE platform = :platform AND user_id = :user "
-        "AND (page_id IS NULL OR page_id = :page) AND role IN ('staff', 'operator', 'admin') "
-        "LIMIT 1",
+        "AND (page_id IS NULL OR page_id = :page) "
+        "AND role IN ('staff', 'operator', 'supervisor', 'admin') LIMIT 1",
         {"platform": platform, "user": user_id, "page": page_id},
     )
     return row is not None
