@@ -126,7 +126,7 @@ async def find_message(
 async def open_appeal_of(
     session: AsyncSession, thread_id: int, citizen_id: str, before: datetime
 ) -> Appeal | None:
-    """The citizen's latest appeal in the thread still unanswered at `before`."""
+    """The citizen's latest appeal in the thread still unanswered at `before` (offline too)."""
     result = await session.exec(
         select(Appeal)
         .where(
@@ -134,7 +134,8 @@ async def open_appeal_of(
             Appeal.citizen_id == citizen_id,
             col(Appeal.excluded).is_(False),
             Appeal.received_at <= before,
-            or_(col(Appeal.first_response_at).is_(None), col(Appeal.first_response_at) > before),
+            # Answered offline («Ответили вне соцсети») counts as answered from that moment.
+            or_(col(Appeal.answered_at).is_(None), col(Appeal.answered_at) > before),
         )
         .order_by(col(Appeal.received_at).desc())
         .limit(1)
@@ -145,13 +146,13 @@ async def open_appeal_of(
 async def last_answered_appeal_of(
     session: AsyncSession, thread_id: int, citizen_id: str, before: datetime
 ) -> Appeal | None:
-    """The citizen's latest appeal in the thread that had been answered by `before`."""
+    """The citizen's latest appeal in the thread answered (online or offline) by `before`."""
     result = await session.exec(
         select(Appeal)
         .where(
             Appeal.thread_id == thread_id,
             Appeal.citizen_id == citizen_id,
-            col(Appeal.first_response_at) <= before,
+            col(Appeal.answered_at) <= before,
         )
         .order_by(col(Appeal.received_at).desc())
         .limit(1)
@@ -709,7 +710,7 @@ def open_appeal_row(db: Db, thread_id: int, citizen_id: str, before: datetime) -
     row = db.row(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND citizen_id = :citizen "
         "AND excluded = :no AND received_at <= :before "
-        "AND (first_response_at IS NULL OR first_response_at > :before) "
+        "AND (answered_at IS NULL OR answered_at > :before) "
         "ORDER BY received_at DESC LIMIT 1",
         {"thread": thread_id, "citizen": citizen_id, "before": before, "no": False},
     )
@@ -722,7 +723,7 @@ def last_answered_row(
     """`last_answered_appeal_of` for the hot path."""
     row = db.row(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND citizen_id = :citizen "
-        "AND first_response_at <= :before ORDER BY received_at DESC LIMIT 1",
+        "AND answered_at <= :before ORDER BY received_at DESC LIMIT 1",
         {"thread": thread_id, "citizen": citizen_id, "before": before},
     )
     return None if row is None else _appeal_row(row)

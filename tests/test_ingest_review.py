@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from sqlmodel import select
 
@@ -66,3 +68,53 @@ def test_reaction_and_rating_reject_naive_times() -> None:
         RatingEvent(CHANNEL, "1", "501", True, naive)
     ReactionEvent(CHANNEL, "1", "501", MONDAY_10_MSK, ("👍",))
     RatingEvent(CHANNEL, "1", "501", True, MONDAY_10_MSK)
+
+
+async def _answer_offline(sessions: SessionFactory, at: datetime) -> None:
+    async with sessions() as session:
+        appeal = (await session.exec(select(Appeal))).one()
+        appeal.answered_offline_at = at
+        await session.commit()
+
+
+async def test_new_message_after_offline_answer_is_a_new_appeal(sessions: SessionFactory) -> None:
+    """Answered offline counts as answered then: a later question is not a follow-up."""
+    async with sessions() as session:
+        await IngestService(session, DEFAULTS).handle(citizen(MONDAY_10_MSK, message_id="a:1"))
+        await session.commit()
+    await _answer_offline(sessions, MONDAY_10_MSK + hours(1))
+    async with sessions() as session:
+        service = IngestService(session, DEFAULTS)
+        # Before the offline answer it is still a follow-up; after it, a new appeal.
+        early = await service.handle(citizen(MONDAY_10_MSK + hours(0.5), message_id="a:2"))
+        late = await service.handle(
+            citizen(MONDAY_10_MSK + hours(24), "Прошу отремонтировать яму у школы №3.")
+        )
+        first = (await session.exec(select(Appeal).order_by(Appeal.id))).first()
+        assert first is not None
+        thread_id, citizen_id = first.thread_id, first.citizen_id
+        assert citizen_id is not None
+        at = MONDAY_10_MSK + hours(2)
+        assert await repo.open_appeal_of(session, thread_id, citizen_id, at) is None
+        answered = await repo.last_answered_appeal_of(session, thread_id, citizen_id, at)
+        assert answered is not None and answered.id == first.id
+        await session.commit()
+    assert early.outcome is Outcome.FOLLOW_UP
+    assert late.outcome is Outcome.APPEAL
+    appeals = await _appeals(sessions)
+    assert [a.messages_count for a in appeals] == [2, 1]
+
+
+async def test_dissatisfied_return_after_offline_answer_reopens(sessions: SessionFactory) -> None:
+    async with sessions() as session:
+        await IngestService(session, DEFAULTS).handle(citizen(MONDAY_10_MSK, message_id="b:1"))
+        await session.commit()
+    await _answer_offline(sessions, MONDAY_10_MSK + hours(1))
+    async with sessions() as session:
+        back = await IngestService(session, DEFAULTS).handle(
+            citizen(MONDAY_10_MSK + hours(30), "Ничего не сделали, ямы как были, это отписка!")
+        )
+        await session.commit()
+    assert back.outcome is not Outcome.FOLLOW_UP
+    [appeal, *_] = await _appeals(sessions)
+    assert appeal.reopened_at == MONDAY_10_MSK + hours(30)
