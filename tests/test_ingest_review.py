@@ -12,14 +12,17 @@ from bot.events import (
     MessageEvent,
     RatingEvent,
     ReactionEvent,
+    ThreadKind,
+    ThreadRef,
 )
 from bot.services.ingest import IngestService, Outcome
 from bot.services.policy import PageDefaults
 from storage import repositories as repo
 from storage.engine import SessionFactory
-from storage.models import Appeal
+from storage.models import Appeal, OfficialReply
 from tests.conftest import MONDAY_10_MSK
 from tests.factories import (
+    BOT_PAGE,
     CHANNEL,
     FINAL_ANSWER,
     citizen,
@@ -118,3 +121,68 @@ async def test_dissatisfied_return_after_offline_answer_reopens(sessions: Sessio
     assert back.outcome is not Outcome.FOLLOW_UP
     [appeal, *_] = await _appeals(sessions)
     assert appeal.reopened_at == MONDAY_10_MSK + hours(30)
+
+
+async def test_conversation_reply_quoting_one_message_answers_all_unanswered(
+    sessions: SessionFactory,
+) -> None:
+    """The relay always quotes: the quoted appeal and every other unanswered one are answered."""
+    chat = ThreadRef("chat:77", ThreadKind.CONVERSATION)
+    first_at = MONDAY_10_MSK
+    async with sessions() as session:
+        service = IngestService(session, DEFAULTS)
+        await service.handle(citizen(first_at, page=BOT_PAGE, thread=chat, message_id="c:1"))
+        await service.handle(
+            official(
+                first_at + hours(1),
+                None,
+                page=BOT_PAGE,
+                thread=chat,
+                message_id="c:2",
+                conversation=True,
+            )
+        )
+        await service.handle(
+            citizen(
+                first_at + hours(2),
+                "Прошу вывезти мусор во дворе.",
+                page=BOT_PAGE,
+                thread=chat,
+                message_id="c:3",
+            )
+        )
+        await service.handle(
+            citizen(
+                first_at + hours(2),
+                "Во дворе не горят фонари.",
+                page=BOT_PAGE,
+                thread=chat,
+                author="502",
+                message_id="c:4",
+            )
+        )
+        # The operator quotes the old, answered message; both new appeals are answered too.
+        result = await service.handle(
+            official(
+                first_at + hours(3),
+                "c:1",
+                page=BOT_PAGE,
+                thread=chat,
+                role=AuthorRole.OPERATOR,
+                author="9",
+                message_id="c:5",
+                conversation=True,
+            )
+        )
+        await session.commit()
+    appeals = await _appeals(sessions)
+    assert len(appeals) == 3
+    assert result.outcome is Outcome.REPLY
+    assert result.appeal_ids == (appeals[0].id, appeals[1].id, appeals[2].id)
+    assert appeals[0].first_response_at == first_at + hours(1)
+    assert [a.first_response_at for a in appeals[1:]] == [first_at + hours(3)] * 2
+    async with sessions() as session:
+        reply = (
+            await session.exec(select(OfficialReply).where(OfficialReply.external_id == "c:5"))
+        ).one()
+    assert reply.appeal_id == appeals[0].id  # filed under the quoted appeal

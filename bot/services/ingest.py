@@ -263,8 +263,16 @@ class IngestService:
                     event.message_id,
                     event.reply_to_id,
                 )
-        if not appeals and event.answers_conversation:
-            appeals = repo.unfinished_rows(db, thread_id, event.sent_at)
+        if event.answers_conversation:
+            # DESIGN sec. 2: in a conversation the next outgoing message answers every unanswered
+            # appeal before it, also when it quotes one (the relay and VK replies always quote);
+            # the quoted one stays first, so the reply is filed under it.
+            known = {appeal.id for appeal in appeals}
+            appeals += [
+                appeal
+                for appeal in repo.unfinished_rows(db, thread_id, event.sent_at)
+                if appeal.id not in known
+            ]
         linked = [appeal for appeal in appeals if self._apply_reply(appeal, reply, page)]
         if not linked:
             return IngestResult(Outcome.OFFICIAL, page.id, (), reply_id)
