@@ -91,8 +91,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     try:
         settings = load_settings(args.env_file)
-    except (SettingsError, ValueError) as error:
-        print(f"otklik: bad settings: {error}", file=sys.stderr)
+    except SettingsError as error:
+        print(
+            f"otklik: bad settings in {args.env_file} or the environment: {error}", file=sys.stderr
+        )
         raise SystemExit(2) from None
     configure_logging(settings.LOG_LEVEL)
     from bot import commands
@@ -105,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.close()
         code = 0
     except commands.CommandError as error:
+        print(f"otklik: {error}", file=sys.stderr)
+        code = 2
+    except OSError as error:  # a file that cannot be written, a database that cannot be reached
         print(f"otklik: {error}", file=sys.stderr)
         code = 2
     raise SystemExit(code)

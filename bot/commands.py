@@ -9,11 +9,14 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlmodel import col, select
+
 from bot.app import AppContext
 from bot.clock import utc_now
 from bot.config import Settings
 from bot.timeparse import TimeFormatError, parse_time
 from storage.engine import open_database
+from storage.models import Page
 
 
 class CommandError(Exception):
@@ -66,9 +69,14 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
         async with app.sessions() as session:
+            if args.page is not None and await session.get(Page, args.page) is None:
+                pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
+                known = ", ".join(f"{p.id} ({p.title or p.external_id})" for p in pages)
+                raise CommandError(f"no page {args.page}; pages: {known or 'none yet'}")
             report = await build_report(
                 session, since=since, until=until, at=at, page_id=args.page, defaults=app.defaults
             )
+            await session.commit()  # the report may have refreshed stale pre-aggregated days
     if args.json:
         json.dump(report.to_json(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -98,7 +106,13 @@ async def _export(args: argparse.Namespace, settings: Settings) -> int:
 async def _import(args: argparse.Namespace, settings: Settings) -> int:
     from bot.importers.telegram_export import import_command
 
-    staff = [part.strip() for part in args.staff.split(",") if part.strip()]
+    staff = []
+    for part in filter(None, (p.strip() for p in args.staff.split(","))):
+        # Exports name accounts "user123"; a bare 123 is the same account.
+        number = part.removeprefix("user")
+        if not number.isdigit():
+            raise CommandError(f"--staff: {part!r} is not a Telegram user id (123 or user123)")
+        staff.append(number)
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
         return await import_command(app, args.file, staff)

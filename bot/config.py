@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TELEGRAM_DEFAULT_SERVER = "https://api.telegram.org"
@@ -14,6 +15,12 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///otklik.db"
 
 class SettingsError(ValueError):
     """A setting is present but malformed; the message names the setting, never its secret."""
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# A Bot API token is the bot's numeric id, a colon and a secret (what @BotFather gives).
+_TOKEN_RE = re.compile(r"^\d+:[\w-]+$")
 
 
 def _split_ids(raw: str, name: str) -> tuple[int, ...]:
@@ -81,6 +88,48 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @field_validator("LOG_LEVEL")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value.upper()
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(
+                "must start with sqlite+aiosqlite:/// (a file) or postgresql+asyncpg:// "
+                f"(a server), e.g. {DEFAULT_DATABASE_URL}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _parsed_values(self) -> Settings:
+        """Fail at start, naming the setting, rather than at the first reminder or command."""
+        from bot.services.worktime import WorkSchedule
+
+        token = self.TELEGRAM_BOT_TOKEN
+        if token is not None and not _TOKEN_RE.match(token.get_secret_value()):
+            raise SettingsError(
+                "TELEGRAM_BOT_TOKEN does not look like a token from @BotFather (123456:ABC…)"
+            )
+        try:
+            WorkSchedule.parse(self.TIMEZONE, self.WORK_HOURS, self.SHORTEN_PREHOLIDAY)
+        except ValueError as error:
+            raise SettingsError(f"WORK_HOURS: {error}") from None
+        _host, sep, port = self.WEBHOOK_LISTEN.rpartition(":")
+        if not sep or not port.isdigit():
+            raise SettingsError(
+                f"WEBHOOK_LISTEN must look like 127.0.0.1:8080, got {self.WEBHOOK_LISTEN!r}"
+            )
+        # Parse every list now: a bad id fails here with the setting's name.
+        _ = (self.admin_ids, self.supervisor_ids, self.digest_chat_ids, self.vk_wall_owner_ids)
+        _ = self.vk_group_tokens
+        return self
+
     @cached_property
     def admin_ids(self) -> tuple[int, ...]:
         return _split_ids(self.ADMIN_IDS, "ADMIN_IDS")
@@ -134,5 +183,18 @@ class Settings(BaseSettings):
 
 
 def load_settings(env_file: str | None = ".env") -> Settings:
-    """Read settings from the environment and, if present, `env_file`."""
-    return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    """Read settings from the environment and `env_file`; SettingsError names what is wrong."""
+    try:
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as error:
+        raise SettingsError(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """One line per bad setting, without the submitted value of a secret."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        name = ".".join(str(part) for part in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}: {message}" if name else message)
+    return "; ".join(lines)

@@ -10,12 +10,17 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 logger = logging.getLogger(__name__)
 
 SessionFactory = async_sessionmaker[AsyncSession]
+
+
+class DatabaseUnavailable(OSError):
+    """The database cannot be opened or migrated; the message hides the password."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -53,7 +58,11 @@ async def open_database(url: str, *, migrate: bool = True) -> AsyncIterator[Asyn
     engine = create_engine(url)
     try:
         if migrate:
-            await upgrade(engine)
+            try:
+                await upgrade(engine)
+            except (OSError, SQLAlchemyError) as error:
+                shown = make_url(url).render_as_string(hide_password=True)
+                raise DatabaseUnavailable(f"cannot open the database {shown}: {error}") from None
         yield engine
     finally:
         await engine.dispose()

@@ -118,3 +118,35 @@ def test_help_lists_every_design_command(tmp_path: Path) -> None:
     assert done.returncode == 0
     for command in ("run", "demo", "stats", "digest", "import", "backfill", "classify", "bench"):
         assert command in done.stdout
+
+
+def test_classify_skips_blank_lines_and_vk_voice_is_an_appeal(tmp_path: Path) -> None:
+    stdin = '{"text": "Спасибо!"}\n\n{"text": "", "kind": "audio_message"}\n\n'
+    done = otklik("classify", cwd=tmp_path, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(out) == 2
+    assert out[1]["is_appeal"] is True
+
+
+def test_stats_for_an_unknown_page_names_the_known_ones(tmp_path: Path) -> None:
+    done = otklik(
+        "stats", "--since", "2026-11-02", "--until", "2026-11-09", "--page", "99", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "no page 99" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    done = otklik(
+        "export",
+        "--since",
+        "2026-11-02",
+        "--until",
+        "2026-11-09",
+        "-o",
+        str(tmp_path / "missing" / "x.xlsx"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "No such file or directory" in done.stderr and "Traceback" not in done.stderr

@@ -43,7 +43,8 @@ TOPIC_TITLES_RU: dict[str, str] = {
 }
 
 # Media kinds that can carry an appeal even without text (we cannot transcribe them).
-_SPOKEN_KINDS = frozenset({"voice", "video_note"})
+# Telegram says voice/video_note; VK calls a voice message audio_message.
+_SPOKEN_KINDS = frozenset({"voice", "video_note", "audio_message"})
 _NOT_APPEAL = Classification(is_appeal=False, topic="other", urgent=False)
 
 _lock = threading.Lock()
@@ -100,9 +101,14 @@ def reply_content(text: str) -> ReplyContent:
 
 
 def classify_stream(infile: TextIO, outfile: TextIO) -> int:
-    """Classify JSON lines {"text": ...} into JSON lines, one output line per input line."""
+    """Classify JSON lines {"text": ...} into JSON lines, one output line per input line.
+
+    Blank lines (a trailing newline, an empty line between records) are not records: skipped.
+    """
     count = 0
     for number, line in enumerate(infile, start=1):
+        if not line.strip():
+            continue
         try:
             data = json.loads(line)
             if not isinstance(data, dict) or not isinstance(data.get("text"), str):
