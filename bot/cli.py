@@ -38,10 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument("--send", action="store_true", help="send it to DIGEST_CHAT_IDS")
 
     export = commands.add_parser("export", help="appeals and per-page figures as XLSX or CSV")
-    export.add_argument("--since", required=True)
-    export.add_argument("--until", required=True)
-    export.add_argument("--format", choices=("xlsx", "csv"), default="xlsx")
-    export.add_argument("--output", "-o", default=None, help="file to write")
+    export.add_argument("--since", required=True, help="ISO 8601; a bare date is local midnight")
+    export.add_argument("--until", required=True, help="ISO 8601, exclusive")
+    export.add_argument(
+        "--format", choices=("xlsx", "csv"), default="xlsx", help="xlsx (default) or csv"
+    )
+    export.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="file to write (default: otklik_SINCE_UNTIL.xlsx in the current folder)",
+    )
 
     imports = commands.add_parser("import", help="load history from an export file")
     import_kinds = imports.add_subparsers(dest="source", required=True, metavar="SOURCE")
