@@ -186,3 +186,42 @@ async def test_conversation_reply_quoting_one_message_answers_all_unanswered(
             await session.exec(select(OfficialReply).where(OfficialReply.external_id == "c:5"))
         ).one()
     assert reply.appeal_id == appeals[0].id  # filed under the quoted appeal
+
+
+async def test_reply_before_the_follow_up_it_answers_is_linked(sessions: SessionFactory) -> None:
+    async with sessions() as session:
+        service = IngestService(session, DEFAULTS)
+        await service.handle(citizen(MONDAY_10_MSK, message_id="f:1"))
+        early = await service.handle(official(MONDAY_10_MSK + hours(2), "f:2"))
+        follow = await service.handle(
+            citizen(MONDAY_10_MSK + hours(1), "Ну что там?", message_id="f:2")
+        )
+        await session.commit()
+    assert early.outcome is Outcome.OFFICIAL
+    assert follow.outcome is Outcome.FOLLOW_UP
+    [appeal] = await _appeals(sessions)
+    assert appeal.first_response_at == MONDAY_10_MSK + hours(2)
+    assert appeal.final_response_at == MONDAY_10_MSK + hours(2)
+    assert appeal.quality_score is not None
+    async with sessions() as session:
+        reply = (await session.exec(select(OfficialReply))).one()
+    assert reply.appeal_id == appeal.id
+    assert reply.quality_score is not None
+
+
+async def test_reply_before_a_comment_below_the_appeal_is_linked(sessions: SessionFactory) -> None:
+    """A reply to another citizen's comment under an appeal answers that appeal up the chain."""
+    async with sessions() as session:
+        service = IngestService(session, DEFAULTS)
+        await service.handle(citizen(MONDAY_10_MSK, message_id="g:1"))
+        await service.handle(official(MONDAY_10_MSK + hours(3), "g:2"))
+        comment = await service.handle(
+            citizen(
+                MONDAY_10_MSK + hours(1), "Спасибо!", author="777", message_id="g:2", reply_to="g:1"
+            )
+        )
+        await session.commit()
+    assert comment.outcome is Outcome.COMMENT
+    [appeal] = await _appeals(sessions)
+    assert appeal.first_response_at == MONDAY_10_MSK + hours(3)
+    assert appeal.quality_score is not None

@@ -163,9 +163,11 @@ class IngestService:
             message["appeal_id"] = open_appeal.id
             message_row_id = repo.insert_row(db, CitizenMessage, message)
             self._join(open_appeal, verdict, page)
+            linked = self._link_waiting(db, page, open_appeal, event.message_id)
             repo.save_appeal(db, open_appeal)
             return _Decided(
-                IngestResult(Outcome.FOLLOW_UP, page.id, (open_appeal.id,), message_row_id)
+                IngestResult(Outcome.FOLLOW_UP, page.id, (open_appeal.id,), message_row_id),
+                (open_appeal.id,) if linked else (),
             )
 
         rescore: tuple[int, ...] = ()
@@ -181,6 +183,14 @@ class IngestService:
 
         if not verdict.is_appeal:
             message_row_id = repo.insert_row(db, CitizenMessage, message)
+            if event.reply_to_id is not None and repo.waiting_reply_rows(
+                db, page.id, event.message_id
+            ):
+                # Replies to this comment came first: they answer the appeal up its chain.
+                target, _ = self._appeal_up_the_chain(db, page.id, event.reply_to_id)
+                if target is not None and self._link_waiting(db, page, target, event.message_id):
+                    repo.save_appeal(db, target)
+                    rescore = tuple(dict.fromkeys((*rescore, target.id)))
             return _Decided(IngestResult(Outcome.COMMENT, page.id, (), message_row_id), rescore)
 
         hours, deadline = sla_deadline(page, event.sent_at, verdict.urgent, self.defaults)
@@ -206,14 +216,26 @@ class IngestService:
         appeal = repo.appeal_row(db, appeal_id)
         assert appeal is not None
         appeal.set("first_message_id", message_row_id)
-        # Replies can arrive before the message they answer (backfill, imports): link them now.
-        for reply_id, sent_at, is_interim in repo.waiting_reply_rows(db, page.id, event.message_id):
-            self._apply_reply(appeal, _Reply(reply_id, sent_at, is_interim), page)
-            db.update(OfficialReply, reply_id, {"appeal_id": appeal_id})
+        if self._link_waiting(db, page, appeal, event.message_id):
+            rescore = (*rescore, appeal_id)
         repo.save_appeal(db, appeal)
         return _Decided(
             IngestResult(Outcome.APPEAL, page.id, (appeal_id,), message_row_id), rescore
         )
+
+    def _link_waiting(self, db: Db, page: Page, appeal: AppealRow, external_id: str) -> bool:
+        """Link replies stored before the message `external_id` they reply to; any linked?
+
+        Replies can arrive before the message they answer (backfill, imports, out-of-order
+        delivery); they are scored once linked (the caller rescores the appeal).
+        """
+        assert page.id is not None
+        linked = False
+        for reply_id, sent_at, is_interim in repo.waiting_reply_rows(db, page.id, external_id):
+            if self._apply_reply(appeal, _Reply(reply_id, sent_at, is_interim), page):
+                db.update(OfficialReply, reply_id, {"appeal_id": appeal.id})
+                linked = True
+        return linked
 
     def _join(self, appeal: AppealRow, verdict: text_analysis.Classification, page: Page) -> None:
         appeal.set("messages_count", appeal["messages_count"] + 1)
