@@ -740,6 +740,38 @@ def unfinished_rows(db: Db, thread_id: int, until: datetime) -> list[AppealRow]:
     return [_appeal_row(row) for row in rows]
 
 
+def reply_state(db: Db, reply_id: int) -> tuple[int, datetime, bool] | None:
+    """(thread_id, sent_at, is_interim) of a stored official reply."""
+    row = db.row(
+        "SELECT thread_id, sent_at, is_interim FROM official_reply WHERE id = :id", {"id": reply_id}
+    )
+    if row is None:
+        return None
+    return int(row[0]), as_utc(row[1]) or utc_now(), bool(row[2])
+
+
+def answered_by_rows(
+    db: Db, thread_id: int, reply_id: int, appeal_id: int | None
+) -> list[AppealRow]:
+    """Appeals of the thread the reply is filed under or sets the first or final answer of."""
+    rows = db.rows(
+        f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread "
+        "AND (id = :appeal OR first_reply_id = :reply OR final_reply_id = :reply) ORDER BY id",
+        {"thread": thread_id, "reply": reply_id, "appeal": appeal_id if appeal_id else -1},
+    )
+    return [_appeal_row(row) for row in rows]
+
+
+def first_final_reply_row(db: Db, appeal_id: int, since: datetime) -> tuple[int, datetime] | None:
+    """(id, sent_at) of the earliest final (not interim) reply filed under the appeal."""
+    row = db.row(
+        "SELECT id, sent_at FROM official_reply WHERE appeal_id = :appeal AND is_interim = :no "
+        "AND sent_at >= :since ORDER BY sent_at, id LIMIT 1",
+        {"appeal": appeal_id, "no": False, "since": since},
+    )
+    return None if row is None else (int(row[0]), as_utc(row[1]) or utc_now())
+
+
 def waiting_reply_rows(db: Db, page_id: int, external_id: str) -> list[tuple[int, datetime, bool]]:
     """(id, sent_at, is_interim) of replies stored before the message they reply to."""
     rows = db.rows(

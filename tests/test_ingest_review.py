@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from bot.events import (
     AuthorRole,
+    EditEvent,
     MessageEvent,
     RatingEvent,
     ReactionEvent,
@@ -25,6 +26,7 @@ from tests.factories import (
     BOT_PAGE,
     CHANNEL,
     FINAL_ANSWER,
+    INTERIM_ANSWER,
     citizen,
     hours,
     official,
@@ -225,3 +227,49 @@ async def test_reply_before_a_comment_below_the_appeal_is_linked(sessions: Sessi
     [appeal] = await _appeals(sessions)
     assert appeal.first_response_at == MONDAY_10_MSK + hours(3)
     assert appeal.quality_score is not None
+
+
+async def test_editing_interim_into_final_and_back_updates_the_final_answer(
+    sessions: SessionFactory,
+) -> None:
+    async with sessions() as session:
+        service = IngestService(session, DEFAULTS)
+        await service.handle(citizen(MONDAY_10_MSK, message_id="e:1"))
+        await service.handle(
+            official(MONDAY_10_MSK + hours(1), "e:1", INTERIM_ANSWER, message_id="e:2")
+        )
+        await session.commit()
+    [appeal] = await _appeals(sessions)
+    assert appeal.final_response_at is None
+    interim_score = appeal.quality_score
+
+    async def edit(text: str, after: float) -> None:
+        async with sessions() as session:
+            result = await IngestService(session, DEFAULTS).handle(
+                EditEvent(CHANNEL, "e:2", text, MONDAY_10_MSK + hours(after))
+            )
+            await session.commit()
+        assert result.outcome is Outcome.EDIT
+
+    await edit(FINAL_ANSWER, 2)
+    [appeal] = await _appeals(sessions)
+    assert appeal.final_response_at == MONDAY_10_MSK + hours(1)
+    assert appeal.quality_score is not None and appeal.quality_score > (interim_score or 0)
+    await edit(INTERIM_ANSWER, 3)
+    [appeal] = await _appeals(sessions)
+    assert appeal.final_response_at is None and appeal.final_reply_id is None
+    assert appeal.quality_score == interim_score
+    # A later final answer takes over; editing the early one into a final one wins back.
+    async with sessions() as session:
+        await IngestService(session, DEFAULTS).handle(
+            official(MONDAY_10_MSK + hours(5), "e:1", message_id="e:3")
+        )
+        await session.commit()
+    [appeal] = await _appeals(sessions)
+    assert appeal.final_response_at == MONDAY_10_MSK + hours(5)
+    await edit(FINAL_ANSWER, 6)
+    [appeal] = await _appeals(sessions)
+    assert appeal.final_response_at == MONDAY_10_MSK + hours(1)
+    await edit(INTERIM_ANSWER, 7)
+    [appeal] = await _appeals(sessions)
+    assert appeal.final_response_at == MONDAY_10_MSK + hours(5)

@@ -106,7 +106,7 @@ class IngestService:
             case MessageEvent():
                 return self._message(db, event)
             case EditEvent():
-                return _Decided(self._edit(db, event))
+                return self._edit(db, event)
             case DeleteEvent():
                 return _Decided(self._delete(db, event))
             case RestoreEvent():
@@ -372,18 +372,60 @@ class IngestService:
             return None, None
         return page, repo.message_by_key(db, page.id, event.message_id)
 
-    def _edit(self, db: Db, event: EditEvent) -> IngestResult:
+    def _edit(self, db: Db, event: EditEvent) -> _Decided:
         page, message = self._known(db, event)
         if message is None:
             logger.info("edit of unknown message %r skipped", event.message_id)
-            return IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
+            return _Decided(
+                IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
+            )
         if message.edited_at is not None and message.edited_at >= event.edited_at:
-            return IngestResult(Outcome.DUPLICATE, message.page_id)
+            return _Decided(IngestResult(Outcome.DUPLICATE, message.page_id))
         changes: dict[str, object] = {"text": event.text, "edited_at": event.edited_at}
+        rescore: tuple[int, ...] = ()
         if message.side == "official":
-            changes["is_interim"] = text_analysis.is_interim(event.text)
-        db.update(_MODELS[message.side], message.id, changes)
-        return IngestResult(Outcome.EDIT, message.page_id, (), message.id)
+            is_interim = text_analysis.is_interim(event.text)
+            changes["is_interim"] = is_interim
+            state = repo.reply_state(db, message.id)
+            db.update(OfficialReply, message.id, changes)
+            if state is not None and state[2] != is_interim:
+                # An interim reply edited into a final one closes its appeals (and the reverse
+                # reopens the final clock): the first final answer is found again.
+                rescore = self._refinalise(db, message, state[0], state[1], is_interim)
+            if message.appeal_id is not None:
+                rescore = tuple(dict.fromkeys((message.appeal_id, *rescore)))
+        else:
+            db.update(CitizenMessage, message.id, changes)
+        return _Decided(IngestResult(Outcome.EDIT, message.page_id, (), message.id), rescore)
+
+    def _refinalise(
+        self,
+        db: Db,
+        reply: repo.StoredMessage,
+        thread_id: int,
+        sent_at: datetime,
+        is_interim: bool,
+    ) -> tuple[int, ...]:
+        """Recompute the final answer of the appeals an edited reply answers; their ids."""
+        changed: list[int] = []
+        for appeal in repo.answered_by_rows(db, thread_id, reply.id, reply.appeal_id):
+            received = appeal["received_at"]
+            candidates = []
+            found = repo.first_final_reply_row(db, appeal.id, received)
+            if found is not None:
+                candidates.append(found)
+            current = appeal["final_reply_id"]
+            if current is not None and current != reply.id:
+                candidates.append((current, appeal["final_response_at"]))
+            if not is_interim and sent_at >= received:
+                candidates.append((reply.id, sent_at))
+            final_id, final_at = min(candidates, key=lambda c: (c[1], c[0]), default=(None, None))
+            appeal.set("final_reply_id", final_id)
+            appeal.set("final_response_at", final_at)
+            if appeal.changes:
+                repo.save_appeal(db, appeal)
+                changed.append(appeal.id)
+        return tuple(changed)
 
     def _delete(self, db: Db, event: DeleteEvent) -> IngestResult:
         page, message = self._known(db, event)
