@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 NBSP = "\u00a0"  # between a number and its unit, and as the thousands separator
 NNBSP = "\u202f"  # narrow no-break space: thousands separator in long numbers (ГОСТ 8.417 style)
+MINUS = "\u2212"  # the typographic minus, not the hyphen
 
 MONTHS_GENITIVE = (
     "января",
@@ -40,15 +41,18 @@ def quantity(n: int, one: str, few: str, many: str) -> str:
 
 
 def number(value: float, digits: int = 0) -> str:
-    """12345.6 → «12 345,6»: narrow no-break thousands separator, decimal comma."""
+    """12345.6 → «12 345,6», −3 → «−3»: narrow no-break thousands, decimal comma, true minus."""
     if not math.isfinite(value):
         return "—"
-    text = f"{value:,.{digits}f}"
+    text = f"{abs(value):,.{digits}f}"
     integer, _, fraction = text.partition(".")
     integer = integer.replace(",", NNBSP)
-    if fraction and set(fraction) != {"0"}:
-        return f"{integer},{fraction.rstrip('0')}"
-    return integer
+    fraction = fraction.rstrip("0")
+    shown = f"{integer},{fraction}" if fraction else integer
+    # A value that rounds to zero has no sign: «0», never «−0».
+    if value < 0 and (fraction or integer.strip("0" + NNBSP)):
+        return MINUS + shown
+    return shown
 
 
 def percent(share: float | None, digits: int = 1) -> str:
@@ -59,9 +63,11 @@ def percent(share: float | None, digits: int = 1) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """11820 → «3 ч 17 мин»; days for long waits: «2 дн 4 ч»; None → «—»."""
+    """11820 → «3 ч 17 мин»; days for long waits: «2 дн 4 ч»; None → «—»; negative → «0 мин»."""
     if seconds is None:
         return "—"
+    # A wait cannot be negative: clock skew between platforms must not show «−1 дн 23 ч».
+    seconds = max(seconds, 0.0)
     total_minutes = round(seconds / 60)
     if seconds > 0 and total_minutes == 0:
         return f"меньше{NBSP}минуты"

@@ -45,6 +45,15 @@ def test_quantity_and_numbers() -> None:
     assert ru.percent(None) == "—"
 
 
+def test_negative_numbers_use_the_minus_sign_and_never_minus_zero() -> None:
+    assert ru.number(-3) == "\u22123"
+    assert ru.number(-1234.5, 1) == "\u22121\u202f234,5"
+    assert ru.number(-0.04, 1) == "0"
+    assert ru.number(-0.4) == "0"
+    assert ru.percent(-0.0004) == "0\u00a0%"
+    assert "-" not in ru.number(-7.25, 2)
+
+
 @pytest.mark.parametrize(
     ("seconds", "expected"),
     [
@@ -56,6 +65,8 @@ def test_quantity_and_numbers() -> None:
         (2 * 3600, "2\u00a0ч"),
         (49 * 3600, "2\u00a0дн\u00a01\u00a0ч"),
         (3 * 86400, "3\u00a0дн"),
+        (-60, "0\u00a0мин"),
+        (-2 * 86400, "0\u00a0мин"),
     ],
 )
 def test_duration(seconds: float | None, expected: str) -> None:
