@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
-from bot.services.digest import Week, build_digest, digest_command, parse_week, plain_text
+from bot.services.digest import (
+    Week,
+    _summary_line,
+    build_digest,
+    digest_command,
+    parse_week,
+    plain_text,
+)
 from bot.services.reminders import ANSWERED_OFFLINE, NOT_APPEAL, apply_decision
 from bot.services.scheduler import Scheduler
 from storage.models import Appeal
@@ -148,7 +155,13 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     assert "• Правительство области: 3 обращения" in text
     assert "• Минздрав края: 2 обращения" in text
     assert "Дольше всего ждали ответа" in text
-    assert "До сих пор без ответа (1 обращение)" in text
+    assert (
+        "Просрочены и всё ещё без ответа на 9 ноября 09:00: 1 обращение"
+        " (за все недели; из них поступили на этой неделе — 1)\n1. " in text
+    )
+    assert "Показаны" not in text  # the one overdue appeal is the whole list
+    assert "; 90 % ответов — не дольше " in text and "быстрее" not in text
+    assert " %" not in digest.text  # the percent sign never wraps away from its number
     assert "просрочено на 3 дн 22 ч · открыть [https://t.me/c/1000000002/105?thread=10]" in text
     assert "Минздрав края · Дороги — 1 ч 30 мин (ответ вне соцсети)" in text
     assert "Темы обращений" in text and "Дороги — 3" in text
@@ -157,6 +170,38 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     chart.write_bytes(digest.chart_png)
     assert digest.chart_png.startswith(b"\x89PNG") and len(digest.chart_png) > 10_000
     assert data.ids["a3"] > 0
+
+
+async def test_overdue_heading_counts_what_it_lists_in_an_empty_week(world: World) -> None:
+    """W47 has no appeals; twelve of W45 are still overdue: the heading says so, exactly."""
+    for number in range(12):
+        world.clock.set(msk(11, 2, 10, number))
+        text = ROADS.replace("Ленина", f"Ленина, {number + 1}")
+        event = citizen_event(world.clock(), text, f"70{number}", 300 + number, post=30 + number)
+        assert await world.ingest(event) is not None
+    world.clock.set(msk(11, 30, 12))
+    async with world.app.sessions() as session:
+        digest = await build_digest(session, world.app, Week(2026, 47))
+    text = plain_text(digest.text).replace("\u00a0", " ")
+    assert "Поступило 0 обращений (неделей раньше — 0)." in text
+    assert (
+        "Просрочены и всё ещё без ответа на 23 ноября 09:00: 12 обращений"
+        " (за все недели; из них поступили на этой неделе — 0).\n"
+        "Показаны 10 самых давних:" in text
+    )
+    listed = [line for line in text.splitlines() if "просрочено на" in line]
+    assert len(listed) == 10 and listed[0].startswith("1. ") and listed[-1].startswith("10. ")
+    assert "больше" not in text
+
+
+def test_summary_numbers_are_russian() -> None:
+    total = {"appeals": 1234, "answered": 1200, "answered_offline": 1010, "overdue": 20}
+    total["pending"] = 14
+    line = _summary_line(total, {"appeals": 2345}).replace("\u00a0", " ")
+    assert line == (
+        "Поступило 1\u202f234 обращения (неделей раньше — 2\u202f345), ответили на 1\u202f200"
+        " (из них 1\u202f010 вне соцсети), просрочено 20, ждут ответа 14."
+    )
 
 
 async def test_digest_goes_out_monday_0900_once(world: World) -> None:
@@ -207,4 +252,5 @@ async def test_digest_command_prints_and_writes_chart(
     out = capsys.readouterr().out
     assert "итоги недели 2–8 ноября 2026" in out and "<b>" not in out
     assert (tmp_path / "otklik-digest-2026-W45.png").stat().st_size > 10_000
-    assert str(tmp_path / "otklik-digest-2026-W45.png") in out
+    assert f"График: {tmp_path / 'otklik-digest-2026-W45.png'}" in out
+    assert "Chart" not in out

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import false, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import ru
 from bot.app import AppContext
 from bot.config import Settings
-from bot.ru import MONTHS_GENITIVE, plural
+from bot.ru import MONTHS_GENITIVE, NBSP
 from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
 from bot.services.reminders import (
     RETRY_BASE,
@@ -132,7 +134,8 @@ class Digest:
 
 
 def _percent(share: float | None) -> str:
-    return "—" if share is None else f"{round(share * 100)} %"
+    """«80 %» with a no-break space, as in /stats."""
+    return ru.percent(share, 0)
 
 
 def _change(current: float | None, previous: float | None, *, share: bool) -> str:
@@ -141,16 +144,16 @@ def _change(current: float | None, previous: float | None, *, share: bool) -> st
         return "(на прошлой неделе не было данных)" if current is not None else ""
     delta = (current - previous) * (100 if share else 1)
     delta = round(delta)
-    unit = " п. п." if share else ""
+    unit = f"{NBSP}п.{NBSP}п." if share else ""
     if delta == 0:
         return "— без изменений"
     arrow = "▲" if delta > 0 else "▼"
     sign = "+" if delta > 0 else "−"
-    return f"{arrow} {sign}{abs(delta)}{unit}"
+    return f"{arrow} {sign}{ru.number(abs(delta))}{unit}"
 
 
 def _score(value: float | None) -> str:
-    return "—" if value is None else f"{round(value)} из 100"
+    return "—" if value is None else f"{ru.number(value)} из 100"
 
 
 def _index_lines(total: dict[str, Any], before: dict[str, Any]) -> list[str]:
@@ -175,14 +178,20 @@ def _index_lines(total: dict[str, Any], before: dict[str, Any]) -> list[str]:
 
 def _summary_line(total: dict[str, Any], before: dict[str, Any]) -> str:
     appeals = total.get("appeals", 0)
-    text = f"Поступило {appeals_count(appeals)} (неделей раньше — {before.get('appeals', 0)})"
+    text = (
+        f"Поступило {appeals_count(appeals)}"
+        f" (неделей раньше — {ru.number(before.get('appeals') or 0)})"
+    )
     if not appeals:
         return text + "."
-    text += f", ответили на {total.get('answered', 0)}"
+    text += f", ответили на {ru.number(total.get('answered') or 0)}"
     offline = total.get("answered_offline") or 0
     if offline:
-        text += f" (из них {offline} вне соцсети)"
-    text += f", просрочено {total.get('overdue', 0)}, ждут ответа {total.get('pending', 0)}."
+        text += f" (из них {ru.number(offline)} вне соцсети)"
+    text += (
+        f", просрочено {ru.number(total.get('overdue') or 0)},"
+        f" ждут ответа {ru.number(total.get('pending') or 0)}."
+    )
     if total.get("frt_median_s") is not None:
         text += (
             f"\nПервый ответ: в среднем (медиана) через {format_duration(total['frt_median_s'])}"
@@ -190,7 +199,7 @@ def _summary_line(total: dict[str, Any], before: dict[str, Any]) -> str:
         if total.get("frt_median_work_s") is not None:
             text += f", рабочего времени — {format_duration(total['frt_median_work_s'])}"
         if total.get("frt_p90_s") is not None:
-            text += f"; 90 % ответов — быстрее {format_duration(total['frt_p90_s'])}"
+            text += f"; 90{NBSP}% ответов — не дольше {format_duration(total['frt_p90_s'])}"
         text += "."
     return text
 
@@ -213,8 +222,8 @@ def _page_lines(pages: list[dict[str, Any]], before: dict[int, dict[str, Any]]) 
         lines.append(line.rstrip())
     rest = len(ordered) - PAGES_LISTED
     if rest > 0:
-        pages_word = plural(rest, "страница", "страницы", "страниц")
-        lines.append(f"…и ещё {rest} {pages_word} — в выгрузке /export.")
+        pages_word = ru.quantity(rest, "страница", "страницы", "страниц")
+        lines.append(f"…и ещё {pages_word} — в выгрузке /export.")
     return lines
 
 
@@ -263,14 +272,41 @@ async def _slowest_lines(
     return lines
 
 
-async def _overdue_lines(session: AsyncSession, at: datetime) -> list[str]:
-    overdue = await overdue_appeals(session, at=at, limit=OVERDUE_LISTED + 1)
+async def _count_overdue(
+    session: AsyncSession, at: datetime, received: tuple[datetime, datetime] | None = None
+) -> int:
+    """How many appeals are overdue at `at` (the condition of stats.overdue_appeals)."""
+    query = select(func.count()).where(
+        col(Appeal.excluded) == false(),
+        Appeal.received_at <= at,
+        Appeal.sla_deadline < at,
+        or_(col(Appeal.answered_at).is_(None), col(Appeal.answered_at) > at),
+    )
+    if received is not None:
+        query = query.where(Appeal.received_at >= received[0], Appeal.received_at < received[1])
+    return (await session.exec(query)).one()
+
+
+async def _overdue_lines(
+    session: AsyncSession, at: datetime, week: tuple[datetime, datetime], timezone: str
+) -> list[str]:
+    """Every appeal still unanswered past its deadline at `at`, of any week, oldest first."""
+    moment = at.astimezone(ZoneInfo(timezone))
+    when = f"{ru.date_long(moment)} {ru.time_short(moment)}"
+    overdue = await overdue_appeals(session, at=at, limit=OVERDUE_LISTED)
     if not overdue:
-        return ["✅ Просроченных обращений нет."]
-    word = plural(len(overdue), "обращение", "обращения", "обращений")
-    more = "больше " if len(overdue) > OVERDUE_LISTED else ""
-    lines = [f"<b>До сих пор без ответа</b> ({more}{min(len(overdue), OVERDUE_LISTED)} {word})"]
-    for number, item in enumerate(overdue[:OVERDUE_LISTED], 1):
+        return [f"✅ На {when} просроченных обращений без ответа нет."]
+    total = await _count_overdue(session, at)
+    this_week = await _count_overdue(session, at, week)
+    # The summary above counts this week's appeals only; this list is of every week.
+    heading = (
+        f"<b>Просрочены и всё ещё без ответа на {when}: {appeals_count(total)}</b>"
+        f" (за все недели; из них поступили на этой неделе — {ru.number(this_week)})"
+    )
+    if total > len(overdue):
+        heading += f".\nПоказаны {ru.number(len(overdue))} самых давних:"
+    lines = [heading]
+    for number, item in enumerate(overdue, 1):
         topic = TOPIC_TITLES_RU.get(item.topic, item.topic)
         excerpt = " ".join(item.text.split())
         excerpt = excerpt if len(excerpt) <= 80 else excerpt[:79].rstrip() + "…"
@@ -287,7 +323,7 @@ def _topic_lines(topics: dict[str, int]) -> list[str]:
     if not topics:
         return []
     ordered = sorted(topics.items(), key=lambda item: (-item[1], item[0]))
-    parts = [f"{TOPIC_TITLES_RU.get(topic, topic)} — {count}" for topic, count in ordered]
+    parts = [f"{TOPIC_TITLES_RU.get(topic, topic)} — {ru.number(n)}" for topic, n in ordered]
     return ["<b>Темы обращений</b>", html.escape(" · ".join(parts))]
 
 
@@ -318,7 +354,7 @@ async def build_digest(session: AsyncSession, app: AppContext, week: Week) -> Di
     if report["pages"]:
         blocks.append(_page_lines(report["pages"], before_pages))
     blocks.append(await _slowest_lines(session, since, until, at))
-    blocks.append(await _overdue_lines(session, at))
+    blocks.append(await _overdue_lines(session, at, (since, until), timezone))
     blocks.append(_topic_lines(total.get("topics") or {}))
     text = "\n\n".join("\n".join(block) for block in blocks if block)
     # Imported here: matplotlib takes a while to load and the chart is needed once a week.
@@ -445,7 +481,7 @@ async def digest_command(app: AppContext, week: str | None = None, send: bool = 
     print(plain_text(digest.text))
     chart_path = Path.cwd() / f"otklik-digest-{chosen.key}.png"
     await asyncio.to_thread(chart_path.write_bytes, digest.chart_png)
-    print(f"\nChart: {chart_path}")
+    print(f"\nГрафик: {chart_path}")
     if not send:
         return 0
     token = app.settings.TELEGRAM_BOT_TOKEN
@@ -464,7 +500,7 @@ async def digest_command(app: AppContext, week: str | None = None, send: bool = 
                 await send_digest(notifier, chat_id, digest)
             except DeliveryError as error:
                 raise CommandError(f"digest not delivered to {chat_id}: {error}") from None
-            print(f"Sent to {chat_id}")
+            print(f"Отправлено в чат {chat_id}")
     finally:
         await bot.session.close()
     return 0
