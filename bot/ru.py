@@ -24,6 +24,13 @@ MONTHS_GENITIVE = (
     "декабря",
 )
 
+PLATFORMS = {"telegram": "Telegram", "vk": "ВКонтакте"}
+
+
+def platform(name: str) -> str:
+    """«Telegram», «ВКонтакте»: the platform as a press officer calls it."""
+    return PLATFORMS.get(name, name)
+
 
 def plural(n: int, one: str, few: str, many: str) -> str:
     """The form of a noun for `n`: plural(1, "обращение", "обращения", "обращений")."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,13 +20,19 @@ from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, Th
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import SentMessage
 from bot.services.ingest import IngestService
-from bot.services.reminders import ReminderService, TickReport, format_duration
+from bot.services.reminders import (
+    ReminderService,
+    TickReport,
+    content_kind_ru,
+    format_duration,
+    page_title,
+)
 from bot.services.scheduler import Scheduler
 from handlers.telegram.notifier import RateLimiter, TelegramNotifier
 from handlers.telegram.setup import make_bot
 from storage.engine import create_engine
 from storage.migrate import upgrade
-from storage.models import Appeal, ReminderLog
+from storage.models import Appeal, Page, ReminderLog
 from tests.conftest import make_settings
 
 MSK = ZoneInfo("Europe/Moscow")
@@ -225,9 +232,20 @@ async def test_ladder_across_weekend_and_holiday_with_restart(world: World) -> N
         ("Fri 06.11 09:00", sorted([a, b, u])),
     ]
     assert ids["C"] not in {i for _, group in timeline for i in group}
-    texts = [(m.text or "").replace("\u00a0", " ") for m in sent]
+    texts = [re.sub(r"<[^>]+>", "", m.text or "").replace("\u00a0", " ") for m in sent]
     assert "Срочное обращение" in texts[0]
     assert "Напоминание: 2 обращения ждут ответа" in texts[1]
+    # Each card and its buttons carry the appeal id (as the confirmation and /topic do), never
+    # a position in the list.
+    assert f"№{a} · Правительство области" in texts[1] and f"№{u} · Правительство" in texts[1]
+    assert "\n1. " not in texts[1] and "\n2. " not in texts[1]
+    labels = [b["text"] for row in sent[1].reply_markup["inline_keyboard"] for b in row]  # type: ignore[index]
+    assert labels == [
+        f"№{i} · {action}"
+        for i in sorted([a, u])
+        for action in ("Взять в работу", "Не обращение", "Ответили вне соцсети")
+    ]
+    assert f"№{a} · Правительство области" in texts[4] and "\n1. " not in texts[4]
     assert "Прошла половина срока ответа" in texts[1]
     assert "Срок ответа истёк" in texts[3]
     assert "просрочены 2 обращения" in texts[4]
@@ -321,6 +339,54 @@ async def test_deadline_at_end_of_day_is_sent_on_time(world: World) -> None:
         await service.deliver(world.notifier, world.clock(), report)
     assert report.sent == 1
     assert "Срок ответа истёк" in (world.sandbox.sent_messages(PRESS_CHAT)[0].text or "")
+
+
+async def test_summary_of_many_overdue_says_what_an_operator_can_do(world: World) -> None:
+    """17 overdue appeals: 15 listed oldest first, the rest counted, no command operators lack."""
+    ids = []
+    for number in range(17):
+        sent_at = msk(11, 2, 9, number)
+        text = ROADS.replace("Ленина", f"Ленина, {number + 1}")
+        event = citizen_event(sent_at, text, f"90{number}", 700 + number, post=40 + number)
+        world.clock.set(sent_at)
+        appeal_id = await world.ingest(event)
+        assert appeal_id is not None
+        ids.append(appeal_id)
+    world.clock.set(msk(11, 2, 17, 30))
+    await Scheduler(world.app).tick()  # the deadline reminders
+    before = len(world.sandbox.sent_messages(PRESS_CHAT))
+    world.clock.set(msk(11, 3, 9))
+    await Scheduler(world.app).tick()
+    # A long summary is split into several messages; the buttons come with the last one.
+    parts = world.sandbox.sent_messages(PRESS_CHAT)[before:]
+    summary = parts[-1]
+    text = re.sub(r"<[^>]+>", "", "\n".join(m.text or "" for m in parts)).replace("\u00a0", " ")
+    assert "просрочено 17 обращений" in text
+    assert all(f"№{i} ·" in text for i in ids[:15])
+    assert all(f"№{i} ·" not in text for i in ids[15:])
+    assert text.endswith(
+        "…и ещё 2 обращения, просроченных позже. Здесь — 15 самых давних; остальные появятся"
+        " в сводке, когда с этими разберутся. Полный список — в выгрузке /export"
+        " (статус «просрочено»), её получают руководители пресс-службы."
+    )
+    assert "/overdue" not in text
+    assert appeal_ids(summary) == ids[:8]
+    labels = [b["text"] for row in summary.reply_markup["inline_keyboard"] for b in row]  # type: ignore[index]
+    assert labels[0] == f"№{ids[0]} · Взять в работу"
+
+
+def test_content_kinds_and_page_titles_are_russian() -> None:
+    assert content_kind_ru("audio_message") == "голосовое сообщение"
+    assert content_kind_ru("doc") == "документ"
+    assert content_kind_ru("voice") == "голосовое сообщение"
+    assert content_kind_ru("something_new") == "вложение"
+    channel = Page(platform="telegram", external_id="-1001000000001", kind="tg_channel")
+    assert page_title(channel) == "канал в Telegram -1001000000001"
+    community = Page(platform="vk", external_id="123", kind="vk_group")
+    assert page_title(community) == "сообщество ВКонтакте 123"
+    assert page_title(Page(platform="vk", external_id="5", kind="vk_group", title="Минздрав")) == (
+        "Минздрав"
+    )
 
 
 def test_format_duration() -> None:

@@ -25,6 +25,7 @@ from openpyxl.utils import get_column_letter
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import ru
 from bot.app import AppContext
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.stats import build_report
@@ -45,7 +46,7 @@ STATUS_RU = {
     "pending": "ожидает ответа",
     "excluded": "не обращение",
 }
-PLATFORM_RU = {"telegram": "Telegram", "vk": "ВКонтакте"}
+PLATFORM_RU = ru.PLATFORMS
 
 # Russian names of the reply quality checklist (`OfficialReply.quality_parts`, see
 # bot.services.quality); a part without a name here keeps its own, so a new check still shows.

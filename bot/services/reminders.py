@@ -73,14 +73,29 @@ ANSWERED_OFFLINE = "answered_offline"
 ACTION_CODES = {"take": TAKE, "no": NOT_APPEAL, "off": ANSWERED_OFFLINE}
 CALLBACK_PREFIX = "ap"
 
+# Telegram content types and VK attachment types; anything else shows as «вложение».
 _CONTENT_KINDS_RU = {
     "photo": "фото",
     "voice": "голосовое сообщение",
+    "audio_message": "голосовое сообщение",
     "video": "видео",
     "video_note": "видеосообщение",
+    "animation": "GIF-анимация",
     "sticker": "стикер",
+    "graffiti": "граффити",
     "document": "файл",
+    "doc": "документ",
     "audio": "аудио",
+    "poll": "опрос",
+    "link": "ссылка",
+    "wall": "запись со стены",
+    "wall_reply": "комментарий",
+    "location": "геопозиция",
+    "venue": "место на карте",
+    "contact": "контакт",
+    "story": "история",
+    "market": "товар",
+    "gift": "подарок",
 }
 _WEEKDAYS_RU = ("пн", "вт", "ср", "чт", "пт", "сб", "вс")
 
@@ -475,7 +490,7 @@ async def load_card(
     moment = at or appeal.received_at
     return AppealCard(
         appeal_id=appeal.id,
-        page_title=page.title or page.username or f"{page.platform} {page.external_id}",
+        page_title=page_title(page),
         platform=page.platform,
         topic=appeal.topic,
         urgent=appeal.urgent,
@@ -521,12 +536,35 @@ async def overdue_cards(
     return cards
 
 
+_PAGE_KINDS_RU = {
+    "tg_channel": "канал в Telegram",
+    "tg_group": "группа в Telegram",
+    "tg_bot": "бот в Telegram",
+    "tg_business": "аккаунт в Telegram",
+    "vk_group": "сообщество ВКонтакте",
+    "vk_wall": "страница ВКонтакте",
+}
+
+
+def page_title(page: Page) -> str:
+    """The page's name for a press officer: its title, @username or «канал в Telegram −100…»."""
+    if page.title or page.username:
+        return page.title or page.username or ""
+    kind = _PAGE_KINDS_RU.get(page.kind) or f"страница {ru.platform(page.platform)}"
+    return f"{kind} {page.external_id}"
+
+
+def content_kind_ru(kind: str) -> str:
+    """«фото», «голосовое сообщение»: never a raw platform type."""
+    return _CONTENT_KINDS_RU.get(kind, "вложение")
+
+
 def _excerpt(message: CitizenMessage | None) -> str:
     if message is None:
         return ""
     text = " ".join(message.text.split())
     if not text:
-        return f"[{_CONTENT_KINDS_RU.get(message.content_kind, message.content_kind)}]"
+        return f"[{content_kind_ru(message.content_kind)}]"
     return text if len(text) <= EXCERPT else text[: EXCERPT - 1].rstrip() + "…"
 
 
@@ -567,7 +605,10 @@ _HEADERS = {
 
 def _card_lines(kind: str | None, card: AppealCard, now: datetime) -> list[str]:
     topic = TOPIC_TITLES_RU.get(card.topic, card.topic)
-    head = f"<b>{html.escape(card.page_title)}</b> · {html.escape(topic)}"
+    # The appeal id, not a position in the list: the buttons, the confirmation and /topic use it.
+    head = (
+        f"<b>№{card.appeal_id}</b> · <b>{html.escape(card.page_title)}</b> · {html.escape(topic)}"
+    )
     if card.urgent:
         head += " · <b>срочное</b>"
     lines = [head]
@@ -594,9 +635,9 @@ def _card_lines(kind: str | None, card: AppealCard, now: datetime) -> list[str]:
     return lines
 
 
-def appeal_buttons(appeal_id: int, number: int | None = None) -> list[list[Button]]:
-    """The three decision buttons of one appeal (numbered when a message has several)."""
-    prefix = f"№{number} · " if number is not None else ""
+def appeal_buttons(appeal_id: int, labelled: bool = False) -> list[list[Button]]:
+    """The three decision buttons of one appeal, labelled «№57 · …» when a message has several."""
+    prefix = f"№{appeal_id} · " if labelled else ""
     data = f"{CALLBACK_PREFIX}:{{}}:{appeal_id}"
     return [
         [Button(f"{prefix}Взять в работу", callback_data=data.format("take"))],
@@ -617,11 +658,11 @@ def render_reminders(
         return "\n".join(lines), appeal_buttons(card.appeal_id)
     blocks = [f"<b>🔔 Напоминание: {appeals_count(len(items))} ждут ответа</b>"]
     buttons: list[list[Button]] = []
-    for number, (kind, card) in enumerate(items, 1):
+    for kind, card in items:
         lines = _card_lines(kind, card, now)
-        lines[0] = f"{number}. {_HEADERS[kind]}\n{lines[0]}"
+        lines[0] = f"{_HEADERS[kind]}\n{lines[0]}"
         blocks.append("\n".join(lines))
-        buttons.extend(appeal_buttons(card.appeal_id, number))
+        buttons.extend(appeal_buttons(card.appeal_id, labelled=True))
     return "\n\n".join(blocks), buttons
 
 
@@ -635,15 +676,21 @@ def render_overdue_summary(
     overdue = plural(len(cards), "просрочено", "просрочены", "просрочено")
     blocks = [f"<b>📋 На {today:%H:%M} {today:%d.%m} {overdue} {appeals_count(len(cards))}</b>"]
     buttons: list[list[Button]] = []
-    for number, card in enumerate(cards[:SUMMARY_LIST], 1):
-        lines = _card_lines(None, card, now)
-        lines[0] = f"{number}. {lines[0]}"
-        blocks.append("\n".join(lines))
-        if number <= with_buttons:
-            buttons.extend(appeal_buttons(card.appeal_id, number))
-    rest = len(cards) - SUMMARY_LIST
+    shown = cards[:SUMMARY_LIST]
+    for position, card in enumerate(shown):
+        blocks.append("\n".join(_card_lines(None, card, now)))
+        if position < with_buttons:
+            buttons.extend(appeal_buttons(card.appeal_id, labelled=len(shown) > 1))
+    rest = len(cards) - len(shown)
     if rest > 0:
-        blocks.append(f"…и ещё {appeals_count(rest)}: полный список — /export или /overdue.")
+        # Read in the press chat, where operators cannot use /export or /overdue: say what
+        # is missing and who can get it.
+        later = plural(rest, "просроченное", "просроченных", "просроченных")
+        blocks.append(
+            f"…и ещё {appeals_count(rest)}, {later} позже. Здесь — {len(shown)} самых давних;"
+            " остальные появятся в сводке, когда с этими разберутся. Полный список — в выгрузке"
+            " /export (статус «просрочено»), её получают руководители пресс-службы."
+        )
     return "\n\n".join(blocks), buttons
 
 
