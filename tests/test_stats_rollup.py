@@ -120,7 +120,10 @@ def naive(appeals: list[Appeal], page_ids: list[int], since: Any, until: Any, at
     rows = [
         a
         for a in appeals
-        if a.page_id in page_ids and since <= a.received_at < until and not a.excluded
+        if a.page_id in page_ids
+        and since <= a.received_at < until
+        and a.received_at <= at  # DESIGN sec. 2: what was known at `at`
+        and not a.excluded
     ]
     figures = Figures(appeals=len(rows))
     frt: list[float] = []

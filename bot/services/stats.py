@@ -1,7 +1,8 @@
 """The /stats report: DESIGN sec. 2 aggregates per page and in total, computed in SQL.
 
-Every figure is a sum over the appeals received in `[since, until)`, excluded ones («Не
-обращение») left out, as known at `at`:
+Every figure is a sum over the appeals received in `[since, until)` and by `at` (an appeal
+received after `at` is not known at `at`), excluded ones («Не обращение») left out, as known
+at `at`:
 
 * answered at `at`: `answered_at <= at`, where `answered_at = min(first_response_at,
   answered_offline_at)` is kept on every flush (storage.models);
@@ -283,6 +284,14 @@ def _aware(moment: datetime, name: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+def known_until(until: datetime, at: datetime) -> datetime:
+    """The end of the period as known at `at`: appeals received after `at` are not known yet.
+
+    Times are stored to the microsecond, so `received_at < at + 1 µs` is `received_at <= at`.
+    """
+    return min(until, at + timedelta(microseconds=1))
+
+
 def _period(page_id: int, since: datetime, until: datetime) -> ColumnElement[bool]:
     """Appeals of one page received in `[since, until)`, excluded ones left out."""
     return and_(
@@ -458,16 +467,17 @@ async def build_report(
     still change at `at` — is computed row by row with the definitions of this module.
     """
     since, until, at = _aware(since, "since"), _aware(until, "until"), _aware(at, "at")
+    end = known_until(until, at)
     # Page-days written since the last refresh are recomputed first (deferred maintenance).
     await rollup.sync(session, None if page_id is None else [page_id])
     pages = await _report_pages(session, page_id)
     ids = [page.id for page in pages if page.id is not None]
-    split = _Split.of(since, until, at)
+    split = _Split.of(since, end, at)
     figures = {pid: Figures() for pid in ids}
     histograms: dict[int, dict[int, dict[int, int]]] = {
         kind: {pid: defaultdict(int) for pid in ids} for kind, _, _ in FRT_KINDS
     }
-    if ids and since < until:
+    if ids and since < end:
         await _add_rollups(session, ids, split, figures, histograms)
         for where, topics in await _live_conditions(session, ids, split):
             await _add_rows(session, where, at, figures, histograms, topics=topics)
@@ -490,9 +500,7 @@ async def build_report(
         groups.append([item.page_id for item in replied_pages])
     for kind, value, bucket in FRT_KINDS:
         attribute = "frt" if kind == 0 else "frt_work"
-        results = await _quantiles(
-            session, value, bucket, histograms[kind], groups, since, until, at
-        )
+        results = await _quantiles(session, value, bucket, histograms[kind], groups, since, end, at)
         for item, (median, p90) in zip(replied_pages, results, strict=False):
             _set_times(item.figures, attribute, median, p90)
         if replied_pages:
@@ -801,12 +809,14 @@ async def daily_series(
         bin_conditions.append(and_(*parts))
         lower = upper
     rows: list[DayRow] = []
+    known = known_until(until, at)
     day = since.astimezone(zone).date()
     while True:
         start = max(datetime.combine(day, datetime.min.time(), zone).astimezone(UTC), since)
+        # Days after `at` are listed with nothing in them: nothing received then is known.
         end = min(
             datetime.combine(day + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC),
-            until,
+            known,
         )
         if start >= until:
             break
