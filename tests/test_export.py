@@ -5,15 +5,27 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
-from bot.services.export import build_export, export_command, parse_period
-from tests.test_digest import build_two_weeks
-from tests.test_reminders import MSK, World, close_world, make_world, msk
+from bot.services.export import ExportError, build_export, export_command, parse_period
+from handlers.telegram.supervisors import parse_stats_args
+from tests.test_digest import build_two_weeks, vk_comment
+from tests.test_reminders import (
+    HEATING,
+    MSK,
+    ROADS,
+    WASTE,
+    World,
+    citizen_event,
+    close_world,
+    make_world,
+    msk,
+)
 
 
 def local(month: int, day: int, hour: int) -> datetime:
@@ -29,12 +41,26 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 
 def test_parse_period() -> None:
-    now = msk(11, 9, 12)
+    now = msk(11, 9, 12)  # Monday
     since, until, label = parse_period("неделя", now, "Europe/Moscow")
-    assert (since, until, label) == (msk(11, 3, 0), msk(11, 10, 0), "03.11.2026–09.11.2026")
+    # The current Monday–Sunday week, as /stats неделя.
+    assert (since, until, label) == (msk(11, 9, 0), msk(11, 16, 0), "09.11.2026 – 15.11.2026")
+    assert parse_period("", now, "Europe/Moscow")[:2] == (msk(11, 3, 0), msk(11, 10, 0))
     assert parse_period("02.11-08.11", now, "Europe/Moscow")[:2] == (msk(11, 2, 0), msk(11, 9, 0))
+    assert parse_period("02.11 – 08.11", now, "Europe/Moscow")[:2] == (msk(11, 2, 0), msk(11, 9, 0))
     assert parse_period("2026-W45", now, "Europe/Moscow")[:2] == (msk(11, 2, 0), msk(11, 9, 0))
-    assert parse_period("месяц", now, "Europe/Moscow")[0] == msk(10, 11, 0)
+    assert parse_period("месяц", now, "Europe/Moscow")[:2] == (msk(11, 1, 0), msk(12, 1, 0))
+    with pytest.raises(ExportError, match="Не понимаю даты"):
+        parse_period("31.02-01.03", now, "Europe/Moscow")
+    with pytest.raises(ExportError, match="/export неделя — текущая неделя"):
+        parse_period("позавчера", now, "Europe/Moscow")
+
+
+@pytest.mark.parametrize("words", ["неделя", "месяц", "вчера", "01.11-15.11", "20.12-10.01", ""])
+def test_export_and_stats_read_a_period_alike(words: str) -> None:
+    now = msk(11, 13, 12)  # Friday
+    request = parse_stats_args(words, now, "Europe/Moscow")
+    assert parse_period(words, now, "Europe/Moscow")[:2] == (request.since, request.until)
 
 
 async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
@@ -105,8 +131,39 @@ async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
     assert figures["Всего"]["Обращений"] == 5
     assert figures["Всего"]["Доля отвеченных"] == 0.8
     assert figures["Всего"]["Из них вне соцсети"] == 1
+    assert "90\u00a0% ответов не дольше, ч" in page_headers
+    assert not any("быстрее" in str(header) for header in page_headers)
     share = pages.cell(row=2, column=page_headers.index("Доля отвеченных") + 1)
     assert share.number_format == "0%"
+
+
+async def test_author_without_a_name_is_findable(world: World) -> None:
+    """A VK citizen without a name is a vk.com link, a Telegram one «id 123»; never a bare id."""
+    events = [
+        replace(vk_comment(msk(11, 2, 10), ROADS, "300000", 911), author_name=None),
+        replace(citizen_event(msk(11, 2, 11), WASTE, "4242", 912), author_name=None),
+        vk_comment(msk(11, 2, 12), HEATING, "300001", 913),
+    ]
+    ids = []
+    for event in events:
+        world.clock.set(event.sent_at)
+        appeal_id = await world.ingest(event)
+        assert appeal_id is not None
+        ids.append(appeal_id)
+    async with world.app.sessions() as session:
+        exported = await build_export(
+            session,
+            since=msk(11, 2, 0),
+            until=msk(11, 3, 0),
+            at=world.clock(),
+            defaults=world.app.defaults,
+        )
+    sheet = load_workbook(io.BytesIO(exported.data))["Обращения"]
+    headers = [cell.value for cell in sheet[1]]
+    authors = {
+        row[0]: row[headers.index("Автор")] for row in sheet.iter_rows(min_row=2, values_only=True)
+    }
+    assert authors == {ids[0]: "vk.com/id300000", ids[1]: "id 4242", ids[2]: "Мария 300001"}
 
 
 async def test_csv_for_russian_excel(world: World, tmp_path: Path) -> None:

@@ -208,17 +208,21 @@ async def test_export_and_overdue_for_supervisors(
         citizen_event(msk(11, 2, 9), ROADS, "501", 101),
         citizen_event(msk(11, 2, 10), HEATING, "502", 102),
     )
-    clock.set(msk(11, 3, 12))
+    clock.set(msk(11, 3, 12))  # Tuesday
     await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/export неделя")
     document = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
     assert document.method == "sendDocument"
-    assert document.files[0].filename == "otklik_2026-10-28_2026-11-03.xlsx"
+    # «неделя» is the current Monday–Sunday week, as in /stats.
+    assert document.files[0].filename == "otklik_2026-11-02_2026-11-08.xlsx"
     assert (
         document.message["caption"].replace("\u00a0", " ")
-        == "Выгрузка за 28.10.2026–03.11.2026: 2 обращения."
+        == "Выгрузка за 02.11.2026 – 08.11.2026: 2 обращения."
     )
+    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/export 01.11 – 02.11")
+    document = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
+    assert document.files[0].filename == "otklik_2026-11-01_2026-11-02.xlsx"
 
-    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/export вчера")
+    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/export позавчера")
     assert "Не понимаю период" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
 
     await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/overdue")

@@ -117,6 +117,10 @@ async def test_stats_in_chat_text_and_chart(
     assert "Всего: 8\u00a0обращений" in report
     assert "просрочено 1" in report and "срок ещё не вышел 2" in report
     assert "медиана 6\u00a0ч\u00a015\u00a0мин" in report
+    # One term for one idea: «в срок», never «вовремя» or «в пределах срока».
+    assert "— в срок " in report and "• ответили в срок: " in report
+    assert "вовремя" not in report and "в пределах срока" not in report
+    assert "90\u00a0% ответов — не дольше" in report
     [upload] = photo.files
     assert upload.filename == "stats.png" and upload.size > 10_000
     assert photo.caption == "8\u00a0обращений по дням"

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +28,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import ru
 from bot.app import AppContext
 from bot.services.policy import PageDefaults, page_calendar
+from bot.services.report_text import (
+    PeriodError,
+    join_dashes,
+    last_days,
+    local_bounds,
+    period_days,
+    period_text,
+)
 from bot.services.stats import build_report
 from bot.text import TOPIC_TITLES_RU
 from storage.models import Appeal, CitizenMessage, Decision, OfficialReply, Page
@@ -71,55 +79,43 @@ class ExportError(ValueError):
 # -- periods -----------------------------------------------------------------------------------
 
 
-_RANGE_RE = re.compile(
-    r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?\s*[-–—]\s*(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$"
-)
 _WEEK_RE = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.IGNORECASE)
-
-
-def _midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=zone).astimezone(UTC)
+PERIOD_HELP = (
+    "Не понимаю период. Как выгрузить:\n"
+    "/export — последние 7 дней\n"
+    "/export неделя — текущая неделя (пн–вс)\n"
+    "/export месяц — текущий месяц\n"
+    "/export 01.11-15.11 — за даты (включительно)\n"
+    "/export 2026-W45 — неделя по номеру"
+)
 
 
 def parse_period(text: str, now: datetime, timezone: str) -> tuple[datetime, datetime, str]:
-    """`неделя` (7 days to today), `месяц` (30 days), `ДД.ММ-ДД.ММ[.ГГГГ]`, `2026-W46`.
+    """The period of `/export`: the words and dates of /stats (`report_text.period_days`),
+    nothing for the last 7 days, or an ISO week `2026-W46`.
 
     Returns [since, until) in aware UTC and a Russian label of the period.
     """
-    zone = ZoneInfo(timezone)
-    today = now.astimezone(zone).date()
-    word = text.strip().lower()
-    if word in ("", "неделя", "неделю", "week"):
-        first, last = today - timedelta(days=6), today
-    elif word in ("месяц", "month"):
-        first, last = today - timedelta(days=29), today
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    word = join_dashes(text).strip().lower()
+    days: tuple[date, date] | None
+    if not word:
+        days = last_days(today)
     elif match := _WEEK_RE.match(word):
         try:
-            first = date.fromisocalendar(int(match[1]), int(match[2]), 1)
+            monday = date.fromisocalendar(int(match[1]), int(match[2]), 1)
         except ValueError:
             raise ExportError(f"Нет такой недели: {text.strip()}.") from None
-        last = first + timedelta(days=6)
-    elif match := _RANGE_RE.match(word):
-        try:
-            last = _day(match[4], match[5], match[6], today.year)
-            first = _day(match[1], match[2], match[3], last.year)
-        except ValueError:
-            raise ExportError(f"Не понимаю даты «{text.strip()}».") from None
-        if first > last and match[3] is None:
-            first = first.replace(year=first.year - 1)  # 20.12-10.01: across the new year
-        if first > last:
-            raise ExportError("Начало периода позже его конца.")
+        days = monday, monday + timedelta(days=7)
     else:
-        raise ExportError(
-            "Не понимаю период. Примеры: /export неделя, /export месяц, /export 01.11-15.11."
-        )
-    label = f"{first:%d.%m.%Y}–{last:%d.%m.%Y}"
-    return _midnight(first, zone), _midnight(last + timedelta(days=1), zone), label
-
-
-def _day(day: str, month: str, year: str | None, default_year: int) -> date:
-    full_year = default_year if year is None else int(year) + (2000 if len(year) == 2 else 0)
-    return date(full_year, int(month), int(day))
+        try:
+            days = period_days(word, today)
+        except PeriodError as error:
+            raise ExportError(f"{error}\n\n{PERIOD_HELP}") from None
+        if days is None:
+            raise ExportError(PERIOD_HELP)
+    since, until = local_bounds(days, timezone)
+    return since, until, period_text(since, until, timezone)
 
 
 # -- rows --------------------------------------------------------------------------------------
@@ -267,7 +263,7 @@ async def appeal_rows(
             "taken_by": appeal.taken_by,
             "taken_at": _local(appeal.taken_at, zone),
             "excluded_by": excluded_by,
-            "citizen": appeal.citizen_name or appeal.citizen_id,
+            "citizen": citizen_label(page.platform, appeal.citizen_name, appeal.citizen_id),
             "text": message.text if message else None,
             "messages": appeal.messages_count,
             "reply": reply.text if reply else None,
@@ -285,6 +281,20 @@ async def appeal_rows(
         parts = flatten_parts(reply.quality_parts or {}) if reply else {}
         rows.append(AppealRow(values, parts))
     return rows
+
+
+def citizen_label(platform: str, name: str | None, citizen_id: str | None) -> str | None:
+    """The author as a person can find them: the name, else «vk.com/id300000» or «id 123»."""
+    if name:
+        return name
+    if not citizen_id:
+        return None
+    if platform == "vk":
+        # A negative VK id is a community writing, not a person.
+        if citizen_id.startswith("-"):
+            return f"vk.com/club{citizen_id[1:]}"
+        return f"vk.com/id{citizen_id}"
+    return f"id {citizen_id}"
 
 
 def _known(moment: datetime | None, at: datetime) -> datetime | None:
@@ -342,7 +352,7 @@ PAGE_COLUMNS: list[tuple[str, str, float, str | None]] = [
     ("pending", "Ожидают ответа", 11, "0"),
     ("within_sla_share", "Доля в срок", 11, SHARE_FORMAT),
     ("frt_median_h", "Медиана первого ответа, ч", 13, HOURS_FORMAT),
-    ("frt_p90_h", "90% ответов быстрее, ч", 13, HOURS_FORMAT),
+    ("frt_p90_h", f"90{ru.NBSP}% ответов не дольше, ч", 13, HOURS_FORMAT),
     ("frt_median_work_h", "Медиана, рабочих ч", 13, HOURS_FORMAT),
     ("quality_mean", "Качество ответов (0–100)", 13, "0"),
     ("templated_share", "Доля шаблонных", 11, SHARE_FORMAT),
@@ -496,7 +506,7 @@ async def build_export(
     zone = ZoneInfo(defaults.timezone)
     first = since.astimezone(zone).date()
     last = (until - timedelta(microseconds=1)).astimezone(zone).date()
-    label = label or f"{first:%d.%m.%Y}–{last:%d.%m.%Y}"
+    label = label or period_text(since, until, defaults.timezone)
     rows = await appeal_rows(
         session, since=since, until=until, at=at, defaults=defaults, page_id=page_id
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+import re
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot import ru
@@ -13,6 +14,81 @@ from bot.text import TOPIC_TITLES_RU
 APPEALS = ("обращение", "обращения", "обращений")
 RATINGS = ("оценка", "оценки", "оценок")
 DAYS_SHOWN_PAGES = 15  # more pages than this are summarised as "и ещё N"
+
+_RANGE_RE = re.compile(
+    r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?\s*[-–—]\s*(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$"
+)
+_DAY_RE = re.compile(r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$")
+# «01.11 – 15.11» with spaces around the dash is one period.
+_SPACED_DASH_RE = re.compile(r"(\d)\s*[-–—]\s*(\d)")
+LAST_DAYS = 7  # the period when none is given: the last 7 days with today
+
+
+class PeriodError(ValueError):
+    """A period word that looks like dates but is not; the message is for a person, in Russian."""
+
+
+def join_dashes(text: str) -> str:
+    """«01.11 – 15.11» → «01.11-15.11», so that a period is one word."""
+    return _SPACED_DASH_RE.sub(r"\1-\2", text)
+
+
+def _year(text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    value = int(text)
+    return value + 2000 if value < 100 else value
+
+
+def period_days(word: str, today: date) -> tuple[date, date] | None:
+    """[first day, day after the last) of a period word, the same for /stats and /export.
+
+    «неделя» is the current Monday–Sunday week, «месяц» the current calendar month, then
+    «сегодня», «вчера», «ДД.ММ-ДД.ММ[.ГГГГ]» and «ДД.ММ[.ГГГГ]»; None if `word` is no period.
+    """
+    word = word.strip().lower()
+    if word in ("неделя", "неделю", "week"):
+        monday = today - timedelta(days=today.weekday())
+        return monday, monday + timedelta(days=7)
+    if word in ("месяц", "month"):
+        first = today.replace(day=1)
+        return first, (first + timedelta(days=32)).replace(day=1)
+    if word in ("сегодня", "today"):
+        return today, today + timedelta(days=1)
+    if word in ("вчера", "yesterday"):
+        return today - timedelta(days=1), today
+    if match := _RANGE_RE.match(word):
+        day1, month1, year1, day2, month2, year2 = match.groups()
+        try:
+            second_year = _year(year2, today.year)
+            first = date(_year(year1, second_year), int(month1), int(day1))
+            last = date(second_year, int(month2), int(day2))
+        except ValueError:
+            raise PeriodError(f"Не понимаю даты «{word}».") from None
+        if last < first and year1 is None:
+            first = first.replace(year=first.year - 1)  # 20.12-10.01 spans the new year
+        if last < first:
+            raise PeriodError("Конец периода раньше начала.")
+        return first, last + timedelta(days=1)
+    if match := _DAY_RE.match(word):
+        try:
+            day = date(_year(match[3], today.year), int(match[2]), int(match[1]))
+        except ValueError:
+            raise PeriodError(f"Не понимаю дату «{word}».") from None
+        return day, day + timedelta(days=1)
+    return None
+
+
+def last_days(today: date) -> tuple[date, date]:
+    """The default period: the last LAST_DAYS days, today included."""
+    return today - timedelta(days=LAST_DAYS - 1), today + timedelta(days=1)
+
+
+def local_bounds(days: tuple[date, date], timezone: str) -> tuple[datetime, datetime]:
+    """[first day, day after the last) as local midnights, in aware UTC."""
+    zone = ZoneInfo(timezone)
+    since, until = (datetime.combine(day, time(0), zone).astimezone(UTC) for day in days)
+    return since, until
 
 
 def period_text(since: datetime, until: datetime, timezone: str) -> str:
@@ -35,7 +111,7 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
         return lines
     answered = (
         f"• ответили: {ru.number(figures.answered)} ({ru.percent(figures.answered_share)})"
-        f" — вовремя {ru.number(figures.answered_in_time)},"
+        f" — в срок {ru.number(figures.answered_in_time)},"
         f" с опозданием {ru.number(figures.answered_late)}"
     )
     lines.append(answered)
@@ -45,7 +121,7 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
         f"• без ответа: {ru.number(figures.unanswered)} — просрочено {ru.number(figures.overdue)},"
         f" срок ещё не вышел {ru.number(figures.pending)}"
     )
-    lines.append(f"• в пределах срока: {ru.percent(figures.within_sla_share)}")
+    lines.append(f"• ответили в срок: {ru.percent(figures.within_sla_share)}")
     if figures.replied:
         lines.append(
             f"• первый ответ: медиана {ru.duration(figures.frt_median_s)}"

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from aiogram import Router
@@ -24,7 +23,15 @@ from bot import ru
 from bot.app import AppContext
 from bot.services import roles
 from bot.services.charts import stats_chart_png
-from bot.services.report_text import format_stats, period_text
+from bot.services.report_text import (
+    PeriodError,
+    format_stats,
+    join_dashes,
+    last_days,
+    local_bounds,
+    period_days,
+    period_text,
+)
 from bot.services.stats import build_report, daily_series
 from storage.models import Page
 
@@ -40,11 +47,6 @@ USAGE = (
     "В конце можно указать страницу: номер или часть названия, например /stats месяц минздрав"
 )
 
-_RANGE_RE = re.compile(
-    r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?\s*[-–—]\s*(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$"
-)
-_DAY_RE = re.compile(r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$")
-
 
 class StatsRequestError(ValueError):
     """The /stats arguments cannot be understood; the message is for the supervisor."""
@@ -57,65 +59,20 @@ class StatsRequest:
     page_query: str | None
 
 
-def _year(text: str | None, default: int) -> int:
-    if text is None:
-        return default
-    value = int(text)
-    return value + 2000 if value < 100 else value
-
-
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), zone).astimezone(UTC)
-
-
 def parse_stats_args(args: str | None, now: datetime, timezone: str) -> StatsRequest:
     """The period and page of `/stats [неделя|месяц|ДД.ММ-ДД.ММ] [страница]`."""
-    zone = ZoneInfo(timezone)
-    today = now.astimezone(zone).date()
-    # «01.11 – 15.11» with spaces around the dash is one period.
-    words = re.sub(r"(\d)\s*[-–—]\s*(\d)", r"\1-\2", args or "").split()
-    period = words[0].lower() if words else ""
-    rest = words[1:]
-    since_day: date
-    until_day: date
-    if period in ("неделя", "неделю", "week"):
-        since_day = today - timedelta(days=today.weekday())
-        until_day = since_day + timedelta(days=7)
-    elif period in ("месяц", "month"):
-        since_day = today.replace(day=1)
-        until_day = (since_day + timedelta(days=32)).replace(day=1)
-    elif period in ("сегодня", "today"):
-        since_day, until_day = today, today + timedelta(days=1)
-    elif period in ("вчера", "yesterday"):
-        since_day, until_day = today - timedelta(days=1), today
-    elif match := _RANGE_RE.match(period):
-        day1, month1, year1, day2, month2, year2 = match.groups()
-        try:
-            second_year = _year(year2, today.year)
-            first = date(_year(year1, second_year), int(month1), int(day1))
-            last = date(second_year, int(month2), int(day2))
-        except ValueError:
-            raise StatsRequestError(f"Не понял даты «{period}». {USAGE}") from None
-        if last < first and year1 is None:
-            first = first.replace(year=first.year - 1)  # 20.12-10.01 spans the new year
-        if last < first:
-            raise StatsRequestError("Конец периода раньше начала.")
-        since_day, until_day = first, last + timedelta(days=1)
-    elif match := _DAY_RE.match(period):
-        try:
-            since_day = date(
-                _year(match.group(3), today.year), int(match.group(2)), int(match.group(1))
-            )
-        except ValueError:
-            raise StatsRequestError(f"Не понял дату «{period}». {USAGE}") from None
-        until_day = since_day + timedelta(days=1)
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    words = join_dashes(args or "").split()
+    try:
+        days = period_days(words[0], today) if words else None
+    except PeriodError as error:
+        raise StatsRequestError(f"{error} {USAGE}") from None
+    if days is None:
+        days, rest = last_days(today), words
     else:
-        since_day, until_day = today - timedelta(days=6), today + timedelta(days=1)
-        rest = words
-    page_query = " ".join(rest).strip() or None
-    return StatsRequest(
-        _local_midnight(since_day, zone), _local_midnight(until_day, zone), page_query
-    )
+        rest = words[1:]
+    since, until = local_bounds(days, timezone)
+    return StatsRequest(since, until, " ".join(rest).strip() or None)
 
 
 async def find_page(session: AsyncSession, query: str) -> list[Page]:
