@@ -31,6 +31,8 @@ def settle_moment(
     *,
     answered_at: datetime | None,
     first_response_at: datetime | None,
+    final_response_at: datetime | None = None,
+    reopened_at: datetime | None = None,
     rating: int | None,
     rated_at: datetime | None,
     sla_deadline: datetime,
@@ -39,10 +41,14 @@ def settle_moment(
 
     For every `at` strictly after it the appeal's status, FRT sample membership, quality and
     rating counts equal their final values: answered (`answered_at <= at`), replied
-    (`first_response_at <= at`), rated (`rated_at <= at`), and, while unanswered, overdue
-    (`sla_deadline < at`). Strictness covers both the `<=` and the `<` comparisons.
+    (`first_response_at <= at`), the scored answer (the final one once `final_response_at <=
+    at`, the first one before), re-opened (`reopened_at`), rated (`rated_at <= at`), and,
+    while unanswered, overdue (`sla_deadline < at`). Strictness covers both the `<=` and the
+    `<` comparisons.
     """
-    moments = [m for m in (answered_at, first_response_at) if m is not None]
+    moments = [
+        m for m in (answered_at, first_response_at, final_response_at, reopened_at) if m is not None
+    ]
     if rating is not None and rated_at is not None:
         moments.append(rated_at)
     if answered_at is None:

@@ -75,10 +75,13 @@ APPEAL_STATS_COLUMNS = (
     "answered_at",
     "sla_deadline",
     "first_response_at",
+    "final_response_at",
     "frt_s",
     "frt_work_s",
     "quality_score",
     "answer_templated",
+    "first_quality_score",
+    "first_answer_templated",
     "rating",
     "rated_at",
     "deleted_by_page",
@@ -155,11 +158,15 @@ class Appeal(SQLModel, table=True):
     rating: int | None = None  # 1 satisfied, 0 not, None not rated
     rated_at: datetime | None = _utc()
     quality_score: float | None = None  # of the answer that closed it, 0..100
+    # Of the first reply (interim or final): what a report counts while the final answer is
+    # still after its `at` (DESIGN sec. 2: replies after `at` do not count).
+    first_quality_score: float | None = None
     recorded_at: datetime = _recorded()
     # Derived for reports, kept by `_derive_appeal_columns` on every ORM flush: the moment the
     # appeal counts as answered, min(first_response_at, answered_offline_at).
     answered_at: datetime | None = _utc()
     answer_templated: bool | None = None  # the scored answer is a template (bot/services/quality)
+    first_answer_templated: bool | None = None  # the first reply is a template
     # Derived for the report rollups (storage/buckets.py), kept on every flush as well: the UTC
     # day after which the appeal's figures no longer depend on the report's `at`, and the FRT
     # histogram buckets.
@@ -440,6 +447,8 @@ def _derive_rollup_keys(appeal: Appeal) -> None:
             settle_moment(
                 answered_at=appeal.answered_at,
                 first_response_at=appeal.first_response_at,
+                final_response_at=appeal.final_response_at,
+                reopened_at=appeal.reopened_at,
                 rating=appeal.rating,
                 rated_at=appeal.rated_at,
                 sla_deadline=appeal.sla_deadline,

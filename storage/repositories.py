@@ -516,7 +516,8 @@ APPEAL_COLUMNS = (
     "id, page_id, thread_id, citizen_id, received_at, topic, urgent, sla_hours, sla_deadline, "
     "messages_count, first_message_id, first_response_at, first_reply_id, frt_s, frt_work_s, "
     "final_response_at, final_reply_id, excluded, answered_offline_at, rating, rated_at, "
-    "reopened_at, answered_at"
+    "reopened_at, answered_at, quality_score, answer_templated, first_quality_score, "
+    "first_answer_templated"
 )
 _APPEAL_TIMES = frozenset(
     {
@@ -809,6 +810,8 @@ def derived_appeal_columns(values: Mapping[str, Any]) -> dict[str, Any]:
             _buckets.settle_moment(
                 answered_at=values.get("answered_at"),
                 first_response_at=values.get("first_response_at"),
+                final_response_at=values.get("final_response_at"),
+                reopened_at=values.get("reopened_at"),
                 rating=values.get("rating"),
                 rated_at=values.get("rated_at"),
                 sla_deadline=values["sla_deadline"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.events import (
     AuthorRole,
@@ -37,7 +37,7 @@ DEFAULTS = PageDefaults()
 
 async def _appeals(sessions: SessionFactory) -> list[Appeal]:
     async with sessions() as session:
-        return list((await session.exec(select(Appeal).order_by(Appeal.id))).all())
+        return list((await session.exec(select(Appeal).order_by(col(Appeal.id)))).all())
 
 
 async def test_supervisor_comment_is_official_not_a_citizens(sessions: SessionFactory) -> None:
@@ -95,7 +95,7 @@ async def test_new_message_after_offline_answer_is_a_new_appeal(sessions: Sessio
         late = await service.handle(
             citizen(MONDAY_10_MSK + hours(24), "Прошу отремонтировать яму у школы №3.")
         )
-        first = (await session.exec(select(Appeal).order_by(Appeal.id))).first()
+        first = (await session.exec(select(Appeal).order_by(col(Appeal.id)))).first()
         assert first is not None
         thread_id, citizen_id = first.thread_id, first.citizen_id
         assert citizen_id is not None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlmodel import select
+
 from bot.services.ingest import IngestService
 from bot.services.policy import PageDefaults
 from bot.services.stats import build_report, daily_series
 from storage.engine import SessionFactory
+from storage.models import Appeal, OfficialReply
 from tests.conftest import MONDAY_10_MSK
-from tests.factories import citizen, hours, official
+from tests.factories import INTERIM_ANSWER, citizen, hours, official
 
 DEFAULTS = PageDefaults()
 SINCE = MONDAY_10_MSK - hours(10)  # Monday 00:00 Moscow
@@ -60,3 +63,35 @@ async def test_appeals_received_after_at_are_not_counted(sessions: SessionFactor
         )
     assert on_time.total.appeals == 2 and on_time.total.pending == 1
     assert before.total.appeals == 1 and before.total.pending == 0
+
+
+async def test_quality_counts_the_answer_known_at_at(sessions: SessionFactory) -> None:
+    """Before the final answer is sent the interim reply's score counts, after it the final's."""
+    await _ingest(
+        sessions,
+        citizen(MONDAY_10_MSK, message_id="q:1"),
+        official(MONDAY_10_MSK + hours(1), "q:1", INTERIM_ANSWER, message_id="q:2"),
+        official(MONDAY_10_MSK + timedelta(days=3), "q:1", message_id="q:3"),
+    )
+    async with sessions() as session:
+        replies = {r.external_id: r for r in (await session.exec(select(OfficialReply))).all()}
+        [appeal] = (await session.exec(select(Appeal))).all()
+        interim, final = replies["q:2"].quality_score, replies["q:3"].quality_score
+        assert interim is not None and final is not None and interim < final
+        assert appeal.quality_score == final and appeal.first_quality_score == interim
+        reports = [
+            await build_report(session, since=SINCE, until=UNTIL, at=at, defaults=DEFAULTS)
+            for at in (
+                MONDAY_10_MSK + hours(2),
+                MONDAY_10_MSK + timedelta(days=3) - timedelta(microseconds=1),
+                MONDAY_10_MSK + timedelta(days=3),
+                MONDAY_10_MSK + timedelta(days=6),
+            )
+        ]
+    assert [r.total.quality_mean for r in reports] == [interim, interim, final, final]
+    # A later week's report reads the settled day from the rollups: still the final score.
+    async with sessions() as session:
+        later = await build_report(
+            session, since=SINCE, until=UNTIL, at=UNTIL + timedelta(days=30), defaults=DEFAULTS
+        )
+    assert later.total.quality_mean == final

@@ -59,6 +59,9 @@ class Spec:
     rated_after: float | None
     quality: float | None
     templated: bool | None
+    final_after: float | None  # the final answer after the first reply
+    first_quality: float | None  # the first reply's score (counts while the final is after at)
+    first_templated: bool | None
     excluded: bool
     deleted: bool
     topic: str
@@ -80,6 +83,9 @@ def specs_from(rng: random.Random, count: int) -> list[Spec]:
                 rated_after=rng.choice([None, rng.uniform(0, 2 * 86400)]),
                 quality=rng.choice([None, rng.randrange(0, 201) / 2]) if frt is not None else None,
                 templated=rng.choice([None, True, False]),
+                final_after=rng.choice([None, 0.0, rng.uniform(0, 2 * 86400)]),
+                first_quality=rng.choice([None, rng.randrange(0, 201) / 2]),
+                first_templated=rng.choice([None, True, False]),
                 excluded=rng.random() < 0.1,
                 deleted=rng.random() < 0.1,
                 topic=rng.choice(TOPICS),
@@ -107,8 +113,13 @@ def appeal_of(spec: Spec) -> Appeal:
         else received + timedelta(seconds=spec.offline_after),
         rating=spec.rating,
         rated_at=rated,
+        final_response_at=None
+        if first is None or spec.final_after is None
+        else first + timedelta(seconds=spec.final_after),
         quality_score=spec.quality,
         answer_templated=spec.templated,
+        first_quality_score=spec.first_quality,
+        first_answer_templated=spec.first_templated,
         excluded=spec.excluded,
         deleted_by_page=spec.deleted,
         topic=spec.topic,
@@ -140,10 +151,14 @@ def naive(appeals: list[Appeal], page_ids: list[int], since: Any, until: Any, at
         figures.overdue += not answered and a.sla_deadline < at
         figures.answered_offline += answered and not replied
         figures.replied += replied
-        if replied and a.quality_score is not None:
+        # The answer known at `at`: the final one once sent, the first reply before.
+        final_known = a.final_response_at is None or a.final_response_at <= at
+        quality = a.quality_score if final_known else a.first_quality_score
+        templated = a.answer_templated if final_known else a.first_answer_templated
+        if replied and quality is not None:
             figures.quality_count += 1
-            figures.quality_sum += a.quality_score
-            figures.templated += a.answer_templated is True
+            figures.quality_sum += quality
+            figures.templated += templated is True
         rated = a.rating is not None and (a.rated_at is None or a.rated_at <= at)
         figures.rated += rated
         figures.rated_positive += rated and a.rating == 1

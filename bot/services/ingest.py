@@ -322,6 +322,9 @@ class IngestService:
             if (appeal["final_reply_id"] or appeal["first_reply_id"]) == reply_id:
                 appeal.set("quality_score", score)
                 appeal.set("answer_templated", None)
+            if appeal["first_reply_id"] == reply_id:
+                appeal.set("first_quality_score", score)
+                appeal.set("first_answer_templated", None)
             repo.save_appeal(db, appeal)
         return IngestResult(Outcome.REPLY, page.id, tuple(a.id for a in linked), reply_id)
 

@@ -12,7 +12,8 @@
 The score is 100 × earned / available, where a part that cannot be judged (no rating given,
 template check not run yet) is left out of both. Every part is stored in
 `OfficialReply.quality_parts` so a supervisor sees why a reply scored low; the appeal carries
-the score of its closing answer (the first final reply, else the first interim one).
+the score of its closing answer (the first final reply, else the first interim one) and of
+its first reply (`first_quality_score`, what a report counts while the final is after its `at`).
 
 When scoring happens: ingest scores each linked reply at once (`score_reply_on_ingest`),
 including a template check against the page's recent replies; `rescore_appeal` refreshes an
@@ -212,6 +213,10 @@ async def _refresh_appeals_of(session: AsyncSession, reply_ids: Iterable[int]) -
         closing = await session.get(OfficialReply, closing_id) if closing_id else None
         appeal.quality_score = closing.quality_score if closing else None
         appeal.answer_templated = closing.is_template if closing else None
+        first_id = appeal.first_reply_id
+        first = await session.get(OfficialReply, first_id) if first_id else None
+        appeal.first_quality_score = first.quality_score if first else None
+        appeal.first_answer_templated = first.is_template if first else None
 
 
 async def score_reply_on_ingest(session: AsyncSession, reply: OfficialReply) -> None:
@@ -355,19 +360,27 @@ async def score_replies(
 
 
 async def _copy_to_appeals(session: AsyncSession, page_id: int) -> None:
-    """Set every appeal's quality from its closing reply (one statement per page)."""
+    """Set every appeal's quality from its closing and its first reply (one query per page)."""
+    first = OfficialReply.__table__.alias("first_reply")  # type: ignore[attr-defined]
     rows = await core(
         session,
-        select(A.id, R.quality_score, R.is_template)
+        select(A.id, R.quality_score, R.is_template, first.c.quality_score, first.c.is_template)
         .join(
             OfficialReply.__table__,  # type: ignore[attr-defined]
             R.id == _closing_column(),
         )
+        .outerjoin(first, first.c.id == A.first_reply_id)
         .where(A.page_id == page_id),
     )
     params = [
-        {"aid": aid, "quality_score": score, "answer_templated": templated}
-        for aid, score, templated in rows.all()
+        {
+            "aid": aid,
+            "quality_score": score,
+            "answer_templated": templated,
+            "first_quality_score": first_score,
+            "first_answer_templated": first_templated,
+        }
+        for aid, score, templated, first_score, first_templated in rows.all()
     ]
     if not params:
         return
@@ -379,6 +392,8 @@ async def _copy_to_appeals(session: AsyncSession, page_id: int) -> None:
         .values(
             quality_score=bindparam("quality_score"),
             answer_templated=bindparam("answer_templated"),
+            first_quality_score=bindparam("first_quality_score"),
+            first_answer_templated=bindparam("first_answer_templated"),
         ),
         params,
     )

@@ -9,7 +9,9 @@ at `at`:
 * in time: answered at `at` and `answered_at <= sla_deadline`; late: answered, not in time;
 * overdue: not answered at `at` and `sla_deadline < at`; pending: not answered, deadline ahead;
 * response-time statistics over appeals with an official reply known at `at`
-  (`first_response_at <= at`), exact `statistics.median` and the inclusive p90.
+  (`first_response_at <= at`), exact `statistics.median` and the inclusive p90;
+* quality and templates of the answer known at `at`: the closing answer once its
+  `final_response_at <= at`, the first reply before (`quality_at`).
 
 `build_report` sums per-day rollups of the appeals already final at `at` (storage/rollup.py)
 and evaluates the rest row by row with the conditions below (docs/METRICS.md sec. 6); order
@@ -306,10 +308,29 @@ def _count(condition: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+def _answer_known(at: datetime) -> ColumnElement[bool]:
+    """Whether the scored answer at `at` is the closing one (else the first reply is)."""
+    return or_(A.final_response_at.is_(None), A.final_response_at <= at)
+
+
+def quality_at(at: datetime) -> Any:
+    """The quality of the answer known at `at`: a final reply sent after `at` does not count.
+
+    `quality_score` is the closing answer's (the first final reply, else the first reply), so
+    without a final reply it is the first reply's too (DESIGN sec. 2).
+    """
+    return case((_answer_known(at), A.quality_score), else_=A.first_quality_score)
+
+
+def templated_at(at: datetime) -> Any:
+    """Whether the answer known at `at` is a template (as `quality_at`)."""
+    return case((_answer_known(at), A.answer_templated), else_=A.first_answer_templated)
+
+
 def _conditions(at: datetime) -> dict[str, ColumnElement[bool]]:
     answered = A.answered_at <= at
     replied = A.first_response_at <= at
-    scored = and_(replied, A.quality_score.is_not(None))
+    scored = and_(replied, quality_at(at).is_not(None))
     rated = and_(A.rating.is_not(None), or_(A.rated_at.is_(None), A.rated_at <= at))
     return {
         "answered": answered,
@@ -318,7 +339,7 @@ def _conditions(at: datetime) -> dict[str, ColumnElement[bool]]:
         "answered_offline": and_(answered, or_(A.first_response_at.is_(None), ~replied)),
         "replied": replied,
         "quality_count": scored,
-        "templated": and_(scored, A.answer_templated == true()),
+        "templated": and_(scored, templated_at(at) == true()),
         "rated": rated,
         "rated_positive": and_(rated, A.rating == 1),
         "deleted_by_page": A.deleted_by_page == true(),
@@ -329,13 +350,12 @@ async def _page_counts(
     session: AsyncSession, page_id: int, since: datetime, until: datetime, at: datetime
 ) -> Figures:
     conditions = _conditions(at)
-    replied = conditions["replied"]
     columns = [func.count().label("appeals")]
     columns += [_count(condition).label(name) for name, condition in conditions.items()]
     columns.append(
-        func.coalesce(
-            func.sum(case((and_(replied, A.quality_score.is_not(None)), A.quality_score))), 0.0
-        ).label("quality_sum")
+        func.coalesce(func.sum(case((conditions["quality_count"], quality_at(at)))), 0.0).label(
+            "quality_sum"
+        )
     )
     row = (
         (await core(session, select(*columns).where(_period(page_id, since, until)))).one()._mapping
@@ -662,9 +682,9 @@ async def _add_rows(
     columns = [func.count().label("appeals")]
     columns += [_count(condition).label(name) for name, condition in conditions.items()]
     columns.append(
-        func.coalesce(
-            func.sum(case((and_(replied, A.quality_score.is_not(None)), A.quality_score))), 0.0
-        ).label("quality_sum")
+        func.coalesce(func.sum(case((conditions["quality_count"], quality_at(at)))), 0.0).label(
+            "quality_sum"
+        )
     )
     rows = await core(session, select(A.page_id, *columns).where(where).group_by(A.page_id))
     for row in rows.all():

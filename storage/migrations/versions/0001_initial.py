@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 03:20:18.404179
+Create Date: 2026-11-26 04:03:15.538082
 """
 
 from collections.abc import Sequence
@@ -216,9 +216,11 @@ def upgrade() -> None:
         sa.Column("rating", sa.Integer(), nullable=True),
         sa.Column("rated_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("quality_score", sa.Float(), nullable=True),
+        sa.Column("first_quality_score", sa.Float(), nullable=True),
         sa.Column("recorded_at", storage.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("answered_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("answer_templated", sa.Boolean(), nullable=True),
+        sa.Column("first_answer_templated", sa.Boolean(), nullable=True),
         sa.Column("settle_day", sa.Integer(), nullable=True),
         sa.Column("frt_bucket", sa.Integer(), nullable=True),
         sa.Column("frt_work_bucket", sa.Integer(), nullable=True),
@@ -269,10 +271,13 @@ def upgrade() -> None:
                 "answered_at",
                 "sla_deadline",
                 "first_response_at",
+                "final_response_at",
                 "frt_s",
                 "frt_work_s",
                 "quality_score",
                 "answer_templated",
+                "first_quality_score",
+                "first_answer_templated",
                 "rating",
                 "rated_at",
                 "deleted_by_page",
