@@ -18,7 +18,13 @@ from bot.services.ingest import IngestService
 from bot.services.scheduler import Scheduler
 from bot.services.stats import build_report
 from handlers.telegram.notifier import TelegramNotifier
-from handlers.telegram.pressoffice import BUTTON_REFUSAL, SUPERVISOR_REFUSAL
+from handlers.telegram.pressoffice import (
+    BUTTON_REFUSAL,
+    STAFF_REFUSAL,
+    SUPERVISOR_REFUSAL,
+    TOPIC_REFUSAL,
+)
+from handlers.telegram.private import RECEIVED
 from storage.models import Appeal, Decision, Page, Staff
 from storage.repositories import is_staff
 from tests.conftest import make_settings
@@ -245,7 +251,9 @@ async def test_admin_manages_pages_and_binds_a_press_chat(
     await _command(intake, sandbox, NEW_PRESS["id"], SUPERVISOR, f"/bind {page_id}")
     assert "только администраторы" in (sandbox.sent_messages(NEW_PRESS["id"])[-1].text or "")
     await _command(intake, sandbox, NEW_PRESS["id"], ADMIN, f"/bind {page_id}")
-    assert "Минздрав края" in (sandbox.sent_messages(NEW_PRESS["id"])[-1].text or "")
+    assert sandbox.sent_messages(NEW_PRESS["id"])[-1].text == (
+        "Готово: напоминания по странице «Минздрав края» будут приходить в этот чат."
+    )
     async with app.sessions() as session:
         page = await session.get(Page, page_id)
     assert page is not None
@@ -260,6 +268,7 @@ async def test_admin_manages_pages_and_binds_a_press_chat(
     await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/page")
     listing = sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or ""
     assert "Минздрав края" in listing and "Asia/Vladivostok" in listing
+    assert f"<b>{page_id}</b> · Минздрав края (Telegram)" in listing and "(telegram)" not in listing
 
     # Reminders of the page now go to the bound chat, in the page's working hours: 13:30 in
     # Moscow is 20:30 in Vladivostok, so nothing goes out until the next morning there.
@@ -284,13 +293,15 @@ async def test_admin_registers_staff_and_operator_corrects_a_topic(
 ) -> None:
     [appeal_id] = await _ingest(app, citizen_event(msk(11, 2, 9), ROADS, "501", 101))
     await _command(intake, sandbox, PRESS_CHAT_ID, STRANGER, "/staff add 4242")
-    assert "только администраторы" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
+    assert sandbox.sent_messages(PRESS_CHAT_ID)[-1].text == STAFF_REFUSAL
+    assert "сотрудников и роли" in STAFF_REFUSAL and "страниц" not in STAFF_REFUSAL
     await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff add 4242")
     await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff operator vk777")
     await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff")
     listing = sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or ""
-    assert "telegram:4242" in listing and "официальный аккаунт" in listing
-    assert "vk:777" in listing and "оператор" in listing
+    assert "• Telegram 4242 — официальный аккаунт, все страницы" in listing
+    assert "• ВКонтакте 777 — оператор, все страницы" in listing
+    assert "telegram:" not in listing and "vk:" not in listing
     async with app.sessions() as session:
         page_id = (await session.exec(select(Page.id))).one()
         assert await is_staff(session, "telegram", "4242", page_id)
@@ -298,9 +309,48 @@ async def test_admin_registers_staff_and_operator_corrects_a_topic(
     async with app.sessions() as session:
         assert not await is_staff(session, "telegram", "4242", page_id)
 
+    # Outside the press chat someone without a role is refused about the command, not buttons.
+    await _command(intake, sandbox, NEW_PRESS["id"], STRANGER, f"/topic {appeal_id} ЖКХ")
+    assert sandbox.sent_messages(NEW_PRESS["id"])[-1].text == TOPIC_REFUSAL
+    assert "кнопки" not in TOPIC_REFUSAL and "тему" in TOPIC_REFUSAL
+
     # In the press chat an operator fixes the classifier's topic; metrics follow the correction.
     await _command(intake, sandbox, PRESS_CHAT_ID, OPERATOR, f"/topic {appeal_id} ЖКХ")
     assert "«Дороги» → «ЖКХ»" in (sandbox.sent_messages(PRESS_CHAT_ID)[-1].text or "")
     async with app.sessions() as session:
         appeal = await session.get(Appeal, appeal_id)
     assert appeal is not None and appeal.topic == "housing" and appeal.topic_corrected
+
+
+CITIZEN = {"id": 5501, "is_bot": False, "first_name": "Иван", "last_name": "Петров"}
+NO_WATER = "Здравствуйте, в доме 5 по улице Мира нет горячей воды третий день."
+
+
+@pytest.mark.parametrize("press_chat", [None, PRESS_CHAT_ID])
+async def test_citizen_is_thanked_even_when_the_relay_fails(
+    sqlite_engine: AsyncEngine,
+    sandbox: TelegramSandbox,
+    clock: SimulatedClock,
+    press_chat: int | None,
+) -> None:
+    """No press chat at all, or the press chat refuses the bot: the appeal is still confirmed."""
+    settings = make_settings(PRESS_CHAT_ID=press_chat) if press_chat else make_settings()
+    assert press_chat == settings.PRESS_CHAT_ID
+    app = AppContext.create(settings, sqlite_engine, clock)
+    sandbox.now = clock
+    sandbox.add_user(CITIZEN)
+    if press_chat is not None:
+        sandbox.fail_next("sendMessage", 1, status=403, description="Forbidden: bot was kicked")
+    running = RunningIntake(app, sandbox)
+    await running.start()
+    try:
+        before = await running.processed()
+        sandbox.inject_message(CITIZEN["id"], CITIZEN, NO_WATER, date=clock())
+        await running.wait_processed(before + 1)
+    finally:
+        await running.stop()
+    answers = [m.text for m in sandbox.sent_messages(CITIZEN["id"])]
+    assert answers == [RECEIVED]
+    assert sandbox.sent_messages(PRESS_CHAT_ID) == []
+    async with app.sessions() as session:
+        assert len((await session.exec(select(Appeal))).all()) == 1

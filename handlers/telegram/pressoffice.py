@@ -15,6 +15,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import ru
 from bot.app import AppContext
 from bot.services import corrections, roles
 from bot.services import digest as digest_service
@@ -24,6 +25,7 @@ from bot.services.reminders import (
     CALLBACK_PREFIX,
     apply_decision,
     overdue_cards,
+    page_title,
     parse_callback,
     press_chat_of,
     render_overdue_summary,
@@ -37,9 +39,14 @@ logger = logging.getLogger(__name__)
 
 SUPERVISOR_REFUSAL = "Извините, эта команда доступна только руководителям пресс-службы."
 ADMIN_REFUSAL = "Извините, управлять страницами могут только администраторы Отклика."
+STAFF_REFUSAL = "Извините, назначать сотрудников и роли могут только администраторы Отклика."
 BUTTON_REFUSAL = (
     "Эти кнопки — для сотрудников пресс-службы. Если вы работаете с обращениями, попросите "
     "администратора добавить вас."
+)
+TOPIC_REFUSAL = (
+    "Извините, исправлять тему обращения могут операторы и руководители пресс-службы. Если вы "
+    "работаете с обращениями, попросите администратора Отклика назначить вас оператором."
 )
 PAGE_HELP = (
     "Страницы: /page — список.\n"
@@ -120,7 +127,7 @@ async def topic_command(
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     if role < roles.Role.OPERATOR:
         if message.chat.id != press_chat_of(page, app.settings):
-            await message.answer(BUTTON_REFUSAL)
+            await message.answer(TOPIC_REFUSAL)
             return
         await roles.register_operator(session, user.id, person_name(user), page.id)
     try:
@@ -143,12 +150,17 @@ async def topic_command(
 
 
 async def _require(
-    message: Message, session: AsyncSession, app: AppContext, role: roles.Role
+    message: Message,
+    session: AsyncSession,
+    app: AppContext,
+    role: roles.Role,
+    refusal: str | None = None,
 ) -> bool:
     user = message.from_user
     if user is not None and await roles.role_of(session, app.settings, user.id) >= role:
         return True
-    await message.answer(ADMIN_REFUSAL if role >= roles.Role.ADMIN else SUPERVISOR_REFUSAL)
+    default = ADMIN_REFUSAL if role >= roles.Role.ADMIN else SUPERVISOR_REFUSAL
+    await message.answer(refusal or default)
     return False
 
 
@@ -225,7 +237,7 @@ def _page_line(page: Page, app: AppContext) -> str:
     urgent = page.sla_urgent_hours or app.defaults.sla_urgent_hours
     state = "" if page.is_active else " · отключена"
     return (
-        f"<b>{page.id}</b> · {html.escape(page.title or page.external_id)} ({page.platform})\n"
+        f"<b>{page.id}</b> · {html.escape(page_title(page))} ({ru.platform(page.platform)})\n"
         f"    {html.escape(page.timezone or app.defaults.timezone)} · "
         f"{html.escape(page.work_hours or app.defaults.work_hours)} · "
         f"ответ за {sla:g} ч, срочные за {urgent:g} ч · {chat_text}{state}"
@@ -255,6 +267,11 @@ _STAFF_VERBS = {
 }
 
 
+def _account_label(platform: str, user_id: str) -> str:
+    """«Telegram 12345», «ВКонтакте 777»."""
+    return f"{ru.platform(platform)} {user_id}"
+
+
 def _staff_account(text: str) -> tuple[str, str] | None:
     """«12345» → (telegram, 12345); «vk12345» or «vk:12345» → (vk, 12345)."""
     lowered = text.lower()
@@ -268,7 +285,7 @@ async def staff_command(
     message: Message, session: AsyncSession, app: AppContext, command: CommandObject
 ) -> None:
     """/staff: list and change who writes officially and who holds a press-office role."""
-    if not await _require(message, session, app, roles.Role.ADMIN):
+    if not await _require(message, session, app, roles.Role.ADMIN, STAFF_REFUSAL):
         return
     args = (command.args or "").split()
     if not args:
@@ -277,7 +294,7 @@ async def staff_command(
             await message.answer("Сотрудников пока нет.\n\n" + STAFF_USAGE)
             return
         lines = [
-            f"• {row.platform}:{row.user_id} {row.name or ''} — "
+            f"• {_account_label(row.platform, row.user_id)}{' ' + row.name if row.name else ''} — "
             f"{STAFF_ROLES_RU.get(row.role, row.role)}"
             + (f", страница {row.page_id}" if row.page_id else ", все страницы")
             for row in rows
@@ -296,10 +313,11 @@ async def staff_command(
     platform, user_id = account
     await roles.set_role(session, user_id, verb, page_id=page_id, platform=platform)
     where = f"на странице {page_id}" if page_id else "на всех страницах"
+    who = _account_label(platform, user_id)
     if verb == "none":
-        await message.answer(f"{platform}:{user_id} больше не в списке сотрудников ({where}).")
+        await message.answer(f"{who} больше не в списке сотрудников ({where}).")
     else:
-        await message.answer(f"{platform}:{user_id} — {STAFF_ROLES_RU[verb]} {where}.")
+        await message.answer(f"{who} — {STAFF_ROLES_RU[verb]} {where}.")
 
 
 async def page_command(
@@ -382,7 +400,7 @@ async def bind_command(
     elif not arg and len(pages) == 1:
         chosen = list(pages)
     else:
-        listing = "\n".join(f"{p.id} · {p.title or p.external_id}" for p in pages)
+        listing = "\n".join(f"{p.id} · {page_title(p)}" for p in pages)
         await message.answer(
             "Укажите страницу: /bind ID или /bind all.\n" + (listing or "Страниц пока нет.")
         )
@@ -394,10 +412,11 @@ async def bind_command(
         page.press_chat_id = message.chat.id
     app.press_chats.add(message.chat.id)
     await session.flush()
-    titles = ", ".join(html.escape(p.title or p.external_id) for p in chosen)
+    titles = ", ".join(f"«{html.escape(page_title(p))}»" for p in chosen)
+    pages_word = "странице" if len(chosen) == 1 else "страницам"  # not a count: one or several
     logger.info("chat %r bound to pages %r", message.chat.id, [p.id for p in chosen])
     await message.answer(
-        f"Готово: напоминания по страницам «{titles}» будут приходить в этот чат.",
+        f"Готово: напоминания по {pages_word} {titles} будут приходить в этот чат.",
         parse_mode="HTML",
     )
 

@@ -66,10 +66,27 @@ async def citizen_message(
     result = await ingest.handle(event)
     if result.outcome is Outcome.DUPLICATE:
         return
-    press_chat = await _press_chat_for(app, session, result.page_id)
+    await _relay(message, bot, app, session, event, result.page_id)
+    if result.outcome is Outcome.APPEAL:
+        # Stored as an appeal: the citizen is told so whatever became of the relay (it reaches
+        # the press chat through the reminders all the same).
+        await message.answer(RECEIVED)
+
+
+async def _relay(
+    message: Message,
+    bot: Bot,
+    app: AppContext,
+    session: AsyncSession,
+    event: MessageEvent,
+    page_id: int | None,
+) -> None:
+    """Copy the citizen's message to the press chat, where a reply to it goes back to them."""
+    press_chat = await _press_chat_for(app, session, page_id)
     if press_chat is None:
         logger.warning("no press chat configured; private message %r not relayed", event.message_id)
         return
+    user = message.from_user
     header = f"✉️ Личное сообщение боту от {event.author_name or 'гражданина'}"
     if user and user.username:
         header += f" (@{user.username})"
@@ -89,15 +106,12 @@ async def citizen_message(
             )
             relayed_id = copied.message_id
     except TelegramAPIError as error:
-        # The appeal is stored all the same and reaches the press chat through the reminders.
         logger.error("could not relay %r to the press chat: %s", event.message_id, error)
         return
-    assert result.page_id is not None
+    assert page_id is not None
     await repo.save_relay(
-        session, result.page_id, press_chat, relayed_id, message.chat.id, message.message_id
+        session, page_id, press_chat, relayed_id, message.chat.id, message.message_id
     )
-    if result.outcome is Outcome.APPEAL:
-        await message.answer(RECEIVED)
 
 
 async def _press_chat_for(
