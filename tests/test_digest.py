@@ -157,7 +157,8 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     assert "Дольше всего ждали ответа" in text
     assert (
         "Просрочены и всё ещё без ответа на 9 ноября 09:00: 1 обращение"
-        " (за все недели; из них поступили на этой неделе — 1)\n1. " in text
+        " (за все недели; из них поступили на этой неделе — 1)\n"
+        f"• №{data.ids['a3']} · Правительство области · Мусор и отходы «" in text
     )
     assert "Показаны" not in text  # the one overdue appeal is the whole list
     assert "; 90 % ответов — не дольше " in text and "быстрее" not in text
@@ -174,11 +175,14 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
 
 async def test_overdue_heading_counts_what_it_lists_in_an_empty_week(world: World) -> None:
     """W47 has no appeals; twelve of W45 are still overdue: the heading says so, exactly."""
+    ids = []
     for number in range(12):
         world.clock.set(msk(11, 2, 10, number))
         text = ROADS.replace("Ленина", f"Ленина, {number + 1}")
         event = citizen_event(world.clock(), text, f"70{number}", 300 + number, post=30 + number)
-        assert await world.ingest(event) is not None
+        appeal_id = await world.ingest(event)
+        assert appeal_id is not None
+        ids.append(appeal_id)
     world.clock.set(msk(11, 30, 12))
     async with world.app.sessions() as session:
         digest = await build_digest(session, world.app, Week(2026, 47))
@@ -190,7 +194,8 @@ async def test_overdue_heading_counts_what_it_lists_in_an_empty_week(world: Worl
         "Показаны 10 самых давних:" in text
     )
     listed = [line for line in text.splitlines() if "просрочено на" in line]
-    assert len(listed) == 10 and listed[0].startswith("1. ") and listed[-1].startswith("10. ")
+    # The appeal ids (what /topic takes), the longest overdue first; no list positions.
+    assert [line.split(" · ")[0] for line in listed] == [f"• №{i}" for i in ids[:10]]
     assert "больше" not in text
 
 

@@ -34,6 +34,7 @@ from bot.services.reminders import (
     appeals_count,
     format_duration,
     may_send_now,
+    page_title,
 )
 from bot.services.stats import build_report, daily_series, overdue_appeals
 from bot.services.worktime import calendar_for
@@ -212,7 +213,7 @@ def _page_lines(pages: list[dict[str, Any]], before: dict[int, dict[str, Any]]) 
         index = page.get("maturity_index")
         change = _change(index, previous.get("maturity_index"), share=False)
         change = change if change.startswith(("▲", "▼")) else ""
-        title = html.escape(page.get("title") or str(page["page_id"]))
+        title = html.escape(page.get("title") or f"страница {page['page_id']}")
         answered = _percent(page.get("answered_share"))
         in_time = _percent(page.get("within_sla_share"))
         line = (
@@ -259,14 +260,14 @@ async def _slowest_lines(
     if not answered:
         return []
     lines = ["<b>Дольше всего ждали ответа</b>"]
-    for number, (appeal, page) in enumerate(answered, 1):
+    for appeal, page in answered:
         assert appeal.answered_at is not None
         waited = (appeal.answered_at - appeal.received_at).total_seconds()
         topic = TOPIC_TITLES_RU.get(appeal.topic, appeal.topic)
         offline = " (ответ вне соцсети)" if appeal.first_response_at is None else ""
         work = f", рабочих {format_duration(appeal.frt_work_s)}" if appeal.frt_work_s else ""
         lines.append(
-            f"{number}. {html.escape(page.title or page.external_id)} · {html.escape(topic)} — "
+            f"• №{appeal.id} · {html.escape(page_title(page))} · {html.escape(topic)} — "
             f"{format_duration(waited)}{work}{offline}{_link(appeal.link)}"
         )
     return lines
@@ -306,13 +307,13 @@ async def _overdue_lines(
     if total > len(overdue):
         heading += f".\nПоказаны {ru.number(len(overdue))} самых давних:"
     lines = [heading]
-    for number, item in enumerate(overdue, 1):
+    for item in overdue:
         topic = TOPIC_TITLES_RU.get(item.topic, item.topic)
         excerpt = " ".join(item.text.split())
         excerpt = excerpt if len(excerpt) <= 80 else excerpt[:79].rstrip() + "…"
         quote = f" «{html.escape(excerpt)}»" if excerpt else ""
         lines.append(
-            f"{number}. {html.escape(item.page_title or str(item.page_id))} · "
+            f"• №{item.appeal_id} · {html.escape(item.page_title or f'страница {item.page_id}')} · "
             f"{html.escape(topic)}{quote} — просрочено на {format_duration(item.overdue_s)}"
             f"{_link(item.link)}"
         )

@@ -28,6 +28,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import ru
 from bot.app import AppContext
 from bot.services.policy import PageDefaults, page_calendar
+from bot.services.reminders import page_title
 from bot.services.report_text import (
     PeriodError,
     join_dashes,
@@ -248,7 +249,7 @@ async def appeal_rows(
         )
         values: dict[str, Any] = {
             "id": appeal.id,
-            "page": page.title or page.username or page.external_id,
+            "page": page_title(page),
             "platform": PLATFORM_RU.get(page.platform, page.platform),
             "topic": TOPIC_TITLES_RU.get(appeal.topic, appeal.topic),
             "urgent": _yes(appeal.urgent),

@@ -23,6 +23,7 @@ from bot import ru
 from bot.app import AppContext
 from bot.services import roles
 from bot.services.charts import stats_chart_png
+from bot.services.reminders import page_title
 from bot.services.report_text import (
     PeriodError,
     format_stats,
@@ -115,7 +116,7 @@ async def stats_command(
             await message.answer(f"Не нашёл страницу «{request.page_query}».")
             return
         if len(pages) > 1:
-            listed = "\n".join(f"{p.id} — {p.title or p.external_id}" for p in pages[:20])
+            listed = "\n".join(f"{p.id} — {page_title(p)}" for p in pages[:20])
             await message.answer(
                 f"Под «{request.page_query}» подходят несколько страниц:\n{listed}"
             )
