@@ -166,11 +166,14 @@ async def test_author_without_a_name_is_findable(world: World) -> None:
     assert authors == {ids[0]: "vk.com/id300000", ids[1]: "id 4242", ids[2]: "Мария 300001"}
 
 
-async def test_csv_for_russian_excel(world: World, tmp_path: Path) -> None:
+async def test_csv_for_russian_excel(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     await build_two_weeks(world)
     world.clock.set(msk(11, 9, 10))
     output = tmp_path / "week.csv"
     assert await export_command(world.app, msk(11, 2, 0), msk(11, 9, 0), "csv", str(output)) == 0
+    assert capsys.readouterr().out == f"{output}: 6\u00a0обращений\n"
     raw = output.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))

@@ -534,5 +534,5 @@ async def export_command(
         )
     path = Path(output or exported.filename)
     await asyncio.to_thread(path.write_bytes, exported.data)
-    print(f"{path} ({exported.appeals} appeals)")
+    print(f"{path}: {ru.quantity(exported.appeals, 'обращение', 'обращения', 'обращений')}")
     return 0
