@@ -61,7 +61,7 @@ def _days_panel(axes: plt.Axes, series: Sequence[DayRow]) -> None:
     positions = list(range(len(series)))
     bottom = [0] * len(series)
     for key, label in (
-        ("in_time", "ответ вовремя"),
+        ("in_time", "ответ в срок"),
         ("late", "ответ с опозданием"),
         ("overdue", "просрочено"),
         ("pending", "срок не вышел"),
