@@ -39,7 +39,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session as OrmSession
-from sqlalchemy.sql.elements import BinaryExpression, BindParameter
+from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
+from sqlalchemy.sql.operators import and_ as and_op
 from sqlalchemy.sql.operators import eq
 
 from storage.buckets import day_number, day_start
@@ -85,6 +86,10 @@ def _param_sets(multiparams: Any, params: Any) -> list[Mapping[str, Any]]:
 def _id_parameter(statement: Update | Delete) -> BindParameter[Any] | None:
     """The bound parameter of a `WHERE appeal.id = :param` statement, if it is one."""
     where = statement.whereclause
+    # ORM flushes wrap the primary-key condition in an AND of one clause; without unwrapping
+    # it every flush of several appeals would rebuild all rollups in the writer's transaction.
+    if isinstance(where, BooleanClauseList) and where.operator is and_op and len(where) == 1:
+        where = where.clauses[0]
     if (
         isinstance(where, BinaryExpression)
         and where.operator is eq
@@ -363,9 +368,15 @@ def rebuild(connection: Connection) -> int:
     for page_id, first, last in connection.execute(query).all():
         first_day, last_day = day_number(_aware(first)), day_number(_aware(last))
         keys += [(int(page_id), day) for day in range(first_day, last_day + 1)]
+    with_appeals = len(keys)
+    # Page-days with rollups but no appeals any more are emptied by their recompute. No
+    # table-wide DELETE: on PostgreSQL every rollup row is written under its page-day's
+    # advisory lock, taken in key order, or a concurrent refresh holding one lock and waiting
+    # for these rows would deadlock with this rebuild waiting for that lock.
     for table in (R, T, H):
-        connection.execute(delete(table))
+        rows = connection.execute(select(table.c.page_id, table.c.day).distinct()).all()
+        keys += [(int(page_id), int(day)) for page_id, day in rows]
     recompute(connection, keys)
     for start in range(0, len(marks), 500):
         connection.execute(delete(S).where(S.c.id.in_(marks[start : start + 500])))
-    return len(keys)
+    return with_appeals

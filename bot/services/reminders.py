@@ -183,7 +183,7 @@ class TickReport:
 
 
 class ReminderService:
-    """Plans and delivers reminders inside one session; `deliver` commits after every chat."""
+    """Plans and delivers reminders inside one session; `deliver` commits after every message."""
 
     def __init__(self, session: AsyncSession, settings: Settings, defaults: PageDefaults) -> None:
         self.session = session
@@ -444,6 +444,9 @@ class ReminderService:
             row.message_id = message_id
             row.attempts += 1
             row.last_error = None
+        # At once, not after the chat: if this worker dies on its next message, another one
+        # must not send this one again (a chat's reminders may take several messages).
+        await self.session.commit()
         report.sent += len(rows)
         report.messages += 1
 
