@@ -746,28 +746,42 @@ async def _quantiles(
                     places[number].append(rank - start)
                     where_rank[rank] = (number, rank - start)
             start += count
+        answered = (
+            A.page_id.in_(list(group)),
+            A.received_at >= since,
+            A.received_at < until,
+            A.excluded == false(),
+            A.first_response_at <= at,
+            value.is_not(None),
+        )
         found_inside: dict[tuple[int, int], float] = {}
         for number, inside in places.items():
             low, high = min(inside), max(inside)
             rows = await core(
                 session,
                 select(value)
-                .where(
-                    A.page_id.in_(list(group)),
-                    bucket == number,
-                    A.received_at >= since,
-                    A.received_at < until,
-                    A.excluded == false(),
-                    A.first_response_at <= at,
-                    value.is_not(None),
-                )
+                .where(*answered, bucket == number)
                 .order_by(value)
                 .limit(high - low + 1)
                 .offset(low),
             )
             for offset, (item,) in enumerate(rows.all()):
                 found_inside[(number, low + offset)] = float(item)
-        found = {rank: found_inside[place] for rank, place in where_rank.items()}
+        try:
+            found = {rank: found_inside[place] for rank, place in where_rank.items()}
+        except KeyError:
+            # Another worker committed between the histogram and these reads (PostgreSQL, READ
+            # COMMITTED): fall back to one consistent read of the sorted values.
+            logger.info("quantiles moved under a concurrent write; reading them in one pass")
+            rows = await core(session, select(value).where(*answered).order_by(value))
+            values = [float(item) for (item,) in rows.all()]
+            results.append(
+                (
+                    median_of(values.__getitem__, len(values)),
+                    p90_of(values.__getitem__, len(values)),
+                )
+            )
+            continue
         results.append((median_of(found.__getitem__, total), p90_of(found.__getitem__, total)))
     return results
 
