@@ -75,7 +75,7 @@ async def cluster(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
     require_postgres()
     # Advisory locks are database-wide: a key of this test's own keeps a suite running at the
     # same time on the same `test` database (another schema) from taking our workers' turns.
-    monkeypatch.setattr(scheduler_module, "ADVISORY_LOCK_KEY", random.getrandbits(62))
+    monkeypatch.setattr(scheduler_module, "ADVISORY_LOCK_KEY", random.getrandbits(30))
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL)
     async with admin.begin() as connection:

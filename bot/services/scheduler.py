@@ -27,8 +27,8 @@ TICK_SECONDS = 30.0
 # Template detection compares a reply with the page's other replies, so it runs as a batch.
 QUALITY_EVERY = timedelta(hours=1)
 QUALITY_LOOKBACK = timedelta(days=3)
-# Any fixed 64-bit number that no other job uses: the advisory lock of the periodic jobs.
-ADVISORY_LOCK_KEY = 0x4F544B4C494B  # "OTKLIK"
+# A fixed 32-bit number that no other job uses: with the schema it keys the jobs' lock.
+ADVISORY_LOCK_KEY = 0x4F544B  # "OTK"
 
 
 class Scheduler:
@@ -98,21 +98,17 @@ class Scheduler:
         if self.app.engine.dialect.name != "postgresql":
             yield True
             return
-        async with self.app.engine.connect() as connection:
+        # A transaction-scoped lock on a connection of its own: however the tick ends (even
+        # cancelled), the transaction ends and the lock with it. The schema is part of the key,
+        # so two deployments in one database do not take turns.
+        async with self.app.engine.connect() as connection, connection.begin():
             acquired = bool(
                 await connection.scalar(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                    text("SELECT pg_try_advisory_xact_lock(:key, hashtext(current_schema()))"),
+                    {"key": ADVISORY_LOCK_KEY},
                 )
             )
-            await connection.commit()
-            try:
-                yield acquired
-            finally:
-                if acquired:
-                    await connection.execute(
-                        text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
-                    )
-                    await connection.commit()
+            yield acquired
 
     async def run(self) -> None:
         """Tick until `stop()`; an error in one tick is logged and the next tick goes on."""
