@@ -160,39 +160,6 @@ async def last_answered_appeal_of(
     return result.first()
 
 
-async def unfinished_appeals_in_thread(
-    session: AsyncSession, thread_id: int, until: datetime
-) -> list[Appeal]:
-    """Appeals in a conversation received by `until` and without a final answer then."""
-    result = await session.exec(
-        select(Appeal)
-        .where(
-            Appeal.thread_id == thread_id,
-            col(Appeal.excluded).is_(False),
-            Appeal.received_at <= until,
-            or_(col(Appeal.final_response_at).is_(None), col(Appeal.final_response_at) > until),
-        )
-        .order_by(col(Appeal.received_at))
-    )
-    return list(result.all())
-
-
-async def replies_waiting_for(
-    session: AsyncSession, page_id: int, external_id: str
-) -> list[OfficialReply]:
-    """Official replies stored before the message they reply to arrived."""
-    result = await session.exec(
-        select(OfficialReply)
-        .where(
-            OfficialReply.page_id == page_id,
-            OfficialReply.reply_to_external_id == external_id,
-            col(OfficialReply.appeal_id).is_(None),
-        )
-        .order_by(col(OfficialReply.sent_at))
-    )
-    return list(result.all())
-
-
 async def is_staff(session: AsyncSession, platform: str, user_id: str, page_id: int) -> bool:
     """Whether `user_id` writes officially on this page (or on every page)."""
     result = await session.exec(
@@ -731,7 +698,7 @@ def last_answered_row(
 
 
 def unfinished_rows(db: Db, thread_id: int, until: datetime) -> list[AppealRow]:
-    """`unfinished_appeals_in_thread` for the hot path."""
+    """Appeals in a conversation received by `until` and without a final answer then."""
     rows = db.rows(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND excluded = :no "
         "AND received_at <= :until "

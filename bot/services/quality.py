@@ -338,21 +338,8 @@ async def score_replies(
             )
         if not params:
             continue
-        table = OfficialReply.__table__  # type: ignore[attr-defined]
-        await core(
-            session,
-            update(table)
-            .where(table.c.id == bindparam("rid"))
-            .values(
-                quality_score=bindparam("quality_score"),
-                quality_parts=bindparam("quality_parts"),
-                is_template=bindparam("is_template"),
-                scored_at=bindparam("scored_at"),
-            ),
-            params,
-        )
+        await _update_by_id(session, OfficialReply, params, "rid")
         scored += len(params)
-        _sync_loaded(session, OfficialReply, params, "rid")
         await _copy_to_appeals(session, pid)
     await session.flush()
     logger.info("scored %d replies on %d pages", scored, len(page_ids))
@@ -382,22 +369,18 @@ async def _copy_to_appeals(session: AsyncSession, page_id: int) -> None:
         }
         for aid, score, templated, first_score, first_templated in rows.all()
     ]
-    if not params:
-        return
-    table = Appeal.__table__  # type: ignore[attr-defined]
-    await core(
-        session,
-        update(table)
-        .where(table.c.id == bindparam("aid"))
-        .values(
-            quality_score=bindparam("quality_score"),
-            answer_templated=bindparam("answer_templated"),
-            first_quality_score=bindparam("first_quality_score"),
-            first_answer_templated=bindparam("first_answer_templated"),
-        ),
-        params,
-    )
-    _sync_loaded(session, Appeal, params, "aid")
+    if params:
+        await _update_by_id(session, Appeal, params, "aid")
+
+
+async def _update_by_id(
+    session: AsyncSession, model: type[Any], params: list[dict[str, Any]], key: str
+) -> None:
+    """One executemany UPDATE of the columns in `params` by id, mirrored into loaded objects."""
+    table = model.__table__
+    columns: dict[str, Any] = {name: bindparam(name) for name in params[0] if name != key}
+    await core(session, update(table).where(table.c.id == bindparam(key)).values(**columns), params)
+    _sync_loaded(session, model, params, key)
 
 
 def _sync_loaded(
