@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
-from aiogram.filters import Filter
-from aiogram.types import Message
+from aiogram import Router
 
 from bot.app import AppContext
+from handlers.telegram.filters import ChatType, DiscussionChat, InPressChat, LooksLikeCommand
 
-
-class InPressChat(Filter):
-    """The message is in a press chat (PRESS_CHAT_ID or one bound with /bind)."""
-
-    def __init__(self, app: AppContext) -> None:
-        self.app = app
-
-    async def __call__(self, message: Message) -> bool:
-        return message.chat.id in self.app.press_chats
+__all__ = ["setup_telegram_routers"]
 
 
 def setup_telegram_routers(app: AppContext) -> Router:
-    """All Telegram routers, each behind the filter of the chats it serves."""
+    """All Telegram routers, each behind the filter of the chats it serves.
+
+    Only a message that looks like a command enters the command routers, so that supervisors'
+    and operators' commands are never taken as appeals while a plain comment passes by them with
+    one check. The press, private and discussion routers serve disjoint chats; the discussion
+    router comes first because group comments are most of the traffic. Every filter here is a
+    coroutine: aiogram runs a synchronous filter (a magic `F` filter too) in a thread pool.
+    """
     from handlers.telegram import (
         business,
         discussion,
@@ -32,25 +30,28 @@ def setup_telegram_routers(app: AppContext) -> Router:
         supervisors,
     )
 
-    in_press = InPressChat(app)
-    press_router = press.create_router()
-    press_router.message.filter(in_press)
-    private_router = private.create_router()
-    private_router.message.filter(F.chat.type == "private")
-    group_router = discussion.create_router()
-    group_router.message.filter(F.chat.type.in_({"group", "supergroup"}), ~in_press)
-    group_router.edited_message.filter(F.chat.type.in_({"group", "supergroup"}))
-
-    root = Router(name="otklik")
-    # Supervisors' and operators' commands come first so they are never taken as appeals.
-    root.include_routers(
+    commands = Router(name="commands")
+    commands.message.filter(LooksLikeCommand())
+    commands.include_routers(
         service.create_router(),
         supervisors.create_router(app),
         pressoffice.create_router(app),
-        membership.create_router(),
-        business.create_router(),
+    )
+    group_router = discussion.create_router()
+    group_router.message.filter(DiscussionChat(app))
+    group_router.edited_message.filter(ChatType("group", "supergroup"))
+    press_router = press.create_router()
+    press_router.message.filter(InPressChat(app))
+    private_router = private.create_router()
+    private_router.message.filter(ChatType("private"))
+
+    root = Router(name="otklik")
+    root.include_routers(
+        commands,
+        group_router,
         press_router,
         private_router,
-        group_router,
+        membership.create_router(),
+        business.create_router(),
     )
     return root

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.types import Message, MessageReactionUpdated, ReactionTypeEmoji
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,6 +20,7 @@ from handlers.telegram.common import (
     person_name,
     utc,
 )
+from handlers.telegram.filters import AutomaticForward
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ async def reaction(
 def create_router() -> Router:
     """A fresh router with this module's handlers (one per dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(channel_post_forwarded, F.is_automatic_forward)
+    router.message.register(channel_post_forwarded, AutomaticForward())
     router.message.register(comment)
     router.edited_message.register(comment_edited)
     router.message_reaction.register(reaction)

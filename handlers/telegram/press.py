@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,6 +21,7 @@ from handlers.telegram.common import (
     person_name,
     utc,
 )
+from handlers.telegram.filters import IsReply
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -88,5 +89,5 @@ async def _ask_for_rating(bot: Bot, chat_id: int, reply_id: str) -> None:
 def create_router() -> Router:
     """A fresh router with this module's handlers (one per dispatcher)."""
     router = Router(name=__name__)
-    router.message.register(operator_reply, F.reply_to_message)
+    router.message.register(operator_reply, IsReply())
     return router

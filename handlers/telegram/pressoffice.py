@@ -9,7 +9,7 @@ import html
 import logging
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from sqlmodel import col, select
@@ -32,6 +32,7 @@ from bot.services.reminders import (
 )
 from bot.services.worktime import WorkSchedule
 from handlers.telegram.common import person_name
+from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
 from storage.models import Appeal, Page, Staff
 
@@ -440,7 +441,7 @@ def create_router(app: AppContext) -> Router:
         await _load_press_chats(app)
 
     router.startup.register(on_startup)
-    router.callback_query.register(on_decision, F.data.startswith(f"{CALLBACK_PREFIX}:"))
+    router.callback_query.register(on_decision, CallbackData(f"{CALLBACK_PREFIX}:"))
     router.message.register(overdue_command, Command("overdue"))
     router.message.register(topic_command, Command("topic"))
     router.message.register(digest_command, Command("digest"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import CommandStart
 from aiogram.types import CallbackQuery, Message
@@ -23,6 +23,7 @@ from handlers.telegram.common import (
     reply_key,
     utc,
 )
+from handlers.telegram.filters import CallbackData, LooksLikeCommand
 from handlers.telegram.press import RATE_PREFIX
 from storage import repositories as repo
 
@@ -155,8 +156,8 @@ async def rating(query: CallbackQuery, bot: Bot, app: AppContext, ingest: Ingest
 def create_router() -> Router:
     """A fresh router with this module's handlers (one per dispatcher)."""
     router = Router(name=__name__)
-    router.callback_query.register(rating, F.data.startswith(RATE_PREFIX))
+    router.callback_query.register(rating, CallbackData(RATE_PREFIX))
     router.message.register(start, CommandStart())
-    router.message.register(unknown_command, F.text.startswith("/"))
+    router.message.register(unknown_command, LooksLikeCommand(captions=False))
     router.message.register(citizen_message)
     return router
