@@ -353,6 +353,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     ),
                 )
                 dp, store = make_dispatcher(app)
+                store.use_for_polling(bot)
                 polling = asyncio.create_task(
                     dp.start_polling(
                         bot,
@@ -393,6 +394,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     polling.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await polling
+                    await store.close()
                     await bot.session.close()
     return 0
 

@@ -101,7 +101,9 @@ async def _start_telegram(
     app.notifier = TelegramNotifier(bot)
     if app.settings.WEBHOOK_URL:
         await _start_telegram_webhook(app, bot, dp, stoppers, vk_callback=vk_callback)
+        stoppers.append(store.close)  # after the server: every request answered is committed
         return
+    store.use_for_polling(bot)
     tasks.append(
         asyncio.create_task(
             dp.start_polling(
@@ -120,6 +122,7 @@ async def _start_telegram(
         with contextlib.suppress(RuntimeError):  # polling may have ended already
             await dp.stop_polling()
         await confirm_offset(bot, store)
+        await store.close()
         await bot.session.close()
 
     stoppers.append(stop_telegram)

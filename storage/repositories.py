@@ -401,13 +401,13 @@ async def run_in_transaction(session: AsyncSession, work: Callable[[Db], T]) -> 
         if execute is not None:
             assert driver is not None
             db = SqliteDb(driver._conn)
-            result: T = await execute(_marking, work, db)
+            result: T = await execute(run_marking, work, db)
     if db is None:
 
         def call(sync_session: Any) -> T:
             nonlocal db
             db = SqlAlchemyDb(sync_session.connection())
-            return _marking(work, db)
+            return run_marking(work, db)
 
         result = await session.run_sync(call)
     assert db is not None
@@ -415,7 +415,7 @@ async def run_in_transaction(session: AsyncSession, work: Callable[[Db], T]) -> 
     return result
 
 
-def _marking(work: Callable[[Db], T], db: Db) -> T:
+def run_marking(work: Callable[[Db], T], db: Db) -> T:
     """Run `work`, then mark the page-days it wrote stale (storage/rollup.py), in one trip."""
     result = work(db)
     if db.appeal_days and _rollup is not None:
@@ -445,12 +445,15 @@ def store_raw_update(
     source: str,
     update_key: str,
     update_type: str | None,
-    payload: dict[str, Any],
+    payload: dict[str, Any] | str,
     *,
     status: str = "done",
     note: str | None = None,
 ) -> int | None:
-    """Store an incoming update once (one statement); its id, or None if stored before."""
+    """Store an incoming update once (one statement); its id, or None if stored before.
+
+    `payload` is the update as a dict or already as JSON text.
+    """
     row = db.row(
         "INSERT INTO raw_update "
         "(source, update_key, update_type, payload, status, note, recorded_at) "

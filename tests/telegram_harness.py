@@ -60,6 +60,7 @@ class RunningIntake:
     async def start(self) -> None:
         self.bot = make_bot(TOKEN, self.sandbox.base_url)
         self.dp, self.store = make_dispatcher(self.app)
+        self.store.use_for_polling(self.bot)
         self.task = asyncio.create_task(
             self.dp.start_polling(
                 self.bot,
@@ -82,6 +83,11 @@ class RunningIntake:
             self.task.cancel()  # a crash: no offset confirmation
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+        assert self.store is not None
+        if graceful:
+            await self.store.close()
+        else:
+            self.store.abandon()  # a crash: what the writer had not committed is gone
         await self.bot.session.close()
 
     async def processed(self) -> int:

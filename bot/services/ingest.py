@@ -91,15 +91,29 @@ class _Reply:
 class IngestService:
     """Decides and stores normalised events inside the caller's session (the caller commits)."""
 
-    def __init__(self, session: AsyncSession, defaults: PageDefaults | None = None) -> None:
-        self.session = session
+    def __init__(self, session: AsyncSession | None, defaults: PageDefaults | None = None) -> None:
+        self.session = session  # None: only `decide` is used (the intake writer's thread)
         self.defaults = defaults or PageDefaults()
 
     async def handle(self, event: Event) -> IngestResult:
+        assert self.session is not None, "IngestService.handle needs a session"
         decided = await repo.run_in_transaction(self.session, partial(self._decide, event))
         for appeal_id in decided.rescore:
             await quality.rescore_appeal(self.session, appeal_id)
         return decided.result
+
+    async def submit(self, event: Event) -> None:
+        """`handle` without the result (the same call as `UpdateUnit.submit`)."""
+        await self.handle(event)
+
+    def decide(self, db: Db, event: Event) -> tuple[IngestResult, tuple[int, ...]]:
+        """Decide and store `event` synchronously on `db` (storage/writer.py's thread).
+
+        Returns the result and the appeals whose replies `quality.rescore_appeal` must rescore
+        afterwards (a rating or a re-open; rare), which needs an ORM session.
+        """
+        decided = self._decide(event, db)
+        return decided.result, decided.rescore
 
     def _decide(self, event: Event, db: Db) -> _Decided:
         match event:

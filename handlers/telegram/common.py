@@ -9,8 +9,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Chat, Message, User
 from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app import AppContext
 from bot.events import EditEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from storage.models import Page
 
@@ -100,12 +100,13 @@ class GroupPages:
     def remember(self, group_id: int, ref: PageRef) -> None:
         self._cache[group_id] = ref
 
-    async def resolve(self, bot: Bot, session: AsyncSession, chat: Chat) -> PageRef:
+    async def resolve(self, bot: Bot, app: AppContext, chat: Chat) -> PageRef:
         cached = self._cache.get(chat.id)
         if cached is not None:
             return cached
-        result = await session.exec(select(Page).where(Page.linked_chat_id == str(chat.id)))
-        page = result.first()
+        async with app.sessions() as session:
+            result = await session.exec(select(Page).where(Page.linked_chat_id == str(chat.id)))
+            page = result.first()
         if page is not None:
             ref = PageRef(
                 Platform.TELEGRAM,

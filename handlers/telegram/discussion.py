@@ -8,8 +8,8 @@ from aiogram import Bot, Router
 from aiogram.types import Message, MessageReactionUpdated, ReactionTypeEmoji
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app import AppContext
 from bot.events import AuthorRole, MessageEvent, ReactionEvent, ThreadKind, ThreadRef
-from bot.services.ingest import IngestService
 from handlers.telegram.common import (
     GroupPages,
     comment_link,
@@ -21,6 +21,7 @@ from handlers.telegram.common import (
     utc,
 )
 from handlers.telegram.filters import AutomaticForward
+from handlers.telegram.middlewares import INGEST_ONLY, UpdateUnit
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,10 @@ def _thread(message: Message) -> ThreadRef:
 
 
 async def channel_post_forwarded(
-    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
+    message: Message, bot: Bot, app: AppContext, session: AsyncSession
 ) -> None:
     """A channel post arrived in the discussion group: it opens a comment thread."""
-    page = await group_pages.resolve(bot, session, message.chat)
+    page = await group_pages.resolve(bot, app, message.chat)
     stored = await repo.ensure_page(session, page)
     assert stored.id is not None
     await repo.ensure_thread(
@@ -48,8 +49,8 @@ async def channel_post_forwarded(
     )
 
 
-async def comment(message: Message, bot: Bot, session: AsyncSession, ingest: IngestService) -> None:
-    page = await group_pages.resolve(bot, session, message.chat)
+async def comment(message: Message, bot: Bot, app: AppContext, ingest: UpdateUnit) -> None:
+    page = await group_pages.resolve(bot, app, message.chat)
     role = AuthorRole.PERSON
     author_id = str(message.from_user.id) if message.from_user else None
     author_name = person_name(message.from_user)
@@ -76,28 +77,25 @@ async def comment(message: Message, bot: Bot, session: AsyncSession, ingest: Ing
         reply_to_id=reply_to_id,
         link=comment_link(message.chat, message.message_id, message.message_thread_id),
     )
-    result = await ingest.handle(event)
-    logger.debug("comment %r: %s", event.message_id, result.outcome)
+    await ingest.submit(event)
 
 
-async def comment_edited(
-    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
-) -> None:
-    page = await group_pages.resolve(bot, session, message.chat)
-    await ingest.handle(edit_event(page, message))
+async def comment_edited(message: Message, bot: Bot, app: AppContext, ingest: UpdateUnit) -> None:
+    page = await group_pages.resolve(bot, app, message.chat)
+    await ingest.submit(edit_event(page, message))
 
 
 async def reaction(
-    update: MessageReactionUpdated, bot: Bot, session: AsyncSession, ingest: IngestService
+    update: MessageReactionUpdated, bot: Bot, app: AppContext, ingest: UpdateUnit
 ) -> None:
-    page = await group_pages.resolve(bot, session, update.chat)
+    page = await group_pages.resolve(bot, app, update.chat)
 
     def emojis(reactions: list[object]) -> set[str]:
         return {r.emoji for r in reactions if isinstance(r, ReactionTypeEmoji)}
 
     old, new = emojis(list(update.old_reaction)), emojis(list(update.new_reaction))
     user_id = str(update.user.id) if update.user else None
-    await ingest.handle(
+    await ingest.submit(
         ReactionEvent(
             page,
             message_key(update.chat.id, update.message_id),
@@ -113,7 +111,8 @@ def create_router() -> Router:
     """A fresh router with this module's handlers (one per dispatcher)."""
     router = Router(name=__name__)
     router.message.register(channel_post_forwarded, AutomaticForward())
-    router.message.register(comment)
-    router.edited_message.register(comment_edited)
-    router.message_reaction.register(reaction)
+    # Comments, edits and reactions only submit events: stored in the background (middlewares).
+    router.message.register(comment, flags=INGEST_ONLY)
+    router.edited_message.register(comment_edited, flags=INGEST_ONLY)
+    router.message_reaction.register(reaction, flags=INGEST_ONLY)
     return router

@@ -12,7 +12,8 @@ from aiogram.types import ErrorEvent
 
 from bot.app import AppContext
 from handlers import setup_telegram_routers
-from handlers.telegram.middlewares import UpdateStoreMiddleware
+from handlers.telegram.middlewares import OpenSessionMiddleware, UpdateStoreMiddleware
+from storage.writer import IntakeWriter
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +38,18 @@ def make_bot(token: str, api_server: str) -> Bot:
 
 
 def make_dispatcher(app: AppContext) -> tuple[Dispatcher, UpdateStoreMiddleware]:
+    """The dispatcher with every router; its store middleware must be closed (`store.close()`).
+
+    On a SQLite file the store gets an intake writer thread (storage/writer.py), started with
+    the first update that uses it.
+    """
     dp = Dispatcher(app=app)
-    store = UpdateStoreMiddleware(app)
+    store = UpdateStoreMiddleware(app, IntakeWriter.for_engine(app.engine))
     dp.update.outer_middleware(store)
+    opener = OpenSessionMiddleware()
+    for name, observer in dp.observers.items():
+        if name not in ("update", "error"):
+            observer.middleware(opener)
     dp.include_router(setup_telegram_routers(app))
     dp.errors.register(_log_error)
     return dp, store
@@ -64,6 +74,7 @@ async def _log_error(event: ErrorEvent) -> bool:
 
 async def confirm_offset(bot: Bot, store: UpdateStoreMiddleware) -> None:
     """Tell Telegram every handled update is done, so none comes back after a restart."""
+    await store.flush()
     if store.last_update_id is None:
         return
     try:
