@@ -6,17 +6,19 @@ from aiogram import Router
 
 from bot.app import AppContext
 from handlers.telegram.filters import ChatType, DiscussionChat, InPressChat, LooksLikeCommand
+from handlers.telegram.middlewares import open_sessions
 
 __all__ = ["setup_telegram_routers"]
 
 
-def setup_telegram_routers(app: AppContext) -> Router:
+def setup_telegram_routers(app: AppContext) -> list[Router]:
     """All Telegram routers, each behind the filter of the chats it serves.
 
     Only a message that looks like a command enters the command routers, so that supervisors'
     and operators' commands are never taken as appeals while a plain comment passes by them with
     one check. The press, private and discussion routers serve disjoint chats; the discussion
-    router comes first because group comments are most of the traffic. Every filter here is a
+    router comes first because group comments are most of the traffic; the dispatcher includes
+    these routers directly (each level of nesting costs every update). Every filter here is a
     coroutine: aiogram runs a synchronous filter (a magic `F` filter too) in a thread pool.
     """
     from handlers.telegram import (
@@ -44,14 +46,14 @@ def setup_telegram_routers(app: AppContext) -> Router:
     press_router.message.filter(InPressChat(app))
     private_router = private.create_router()
     private_router.message.filter(ChatType("private"))
-
-    root = Router(name="otklik")
-    root.include_routers(
+    # Every handler but the discussion group's gets the update's session (middlewares.py).
+    for router in (commands, press_router, private_router):
+        open_sessions(router)
+    return [
         commands,
         group_router,
         press_router,
         private_router,
-        membership.create_router(),
-        business.create_router(),
-    )
-    return root
+        open_sessions(membership.create_router()),
+        open_sessions(business.create_router()),
+    ]

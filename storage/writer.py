@@ -1,31 +1,51 @@
-"""The intake writer: one thread, one SQLite connection, commits grouped (docs/BENCHMARKS.md).
+"""The intake writer: a child process that owns the SQLite writes of the intake.
 
-A job is a synchronous function over `storage.repositories.Db`. The writer thread runs the jobs
-in the order they were submitted, each inside its own SAVEPOINT (a job that raises is rolled
-back alone and its exception handed to its submitter), and commits every job it found waiting
-in one transaction. A job's future is resolved on the event loop only after that commit, so
-nobody hears "stored" before it is durable.
+Why a process: Python runs one thread at a time. Through the async engine every update took
+three trips to aiosqlite's thread plus SQLAlchemy's bookkeeping (~1.4 ms); a writer *thread*
+removed the trips but still shared one core with aiogram's routing. A child process writes on
+the second core while the bot routes the next updates (docs/BENCHMARKS.md).
 
-Why: through the async engine each update took three trips to aiosqlite's thread (raw update,
-decision, commit) plus SQLAlchemy's session bookkeeping, ~1.4 ms per update. Here an update is
-one job, the event loop does not wait for it unless told to, and one COMMIT covers everything
-that arrived while the previous batch was written.
+How: the parent sends jobs (plain data, pickled) down the child's stdin; the child runs each job
+through a handler function given at start (for the intake `bot.services.ingest:store_update`)
+inside its own SAVEPOINT (a job that raises is rolled back alone and reported as failed),
+commits every job that was waiting in one transaction, and only then answers with the results
+on its stdout, in order. A job's future resolves in the parent after that answer: nobody hears
+"stored" before it is durable.
 
-Only file-based SQLite has a writer (`IntakeWriter.for_engine`); PostgreSQL keeps the session
-path, where many workers already write in parallel.
+Failures: a batch whose transaction cannot be committed (locked longer than the busy timeout,
+disk full) is retried by the child. If the child dies, the parent starts a new one and sends
+again every job it has no answer for; jobs are idempotent (the raw update's unique key), so one
+committed just before the crash is only seen as a redelivery. If the parent dies, the child sees
+its stdin close and exits; whatever the parent had not heard back about was never confirmed to
+Telegram, which delivers it again.
+
+Only a file-based SQLite database gets a writer (`IntakeWriter.for_engine`); PostgreSQL keeps
+the session path, where several workers write in parallel anyway.
+
+Run as `python -m storage.writer DATABASE` by the parent only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
+import os
+import pickle
 import queue
+import select
+import signal
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -33,50 +53,52 @@ from storage.repositories import Db, SqliteDb, run_marking
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-# At most this many jobs share one commit; the loop waits for the writer beyond MAX_PENDING.
+# At most this many jobs share one commit.
 MAX_BATCH = 500
-MAX_PENDING = 2000
-# How long a BEGIN waits for another connection's write lock before it is tried again.
+# Jobs are sent to the child when the event loop comes round, or at once when this many wait.
+SEND_BATCH = 32
+# How long a BEGIN waits for another connection's write lock before the batch is tried again.
 BUSY_TIMEOUT_MS = 5000
+# A child that dies this many times in a row without answering anything is not started again.
+MAX_RESTARTS = 3
+_HEADER = struct.Struct(">I")
 
 
-class WriterClosed(RuntimeError):
-    """A job was submitted after `close()`."""
+class WriterError(RuntimeError):
+    """A job could not be stored; the message says why (the child's exception, as text)."""
 
 
 @dataclass(slots=True)
-class _Job(Generic[T]):
-    work: Callable[[Db], T]
-    future: asyncio.Future[T]
-    # Runs on the event loop right after the commit, before the future resolves.
-    then: Callable[[T | None, BaseException | None], None] | None = None
-    outcome: tuple[Any, BaseException | None] = field(default=(None, None))
-
-
-_STOP = object()
+class _Pending:
+    job: Any
+    future: asyncio.Future[Any]
+    then: Callable[[Any, BaseException | None], None] | None
 
 
 class IntakeWriter:
-    """A dedicated writer thread for one SQLite database file."""
+    """The parent's side: submit jobs, get futures that resolve once the child committed them.
 
-    def __init__(self, path: str, *, max_batch: int = MAX_BATCH) -> None:
+    Two small threads move bytes: one writes the pickled jobs to the child's stdin (a full pipe
+    blocks it, never the event loop), one reads the answers and hands them to the loop.
+    """
+
+    def __init__(self, path: str, handler: str, context: Any = None) -> None:
         self.path = path
-        self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self.handler = handler  # "module:function", called as function(context) -> run(db, job)
+        self.context = context
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tail: asyncio.Future[Any] | None = None
-        self._pending = 0
+        self._child: _Child | None = None
+        self._inflight: deque[_Pending] = deque()  # sent or queued, not yet answered, in order
+        self._outbox: list[Any] = []  # jobs not yet handed to the sending thread
+        self._send_scheduled = False
         self._closed = False
-        self._abandoned = False
-        # Counters for tests and the benchmark: how many commits covered how many jobs.
-        self.commits = 0
-        self.jobs_done = 0
+        self._restarts = 0
+        self.batches = 0  # answers received (each covers one commit or more)
 
     @classmethod
-    def for_engine(cls, engine: AsyncEngine) -> IntakeWriter | None:
+    def for_engine(
+        cls, engine: AsyncEngine, handler: str, context: Any = None
+    ) -> IntakeWriter | None:
         """A writer for a file-based SQLite engine; None for anything else."""
         url = engine.url
         if url.get_backend_name() != "sqlite" or url.get_driver_name() != "aiosqlite":
@@ -84,159 +106,343 @@ class IntakeWriter:
         database = url.database
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
-        return cls(database)
-
-    # -- event-loop side ---------------------------------------------------------------------
-
-    def submit(
-        self,
-        work: Callable[[Db], T],
-        then: Callable[[T | None, BaseException | None], None] | None = None,
-    ) -> asyncio.Future[T]:
-        """Queue `work`; the future resolves with its result once it is committed."""
-        if self._closed:
-            raise WriterClosed("the intake writer is closed")
-        loop = asyncio.get_running_loop()
-        if self._thread is None:
-            self._start(loop)
-        future: asyncio.Future[T] = loop.create_future()
-        self._pending += 1
-        self._tail = future
-        self._queue.put(_Job(work, future, then))
-        return future
+        return cls(os.path.abspath(database), handler, context)
 
     @property
     def pending(self) -> int:
-        """Jobs submitted and not yet committed (and reported back)."""
-        return self._pending
+        """Jobs submitted and not yet committed (and answered)."""
+        return len(self._inflight)
+
+    def submit(
+        self, job: Any, then: Callable[[Any, BaseException | None], None] | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue `job`; the future resolves with its result once it is committed.
+
+        `then(result, error)` runs on the event loop right after the commit is known, before
+        the future resolves, whether or not anybody awaits the future.
+        """
+        if self._closed:
+            raise WriterError("the intake writer is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._inflight.append(_Pending(job, future, then))
+        self._outbox.append(job)
+        if self._child is None:
+            self._loop = loop
+            self._start()
+        elif len(self._outbox) >= SEND_BATCH:
+            self._send()  # a burst that never yields to the loop still keeps the child busy
+        elif not self._send_scheduled:
+            self._send_scheduled = True
+            loop.call_soon(self._send)
+        return future
 
     async def flush(self) -> None:
-        """Wait until every job submitted so far is committed and reported back."""
-        tail = self._tail
-        if tail is not None and not tail.done():
-            await asyncio.wait({tail})
+        """Wait until every job submitted so far is committed (or has failed)."""
+        if self._inflight:
+            await asyncio.wait({self._inflight[-1].future})
 
     async def close(self) -> None:
-        """Commit what is queued, then stop the thread and close the connection."""
+        """Commit what is queued, then let the child exit."""
         if self._closed:
             return
-        self._closed = True
         await self.flush()
-        thread = self._thread
-        if thread is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(thread.join)
+        self._closed = True
+        child, self._child = self._child, None
+        if child is not None:
+            await asyncio.to_thread(child.stop)
 
-    def abandon(self) -> None:
-        """Stop as a crash would: nothing not yet committed will be (for crash tests)."""
-        self._closed = self._abandoned = True
-        self._queue.put(_STOP)
+    async def abandon(self) -> None:
+        """Stop as a crash would: the child is killed, nothing unanswered is kept (tests)."""
+        self._closed = True
+        child, self._child = self._child, None
+        if child is not None:
+            await asyncio.to_thread(child.kill)
 
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        # Open the connection here, so that a bad path fails the first submit, not the thread.
-        connection = _connect(self.path)
-        self._thread = threading.Thread(
-            target=self._run, args=(connection,), name="otklik-intake-writer", daemon=True
-        )
-        self._thread.start()
+    def _start(self) -> None:
+        assert self._loop is not None
+        level = logging.getLogger().getEffectiveLevel()
+        try:
+            self._child = _Child(self, self.path, (self.handler, self.context, level))
+        except OSError as error:
+            self._fail_all(WriterError(f"cannot start the intake writer: {error}"))
+            return
+        # Everything not answered goes (again) to the new child, in order.
+        self._outbox = [pending.job for pending in self._inflight]
+        self._send()
 
-    def _deliver(self, batch: list[_Job[Any]]) -> None:
-        for job in batch:
-            self._pending -= 1
-            result, error = job.outcome
-            if job.then is not None:
+    def _send(self) -> None:
+        self._send_scheduled = False
+        if not self._outbox or self._child is None:
+            return
+        jobs, self._outbox = self._outbox, []
+        self._child.send(jobs)
+
+    def _deliver(self, results: list[tuple[bool, Any]]) -> None:
+        """On the loop: the child committed the next `len(results)` jobs."""
+        self.batches += 1
+        self._restarts = 0
+        for ok, value in results:
+            pending = self._inflight.popleft()
+            result, error = (value, None) if ok else (None, WriterError(value))
+            if pending.then is not None:
                 try:
-                    job.then(result, error)
-                except Exception:  # a callback's bug must not strand the other futures
+                    pending.then(result, error)
+                except Exception:  # one callback's bug must not strand the other futures
                     logger.exception("intake writer: a completion callback failed")
-            if job.future.cancelled():
+            if pending.future.cancelled():
                 continue
             if error is None:
-                job.future.set_result(result)
+                pending.future.set_result(result)
             else:
-                job.future.set_exception(error)
-                # Submitters that do not await their job see the error logged here instead.
-                job.future.exception()
+                pending.future.set_exception(error)
+                pending.future.exception()  # reported through `then`; awaiting is optional
 
-    # -- writer thread -----------------------------------------------------------------------
+    def _exited(self, child: _Child, code: int | None) -> None:
+        """On the loop: a child's stdout closed. Start another unless we are closing."""
+        if self._closed or child is not self._child:
+            return
+        self._child = None
+        self._restarts += 1
+        if self._restarts > MAX_RESTARTS:
+            logger.error(
+                "intake writer exited with status %s %d times in a row; giving up",
+                code,
+                self._restarts,
+            )
+            self._fail_all(WriterError(f"the intake writer keeps exiting (status {code})"))
+            return
+        logger.error(
+            "intake writer exited with status %s; starting it again for %d updates",
+            code,
+            len(self._inflight),
+        )
+        self._start()
 
-    def _run(self, connection: sqlite3.Connection) -> None:
-        assert self._loop is not None
+    def _fail_all(self, error: WriterError) -> None:
+        while self._inflight:
+            pending = self._inflight.popleft()
+            if pending.then is not None:
+                with contextlib.suppress(Exception):
+                    pending.then(None, error)
+            if not pending.future.done():
+                pending.future.set_exception(error)
+                pending.future.exception()
+        self._outbox = []
+
+
+class _Child:
+    """One child process and the two threads that talk to it."""
+
+    def __init__(self, writer: IntakeWriter, path: str, start: Any) -> None:
+        self.writer = writer
+        assert writer._loop is not None
+        self.loop = writer._loop
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "storage.writer", path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            # Ctrl-C and a terminal's signals go to the parent, which closes the child.
+            start_new_session=True,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.stdin = self.process.stdin.fileno()
+        self.stdout = self.process.stdout.fileno()
+        self.outgoing: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.send(start)
+        self.sender = threading.Thread(target=self._write, name="intake-writer-send", daemon=True)
+        self.reader = threading.Thread(target=self._read, name="intake-writer-read", daemon=True)
+        self.sender.start()
+        self.reader.start()
+
+    def send(self, value: Any) -> None:
+        body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self.outgoing.put(_HEADER.pack(len(body)) + body)
+
+    def stop(self) -> None:
+        """Close the child's stdin after what is queued; wait for it to exit."""
+        self.outgoing.put(None)
+        self.sender.join()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            logger.warning("intake writer did not exit; killing it")
+            self.process.kill()
+            self.process.wait()
+        self.reader.join()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.outgoing.put(None)
+        self.sender.join()
+        self.reader.join()
+
+    def _write(self) -> None:
+        assert self.process.stdin is not None
         try:
             while True:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                batch: list[_Job[Any]] = [first]
-                stop = False
-                while len(batch) < self.max_batch:
-                    try:
-                        job = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is _STOP:
-                        stop = True
-                        break
-                    batch.append(job)
-                if self._abandoned:
-                    return
-                self._write(connection, batch)
-                if self._abandoned:
-                    return
-                self.commits += 1
-                self.jobs_done += len(batch)
-                try:
-                    self._loop.call_soon_threadsafe(self._deliver, batch)
-                except RuntimeError:  # the loop is closed: nobody is waiting any more
-                    return
-                if stop:
-                    return
+                data = self.outgoing.get()
+                if data is None:
+                    break
+                _write_all(self.stdin, data)
+        except OSError as error:  # the child is gone; the reader sees it and we start again
+            logger.warning("intake writer: cannot write to the child: %s", error)
         finally:
-            connection.close()
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
 
-    def _write(self, connection: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
-        """Run the batch in one transaction, a SAVEPOINT per job; retried if the commit fails."""
-        attempt = 0
+    def _read(self) -> None:
+        frames = _Frames(self.stdout)
+        try:
+            while True:
+                results = frames.read()
+                if results is None:
+                    break
+                self._to_loop(self.writer._deliver, results)
+        except (OSError, pickle.UnpicklingError, EOFError) as error:
+            logger.warning("intake writer: unreadable answer: %s", error)
+        code = self.process.wait()
+        self._to_loop(self.writer._exited, self, code)
+
+    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(callback, *args)
+
+
+# -- the child process ---------------------------------------------------------------------------
+
+
+def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
+    """The child's loop: read jobs, write them in batches, answer after each commit."""
+    # The parent decides when the child stops (it closes stdin); signals are for the parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    frames = _Frames(stdin)
+    start = frames.read()
+    if start is None:
+        return 0
+    handler_path, context, level = start
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    module, _, name = handler_path.partition(":")
+    run = getattr(importlib.import_module(module), name)(context)
+    connection = _connect(path)
+
+    def one(job: Any) -> tuple[bool, Any]:
+        return _run_job(connection, lambda db: run(db, job))
+
+    try:
         while True:
-            attempt += 1
-            try:
-                _begin(connection)
-                for job in batch:
-                    job.outcome = _run_job(connection, job.work)
-                if self._abandoned:
-                    connection.execute("ROLLBACK")
-                    return
-                connection.execute("COMMIT")
-                return
-            except sqlite3.Error as error:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                if not _retryable(error):
-                    logger.error("intake writer: %d updates not stored: %s", len(batch), error)
-                    for job in batch:
-                        job.outcome = (None, error)
-                    return
-                # Locked for longer than the busy timeout, disk full, I/O error: nothing of the
-                # batch is committed; try it again (its futures are still unresolved).
-                delay = min(0.05 * 2**attempt, 5.0)
-                logger.warning(
-                    "intake writer: could not commit %d updates (%s); retrying in %.2f s",
-                    len(batch),
-                    error,
-                    delay,
-                )
-                time.sleep(delay)
+            batch = frames.read()
+            if batch is None:
+                return 0
+            requests = [batch]
+            size = len(batch)
+            while size < MAX_BATCH and frames.ready():
+                more = frames.read()
+                if more is None:
+                    break
+                requests.append(more)
+                size += len(more)
+            jobs = [job for request in requests for job in request]
+            results = _write_batch(connection, jobs, one)
+            body = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
+            _write_all(stdout, _HEADER.pack(len(body)) + body)
+    finally:
+        connection.close()
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    # Autocommit mode: BEGIN, SAVEPOINT and COMMIT are ours. Same pragmas as storage/engine.py.
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA foreign_keys=ON")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
+class _Frames:
+    """Length-prefixed pickles from a file descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def ready(self) -> bool:
+        if len(self.buffer) >= _HEADER.size:
+            return True
+        readable, _, _ = select.select([self.fd], [], [], 0)
+        return bool(readable)
+
+    def _fill(self, size: int) -> bool:
+        while len(self.buffer) < size:
+            chunk = os.read(self.fd, max(65536, size - len(self.buffer)))
+            if not chunk:
+                return False
+            self.buffer += chunk
+        return True
+
+    def read(self) -> Any:
+        if not self._fill(_HEADER.size):
+            return None
+        (length,) = _HEADER.unpack_from(self.buffer)
+        if not self._fill(_HEADER.size + length):
+            return None
+        body = bytes(self.buffer[_HEADER.size : _HEADER.size + length])
+        del self.buffer[: _HEADER.size + length]
+        return pickle.loads(body)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _write_batch(
+    connection: sqlite3.Connection,
+    jobs: list[Any],
+    one: Callable[[Any], tuple[bool, Any]],
+) -> list[tuple[bool, Any]]:
+    """Run `jobs` in one transaction; retried while the database is busy or full."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            # IMMEDIATE takes the write lock up front, waiting up to the busy timeout.
+            connection.execute("BEGIN IMMEDIATE")
+            results = [one(job) for job in jobs]
+            connection.execute("COMMIT")
+            return results
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            if not _retryable(error):
+                logger.error("intake writer: %d updates not stored: %s", len(jobs), error)
+                return [(False, f"{type(error).__name__}: {error}")] * len(jobs)
+            delay = min(0.05 * 2**attempt, 5.0)
+            logger.warning(
+                "intake writer: could not commit %d updates (%s); retrying in %.2f s",
+                len(jobs),
+                error,
+                delay,
+            )
+            time.sleep(delay)
+
+
+def _run_job(connection: sqlite3.Connection, work: Callable[[Db], Any]) -> tuple[bool, Any]:
+    connection.execute("SAVEPOINT intake_job")
+    try:
+        # The page-days the job wrote are marked stale for the report rollups in the same trip.
+        result = run_marking(work, SqliteDb(connection))
+    except sqlite3.OperationalError as error:
+        connection.execute("ROLLBACK TO intake_job")
+        if _retryable(error):
+            raise  # the database itself is in trouble: the whole batch is retried
+        connection.execute("RELEASE intake_job")
+        return False, f"{type(error).__name__}: {error}"
+    except Exception as error:
+        connection.execute("ROLLBACK TO intake_job")
+        connection.execute("RELEASE intake_job")
+        logger.exception("intake writer: a job failed")
+        return False, f"{type(error).__name__}: {error}"
+    connection.execute("RELEASE intake_job")
+    return True, result
 
 
 # Busy, locked, I/O error, disk full, cannot open: the database's trouble, not the job's.
@@ -250,27 +456,15 @@ def _retryable(error: sqlite3.Error) -> bool:
     return (code & 0xFF) in _RETRYABLE_CODES
 
 
-def _begin(connection: sqlite3.Connection) -> None:
-    # IMMEDIATE takes the write lock up front (waiting up to the busy timeout), so no statement
-    # inside the batch can fail to upgrade a read lock.
-    connection.execute("BEGIN IMMEDIATE")
+def _connect(path: str) -> sqlite3.Connection:
+    # Autocommit mode: BEGIN, SAVEPOINT and COMMIT are ours. Same pragmas as storage/engine.py.
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
 
 
-def _run_job(
-    connection: sqlite3.Connection, work: Callable[[Db], Any]
-) -> tuple[Any, BaseException | None]:
-    connection.execute("SAVEPOINT intake_job")
-    try:
-        result = run_marking(work, SqliteDb(connection))
-    except sqlite3.OperationalError as error:
-        connection.execute("ROLLBACK TO intake_job")
-        if _retryable(error):
-            raise  # the database itself is in trouble: the whole batch is retried
-        connection.execute("RELEASE intake_job")
-        return None, error
-    except Exception as error:
-        connection.execute("ROLLBACK TO intake_job")
-        connection.execute("RELEASE intake_job")
-        return None, error
-    connection.execute("RELEASE intake_job")
-    return result, None
+if __name__ == "__main__":
+    raise SystemExit(serve(sys.argv[1]))

@@ -87,7 +87,7 @@ class RunningIntake:
         if graceful:
             await self.store.close()
         else:
-            self.store.abandon()  # a crash: what the writer had not committed is gone
+            await self.store.abandon()  # a crash: what the writer had not committed is gone
         await self.bot.session.close()
 
     async def processed(self) -> int:

@@ -15,11 +15,13 @@ is scored here from its own text only; the template check across replies is the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
@@ -77,6 +79,66 @@ class IngestResult:
 class _Decided:
     result: IngestResult
     rescore: tuple[int, ...] = ()  # appeals whose replies quality must rescore (rating, re-open)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateJob:
+    """One update for the intake writer (storage/writer.py): the raw update and its events."""
+
+    source: str
+    key: str
+    update_type: str | None
+    payload: str  # the update as JSON text
+    status: str = "done"  # "skipped" when no handler took it, "failed" when its handler failed
+    note: str | None = None
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the intake writer did with an `UpdateJob`."""
+
+    duplicate: bool = False  # the update was stored before: nothing else was done
+    rescore: tuple[int, ...] = ()  # appeals whose replies `quality.rescore_appeal` must rescore
+    failure: str | None = None  # deciding an event failed: the update is kept as "failed"
+
+
+def update_writer(defaults: PageDefaults | None) -> Callable[[Db, UpdateJob], Stored]:
+    """The intake writer's job handler (`storage.writer`, "bot.services.ingest:update_writer")."""
+    service = IngestService(None, defaults)
+
+    def run(db: Db, job: UpdateJob) -> Stored:
+        raw_id = repo.store_raw_update(
+            db, job.source, job.key, job.update_type, job.payload, status=job.status, note=job.note
+        )
+        if raw_id is None:
+            return Stored(duplicate=True)
+        if not job.events:
+            return Stored()
+        for attempt in (1, 2):
+            db.run("SAVEPOINT intake_events", {})
+            try:
+                rescore = [a for event in job.events for a in service.decide(db, event)[1]]
+            except IntegrityError:
+                # Another connection stored one of the rows first: the second pass sees it.
+                db.run("ROLLBACK TO intake_events", {})
+                db.run("RELEASE intake_events", {})
+                if attempt == 1:
+                    continue
+                raise
+            except Exception as error:
+                # Kept, with the reason, for the record and for reprocessing; never lost.
+                db.run("ROLLBACK TO intake_events", {})
+                db.run("RELEASE intake_events", {})
+                logger.exception("update %s failed", job.key)
+                note = f"{type(error).__name__}: {error}"[:500]
+                repo.set_raw_update_status(db, raw_id, "failed", note)
+                return Stored(failure=note)
+            db.run("RELEASE intake_events", {})
+            return Stored(rescore=tuple(rescore))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
 
 
 class _Reply:

@@ -1,4 +1,9 @@
-"""Comments in a channel's discussion group: citizens, the channel, anonymous admins, staff."""
+"""Comments in a channel's discussion group: citizens, the channel, anonymous admins, staff.
+
+Most of the traffic. A comment, an edit or a reaction is only translated into an event and
+submitted (`UpdateUnit.submit`): on SQLite the intake writer decides and stores it in the
+background (handlers/telegram/middlewares.py). Nothing here reads the database on that path.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import logging
 
 from aiogram import Bot, Router
 from aiogram.types import Message, MessageReactionUpdated, ReactionTypeEmoji
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
 from bot.events import AuthorRole, MessageEvent, ReactionEvent, ThreadKind, ThreadRef
@@ -21,7 +25,7 @@ from handlers.telegram.common import (
     utc,
 )
 from handlers.telegram.filters import AutomaticForward
-from handlers.telegram.middlewares import INGEST_ONLY, UpdateUnit
+from handlers.telegram.middlewares import UpdateUnit
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -36,10 +40,13 @@ def _thread(message: Message) -> ThreadRef:
 
 
 async def channel_post_forwarded(
-    message: Message, bot: Bot, app: AppContext, session: AsyncSession
+    message: Message, bot: Bot, app: AppContext, ingest: UpdateUnit
 ) -> None:
     """A channel post arrived in the discussion group: it opens a comment thread."""
     page = await group_pages.resolve(bot, app, message.chat)
+    await ingest.open()
+    session = ingest.session
+    assert session is not None
     stored = await repo.ensure_page(session, page)
     assert stored.id is not None
     await repo.ensure_thread(
@@ -111,8 +118,7 @@ def create_router() -> Router:
     """A fresh router with this module's handlers (one per dispatcher)."""
     router = Router(name=__name__)
     router.message.register(channel_post_forwarded, AutomaticForward())
-    # Comments, edits and reactions only submit events: stored in the background (middlewares).
-    router.message.register(comment, flags=INGEST_ONLY)
-    router.edited_message.register(comment_edited, flags=INGEST_ONLY)
-    router.message_reaction.register(reaction, flags=INGEST_ONLY)
+    router.message.register(comment)
+    router.edited_message.register(comment_edited)
+    router.message_reaction.register(reaction)
     return router

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
-from aiogram import BaseMiddleware, Bot
+from aiogram import BaseMiddleware, Bot, Router
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.dispatcher.event.bases import UNHANDLED
-from aiogram.dispatcher.flags import get_flag
 from aiogram.methods import GetUpdates, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
@@ -44,33 +42,23 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.app import AppContext
 from bot.events import Event
 from bot.services import quality
-from bot.services.ingest import IngestResult, IngestService
+from bot.services.ingest import IngestResult, IngestService, Stored, UpdateJob
 from storage import repositories as repo
-from storage.repositories import Db
 from storage.writer import IntakeWriter
 
 logger = logging.getLogger(__name__)
 
 SOURCE = "telegram"
-# A handler with this flag only calls `UpdateUnit.submit`: its update may be stored in the
-# background. `router.message.register(handler, flags=INGEST_ONLY)`.
-INGEST_ONLY = {"ingest_only": True}
 
+# Updates handed to the writer and not yet committed, beyond which intake waits for it.
+MAX_PENDING = 5000
+
+T = TypeVar("T")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class AlreadyStored(Exception):
     """The update was stored before (a redelivery); its handler stops here."""
-
-
-@dataclass(slots=True)
-class _Stored:
-    """What the intake writer did with one update."""
-
-    duplicate: bool = False
-    results: tuple[IngestResult, ...] = ()
-    rescore: tuple[int, ...] = ()
-    failure: str | None = None
 
 
 class UpdateUnit:
@@ -162,20 +150,14 @@ class UpdateStoreMiddleware(BaseMiddleware):
         if self.writer is not None:
             await self.writer.close()
 
-    def abandon(self) -> None:
+    async def abandon(self) -> None:
         """Stop the writer as a crash would, dropping what it has not committed (tests)."""
         if self.writer is not None:
-            self.writer.abandon()
+            await self.writer.abandon()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         assert isinstance(event, Update)
-        work = asyncio.ensure_future(self._process(handler, event, data))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            # Finish the update in hand, then let the cancellation go on.
-            await asyncio.wait({work})
-            raise
+        return await run_to_completion(self._process(handler, event, data))
 
     async def _process(self, handler: Handler, update: Update, data: dict[str, Any]) -> Any:
         for attempt in (1, 2):
@@ -229,34 +211,40 @@ class UpdateStoreMiddleware(BaseMiddleware):
         return result
 
     async def _open(self, unit: UpdateUnit, data: dict[str, Any]) -> None:
-        data["ingest"] = await unit.open()
+        await unit.open()
         data["session"] = unit.session
 
     async def _in_background(self, unit: UpdateUnit, result: Any) -> None:
         """Hand the raw update and its events to the writer as one job."""
-        assert self.writer is not None
+        writer = self.writer
+        assert writer is not None
         update, events = unit.update, tuple(unit.events)
         status = "skipped" if result is UNHANDLED and not events else "done"
-        defaults = self.app.defaults
+        job = UpdateJob(
+            SOURCE,
+            str(update.update_id),
+            _update_type(update),
+            _payload(update),
+            status,
+            None,
+            events,
+        )
 
-        def work(db: Db) -> _Stored:
-            return _store(db, update, events, status, defaults)
-
-        def then(stored: _Stored | None, error: BaseException | None) -> None:
+        def then(stored: Stored | None, error: BaseException | None) -> None:
             self._stored(update, stored, error)
 
-        job = self.writer.submit(work, then)
+        if writer.pending >= MAX_PENDING:
+            await writer.flush()  # the writer is behind: wait for it rather than queue more
+        done = writer.submit(job, then)
         if status == "skipped":
             _log_unhandled(update)
         if not self.defer_commits:
-            await job
+            await done
 
-    def _stored(self, update: Update, stored: _Stored | None, error: BaseException | None) -> None:
+    def _stored(self, update: Update, stored: Stored | None, error: BaseException | None) -> None:
         """On the event loop, once the writer committed the update's job."""
         if error is not None or stored is None:
-            logger.error(
-                "update %r not stored: %s: %s", update.update_id, type(error).__name__, error
-            )
+            logger.error("update %r not stored: %s", update.update_id, error)
             return
         if stored.duplicate:
             logger.info("update %r was delivered before; skipped", update.update_id)
@@ -289,9 +277,7 @@ class UpdateStoreMiddleware(BaseMiddleware):
         key, update_type = str(update.update_id), _update_type(update)
         if self.writer is not None:
             await self.writer.submit(
-                lambda db: repo.store_raw_update(
-                    db, SOURCE, key, update_type, _payload(update), status="failed", note=note
-                )
+                UpdateJob(SOURCE, key, update_type, _payload(update), "failed", note)
             )
         else:
             async with self.app.sessions() as session:
@@ -311,14 +297,63 @@ class UpdateStoreMiddleware(BaseMiddleware):
 
 
 class OpenSessionMiddleware(BaseMiddleware):
-    """Inner middleware: a handler not flagged `ingest_only` gets the update's session."""
+    """Inner middleware of the routers whose handlers use the database: the update's session.
+
+    Registered on every router but the discussion group's (handlers/__init__.py), whose
+    comments, edits and reactions only submit events and are stored in the background.
+    """
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         unit = data.get("unit")
-        if isinstance(unit, UpdateUnit) and not get_flag(data, "ingest_only"):
+        if isinstance(unit, UpdateUnit):
             data["ingest"] = await unit.open()
             data["session"] = unit.session
         return await handler(event, data)
+
+
+def open_sessions(router: Router) -> Router:
+    """Give every handler of `router` the update's session and ingest service."""
+    opener = OpenSessionMiddleware()
+    for name, observer in router.observers.items():
+        if name not in ("update", "error"):
+            observer.middleware(opener)
+    return router
+
+
+async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro`, finishing it even if the caller is cancelled (SIGTERM stops polling).
+
+    Like `asyncio.shield(ensure_future(coro))`, but an update that never waits (a comment
+    handed to the writer) runs without a task and its extra trips around the event loop.
+    """
+    try:
+        waiting = coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except BaseException:
+        coro.close()
+        raise
+    work = asyncio.ensure_future(_resume(coro, waiting))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        # Finish the update in hand, then let the cancellation go on.
+        await asyncio.wait({work})
+        raise
+
+
+async def _resume(coro: Coroutine[Any, Any, T], waiting: Any) -> T:
+    """Drive a started coroutine as its task would: wait for what it waits for, step it."""
+    while True:
+        if isinstance(waiting, asyncio.Future):
+            waiting._asyncio_future_blocking = False
+            await asyncio.wait({waiting})
+        else:  # a bare yield (asyncio.sleep(0))
+            await asyncio.sleep(0)
+        try:
+            waiting = coro.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 class FlushBeforeGetUpdates(BaseRequestMiddleware):
@@ -338,45 +373,9 @@ class FlushBeforeGetUpdates(BaseRequestMiddleware):
         return await make_request(bot, method)
 
 
-def _store(
-    db: Db,
-    update: Update,
-    events: tuple[Event, ...],
-    status: str,
-    defaults: Any,
-) -> _Stored:
-    """The writer's job for one update: the raw update, then its events in a SAVEPOINT."""
-    key, update_type = str(update.update_id), _update_type(update)
-    raw_id = repo.store_raw_update(db, SOURCE, key, update_type, _payload(update), status=status)
-    if raw_id is None:
-        return _Stored(duplicate=True)
-    if not events:
-        return _Stored()
-    service = IngestService(None, defaults)
-    for attempt in (1, 2):
-        db.run("SAVEPOINT intake_events", {})
-        try:
-            decided = [service.decide(db, event) for event in events]
-        except IntegrityError:
-            # Another connection stored one of the rows first: the second pass sees it.
-            db.run("ROLLBACK TO intake_events", {})
-            db.run("RELEASE intake_events", {})
-            if attempt == 1:
-                continue
-            raise
-        except Exception as error:
-            db.run("ROLLBACK TO intake_events", {})
-            db.run("RELEASE intake_events", {})
-            note = _note(error)
-            logger.error("update %r failed", update.update_id, exc_info=error)
-            repo.set_raw_update_status(db, raw_id, "failed", note)
-            return _Stored(failure=note)
-        db.run("RELEASE intake_events", {})
-        return _Stored(
-            results=tuple(result for result, _ in decided),
-            rescore=tuple(appeal for _, appeals in decided for appeal in appeals),
-        )
-    raise AssertionError("unreachable")  # pragma: no cover
+def writer_for(app: AppContext) -> IntakeWriter | None:
+    """The intake writer process for the app's database (file-based SQLite only)."""
+    return IntakeWriter.for_engine(app.engine, "bot.services.ingest:update_writer", app.defaults)
 
 
 def _payload(update: Update) -> str:

@@ -12,8 +12,7 @@ from aiogram.types import ErrorEvent
 
 from bot.app import AppContext
 from handlers import setup_telegram_routers
-from handlers.telegram.middlewares import OpenSessionMiddleware, UpdateStoreMiddleware
-from storage.writer import IntakeWriter
+from handlers.telegram.middlewares import UpdateStoreMiddleware, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +39,13 @@ def make_bot(token: str, api_server: str) -> Bot:
 def make_dispatcher(app: AppContext) -> tuple[Dispatcher, UpdateStoreMiddleware]:
     """The dispatcher with every router; its store middleware must be closed (`store.close()`).
 
-    On a SQLite file the store gets an intake writer thread (storage/writer.py), started with
+    On a SQLite file the store gets an intake writer process (storage/writer.py), started with
     the first update that uses it.
     """
     dp = Dispatcher(app=app)
-    store = UpdateStoreMiddleware(app, IntakeWriter.for_engine(app.engine))
+    store = UpdateStoreMiddleware(app, writer_for(app))
     dp.update.outer_middleware(store)
-    opener = OpenSessionMiddleware()
-    for name, observer in dp.observers.items():
-        if name not in ("update", "error"):
-            observer.middleware(opener)
-    dp.include_router(setup_telegram_routers(app))
+    dp.include_routers(*setup_telegram_routers(app))
     dp.errors.register(_log_error)
     return dp, store
 
