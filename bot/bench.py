@@ -20,6 +20,8 @@ from typing import Any
 from aiogram import Dispatcher, Router
 from aiogram.types import Message, Update
 
+from bot.memory import settle_after_start
+
 TOKEN = "42:bench-token"
 CHANNEL_ID = -1009900000001  # not the test harness ids: discussion.group_pages is per process
 GROUP_ID = -1009900000002
@@ -143,6 +145,7 @@ async def bench_intake(count: int = 5000) -> dict[str, Any]:
         warm_up = build_updates(50, first_id=10 * count + 1)
         await _feed(noop, bot, warm_up)
         await _feed(real, bot, warm_up, store.flush)
+        settle_after_start()  # as `otklik run` does once it has started (bot/memory.py)
         noop_rate = await _feed(noop, bot, updates)
         real_rate = await _feed(real, bot, updates, store.flush)
         await store.close()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from bot.app import AppContext
 from bot.config import Settings
+from bot.memory import settle_after_start
 from storage.engine import open_database
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
                 app, tasks, stoppers, callback=callback, callback_served=settings.has_telegram
             )
         await _start_jobs(app, tasks, stoppers)
+        settle_after_start()  # bot/memory.py: fewer garbage-collector passes from here on
         waiter = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t is not waiter and t.exception() is not None]

@@ -29,18 +29,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import importlib
 import logging
 import os
 import pickle
-import queue
 import select
 import signal
 import sqlite3
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -76,11 +75,7 @@ class _Pending:
 
 
 class IntakeWriter:
-    """The parent's side: submit jobs, get futures that resolve once the child committed them.
-
-    Two small threads move bytes: one writes the pickled jobs to the child's stdin (a full pipe
-    blocks it, never the event loop), one reads the answers and hands them to the loop.
-    """
+    """The parent's side: submit jobs, get futures that resolve once the child committed them."""
 
     def __init__(self, path: str, handler: str, context: Any = None) -> None:
         self.path = path
@@ -150,14 +145,14 @@ class IntakeWriter:
         self._closed = True
         child, self._child = self._child, None
         if child is not None:
-            await asyncio.to_thread(child.stop)
+            await child.stop()
 
     async def abandon(self) -> None:
         """Stop as a crash would: the child is killed, nothing unanswered is kept (tests)."""
         self._closed = True
         child, self._child = self._child, None
         if child is not None:
-            await asyncio.to_thread(child.kill)
+            child.kill()
 
     def _start(self) -> None:
         assert self._loop is not None
@@ -232,7 +227,12 @@ class IntakeWriter:
 
 
 class _Child:
-    """One child process and the two threads that talk to it."""
+    """One child process, talked to through non-blocking pipes on the event loop.
+
+    No threads: a thread in the parent would take the interpreter lock from the routing code
+    every time it woke up. The pipes are enlarged (up to 1 MiB on Linux), so a burst of jobs
+    fits without waiting; what does not is written when the loop finds the pipe writable.
+    """
 
     def __init__(self, writer: IntakeWriter, path: str, start: Any) -> None:
         self.writer = writer
@@ -249,66 +249,117 @@ class _Child:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.stdin = self.process.stdin.fileno()
         self.stdout = self.process.stdout.fileno()
-        self.outgoing: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        for fd in (self.stdin, self.stdout):
+            _enlarge_pipe(fd)
+            os.set_blocking(fd, False)
+        self.unsent = bytearray()
+        self.received = bytearray()
+        self.closing = False
+        self.gone = False
+        self.exited: asyncio.Future[int | None] = self.loop.create_future()
+        self.loop.add_reader(self.stdout, self._readable)
         self.send(start)
-        self.sender = threading.Thread(target=self._write, name="intake-writer-send", daemon=True)
-        self.reader = threading.Thread(target=self._read, name="intake-writer-read", daemon=True)
-        self.sender.start()
-        self.reader.start()
 
     def send(self, value: Any) -> None:
         body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        self.outgoing.put(_HEADER.pack(len(body)) + body)
+        self.unsent += _HEADER.pack(len(body)) + body
+        self._flush_unsent()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Close the child's stdin after what is queued; wait for it to exit."""
-        self.outgoing.put(None)
-        self.sender.join()
+        self.closing = True
+        self._flush_unsent()
         try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            async with asyncio.timeout(10):
+                await asyncio.shield(self.exited)
+        except TimeoutError:
             logger.warning("intake writer did not exit; killing it")
-            self.process.kill()
-            self.process.wait()
-        self.reader.join()
+            self.kill()
 
     def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self.outgoing.put(None)
-        self.sender.join()
-        self.reader.join()
+        self.closing = True
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self._gone()
 
-    def _write(self) -> None:
-        assert self.process.stdin is not None
+    def _flush_unsent(self) -> None:
+        if self.gone:
+            return
         try:
-            while True:
-                data = self.outgoing.get()
-                if data is None:
-                    break
-                _write_all(self.stdin, data)
-        except OSError as error:  # the child is gone; the reader sees it and we start again
+            while self.unsent:
+                written = os.write(self.stdin, self.unsent)
+                del self.unsent[:written]
+        except BlockingIOError:
+            self.loop.add_writer(self.stdin, self._writable)
+            return
+        except OSError as error:  # the child is gone; reading sees it and we start again
             logger.warning("intake writer: cannot write to the child: %s", error)
-        finally:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
+            self.unsent.clear()
+        if self.closing:
+            self._close_stdin()
 
-    def _read(self) -> None:
-        frames = _Frames(self.stdout)
+    def _writable(self) -> None:
+        self.loop.remove_writer(self.stdin)
+        self._flush_unsent()
+
+    def _close_stdin(self) -> None:
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+
+    def _readable(self) -> None:
         try:
             while True:
-                results = frames.read()
-                if results is None:
-                    break
-                self._to_loop(self.writer._deliver, results)
-        except (OSError, pickle.UnpicklingError, EOFError) as error:
-            logger.warning("intake writer: unreadable answer: %s", error)
-        code = self.process.wait()
-        self._to_loop(self.writer._exited, self, code)
+                chunk = os.read(self.stdout, 1 << 20)
+                if not chunk:
+                    self._gone()
+                    return
+                self.received += chunk
+        except BlockingIOError:
+            pass
+        except OSError as error:
+            logger.warning("intake writer: cannot read from the child: %s", error)
+            self._gone()
+            return
+        while len(self.received) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self.received)
+            end = _HEADER.size + length
+            if len(self.received) < end:
+                break
+            results = pickle.loads(bytes(self.received[_HEADER.size : end]))
+            del self.received[:end]
+            self.writer._deliver(results)
 
-    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            self.loop.call_soon_threadsafe(callback, *args)
+    def _gone(self) -> None:
+        """The child closed its stdout: it exited (or is about to)."""
+        if self.gone:
+            return
+        self.gone = True
+        self.loop.remove_reader(self.stdout)
+        self.loop.remove_writer(self.stdin)
+        self._close_stdin()
+        assert self.process.stdout is not None
+        with contextlib.suppress(OSError):
+            self.process.stdout.close()
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        if not self.exited.done():
+            self.exited.set_result(code)
+        self.writer._exited(self, code)
+
+
+def _enlarge_pipe(fd: int) -> None:
+    """Give the pipe 1 MiB of buffer where the system allows it (Linux F_SETPIPE_SZ)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    for size in (1 << 20, 1 << 18):
+        try:
+            fcntl.fcntl(fd, setpipe, size)
+            return
+        except OSError:
+            continue
 
 
 # -- the child process ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from bot.events import (
     ReactionEvent,
     RestoreEvent,
 )
+from bot.memory import settle_after_start
 from bot.services import quality
 from bot.services.policy import PageDefaults, response_seconds, sla_deadline
 from storage import repositories as repo
@@ -106,6 +107,9 @@ class Stored:
 def update_writer(defaults: PageDefaults | None) -> Callable[[Db, UpdateJob], Stored]:
     """The intake writer's job handler (`storage.writer`, "bot.services.ingest:update_writer")."""
     service = IngestService(None, defaults)
+    # Load the dictionaries (pymorphy3 too: «почините») now, not with the first update.
+    text_analysis.classify("Почините, пожалуйста, дорогу: когда починят?")
+    settle_after_start()  # this runs in the writer process: its own garbage collector
 
     def run(db: Db, job: UpdateJob) -> Stored:
         raw_id = repo.store_raw_update(
