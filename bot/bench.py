@@ -98,6 +98,18 @@ async def _feed(
     return len(updates) / (time.perf_counter() - started)
 
 
+async def _stored_rows(app: Any) -> dict[str, int]:
+    from sqlmodel import func, select
+
+    from storage.models import CitizenMessage, OfficialReply, RawUpdate
+
+    async with app.sessions() as session:
+        raw = (await session.exec(select(func.count()).select_from(RawUpdate))).one()
+        citizen = (await session.exec(select(func.count()).select_from(CitizenMessage))).one()
+        official = (await session.exec(select(func.count()).select_from(OfficialReply))).one()
+    return {"raw_updates": int(raw), "messages": int(citizen) + int(official)}
+
+
 async def bench_intake(count: int = 5000) -> dict[str, Any]:
     """Updates per second: real handlers + SQLite vs a no-op handler."""
     from bot.app import AppContext
@@ -148,14 +160,22 @@ async def bench_intake(count: int = 5000) -> dict[str, Any]:
         settle_after_start()  # as `otklik run` does once it has started (bot/memory.py)
         noop_rate = await _feed(noop, bot, updates)
         real_rate = await _feed(real, bot, updates, store.flush)
+        batches = store.writer.batches if store.writer is not None else None
         await store.close()
         await bot.session.close()
+        stored = await _stored_rows(app)
         await engine.dispose()
+    expected = count + len(warm_up)
+    if stored != {"raw_updates": expected, "messages": expected}:
+        # A rate is worth nothing if the updates were not all stored.
+        raise RuntimeError(f"expected {expected} updates and messages stored, found {stored}")
     return {
         "updates": count,
         "real_handlers_sqlite_per_s": round(real_rate),
         "noop_handler_per_s": round(noop_rate),
         "ratio": round(real_rate / noop_rate, 3),
+        "stored": stored,
+        "writer_commits": batches,
         "machine": machine(),
         # Other processes on the machine skew both rates; the ratio is steadier.
         "load_average_1min": round(os.getloadavg()[0], 2),

@@ -293,25 +293,38 @@ class IngestService:
         message["appeal_id"] = appeal_id
         message_row_id = repo.insert_row(db, CitizenMessage, message)
         assert message_row_id is not None
-        appeal = repo.appeal_row(db, appeal_id)
-        assert appeal is not None
-        appeal.set("first_message_id", message_row_id)
-        if self._link_waiting(db, page, appeal, event.message_id):
-            rescore = (*rescore, appeal_id)
-        repo.save_appeal(db, appeal)
+        # Only this column changes (no index, no derived column), unless replies were waiting.
+        db.update(Appeal, appeal_id, {"first_message_id": message_row_id})
+        waiting = repo.waiting_reply_rows(db, page.id, event.message_id)
+        if waiting:
+            appeal = repo.appeal_row(db, appeal_id)
+            assert appeal is not None
+            if self._link_waiting(db, page, appeal, event.message_id, waiting):
+                rescore = (*rescore, appeal_id)
+            repo.save_appeal(db, appeal)
         return _Decided(
             IngestResult(Outcome.APPEAL, page.id, (appeal_id,), message_row_id), rescore
         )
 
-    def _link_waiting(self, db: Db, page: Page, appeal: AppealRow, external_id: str) -> bool:
+    def _link_waiting(
+        self,
+        db: Db,
+        page: Page,
+        appeal: AppealRow,
+        external_id: str,
+        waiting: list[tuple[int, datetime, bool]] | None = None,
+    ) -> bool:
         """Link replies stored before the message `external_id` they reply to; any linked?
 
         Replies can arrive before the message they answer (backfill, imports, out-of-order
-        delivery); they are scored once linked (the caller rescores the appeal).
+        delivery); they are scored once linked (the caller rescores the appeal). `waiting`:
+        those replies, if the caller has read them already.
         """
         assert page.id is not None
+        if waiting is None:
+            waiting = repo.waiting_reply_rows(db, page.id, external_id)
         linked = False
-        for reply_id, sent_at, is_interim in repo.waiting_reply_rows(db, page.id, external_id):
+        for reply_id, sent_at, is_interim in waiting:
             if self._apply_reply(appeal, _Reply(reply_id, sent_at, is_interim), page):
                 db.update(OfficialReply, reply_id, {"appeal_id": appeal.id})
                 linked = True
