@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiogram import Bot
@@ -100,10 +101,19 @@ class GroupPages:
     def remember(self, group_id: int, ref: PageRef) -> None:
         self._cache[group_id] = ref
 
-    async def resolve(self, bot: Bot, app: AppContext, chat: Chat) -> PageRef:
+    async def resolve(
+        self,
+        bot: Bot,
+        app: AppContext,
+        chat: Chat,
+        before_waiting: Callable[[], None] | None = None,
+    ) -> PageRef:
+        """The page of the group `chat`; `before_waiting` is called before a look-up that waits."""
         cached = self._cache.get(chat.id)
         if cached is not None:
             return cached
+        if before_waiting is not None:
+            before_waiting()
         async with app.sessions() as session:
             result = await session.exec(select(Page).where(Page.linked_chat_id == str(chat.id)))
             page = result.first()

@@ -43,7 +43,7 @@ async def channel_post_forwarded(
     message: Message, bot: Bot, app: AppContext, ingest: UpdateUnit
 ) -> None:
     """A channel post arrived in the discussion group: it opens a comment thread."""
-    page = await group_pages.resolve(bot, app, message.chat)
+    page = await group_pages.resolve(bot, app, message.chat, ingest.about_to_wait)
     await ingest.open()
     session = ingest.session
     assert session is not None
@@ -57,7 +57,7 @@ async def channel_post_forwarded(
 
 
 async def comment(message: Message, bot: Bot, app: AppContext, ingest: UpdateUnit) -> None:
-    page = await group_pages.resolve(bot, app, message.chat)
+    page = await group_pages.resolve(bot, app, message.chat, ingest.about_to_wait)
     role = AuthorRole.PERSON
     author_id = str(message.from_user.id) if message.from_user else None
     author_name = person_name(message.from_user)
@@ -88,14 +88,14 @@ async def comment(message: Message, bot: Bot, app: AppContext, ingest: UpdateUni
 
 
 async def comment_edited(message: Message, bot: Bot, app: AppContext, ingest: UpdateUnit) -> None:
-    page = await group_pages.resolve(bot, app, message.chat)
+    page = await group_pages.resolve(bot, app, message.chat, ingest.about_to_wait)
     await ingest.submit(edit_event(page, message))
 
 
 async def reaction(
     update: MessageReactionUpdated, bot: Bot, app: AppContext, ingest: UpdateUnit
 ) -> None:
-    page = await group_pages.resolve(bot, app, update.chat)
+    page = await group_pages.resolve(bot, app, update.chat, ingest.about_to_wait)
 
     def emojis(reactions: list[object]) -> set[str]:
         return {r.emoji for r in reactions if isinstance(r, ReactionTypeEmoji)}

@@ -61,14 +61,19 @@ class AlreadyStored(Exception):
     """The update was stored before (a redelivery); its handler stops here."""
 
 
+class _NeedsTask(Exception):
+    """On the eager pass: this update will wait for something; run it again in a task."""
+
+
 class UpdateUnit:
     """One update's database work: events for the background, or a session when needed."""
 
-    __slots__ = ("events", "raw_id", "service", "session", "store", "update")
+    __slots__ = ("eager", "events", "raw_id", "service", "session", "store", "update")
 
-    def __init__(self, store: UpdateStoreMiddleware, update: Update) -> None:
+    def __init__(self, store: UpdateStoreMiddleware, update: Update, *, eager: bool) -> None:
         self.store = store
         self.update = update
+        self.eager = eager  # see UpdateStoreMiddleware.__call__
         self.events: list[Event] = []
         self.session: AsyncSession | None = None
         self.service: IngestService | None = None
@@ -87,10 +92,16 @@ class UpdateUnit:
         service = await self.open()
         return await service.handle(event)
 
+    def about_to_wait(self) -> None:
+        """Call before awaiting anything but the writer (the database, the Bot API)."""
+        if self.eager:
+            raise _NeedsTask
+
     async def open(self) -> IngestService:
         """The update's session with the raw update stored in it; AlreadyStored if stored before."""
         if self.service is not None:
             return self.service
+        self.about_to_wait()
         store = self.store
         if store.writer is not None:
             await store.flush()  # the handler reads what every earlier update wrote
@@ -156,13 +167,33 @@ class UpdateStoreMiddleware(BaseMiddleware):
             await self.writer.abandon()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        assert isinstance(event, Update)
-        return await run_to_completion(self._process(handler, event, data))
+        """Process the update to its end even if polling is cancelled meanwhile (SIGTERM).
 
-    async def _process(self, handler: Handler, update: Update, data: dict[str, Any]) -> Any:
+        Normally in a shielded task. In polling with the writer, first an eager pass without a
+        task (a task and its trips round the event loop cost a group comment ~15 % of its
+        time): routing and the handler's translation have no side effects, and anything that
+        would wait on the eager pass — a session, the Bot API, a full writer, a failure —
+        raises `_NeedsTask` before doing anything, and the update runs again in the task.
+        """
+        assert isinstance(event, Update)
+        if self.writer is not None and self.defer_commits:
+            eager = self._process(handler, event, dict(data), eager=True)
+            try:
+                waiting = eager.send(None)
+            except StopIteration as stop:
+                return stop.value
+            except _NeedsTask:
+                pass
+            else:  # waited on something nobody foresaw: let it finish, shielded
+                return await _finish_shielded(_resume(eager, waiting))
+        return await _finish_shielded(self._process(handler, event, data, eager=False))
+
+    async def _process(
+        self, handler: Handler, update: Update, data: dict[str, Any], *, eager: bool
+    ) -> Any:
         for attempt in (1, 2):
             try:
-                return await self._once(handler, update, data)
+                return await self._once(handler, update, data, eager)
             except IntegrityError:
                 # Another worker stored the same row first (PostgreSQL, many workers): retry once,
                 # the second pass sees it and treats the update as a redelivery.
@@ -171,8 +202,10 @@ class UpdateStoreMiddleware(BaseMiddleware):
                 logger.info("update %r raced with another worker; retrying", update.update_id)
         return None  # pragma: no cover
 
-    async def _once(self, handler: Handler, update: Update, data: dict[str, Any]) -> Any:
-        unit = UpdateUnit(self, update)
+    async def _once(
+        self, handler: Handler, update: Update, data: dict[str, Any], eager: bool
+    ) -> Any:
+        unit = UpdateUnit(self, update, eager=eager)
         data["unit"] = data["ingest"] = unit
         data["app"] = self.app
         try:
@@ -184,7 +217,10 @@ class UpdateStoreMiddleware(BaseMiddleware):
             logger.info("update %r was delivered before; skipped", update.update_id)
             self._confirm(update.update_id)
             return None
+        except _NeedsTask:
+            raise
         except Exception as error:
+            unit.about_to_wait()
             await self._failed(unit, error)
             raise
         if unit.session is None and self.writer is not None:
@@ -234,6 +270,7 @@ class UpdateStoreMiddleware(BaseMiddleware):
             self._stored(update, stored, error)
 
         if writer.pending >= MAX_PENDING:
+            unit.about_to_wait()
             await writer.flush()  # the writer is behind: wait for it rather than queue more
         done = writer.submit(job, then)
         if status == "skipped":
@@ -320,20 +357,9 @@ def open_sessions(router: Router) -> Router:
     return router
 
 
-async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
-    """Await `coro`, finishing it even if the caller is cancelled (SIGTERM stops polling).
-
-    Like `asyncio.shield(ensure_future(coro))`, but an update that never waits (a comment
-    handed to the writer) runs without a task and its extra trips around the event loop.
-    """
-    try:
-        waiting = coro.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    except BaseException:
-        coro.close()
-        raise
-    work = asyncio.ensure_future(_resume(coro, waiting))
+async def _finish_shielded(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` in a task that a cancellation of the caller does not stop."""
+    work = asyncio.ensure_future(coro)
     try:
         return await asyncio.shield(work)
     except asyncio.CancelledError:
