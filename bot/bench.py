@@ -146,9 +146,7 @@ async def bench_intake(count: int = 10_000, *, bound: bool = False) -> dict[str,
             await session.commit()
         bot = make_bot(TOKEN, "http://127.0.0.1:9")  # never called
         if bound:
-            updates = [
-                Update.model_validate(u.model_dump(), context={"bot": bot}) for u in updates
-            ]
+            updates = [Update.model_validate(u.model_dump(), context={"bot": bot}) for u in updates]
         real, store = make_dispatcher(app)
         # As in polling (bot/runner.py): commits grouped, everything committed before the next
         # getUpdates; here before the clock stops.

@@ -134,8 +134,11 @@ class IntakeWriter:
 
     async def flush(self) -> None:
         """Wait until every job submitted so far is committed (or has failed)."""
-        if self._inflight:
+        while self._inflight:
+            # Answers come in order; waiting on the newest is enough unless it was cancelled.
             await asyncio.wait({self._inflight[-1].future})
+            if self._inflight and self._inflight[-1].future.cancelled():
+                await asyncio.sleep(0.01)
 
     async def close(self) -> None:
         """Commit what is queued, then let the child exit."""
@@ -308,19 +311,20 @@ class _Child:
             self.process.stdin.close()
 
     def _readable(self) -> None:
+        ended = False
         try:
             while True:
                 chunk = os.read(self.stdout, 1 << 20)
                 if not chunk:
-                    self._gone()
-                    return
+                    ended = True
+                    break
                 self.received += chunk
         except BlockingIOError:
             pass
         except OSError as error:
             logger.warning("intake writer: cannot read from the child: %s", error)
-            self._gone()
-            return
+            ended = True
+        # Answers that arrived together with the end still count: deliver them first.
         while len(self.received) >= _HEADER.size:
             (length,) = _HEADER.unpack_from(self.received)
             end = _HEADER.size + length
@@ -329,6 +333,8 @@ class _Child:
             results = pickle.loads(bytes(self.received[_HEADER.size : end]))
             del self.received[:end]
             self.writer._deliver(results)
+        if ended:
+            self._gone()
 
     def _gone(self) -> None:
         """The child closed its stdout: it exited (or is about to)."""
@@ -401,7 +407,10 @@ def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
             jobs = [job for request in requests for job in request]
             results = _write_batch(connection, jobs, one)
             body = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
-            _write_all(stdout, _HEADER.pack(len(body)) + body)
+            try:
+                _write_all(stdout, _HEADER.pack(len(body)) + body)
+            except BrokenPipeError:
+                return 0  # the parent is gone; what it never heard about it never confirmed
     finally:
         connection.close()
 

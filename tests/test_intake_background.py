@@ -389,3 +389,44 @@ async def _stored_count(database: Path) -> int:
 
 async def _stored_count_is(database: Path, expected: int) -> bool:
     return await _stored_count(database) == expected
+
+
+async def test_a_lone_surrogate_in_a_comment_is_stored_not_lost(
+    intake: tuple[Dispatcher, UpdateStoreMiddleware, Bot], reader: sqlite3.Connection
+) -> None:
+    """Telegram's JSON can carry "\\ud83d" alone; the update and the appeal are still stored."""
+    dp, store, bot = intake
+    payload = _comment(1, 5001).model_dump(mode="json", exclude_none=True, by_alias=True)
+    payload["message"]["text"] = "Когда починят дорогу? \ud83d"
+    payload["message"]["from"]["first_name"] = "Иван\ud83d"
+    broken = Update.model_validate(payload)
+    await dp.feed_update(bot, broken)
+    assert store.last_update_id == 1
+    status, payload = reader.execute("SELECT status, payload FROM raw_update").fetchone()
+    assert status == "done"
+    assert "\\ud83d" in payload  # kept as Telegram sent it, escaped
+    text, name = reader.execute("SELECT text, author_name FROM citizen_message").fetchone()
+    assert (text, name) == ("Когда починят дорогу? \ufffd", "Иван\ufffd")
+    assert _count(reader, "appeal") == 1
+
+
+async def test_updates_the_writer_cannot_store_are_stored_through_a_session(
+    intake: tuple[Dispatcher, UpdateStoreMiddleware, Bot],
+    reader: sqlite3.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A writer that keeps dying gives up; before anything is confirmed the updates are stored."""
+    dp, store, bot = intake
+    assert store.writer is not None
+    store.writer.handler = "tests.no_such_module:nothing"  # every child exits at start
+    store.defer_commits = True
+    for update_id in (1, 2, 3):
+        await dp.feed_update(bot, _comment(update_id, 5000 + update_id))
+    assert store.last_update_id is None
+    with caplog.at_level(logging.ERROR):
+        await store.flush()
+    assert "giving up" in caplog.text
+    assert store.last_update_id == 3
+    assert _count(reader, "raw_update") == 3
+    assert _count(reader, "citizen_message") == 3
+    assert _count(reader, "appeal") == 3

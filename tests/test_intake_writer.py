@@ -206,12 +206,6 @@ async def test_a_crash_after_the_commit_is_seen_as_a_redelivery(
     await writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/writer.py _Child._readable: an answer read together with the end of the "
-    "child's stdout is dropped (EOF is handled before the frames already received), so the "
-    "answered jobs run again in a new child and report 'duplicate' instead of their result",
-)
 async def test_an_answer_that_arrived_before_the_crash_is_delivered(
     make_writer: Callable[[], IntakeWriter], reader: sqlite3.Connection
 ) -> None:

@@ -110,39 +110,40 @@ def update_writer(defaults: PageDefaults | None) -> Callable[[Db, UpdateJob], St
     # Load the dictionaries (pymorphy3 too: «почините») now, not with the first update.
     text_analysis.classify("Почините, пожалуйста, дорогу: когда починят?")
     settle_after_start()  # this runs in the writer process: its own garbage collector
+    return partial(store_update, service)
 
-    def run(db: Db, job: UpdateJob) -> Stored:
-        raw_id = repo.store_raw_update(
-            db, job.source, job.key, job.update_type, job.payload, status=job.status, note=job.note
-        )
-        if raw_id is None:
-            return Stored(duplicate=True)
-        if not job.events:
-            return Stored()
-        for attempt in (1, 2):
-            db.run("SAVEPOINT intake_events", {})
-            try:
-                rescore = [a for event in job.events for a in service.decide(db, event)[1]]
-            except IntegrityError:
-                # Another connection stored one of the rows first: the second pass sees it.
-                db.run("ROLLBACK TO intake_events", {})
-                db.run("RELEASE intake_events", {})
-                if attempt == 1:
-                    continue
-                raise
-            except Exception as error:
-                # Kept, with the reason, for the record and for reprocessing; never lost.
-                db.run("ROLLBACK TO intake_events", {})
-                db.run("RELEASE intake_events", {})
-                logger.exception("update %s failed", job.key)
-                note = f"{type(error).__name__}: {error}"[:500]
-                repo.set_raw_update_status(db, raw_id, "failed", note)
-                return Stored(failure=note)
+
+def store_update(service: IngestService, db: Db, job: UpdateJob) -> Stored:
+    """Store the raw update once, then decide its events (a failure keeps it as "failed")."""
+    raw_id = repo.store_raw_update(
+        db, job.source, job.key, job.update_type, job.payload, status=job.status, note=job.note
+    )
+    if raw_id is None:
+        return Stored(duplicate=True)
+    if not job.events:
+        return Stored()
+    for attempt in (1, 2):
+        db.run("SAVEPOINT intake_events", {})
+        try:
+            rescore = [a for event in job.events for a in service.decide(db, event)[1]]
+        except IntegrityError:
+            # Another connection stored one of the rows first: the second pass sees it.
+            db.run("ROLLBACK TO intake_events", {})
             db.run("RELEASE intake_events", {})
-            return Stored(rescore=tuple(rescore))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    return run
+            if attempt == 1:
+                continue
+            raise
+        except Exception as error:
+            # Kept, with the reason, for the record and for reprocessing; never lost.
+            db.run("ROLLBACK TO intake_events", {})
+            db.run("RELEASE intake_events", {})
+            logger.exception("update %s failed", job.key)
+            note = f"{type(error).__name__}: {error}"[:500]
+            repo.set_raw_update_status(db, raw_id, "failed", note)
+            return Stored(failure=note)
+        db.run("RELEASE intake_events", {})
+        return Stored(rescore=tuple(rescore))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _Reply:

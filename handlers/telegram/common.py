@@ -50,7 +50,16 @@ def utc(moment: datetime | int) -> datetime:
 
 
 def message_text(message: Message) -> str:
-    return message.text or message.caption or ""
+    return clean_text(message.text or message.caption or "")
+
+
+def clean_text(text: str) -> str:
+    """`text` as valid Unicode: a lone surrogate (Telegram's JSON can carry one) becomes «�»."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def content_kind(message: Message) -> str:
@@ -61,9 +70,10 @@ def content_kind(message: Message) -> str:
 def person_name(user: User | None, chat: Chat | None = None) -> str | None:
     if user is not None:
         name = " ".join(p for p in (user.first_name, user.last_name) if p)
-        return name or user.username
+        return clean_text(name) if name else user.username
     if chat is not None:
-        return chat.title or chat.username
+        title = chat.title or chat.username
+        return clean_text(title) if title else None
     return None
 
 

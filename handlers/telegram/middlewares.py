@@ -26,6 +26,8 @@ update is committed before the middleware returns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -42,9 +44,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.app import AppContext
 from bot.events import Event
 from bot.services import quality
-from bot.services.ingest import IngestResult, IngestService, Stored, UpdateJob
+from bot.services.ingest import IngestResult, IngestService, Stored, UpdateJob, store_update
 from storage import repositories as repo
-from storage.writer import IntakeWriter
+from storage.writer import IntakeWriter, WriterError
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +144,9 @@ class UpdateStoreMiddleware(BaseMiddleware):
         self.defer_commits = False
         self.last_update_id: int | None = None
         self._followups: set[asyncio.Task[None]] = set()
+        # Jobs the writer could not store (it keeps exiting, or SQLite refused the batch): they
+        # are stored through a session before anything is confirmed (`flush`).
+        self._unstored: list[tuple[int, UpdateJob]] = []
 
     def use_for_polling(self, bot: Bot) -> None:
         """Let polling group commits: `bot`'s getUpdates first waits for the writer."""
@@ -149,9 +154,18 @@ class UpdateStoreMiddleware(BaseMiddleware):
         bot.session.middleware(FlushBeforeGetUpdates(self))
 
     async def flush(self) -> None:
-        """Wait until every update handed to the writer is committed (and rescored)."""
+        """Wait until every update handed to the writer is committed (and rescored).
+
+        Raises if an update the writer could not store cannot be stored through a session
+        either: then nothing may be confirmed to Telegram (polling retries getUpdates later).
+        """
         if self.writer is not None:
             await self.writer.flush()
+        while self._unstored:
+            update_id, job = self._unstored[0]
+            await self._store_in_session(job)
+            self._unstored.pop(0)
+            self._confirm(update_id)
         while self._followups:
             await asyncio.wait(set(self._followups))
 
@@ -267,7 +281,7 @@ class UpdateStoreMiddleware(BaseMiddleware):
         )
 
         def then(stored: Stored | None, error: BaseException | None) -> None:
-            self._stored(update, stored, error)
+            self._stored(update, job, stored, error)
 
         if writer.pending >= MAX_PENDING:
             unit.about_to_wait()
@@ -276,12 +290,21 @@ class UpdateStoreMiddleware(BaseMiddleware):
         if status == "skipped":
             _log_unhandled(update)
         if not self.defer_commits:
-            await done
+            with contextlib.suppress(WriterError):
+                await done
+            await self.flush()  # stores it through a session if the writer could not
 
-    def _stored(self, update: Update, stored: Stored | None, error: BaseException | None) -> None:
-        """On the event loop, once the writer committed the update's job."""
+    def _stored(
+        self, update: Update, job: UpdateJob, stored: Stored | None, error: BaseException | None
+    ) -> None:
+        """On the event loop, once the writer committed the update's job (or gave up on it)."""
         if error is not None or stored is None:
-            logger.error("update %r not stored: %s", update.update_id, error)
+            logger.error(
+                "update %r not stored by the writer (%s); storing it directly",
+                update.update_id,
+                error,
+            )
+            self._unstored.append((update.update_id, job))
             return
         if stored.duplicate:
             logger.info("update %r was delivered before; skipped", update.update_id)
@@ -312,20 +335,27 @@ class UpdateStoreMiddleware(BaseMiddleware):
         update = unit.update
         note = _note(error)
         key, update_type = str(update.update_id), _update_type(update)
+        job = UpdateJob(SOURCE, key, update_type, _payload(update), "failed", note)
         if self.writer is not None:
-            await self.writer.submit(
-                UpdateJob(SOURCE, key, update_type, _payload(update), "failed", note)
-            )
+            try:
+                await self.writer.submit(job)
+            except WriterError as writer_error:
+                logger.error("the writer could not keep update %r: %s", key, writer_error)
+                await self._store_in_session(job)
         else:
-            async with self.app.sessions() as session:
-                await repo.run_in_transaction(
-                    session,
-                    lambda db: repo.store_raw_update(
-                        db, SOURCE, key, update_type, _payload(update), status="failed", note=note
-                    ),
-                )
-                await session.commit()
+            await self._store_in_session(job)
         self._confirm(update.update_id)
+
+    async def _store_in_session(self, job: UpdateJob) -> None:
+        """The writer's job, done through an ORM session instead (same code, same result)."""
+        service = IngestService(None, self.app.defaults)
+        async with self.app.sessions() as session:
+            stored = await repo.run_in_transaction(
+                session, lambda db: store_update(service, db, job)
+            )
+            for appeal_id in stored.rescore:
+                await quality.rescore_appeal(session, appeal_id)
+            await session.commit()
 
     def _confirm(self, update_id: int) -> None:
         """Remember the newest update that is committed (or was stored before)."""
@@ -406,7 +436,12 @@ def writer_for(app: AppContext) -> IntakeWriter | None:
 
 def _payload(update: Update) -> str:
     """The update as Telegram sent it, as JSON text (stored as is)."""
-    return update.model_dump_json(exclude_none=True)
+    try:
+        return update.model_dump_json(exclude_none=True)
+    except ValueError:
+        # Text Telegram's JSON can carry but UTF-8 cannot (a lone surrogate, "\ud83d"): the
+        # same JSON with every non-ASCII character escaped.
+        return json.dumps(update.model_dump(mode="json", exclude_none=True), ensure_ascii=True)
 
 
 def _note(error: BaseException) -> str:
