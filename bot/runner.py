@@ -102,8 +102,10 @@ async def _start_telegram(
 
     app.notifier = TelegramNotifier(bot)
     if app.settings.WEBHOOK_URL:
+        # Stoppers run in reverse: the store closes after the server stopped taking requests,
+        # so every update answered 200 went to an open writer and is committed.
+        stoppers.append(store.close)
         await _start_telegram_webhook(app, bot, dp, stoppers, vk_callback=vk_callback)
-        stoppers.append(store.close)  # after the server: every request answered is committed
         return
     store.use_for_polling(bot)
     tasks.append(

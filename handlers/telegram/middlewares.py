@@ -147,6 +147,8 @@ class UpdateStoreMiddleware(BaseMiddleware):
         # Jobs the writer could not store (it keeps exiting, or SQLite refused the batch): they
         # are stored through a session before anything is confirmed (`flush`).
         self._unstored: list[tuple[int, UpdateJob]] = []
+        # One flush at a time drains `_unstored` (webhook requests flush concurrently).
+        self._draining = asyncio.Lock()
 
     def use_for_polling(self, bot: Bot) -> None:
         """Let polling group commits: `bot`'s getUpdates first waits for the writer."""
@@ -161,11 +163,12 @@ class UpdateStoreMiddleware(BaseMiddleware):
         """
         if self.writer is not None:
             await self.writer.flush()
-        while self._unstored:
-            update_id, job = self._unstored[0]
-            await self._store_in_session(job)
-            self._unstored.pop(0)
-            self._confirm(update_id)
+        async with self._draining:
+            while self._unstored:
+                update_id, job = self._unstored[0]
+                await self._store_in_session(job)
+                self._unstored.pop(0)
+                self._confirm(update_id)
         while self._followups:
             await asyncio.wait(set(self._followups))
 

@@ -1,0 +1,210 @@
+"""Review of the rebuilt Telegram intake: defects found, each proved by a test."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiogram import Bot, Dispatcher
+from aiogram.types import Update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot import runner
+from bot.app import AppContext
+from bot.events import PageKind, PageRef, Platform
+from bot.sandbox import TelegramSandbox
+from bot.services.ingest import UpdateJob
+from handlers.telegram.middlewares import UpdateStoreMiddleware
+from handlers.telegram.setup import make_bot, make_dispatcher
+from handlers.telegram.webhook import TelegramWebhook
+from storage import repositories as repo
+from tests.conftest import MONDAY_10_MSK, make_settings
+from tests.telegram_harness import CHANNEL, CHANNEL_ID, GROUP, GROUP_ID, TOKEN, setup_sandbox
+
+SECRET = "webhook-secret-42"
+APPEAL = "Когда отремонтируют дорогу на улице Ленина? Сплошные ямы."
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[TelegramSandbox]:
+    async with TelegramSandbox() as box:
+        setup_sandbox(box)
+        yield box
+
+
+async def test_webhook_update_answered_while_stopping_is_stored(
+    sandbox: TelegramSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Webhook mode: an update Telegram posts while `otklik run` stops is stored, or not 200.
+
+    The intake writer must be closed after the server stopped taking requests; closed before,
+    a group comment posted meanwhile is answered 200 (Telegram drops it) but never stored.
+    """
+    port = _free_port()
+    database = tmp_path / "otklik.db"
+    settings = make_settings(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_SERVER=sandbox.base_url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        WEBHOOK_URL=f"http://127.0.0.1:{port}",
+        WEBHOOK_SECRET=SECRET,
+        WEBHOOK_LISTEN=f"127.0.0.1:{port}",
+    )
+    statuses: list[int] = []
+    stop_server = TelegramWebhook.stop
+
+    async def stop_after_a_last_update(self: TelegramWebhook) -> None:
+        # Telegram keeps posting until the server is gone: one more comment arrives now.
+        update = {
+            "update_id": 4242,
+            "message": {
+                "message_id": 4242,
+                "date": int(MONDAY_10_MSK.timestamp()),
+                "chat": GROUP,
+                "message_thread_id": 100,
+                "from": {"id": 5042, "is_bot": False, "first_name": "Житель"},
+                "text": APPEAL,
+            },
+        }
+        async with aiohttp.ClientSession() as client:
+            response = await client.post(
+                f"http://127.0.0.1:{port}/telegram",
+                json=update,
+                headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+            )
+            statuses.append(response.status)
+        await stop_server(self)
+
+    monkeypatch.setattr(TelegramWebhook, "stop", stop_after_a_last_update)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(settings, stop=stop))
+    try:
+        await sandbox.wait_for_call("setWebhook", timeout=20)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 30) == 0
+
+    assert statuses == [200]
+    with sqlite3.connect(database) as reader:
+        keys = {key for (key,) in reader.execute("SELECT update_key FROM raw_update")}
+    assert keys == {"4242"}, "answered 200 but not stored: Telegram will not send it again"
+
+
+# -- updates the writer could not store, flushed by several requests at once (webhooks) ----------
+
+
+@pytest.fixture
+def app(sqlite_engine: AsyncEngine) -> AppContext:
+    return AppContext.create(make_settings(), sqlite_engine)
+
+
+@pytest.fixture
+def reader(app: AppContext) -> Iterator[sqlite3.Connection]:
+    path = app.engine.url.database
+    assert path is not None
+    connection = sqlite3.connect(path, isolation_level=None)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+async def intake(
+    app: AppContext, sandbox: TelegramSandbox
+) -> AsyncIterator[tuple[Dispatcher, UpdateStoreMiddleware, Bot]]:
+    async with app.sessions() as session:
+        await repo.ensure_page(
+            session,
+            PageRef(
+                Platform.TELEGRAM,
+                str(CHANNEL_ID),
+                PageKind.TG_CHANNEL,
+                str(CHANNEL["title"]),
+                str(CHANNEL["username"]),
+                str(GROUP_ID),
+            ),
+        )
+        await session.commit()
+    bot = make_bot(TOKEN, sandbox.base_url)
+    dp, store = make_dispatcher(app)
+    assert store.writer is not None
+    yield dp, store, bot
+    await store.close()
+    await bot.session.close()
+
+
+def _comment(update_id: int) -> Update:
+    return Update.model_validate(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": 1000 + update_id,
+                "date": MONDAY_10_MSK,
+                "chat": GROUP,
+                "message_thread_id": 100,
+                "from": {"id": 5000 + update_id, "is_bot": False, "first_name": "Житель"},
+                "text": f"{APPEAL} Дом {update_id}.",
+            },
+        }
+    )
+
+
+async def test_concurrent_webhook_updates_the_writer_gave_up_on_are_stored_without_errors(
+    intake: tuple[Dispatcher, UpdateStoreMiddleware, Bot],
+    reader: sqlite3.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Webhook requests run at once; each flushes what the writer could not store: no failures."""
+    dp, store, bot = intake
+    assert store.writer is not None and not store.defer_commits  # webhook / direct feeding
+    store.writer.handler = "tests.no_such_module:nothing"  # every child exits at start
+    with caplog.at_level(logging.ERROR):
+        results = await asyncio.gather(
+            *(dp.feed_update(bot, _comment(n)) for n in range(1, 9)), return_exceptions=True
+        )
+    assert not [r for r in results if isinstance(r, BaseException)]
+    failed = [m for m in caplog.messages if m.startswith("update ") and " failed: " in m]
+    assert failed == []
+    stored = reader.execute("SELECT update_key, status FROM raw_update").fetchall()
+    assert sorted(stored) == sorted((str(n), "done") for n in range(1, 9))
+    assert int(reader.execute("SELECT count(*) FROM appeal").fetchone()[0]) == 8
+
+
+async def test_an_update_failed_by_the_writer_during_another_flush_is_not_dropped(
+    app: AppContext,
+) -> None:
+    """Two flushes at once, and a third failed job arrives meanwhile: it is stored, or kept."""
+    store = UpdateStoreMiddleware(app)
+    first = UpdateJob("telegram", "1", "message", "{}")
+    late = UpdateJob("telegram", "2", "message", "{}")
+    stores: list[str] = []
+    slow = asyncio.Event()
+
+    async def store_in_session(job: UpdateJob) -> None:
+        again = job.key in stores
+        stores.append(job.key)
+        if again:
+            await slow.wait()  # the second flush's (redundant) store of job 1 is slow
+        else:
+            await asyncio.sleep(0)
+
+    store._store_in_session = store_in_session  # type: ignore[method-assign]
+    store._unstored.append((1, first))
+    one = asyncio.create_task(store.flush())
+    two = asyncio.create_task(store.flush())
+    await one
+    store._unstored.append((2, late))  # the writer gave up on another update meanwhile
+    slow.set()
+    await asyncio.wait_for(two, 5)
+    assert "2" in stores or (2, late) in store._unstored, "update 2 is neither stored nor kept"
