@@ -208,3 +208,88 @@ async def test_an_update_failed_by_the_writer_during_another_flush_is_not_droppe
     slow.set()
     await asyncio.wait_for(two, 5)
     assert "2" in stores or (2, late) in store._unstored, "update 2 is neither stored nor kept"
+
+
+# -- second round: one bad update cannot hold the intake; a stop is bounded; press-chat edits ----
+
+
+async def test_an_update_no_path_can_decide_is_kept_as_failed_and_intake_goes_on(
+    intake: tuple[Dispatcher, UpdateStoreMiddleware, Bot],
+    reader: sqlite3.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer gave up and the session path fails too: the raw update is kept, flush ends."""
+    import handlers.telegram.middlewares as middlewares
+
+    dp, store, bot = intake
+    assert store.writer is not None
+    store.writer.handler = "tests.no_such_module:nothing"  # every child exits at start
+    store.defer_commits = True
+
+    def broken(*args: object) -> None:
+        raise ValueError("cannot decide")
+
+    monkeypatch.setattr(middlewares, "store_update", broken)
+    await dp.feed_update(bot, _comment(1))
+    await asyncio.wait_for(store.flush(), 30)  # returns: nothing holds getUpdates back
+    assert store.last_update_id == 1
+    status, note = reader.execute("SELECT status, note FROM raw_update").fetchone()
+    assert (status, note) == ("failed", "ValueError: cannot decide")
+
+
+async def test_a_stop_does_not_wait_for_a_writer_that_cannot_commit(
+    intake: tuple[Dispatcher, UpdateStoreMiddleware, Bot], reader: sqlite3.Connection
+) -> None:
+    """Another process holds the write lock: `close` gives up in time, nothing is confirmed."""
+    dp, store, bot = intake
+    store.defer_commits = True
+    await dp.feed_update(bot, _comment(1))
+    await store.flush()  # the child runs
+    reader.execute("BEGIN IMMEDIATE")  # held for longer than the stop may take
+    try:
+        await dp.feed_update(bot, _comment(2))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await store.close(within=1.0)
+        assert loop.time() - started < 5
+    finally:
+        reader.execute("ROLLBACK")
+    assert store.last_update_id == 1  # update 2 was never committed, so never confirmed
+    keys = [row[0] for row in reader.execute("SELECT update_key FROM raw_update")]
+    assert keys == ["1"]
+
+
+async def test_an_edit_in_the_press_chat_is_not_taken_for_a_comment(
+    sandbox: TelegramSandbox, sqlite_engine: AsyncEngine
+) -> None:
+    """The press chat is a group too, but its edits are not citizens' comments (no page made)."""
+    from sqlmodel import select
+
+    from storage.models import Page, RawUpdate
+
+    press_id = -1001999000777
+    app = AppContext.create(make_settings(PRESS_CHAT_ID=press_id), sqlite_engine)
+    bot = make_bot(TOKEN, sandbox.base_url)
+    dp, store = make_dispatcher(app)
+    press = {"id": press_id, "type": "supergroup", "title": "Пресс-служба"}
+    edited = Update.model_validate(
+        {
+            "update_id": 77,
+            "edited_message": {
+                "message_id": 5,
+                "date": MONDAY_10_MSK,
+                "edit_date": int(MONDAY_10_MSK.timestamp()),
+                "chat": press,
+                "from": {"id": 9002, "is_bot": False, "first_name": "Ольга"},
+                "text": "Исправленный текст",
+            },
+        }
+    )
+    await dp.feed_update(bot, edited)
+    await store.close()
+    await bot.session.close()
+    async with app.sessions() as session:
+        pages = (await session.exec(select(Page))).all()
+        raw = (await session.exec(select(RawUpdate))).one()
+    assert pages == []
+    assert raw.status == "skipped"

@@ -15,13 +15,14 @@ is scored here from its own text only; the template check across replies is the 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
@@ -133,6 +134,8 @@ def store_update(service: IngestService, db: Db, job: UpdateJob) -> Stored:
             if attempt == 1:
                 continue
             raise
+        except (sqlite3.OperationalError, OperationalError):
+            raise  # the database's trouble (locked, full): the writer retries the whole batch
         except Exception as error:
             # Kept, with the reason, for the record and for reprocessing; never lost.
             db.run("ROLLBACK TO intake_events", {})

@@ -7,7 +7,7 @@ per check; these are coroutines, so a check costs microseconds (docs/BENCHMARKS.
 from __future__ import annotations
 
 from aiogram.filters import Filter
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, MessageReactionUpdated
 
 from bot.app import AppContext
 
@@ -35,13 +35,13 @@ class ChatType(Filter):
 
 
 class DiscussionChat(Filter):
-    """A group or supergroup that is not a press chat: where citizens comment."""
+    """A group or supergroup that is not a press chat: where citizens comment (and react)."""
 
     def __init__(self, app: AppContext) -> None:
         self.app = app
 
-    async def __call__(self, message: Message) -> bool:
-        chat = message.chat
+    async def __call__(self, event: Message | MessageReactionUpdated) -> bool:
+        chat = event.chat
         return chat.type in ("group", "supergroup") and chat.id not in self.app.press_chats
 
 

@@ -54,6 +54,8 @@ SOURCE = "telegram"
 
 # Updates handed to the writer and not yet committed, beyond which intake waits for it.
 MAX_PENDING = 5000
+# Seconds a stop waits for the writer to commit what it has (systemd's TimeoutStopSec is 30).
+STOP_TIMEOUT = 15.0
 
 T = TypeVar("T")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -172,11 +174,26 @@ class UpdateStoreMiddleware(BaseMiddleware):
         while self._followups:
             await asyncio.wait(set(self._followups))
 
-    async def close(self) -> None:
-        """Flush, then stop the writer thread."""
-        await self.flush()
-        if self.writer is not None:
-            await self.writer.close()
+    async def close(self, within: float = STOP_TIMEOUT) -> None:
+        """Flush, then stop the writer process; give up after `within` seconds.
+
+        A writer that cannot commit (the disk is full, another process holds the database's
+        write lock) must not keep `otklik run` from stopping: after `within` s it is killed.
+        Nothing is lost — what was not committed was not confirmed, and Telegram sends it again.
+        """
+        try:
+            async with asyncio.timeout(within):
+                await self.flush()
+                if self.writer is not None:
+                    await self.writer.close()
+        except TimeoutError:
+            logger.error(
+                "the intake writer did not finish within %s s; stopping it (%d updates not "
+                "stored will come again from Telegram)",
+                within,
+                self.writer.pending if self.writer is not None else 0,
+            )
+            await self.abandon()
 
     async def abandon(self) -> None:
         """Stop the writer as a crash would, dropping what it has not committed (tests)."""
@@ -350,14 +367,38 @@ class UpdateStoreMiddleware(BaseMiddleware):
         self._confirm(update.update_id)
 
     async def _store_in_session(self, job: UpdateJob) -> None:
-        """The writer's job, done through an ORM session instead (same code, same result)."""
+        """The writer's job, done through an ORM session instead (same code, same result).
+
+        If that fails too, the raw update alone is kept as "failed" (as a handler's failure
+        is), so that one bad update cannot hold the intake; only if even that cannot be
+        written — the database itself is unavailable — does this raise.
+        """
         service = IngestService(None, self.app.defaults)
+        try:
+            async with self.app.sessions() as session:
+                stored = await repo.run_in_transaction(
+                    session, lambda db: store_update(service, db, job)
+                )
+                for appeal_id in stored.rescore:
+                    await quality.rescore_appeal(session, appeal_id)
+                await session.commit()
+            return
+        except Exception as error:
+            logger.exception("update %s could not be stored; keeping it as failed", job.key)
+            note = _note(error)
         async with self.app.sessions() as session:
-            stored = await repo.run_in_transaction(
-                session, lambda db: store_update(service, db, job)
+            await repo.run_in_transaction(
+                session,
+                lambda db: repo.store_raw_update(
+                    db,
+                    job.source,
+                    job.key,
+                    job.update_type,
+                    job.payload,
+                    status="failed",
+                    note=note,
+                ),
             )
-            for appeal_id in stored.rescore:
-                await quality.rescore_appeal(session, appeal_id)
             await session.commit()
 
     def _confirm(self, update_id: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiogram import Bot, Dispatcher
@@ -12,7 +13,7 @@ from aiogram.types import ErrorEvent
 
 from bot.app import AppContext
 from handlers import setup_telegram_routers
-from handlers.telegram.middlewares import UpdateStoreMiddleware, writer_for
+from handlers.telegram.middlewares import STOP_TIMEOUT, UpdateStoreMiddleware, writer_for
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,14 @@ async def _log_error(event: ErrorEvent) -> bool:
 
 async def confirm_offset(bot: Bot, store: UpdateStoreMiddleware) -> None:
     """Tell Telegram every handled update is done, so none comes back after a restart."""
-    await store.flush()
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT):
+            await store.flush()
+    except TimeoutError:
+        # Confirm only what is committed: `last_update_id` never counts the rest.
+        logger.error("updates still being stored at stop; confirming the committed ones only")
+    except Exception as error:  # the database is unavailable: confirm what was committed
+        logger.error("could not store every update before stopping: %s", error)
     if store.last_update_id is None:
         return
     try:
