@@ -293,3 +293,40 @@ async def test_an_edit_in_the_press_chat_is_not_taken_for_a_comment(
         raw = (await session.exec(select(RawUpdate))).one()
     assert pages == []
     assert raw.status == "skipped"
+
+
+async def test_webhook_answers_503_not_200_while_an_update_is_not_yet_stored(
+    intake: tuple[Dispatcher, UpdateStoreMiddleware, Bot],
+    reader: sqlite3.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 200 makes Telegram forget the update: it is only given once the update is committed."""
+    import handlers.telegram.webhook as webhook
+
+    dp, _store, bot = intake
+    monkeypatch.setattr(webhook, "ANSWER_WITHIN", 0.5)
+    port = _free_port()
+    server = TelegramWebhook(dp, bot, secret=SECRET, listen=f"127.0.0.1:{port}")
+    await server.start(f"http://127.0.0.1:{port}", SECRET, ["message"])
+    url = f"http://127.0.0.1:{port}/telegram"
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    payload = _comment(1).model_dump(mode="json", exclude_none=True, by_alias=True)
+    try:
+        async with aiohttp.ClientSession() as client:
+            await dp.feed_update(bot, _comment(99))  # the writer is running
+            reader.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            try:
+                slow = await client.post(url, json=payload, headers=headers)
+                assert slow.status == 503
+                assert reader.execute(
+                    "SELECT count(*) FROM raw_update WHERE update_key = '1'"
+                ).fetchone() == (0,)
+            finally:
+                reader.execute("ROLLBACK")
+            again = await client.post(url, json=payload, headers=headers)  # Telegram retries
+            assert again.status == 200
+    finally:
+        await server.stop()
+    rows = reader.execute("SELECT count(*) FROM raw_update WHERE update_key = '1'").fetchone()
+    assert rows == (1,)
+    assert int(reader.execute("SELECT count(*) FROM citizen_message").fetchone()[0]) == 2

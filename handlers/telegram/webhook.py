@@ -2,12 +2,13 @@
 
 Telegram posts each update to `WEBHOOK_URL` + `/telegram` with the `WEBHOOK_SECRET` in the
 `X-Telegram-Bot-Api-Secret-Token` header; a request without it gets 401. The update is stored
-and committed before the 200 answer, so an update whose processing failed is redelivered by
-Telegram rather than lost.
+and committed before the 200 answer (`StoreThenAnswer`), so an update whose processing failed
+or took too long is redelivered by Telegram rather than lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiogram import Bot, Dispatcher
@@ -27,6 +28,33 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+# Telegram waits about 60 s for an answer, then posts the update again.
+ANSWER_WITHIN = 50.0
+
+
+class StoreThenAnswer(SimpleRequestHandler):
+    """Answers Telegram 200 only once the update is stored (committed).
+
+    aiogram's own handler answers after 55 s even if the update is still being processed, and
+    Telegram never sends a 200-answered update again. Here a slow update gets 503 instead: it
+    goes on, and when Telegram posts it again it is recognised as stored (or stored then).
+    A failure answers 500, and Telegram posts the update again as well.
+    """
+
+    async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
+        update = await request.json(loads=bot.session.json_loads)
+        work = asyncio.ensure_future(self.dispatcher.feed_raw_update(bot, update, **self.data))
+        done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN)
+        if not done:
+            logger.warning(
+                "update %r not stored within %s s; asking Telegram to send it again",
+                update.get("update_id") if isinstance(update, dict) else None,
+                ANSWER_WITHIN,
+            )
+            return web.Response(status=503, text="still storing; send it again")
+        return web.Response(body=self._build_response_writer(bot=bot, result=work.result()))
+
+
 class TelegramWebhook:
     """The aiohttp server that receives Telegram's webhook requests."""
 
@@ -35,7 +63,7 @@ class TelegramWebhook:
         self.bot = bot
         self.host, self.port = parse_listen(listen)
         self.application = web.Application()
-        SimpleRequestHandler(dp, bot, handle_in_background=False, secret_token=secret).register(
+        StoreThenAnswer(dp, bot, handle_in_background=False, secret_token=secret).register(
             self.application, path=TELEGRAM_PATH
         )
         self.application.router.add_get("/health", self._health)
