@@ -151,11 +151,12 @@ class IntakeWriter:
             await child.stop()
 
     async def abandon(self) -> None:
-        """Stop as a crash would: the child is killed, nothing unanswered is kept (tests)."""
+        """Stop as a crash would: the child is killed; jobs not answered fail (not committed)."""
         self._closed = True
         child, self._child = self._child, None
         if child is not None:
             child.kill()
+        self._fail_all(WriterError("the intake writer was stopped before storing this"))
 
     def _start(self) -> None:
         assert self._loop is not None

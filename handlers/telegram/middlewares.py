@@ -54,8 +54,9 @@ SOURCE = "telegram"
 
 # Updates handed to the writer and not yet committed, beyond which intake waits for it.
 MAX_PENDING = 5000
-# Seconds a stop waits for the writer to commit what it has (systemd's TimeoutStopSec is 30).
-STOP_TIMEOUT = 15.0
+# Seconds a stop waits for the writer to commit what it has, at most twice (confirm_offset,
+# then close): within systemd's TimeoutStopSec of 30 in docs/SETUP.md.
+STOP_TIMEOUT = 10.0
 
 T = TypeVar("T")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
