@@ -330,3 +330,21 @@ async def test_webhook_answers_503_not_200_while_an_update_is_not_yet_stored(
     rows = reader.execute("SELECT count(*) FROM raw_update WHERE update_key = '1'").fetchone()
     assert rows == (1,)
     assert int(reader.execute("SELECT count(*) FROM citizen_message").fetchone()[0]) == 2
+
+
+async def test_a_command_after_spaces_still_reaches_the_command_routers() -> None:
+    """aiogram's `Command` accepts "  /stats"; the gate in front of it must let it through."""
+    from handlers.telegram.filters import LooksLikeCommand
+
+    def message(text: str) -> object:
+        return Update.model_validate(
+            {
+                "update_id": 1,
+                "message": {"message_id": 1, "date": 0, "chat": GROUP, "text": text},
+            }
+        ).message
+
+    gate = LooksLikeCommand()
+    assert await gate(message("  /stats месяц"))  # type: ignore[arg-type]
+    assert await gate(message("/stats"))  # type: ignore[arg-type]
+    assert not await gate(message("Когда починят дорогу? /не команда"))  # type: ignore[arg-type]

@@ -53,7 +53,8 @@ class LooksLikeCommand(Filter):
 
     async def __call__(self, message: Message) -> bool:
         text = message.text or (message.caption if self.captions else None)
-        return text is not None and text.startswith(COMMAND_PREFIX)
+        # aiogram's `Command` splits on whitespace first, so "  /stats" is a command too.
+        return text is not None and text.lstrip().startswith(COMMAND_PREFIX)
 
 
 class AutomaticForward(Filter):
