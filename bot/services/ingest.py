@@ -172,10 +172,6 @@ class IngestService:
             await quality.rescore_appeal(self.session, appeal_id)
         return decided.result
 
-    async def submit(self, event: Event) -> None:
-        """`handle` without the result (the same call as `UpdateUnit.submit`)."""
-        await self.handle(event)
-
     def decide(self, db: Db, event: Event) -> tuple[IngestResult, tuple[int, ...]]:
         """Decide and store `event` synchronously on `db` (storage/writer.py's thread).
 

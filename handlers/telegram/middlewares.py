@@ -2,11 +2,11 @@
 
 Two ways an update's database work is done:
 
-* **In the background (intake writer).** A handler flagged `ingest_only` only translates its
-  update into events (`UpdateUnit.submit`). After it returns, the raw update and the decision of
-  those events go to the intake writer (storage/writer.py) as one job: one SAVEPOINT, commits
-  grouped with the jobs around it. Group comments, their edits and reactions — nearly all the
-  traffic — go this way on SQLite.
+* **In the background (intake writer).** The discussion group's handlers (comments, their
+  edits and reactions: nearly all the traffic) only translate their update into events
+  (`UpdateUnit.submit`). After the handler returns, the raw update and those events go to the
+  intake writer process (storage/writer.py) as one job: one SAVEPOINT, commits grouped with the
+  jobs around it. On SQLite files only.
 * **In a session.** Any other handler (relays, commands, buttons, business messages: everything
   that reads the database, calls the Bot API with what it found or needs a result) gets an ORM
   session in which the raw update is stored first, and everything commits in one transaction
@@ -20,7 +20,8 @@ background job need not be waited for: the bot's next getUpdates, which confirms
 Telegram, first waits for every job to be committed (`FlushBeforeGetUpdates`), and so does
 `confirm_offset` at shutdown. A crash loses nothing: what was not committed was not confirmed,
 and Telegram delivers it again. Without `use_for_polling` (webhooks, direct `feed_update`) every
-update is committed before the middleware returns.
+update is committed before the middleware returns. What the writer cannot store (it keeps
+crashing, SQLite refuses the batch) is stored through a session before anything is confirmed.
 """
 
 from __future__ import annotations
@@ -197,7 +198,10 @@ class UpdateStoreMiddleware(BaseMiddleware):
             await self.abandon()
 
     async def abandon(self) -> None:
-        """Stop the writer as a crash would, dropping what it has not committed (tests)."""
+        """Stop the writer as a crash would, dropping what it has not committed.
+
+        Used when a stop has waited long enough (`close`), and by crash tests.
+        """
         if self.writer is not None:
             await self.writer.abandon()
 
