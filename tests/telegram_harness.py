@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -12,9 +12,11 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from bot.app import AppContext
+from bot.events import PageKind, PageRef, Platform
 from bot.sandbox import TelegramSandbox
 from handlers.telegram.middlewares import UpdateStoreMiddleware
 from handlers.telegram.setup import allowed_updates, confirm_offset, make_bot, make_dispatcher
+from storage import repositories as repo
 from storage.models import RawUpdate
 
 TOKEN = "123456:TEST-token-never-logged"
@@ -108,3 +110,33 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
             if value:
                 return value
             await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def fed_intake(
+    app: AppContext, sandbox: TelegramSandbox
+) -> AsyncIterator[tuple[Dispatcher, UpdateStoreMiddleware, Bot]]:
+    """The real dispatcher, fed directly (`feed_update`); the channel's page is known already.
+
+    On a SQLite file its store has the intake writer; closed at the end.
+    """
+    async with app.sessions() as session:
+        await repo.ensure_page(
+            session,
+            PageRef(
+                Platform.TELEGRAM,
+                str(CHANNEL_ID),
+                PageKind.TG_CHANNEL,
+                str(CHANNEL["title"]),
+                str(CHANNEL["username"]),
+                str(GROUP_ID),
+            ),
+        )
+        await session.commit()
+    bot = make_bot(TOKEN, sandbox.base_url)
+    dp, store = make_dispatcher(app)
+    try:
+        yield dp, store, bot
+    finally:
+        await store.close()
+        await bot.session.close()

@@ -25,22 +25,18 @@ from aiogram.types import Update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import AppContext
-from bot.events import PageKind, PageRef, Platform
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import _BotAccount
 from handlers.telegram.middlewares import UpdateStoreMiddleware
-from handlers.telegram.setup import make_bot, make_dispatcher
-from storage import repositories as repo
 from tests.conftest import MONDAY_10_MSK, make_settings
 from tests.telegram_harness import (
-    CHANNEL,
-    CHANNEL_ID,
     GROUP,
     GROUP_ID,
     PRESS_CHAT_ID,
     TOKEN,
     RunningIntake,
     eventually,
+    fed_intake,
     setup_sandbox,
 )
 
@@ -84,25 +80,9 @@ async def intake(
     app: AppContext, sandbox: TelegramSandbox
 ) -> AsyncIterator[tuple[Dispatcher, UpdateStoreMiddleware, Bot]]:
     """The real dispatcher, fed directly; the page is known, the Bot API is the sandbox."""
-    async with app.sessions() as session:
-        await repo.ensure_page(
-            session,
-            PageRef(
-                Platform.TELEGRAM,
-                str(CHANNEL_ID),
-                PageKind.TG_CHANNEL,
-                str(CHANNEL["title"]),
-                str(CHANNEL["username"]),
-                str(GROUP_ID),
-            ),
-        )
-        await session.commit()
-    bot = make_bot(TOKEN, sandbox.base_url)
-    dp, store = make_dispatcher(app)
-    assert store.writer is not None, "a SQLite file gets the background writer"
-    yield dp, store, bot
-    await store.close()
-    await bot.session.close()
+    async with fed_intake(app, sandbox) as (dp, store, bot):
+        assert store.writer is not None, "a SQLite file gets the background writer"
+        yield dp, store, bot
 
 
 def _comment(

@@ -17,15 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import runner
 from bot.app import AppContext
-from bot.events import PageKind, PageRef, Platform
 from bot.sandbox import TelegramSandbox
 from bot.services.ingest import UpdateJob
 from handlers.telegram.middlewares import UpdateStoreMiddleware
 from handlers.telegram.setup import make_bot, make_dispatcher
 from handlers.telegram.webhook import TelegramWebhook
-from storage import repositories as repo
 from tests.conftest import MONDAY_10_MSK, make_settings
-from tests.telegram_harness import CHANNEL, CHANNEL_ID, GROUP, GROUP_ID, TOKEN, setup_sandbox
+from tests.telegram_harness import (
+    GROUP,
+    TOKEN,
+    fed_intake,
+    setup_sandbox,
+)
 
 SECRET = "webhook-secret-42"
 APPEAL = "Когда отремонтируют дорогу на улице Ленина? Сплошные ямы."
@@ -123,25 +126,10 @@ def reader(app: AppContext) -> Iterator[sqlite3.Connection]:
 async def intake(
     app: AppContext, sandbox: TelegramSandbox
 ) -> AsyncIterator[tuple[Dispatcher, UpdateStoreMiddleware, Bot]]:
-    async with app.sessions() as session:
-        await repo.ensure_page(
-            session,
-            PageRef(
-                Platform.TELEGRAM,
-                str(CHANNEL_ID),
-                PageKind.TG_CHANNEL,
-                str(CHANNEL["title"]),
-                str(CHANNEL["username"]),
-                str(GROUP_ID),
-            ),
-        )
-        await session.commit()
-    bot = make_bot(TOKEN, sandbox.base_url)
-    dp, store = make_dispatcher(app)
-    assert store.writer is not None
-    yield dp, store, bot
-    await store.close()
-    await bot.session.close()
+    """The real dispatcher, fed directly; the page is known, the Bot API is the sandbox."""
+    async with fed_intake(app, sandbox) as (dp, store, bot):
+        assert store.writer is not None
+        yield dp, store, bot
 
 
 def _comment(update_id: int) -> Update:
