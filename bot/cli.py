@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "corrections", help="press-office corrections as labelled corpus lines (JSON lines)"
     )
     corrections.add_argument("--output", "-o", default=None, help="file (default: stdout)")
+    commands.add_parser(
+        "train", help="fold the corrections into a local classifier model next to the database"
+    )
     commands.add_parser("bench", help="the performance benchmarks")
     return parser
 
@@ -78,7 +82,8 @@ def configure_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
     )
     # HTTP client libraries log full URLs; a Bot API URL contains the token.
-    for noisy in ("aiohttp.access", "urllib3", "requests"):
+    # pymorphy3 announces its dictionaries at INFO; that would cut through `otklik train`'s bar.
+    for noisy in ("aiohttp.access", "urllib3", "requests", "pymorphy3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Migrations run on every start; their step-by-step lines are noise unless debugging.
     # aiogram logs every handled update at INFO: one line per comment is noise in production.
@@ -87,15 +92,25 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
 
+def use_region_model(database_url: str) -> None:
+    """Every command classifies with the region's local model when there is a usable one."""
+    from bot.text import local_model_path, use_local_model
+
+    use_local_model(local_model_path(database_url))  # a bad file is logged, never fatal
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from bot.config import SettingsError, load_settings
+
     if args.command == "classify":
         from bot.text import classify_stream
 
+        # classify needs no settings; with readable ones it uses the region's model.
+        with contextlib.suppress(SettingsError):
+            use_region_model(load_settings(args.env_file).DATABASE_URL)
         classify_stream(sys.stdin, sys.stdout)
         return
-    from bot.config import SettingsError, load_settings
-
     try:
         settings = load_settings(args.env_file)
     except SettingsError as error:
@@ -104,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         raise SystemExit(2) from None
     configure_logging(settings.LOG_LEVEL)
+    use_region_model(settings.DATABASE_URL)
     from bot import commands
 
     try:

@@ -8,6 +8,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
@@ -15,6 +16,9 @@ from bot.app import AppContext
 from bot.clock import utc_now
 from bot.config import Settings
 from bot.timeparse import TimeFormatError, parse_time
+
+if TYPE_CHECKING:
+    from bot.text.training import TrainSummary
 from storage.engine import open_database
 from storage.models import Page
 
@@ -34,6 +38,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "backfill": _backfill,
         "bench": _bench,
         "corrections": _corrections,
+        "train": _train,
     }[args.command]
     try:
         return await handler(args, settings)
@@ -143,6 +148,51 @@ async def _corrections(args: argparse.Namespace, settings: Settings) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+async def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.corrections import corpus_lines
+    from bot.text import local_model_path, use_local_model
+
+    path = local_model_path(settings.DATABASE_URL)
+    if path is None:
+        raise CommandError(
+            f"для базы {settings.DATABASE_URL} нет места для файла модели "
+            "(база в памяти): укажите DATABASE_URL с файлом"
+        )
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        async with app.sessions() as session:
+            lines = await corpus_lines(session)
+    corrections = [json.loads(line) for line in lines]
+    summary = await asyncio.to_thread(_train_with_progress, corrections, path)
+    problem = use_local_model(path)
+    if problem is not None:  # we have just written it: this is a bug, not bad input
+        raise CommandError(problem)
+    print(summary.report_ru())
+    return 0
+
+
+def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> TrainSummary:
+    """Run train_local under a tqdm bar on stderr; log records go through the bar."""
+    import logging
+
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from bot.text import train_local
+
+    with (
+        tqdm(total=1, desc="Обучение модели", unit="шаг", file=sys.stderr, leave=True) as bar,
+        logging_redirect_tqdm(loggers=[logging.getLogger()]),
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        return train_local(corrections, path, progress)
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> int:

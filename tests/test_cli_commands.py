@@ -107,7 +107,9 @@ def test_classify_reads_json_lines_and_keeps_order(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(out) == 4
-    assert out[0] == {"is_appeal": True, "topic": "roads", "urgent": False}
+    assert set(out[0]) == {"is_appeal", "topic", "urgent", "confidence"}
+    assert (out[0]["is_appeal"], out[0]["topic"], out[0]["urgent"]) == (True, "roads", False)
+    assert 0.5 <= out[0]["confidence"] <= 1 and 0.5 <= out[1]["confidence"] <= 1
     assert out[1]["is_appeal"] is False
     assert "error" in out[2]
     assert out[3]["is_appeal"] is True and out[3]["urgent"] is True
@@ -116,7 +118,18 @@ def test_classify_reads_json_lines_and_keeps_order(tmp_path: Path) -> None:
 def test_help_lists_every_design_command(tmp_path: Path) -> None:
     done = otklik("--help", cwd=tmp_path)
     assert done.returncode == 0
-    for command in ("run", "demo", "stats", "digest", "import", "backfill", "classify", "bench"):
+    for command in (
+        "run",
+        "demo",
+        "stats",
+        "digest",
+        "import",
+        "backfill",
+        "classify",
+        "corrections",
+        "train",
+        "bench",
+    ):
         assert command in done.stdout
 
 

@@ -131,7 +131,7 @@ def test_photo_caption_is_classified() -> None:
 )
 def test_noisy_russian(text: str, topic: str, urgent: bool) -> None:
     result = classify(text)
-    assert result == Classification(True, topic, urgent)
+    assert (result.is_appeal, result.topic, result.urgent) == (True, topic, urgent)
 
 
 @pytest.mark.parametrize(
@@ -180,9 +180,14 @@ def test_classify_stream_keeps_order_and_survives_bad_lines(
         count = classify_stream(infile, outfile)
     lines = [json.loads(line) for line in outfile.getvalue().splitlines()]
     assert count == 5 and len(lines) == 5
-    assert lines[0] == {"is_appeal": True, "topic": "roads", "urgent": False}
+    assert lines[0] == {"is_appeal": True, "topic": "roads", "urgent": False} | {
+        "confidence": lines[0]["confidence"]
+    }
     assert "error" in lines[1] and "error" in lines[3]
-    assert lines[2] == {"is_appeal": False, "topic": "other", "urgent": False}
+    assert lines[2] == {"is_appeal": False, "topic": "other", "urgent": False} | {
+        "confidence": lines[2]["confidence"]
+    }
+    assert all(0.5 <= line["confidence"] <= 1 for line in (lines[0], lines[2], lines[4]))
     assert lines[4]["is_appeal"] is True
     assert sum("bad input line" in record.message for record in caplog.records) == 2
 

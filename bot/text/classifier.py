@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,8 @@ class Classification:
     is_appeal: bool
     topic: str
     urgent: bool
+    # Confidence in the is_appeal decision (0.5..1): how sure the model is of what it said.
+    confidence: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -192,10 +195,13 @@ class Classifier:
         model_odds = 0.0
         if self.appeal_model is not None:
             model_odds = self.appeal_model.log_odds(analysis.features)
-        is_appeal = appeal_score(analysis, self.params, model_odds) > 0
+        score = appeal_score(analysis, self.params, model_odds)
+        is_appeal = score > 0
         topic = self._topic(analysis)
         urgent = is_appeal and self.is_urgent(analysis)
-        return Classification(is_appeal=is_appeal, topic=topic, urgent=urgent)
+        # The score is a sum of log-odds-like evidence; its logistic is a usable confidence.
+        confidence = 1.0 / (1.0 + math.exp(-min(abs(score), 30.0)))
+        return Classification(is_appeal, topic, urgent, round(confidence, 4))
 
     def is_urgent(self, analysis: Analysis) -> bool:
         """Decide urgency as if the text were an appeal."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bot.text.classifier import TOPICS, Analysis, Classifier, appeal_score, best_topic
@@ -188,3 +190,125 @@ def train(
         "urgent": models.urgent.to_dict(),
     }
     return model, report
+
+
+# -- local models from a press office's corrections (`otklik train`) ------------------------------
+
+# A correction is a person's decision on a real message of the region: it outweighs a corpus line.
+CORRECTION_WEIGHT = 3
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What `train_local` did, in counts for a report."""
+
+    path: Path
+    corrections: int  # lines given
+    used: int  # distinct valid corrections trained on
+    rejected: int  # lines that were not valid corrections
+    overriding: int  # corrections that changed the label of a text of the built-in corpus
+    corpus: int  # built-in corpus texts trained on
+    examples: int  # all distinct texts trained on
+    changed: bool  # False: the file already held exactly this model («без изменений»)
+    version: str
+
+    def report_ru(self) -> str:
+        """The summary a person reads after `otklik train`."""
+        from bot import ru
+
+        lines = [
+            f"Исправлений прочитано: {ru.number(self.corrections)}, "
+            f"учтено: {ru.number(self.used)}"
+            + (f", пропущено с ошибками: {ru.number(self.rejected)}" if self.rejected else "")
+            + ".",
+        ]
+        if self.overriding:
+            verb = ru.plural(self.overriding, "поменяло", "поменяли", "поменяли")
+            lines.append(
+                f"{ru.quantity(self.overriding, 'исправление', 'исправления', 'исправлений')} "
+                f"{verb} разметку встроенного корпуса."
+            )
+        lines.append(
+            f"Модель обучена на {ru.number(self.examples)} "
+            f"{ru.plural(self.examples, 'тексте', 'текстах', 'текстах')} "
+            f"(встроенный корпус: {ru.number(self.corpus)})."
+        )
+        if self.changed:
+            lines.append(f"Локальная модель записана: {self.path} ({self.version}).")
+        else:
+            lines.append(f"Локальная модель без изменений: {self.path} ({self.version}).")
+        return "\n".join(lines)
+
+
+def _correction(item: object) -> Example | None:
+    """One `otklik corrections` line as an example; None if it is not a valid one."""
+    if not isinstance(item, dict):
+        return None
+    text, is_appeal, topic = item.get("text"), item.get("is_appeal"), item.get("topic")
+    urgent = item.get("urgent", False)
+    if not isinstance(text, str) or not text.strip() or not isinstance(is_appeal, bool):
+        return None
+    if not isinstance(urgent, bool) or (topic is not None and topic not in TOPICS):
+        return None
+    if not is_appeal:
+        return Example(text, False, None, False)
+    return Example(text, True, topic or "other", urgent)
+
+
+def train_local(
+    corrections: Sequence[object],
+    out_path: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainSummary:
+    """Train the built-in corpus plus corrections into a model file at out_path (atomically).
+
+    The same text corrected twice counts once (the last line wins); a correction replaces the
+    corpus label of the same text and weighs CORRECTION_WEIGHT corpus lines. The same input
+    gives the same file bytes; an unchanged file is not rewritten.
+    """
+    from bot.text.corpus import DEV_CORPUS, HELDOUT_CORPUS, load_corpus
+    from bot.text.store import file_version, write_atomically
+
+    steps = 3
+    if progress is not None:
+        progress(0, steps)
+    latest: dict[str, Example] = {}
+    rejected = 0
+    for item in corrections:
+        example = _correction(item)
+        if example is None:
+            rejected += 1
+            continue
+        latest.pop(example.text, None)
+        latest[example.text] = example
+    corpus = {e.text: e for path in (DEV_CORPUS, HELDOUT_CORPUS) for e in load_corpus(path)}
+    overriding = sum(1 for text, e in latest.items() if text in corpus and corpus[text] != e)
+    base = [e for text, e in corpus.items() if text not in latest]
+    examples = base + [e for e in latest.values() for _ in range(CORRECTION_WEIGHT)]
+    if progress is not None:
+        progress(1, steps)
+    model, _ = train(examples)
+    model["trained_on"] = len(base) + len(latest)
+    model["corrections"] = len(latest)
+    data = json.dumps(model, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+    if progress is not None:
+        progress(2, steps)
+    try:
+        changed = out_path.read_bytes() != data
+    except OSError:
+        changed = True
+    if changed:
+        write_atomically(out_path, data)
+    if progress is not None:
+        progress(3, steps)
+    return TrainSummary(
+        path=out_path,
+        corrections=len(corrections),
+        used=len(latest),
+        rejected=rejected,
+        overriding=overriding,
+        corpus=len(base),
+        examples=len(base) + len(latest),
+        changed=changed,
+        version=file_version(data, "local"),
+    )
