@@ -17,6 +17,7 @@ from storage.engine import open_database
 if TYPE_CHECKING:
     from aiogram import Bot, Dispatcher
 
+    from bot.services.intake import Intake
     from handlers.vk.callback import VkCallbackHandler
 
 logger = logging.getLogger(__name__)
@@ -52,16 +53,27 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with open_database(settings.DATABASE_URL) as engine:
+        from bot.services.intake import Intake
+
         app = AppContext.create(settings, engine)
-        stoppers: list[Callable[[], Awaitable[None]]] = []
+        # One intake use case (and on SQLite one writer process) for every source; closed last.
+        intake = Intake.for_app(app)
+        stoppers: list[Callable[[], Awaitable[None]]] = [intake.close]
         tasks: list[asyncio.Task[object]] = []
         # Webhook mode: VK communities arrive by the Callback API on the same server as Telegram.
-        callback = _vk_callback(app) if settings.WEBHOOK_URL and settings.vk_group_tokens else None
+        callback = (
+            _vk_callback(app, intake) if settings.WEBHOOK_URL and settings.vk_group_tokens else None
+        )
         if settings.has_telegram:
-            await _start_telegram(app, tasks, stoppers, vk_callback=callback)
+            await _start_telegram(app, intake, tasks, stoppers, vk_callback=callback)
         if settings.has_vk:
             await _start_vk(
-                app, tasks, stoppers, callback=callback, callback_served=settings.has_telegram
+                app,
+                intake,
+                tasks,
+                stoppers,
+                callback=callback,
+                callback_served=settings.has_telegram,
             )
         await _start_jobs(app, tasks, stoppers)
         settle_after_start()  # bot/memory.py: fewer garbage-collector passes from here on
@@ -87,6 +99,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
 
 async def _start_telegram(
     app: AppContext,
+    intake: Intake,
     tasks: list[asyncio.Task[object]],
     stoppers: list[Callable[[], Awaitable[None]]],
     *,
@@ -97,7 +110,7 @@ async def _start_telegram(
     token = app.settings.TELEGRAM_BOT_TOKEN
     assert token is not None
     bot = make_bot(token.get_secret_value(), app.settings.TELEGRAM_API_SERVER)
-    dp, store = make_dispatcher(app)
+    dp, store = make_dispatcher(app, intake)
     from handlers.telegram.notifier import TelegramNotifier
 
     app.notifier = TelegramNotifier(bot)
@@ -164,6 +177,7 @@ async def _start_telegram_webhook(
 
 async def _start_vk(
     app: AppContext,
+    intake: Intake,
     tasks: list[asyncio.Task[object]],
     stoppers: list[Callable[[], Awaitable[None]]],
     *,
@@ -182,18 +196,20 @@ async def _start_vk(
     walls = app.settings.VK_SERVICE_TOKEN is not None and app.settings.vk_wall_owner_ids
     if callback is not None and not walls:
         return  # nothing left to poll
-    intake = VkIntake(app, long_poll=callback is None)
-    tasks.append(asyncio.create_task(intake.run(), name="vk-intake"))
-    stoppers.append(intake.stop)
+    vk = VkIntake(app, long_poll=callback is None, intake=intake)
+    tasks.append(asyncio.create_task(vk.run(), name="vk-intake"))
+    stoppers.append(vk.stop)
 
 
-def _vk_callback(app: AppContext) -> VkCallbackHandler:
+def _vk_callback(app: AppContext, intake: Intake) -> VkCallbackHandler:
     from handlers.vk.callback import VkCallbackHandler
 
     secret = app.settings.WEBHOOK_SECRET
     if secret is None:
         logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post VK events")
-    return VkCallbackHandler(app, secret=secret.get_secret_value() if secret else None)
+    return VkCallbackHandler(
+        app, secret=secret.get_secret_value() if secret else None, intake=intake
+    )
 
 
 async def _start_jobs(

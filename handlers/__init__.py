@@ -6,7 +6,7 @@ from aiogram import Router
 
 from bot.app import AppContext
 from handlers.telegram.filters import ChatType, DiscussionChat, InPressChat, LooksLikeCommand
-from handlers.telegram.middlewares import open_sessions
+from handlers.telegram.unit import open_sessions
 
 __all__ = ["setup_telegram_routers"]
 

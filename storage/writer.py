@@ -6,18 +6,19 @@ removed the trips but still shared one core with aiogram's routing. A child proc
 the second core while the bot routes the next updates (docs/BENCHMARKS.md).
 
 How: the parent sends jobs (plain data, pickled) down the child's stdin; the child runs each job
-through a handler function given at start (for the intake `bot.services.ingest:store_update`)
-inside its own SAVEPOINT (a job that raises is rolled back alone and reported as failed),
-commits every job that was waiting in one transaction, and only then answers with the results
-on its stdout, in order. A job's future resolves in the parent after that answer: nobody hears
-"stored" before it is durable.
+through the handler that a factory given at start returns (for the intake
+`bot.services.intake.job_runner`, pickled by reference: the child imports it by its qualified
+name, so a rename fails the type check, not the child) inside its own SAVEPOINT (a job that
+raises is rolled back alone and reported as failed), commits every job that was waiting in one
+transaction, and only then answers with the results on its stdout, in order. A job's future
+resolves in the parent after that answer: nobody hears "stored" before it is durable.
 
 Failures: a batch whose transaction cannot be committed (locked longer than the busy timeout,
-disk full) is retried by the child. If the child dies, the parent starts a new one and sends
-again every job it has no answer for; jobs are idempotent (the raw update's unique key), so one
-committed just before the crash is only seen as a redelivery. If the parent dies, the child sees
-its stdin close and exits; whatever the parent had not heard back about was never confirmed to
-Telegram, which delivers it again.
+disk full, read-only) is retried by the child, which says so once until it succeeds. If the
+child dies, the parent starts a new one and sends again every job it has no answer for; jobs
+are idempotent (the raw update's unique key), so one committed just before the crash is only
+seen as a redelivery. If the parent dies, the child sees its stdin close and exits; whatever
+the parent had not heard back about was never confirmed to Telegram, which delivers it again.
 
 Only a file-based SQLite database gets a writer (`IntakeWriter.for_engine`); PostgreSQL keeps
 the session path, where several workers write in parallel anyway.
@@ -30,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import importlib
 import logging
 import os
 import pickle
@@ -62,6 +62,8 @@ BUSY_TIMEOUT_MS = 5000
 MAX_RESTARTS = 3
 _HEADER = struct.Struct(">I")
 
+Handler = Callable[[Any], Callable[[Db, Any], Any]]
+
 
 class WriterError(RuntimeError):
     """A job could not be stored; the message says why (the child's exception, as text)."""
@@ -77,9 +79,10 @@ class _Pending:
 class IntakeWriter:
     """The parent's side: submit jobs, get futures that resolve once the child committed them."""
 
-    def __init__(self, path: str, handler: str, context: Any = None) -> None:
+    def __init__(self, path: str, handler: Handler, context: Any = None) -> None:
         self.path = path
-        self.handler = handler  # "module:function", called as function(context) -> run(db, job)
+        # A module-level function, called in the child as handler(context) -> run(db, job).
+        self.handler = handler
         self.context = context
         self._loop: asyncio.AbstractEventLoop | None = None
         self._child: _Child | None = None
@@ -92,7 +95,7 @@ class IntakeWriter:
 
     @classmethod
     def for_engine(
-        cls, engine: AsyncEngine, handler: str, context: Any = None
+        cls, engine: AsyncEngine, handler: Handler, context: Any = None
     ) -> IntakeWriter | None:
         """A writer for a file-based SQLite engine; None for anything else."""
         url = engine.url
@@ -102,6 +105,11 @@ class IntakeWriter:
         if not database or database == ":memory:" or database.startswith("file:"):
             return None
         return cls(os.path.abspath(database), handler, context)
+
+    @property
+    def closed(self) -> bool:
+        """Closed or abandoned: `submit` raises."""
+        return self._closed
 
     @property
     def pending(self) -> int:
@@ -381,12 +389,11 @@ def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
     start = frames.read()
     if start is None:
         return 0
-    handler_path, context, level = start
+    handler, context, level = start
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    module, _, name = handler_path.partition(":")
-    run = getattr(importlib.import_module(module), name)(context)
+    run = handler(context)
     connection = _connect(path)
 
     def one(job: Any) -> tuple[bool, Any]:
@@ -469,6 +476,8 @@ def _write_batch(
             connection.execute("BEGIN IMMEDIATE")
             results = [one(job) for job in jobs]
             connection.execute("COMMIT")
+            if attempt > 1:
+                logger.warning("intake writer: committed after %d attempts", attempt)
             return results
         except sqlite3.Error as error:
             if connection.in_transaction:
@@ -477,12 +486,12 @@ def _write_batch(
                 logger.error("intake writer: %d updates not stored: %s", len(jobs), error)
                 return [(False, f"{type(error).__name__}: {error}")] * len(jobs)
             delay = min(0.05 * 2**attempt, 5.0)
-            logger.warning(
-                "intake writer: could not commit %d updates (%s); retrying in %.2f s",
-                len(jobs),
-                error,
-                delay,
-            )
+            if attempt == 1:  # said once; the parent confirms nothing meanwhile
+                logger.warning(
+                    "intake writer: could not commit %d updates (%s); retrying until it can",
+                    len(jobs),
+                    error,
+                )
             time.sleep(delay)
 
 
@@ -506,8 +515,9 @@ def _run_job(connection: sqlite3.Connection, work: Callable[[Db], Any]) -> tuple
     return True, result
 
 
-# Busy, locked, I/O error, disk full, cannot open: the database's trouble, not the job's.
-_RETRYABLE_CODES = frozenset({5, 6, 10, 13, 14})
+# Busy, locked, read-only, I/O error, disk full, cannot open: the database's trouble, not the
+# job's (bot/services/intake.py counts the same codes as "unavailable").
+_RETRYABLE_CODES = frozenset({5, 6, 8, 10, 13, 14})
 
 
 def _retryable(error: sqlite3.Error) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
 from bot.importers import telegram_export
@@ -19,6 +20,7 @@ from bot.importers.telegram_export import (
     import_telegram_export,
     message_text,
 )
+from bot.services.intake import Intake
 from bot.services.policy import PageDefaults
 from bot.services.stats import build_report
 from storage.engine import SessionFactory
@@ -161,23 +163,26 @@ def export_file(tmp_path: Path) -> Path:
 
 
 async def test_import_then_report(
-    sessions: SessionFactory, export_file: Path, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine,
+    sessions: SessionFactory,
+    export_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Tiny chunks: every message object straddles reads at least once.
     monkeypatch.setattr(telegram_export, "CHUNK_CHARS", 97)
     defaults = PageDefaults()
-    summary = await import_telegram_export(
-        sessions, str(export_file), ["5099"], defaults, progress=False
-    )
+    intake = Intake.for_database(engine, sessions, defaults)  # SQLite: the writer too
+    try:
+        summary = await import_telegram_export(intake, str(export_file), ["5099"], progress=False)
+        again = await import_telegram_export(intake, str(export_file), ["5099"], progress=False)
+    finally:
+        await intake.close()
     assert summary.page is not None
     assert (summary.page.external_id, summary.page.linked_chat_id) == ("-1001000000001", GROUP_KEY)
     assert summary.messages == 8 and summary.skipped == 1 and summary.outcomes["post"] == 1
     assert summary.outcomes["appeal"] == 3 and summary.outcomes["follow_up"] == 1
     assert summary.outcomes["reply"] == 2 and summary.outcomes["comment"] == 2
 
-    again = await import_telegram_export(
-        sessions, str(export_file), ["5099"], defaults, progress=False
-    )
     assert again.outcomes["duplicate"] == 8
 
     async with sessions() as session:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
 from aiogram.types import Update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from bot.app import AppContext
 from bot.events import RatingEvent
 from bot.services.ingest import IngestService, Outcome
+from bot.services.intake import Intake
 from handlers.telegram.middlewares import UpdateStoreMiddleware
 from storage.engine import SessionFactory
 from storage.models import Appeal, CitizenMessage, OfficialReply, RawUpdate
@@ -118,7 +122,7 @@ async def _ingest_handler(update: Any, data: dict[str, Any]) -> str:
 
 
 async def test_update_stored_once_and_redelivery_changes_nothing(app: AppContext) -> None:
-    store = UpdateStoreMiddleware(app)
+    store = UpdateStoreMiddleware(app, Intake(app.sessions, app.defaults))
     calls: list[int] = []
 
     async def handler(update: Any, data: dict[str, Any]) -> str:
@@ -137,14 +141,13 @@ async def test_update_stored_once_and_redelivery_changes_nothing(app: AppContext
 
 
 async def test_failed_handler_rolls_back_its_writes_but_keeps_the_update(app: AppContext) -> None:
-    store = UpdateStoreMiddleware(app)
+    store = UpdateStoreMiddleware(app, Intake(app.sessions, app.defaults))
 
     async def failing(update: Any, data: dict[str, Any]) -> str:
         await _ingest_handler(update, data)
         raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError):
-        await store(failing, _update(8), {})
+    assert await store(failing, _update(8), {}) is None  # kept as failed: not raised on
     # The citizen message written before the failure went with the rollback; the update stays.
     assert await _count(app.sessions, CitizenMessage) == 0
     async with app.sessions() as session:
@@ -156,22 +159,38 @@ async def test_failed_handler_rolls_back_its_writes_but_keeps_the_update(app: Ap
 async def test_offset_not_confirmed_when_commit_fails(
     app: AppContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = UpdateStoreMiddleware(app)
+    """The commit fails (disk full): nothing confirmed, the update waits and is stored in full."""
+    intake = Intake(app.sessions, app.defaults, retry_s=0.01, retry_cap_s=0.05)
+    store = UpdateStoreMiddleware(app, intake)
     await store(_ingest_handler, _update(9), {})
     assert store.last_update_id == 9
 
-    async def broken_commit(self: Any) -> None:
-        raise OSError("disk full")
-
     from sqlmodel.ext.asyncio.session import AsyncSession
 
-    monkeypatch.setattr(AsyncSession, "commit", broken_commit)
-    with pytest.raises(OSError):
-        await store(_ingest_handler, _update(10), {})
-    monkeypatch.undo()
-    # Update 10 never committed: it is not confirmed and is processed in full when redelivered.
+    real_commit = AsyncSession.commit
+    failing = True
+
+    async def commit(self: AsyncSession) -> None:
+        if failing:
+            orig = sqlite3.OperationalError("database or disk is full")
+            raise OperationalError("COMMIT", {}, orig)
+        await real_commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", commit)
+    work = asyncio.ensure_future(store(_ingest_handler, _update(10), {}))
+    async with asyncio.timeout(10):
+        while not intake.waiting:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # several tries, all failing
+    # Update 10 never committed: it is not confirmed, and the middleware has not returned.
+    assert not work.done()
     assert store.last_update_id == 9
     assert await _count(app.sessions, RawUpdate) == 1
-    await store(_ingest_handler, _update(10), {})
+    failing = False
+    assert await asyncio.wait_for(work, 10) == "done"
     assert store.last_update_id == 10
+    assert not intake.waiting
     assert await _count(app.sessions, CitizenMessage) == 2
+    async with app.sessions() as session:
+        statuses = (await session.exec(select(RawUpdate.status))).all()
+    assert sorted(statuses) == ["done", "done"]

@@ -29,6 +29,7 @@ from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import _BotAccount
 from handlers.telegram.middlewares import UpdateStoreMiddleware
 from tests.conftest import MONDAY_10_MSK, make_settings
+from tests.writer_jobs import exits_at_start
 from tests.telegram_harness import (
     GROUP,
     GROUP_ID,
@@ -398,7 +399,7 @@ async def test_updates_the_writer_cannot_store_are_stored_through_a_session(
     """A writer that keeps dying gives up; before anything is confirmed the updates are stored."""
     dp, store, bot = intake
     assert store.writer is not None
-    store.writer.handler = "tests.no_such_module:nothing"  # every child exits at start
+    store.writer.handler = exits_at_start  # every child exits at start
     store.defer_commits = True
     for update_id in (1, 2, 3):
         await dp.feed_update(bot, _comment(update_id, 5000 + update_id))

@@ -18,11 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot import runner
 from bot.app import AppContext
 from bot.sandbox import TelegramSandbox
-from bot.services.ingest import UpdateJob
+from bot.services import intake as intake_module
+from bot.services.intake import Intake, IntakeJob, RawCopy, Stored
+from bot.services.intake_writer import WriterBridge
 from handlers.telegram.middlewares import UpdateStoreMiddleware
 from handlers.telegram.setup import make_bot, make_dispatcher
 from handlers.telegram.webhook import TelegramWebhook
 from tests.conftest import MONDAY_10_MSK, make_settings
+from tests.writer_jobs import exits_at_start
 from tests.telegram_harness import (
     GROUP,
     TOKEN,
@@ -156,7 +159,7 @@ async def test_concurrent_webhook_updates_the_writer_gave_up_on_are_stored_witho
     """Webhook requests run at once; each flushes what the writer could not store: no failures."""
     dp, store, bot = intake
     assert store.writer is not None and not store.defer_commits  # webhook / direct feeding
-    store.writer.handler = "tests.no_such_module:nothing"  # every child exits at start
+    store.writer.handler = exits_at_start  # every child exits at start
     with caplog.at_level(logging.ERROR):
         results = await asyncio.gather(
             *(dp.feed_update(bot, _comment(n)) for n in range(1, 9)), return_exceptions=True
@@ -170,32 +173,41 @@ async def test_concurrent_webhook_updates_the_writer_gave_up_on_are_stored_witho
 
 
 async def test_an_update_failed_by_the_writer_during_another_flush_is_not_dropped(
-    app: AppContext,
+    app: AppContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two flushes at once, and a third failed job arrives meanwhile: it is stored, or kept."""
-    store = UpdateStoreMiddleware(app)
-    first = UpdateJob("telegram", "1", "message", "{}")
-    late = UpdateJob("telegram", "2", "message", "{}")
+    intake = Intake.for_app(app)
+    bridge = intake.writer
+    assert isinstance(bridge, WriterBridge)
+    first = IntakeJob(RawCopy("telegram", "1", "message", "{}"))
+    late = IntakeJob(RawCopy("telegram", "2", "message", "{}"))
     stores: list[str] = []
     slow = asyncio.Event()
 
-    async def store_in_session(job: UpdateJob) -> None:
-        again = job.key in stores
-        stores.append(job.key)
+    async def store_in_session(job: IntakeJob) -> Stored:
+        assert job.raw is not None
+        again = job.raw.key in stores
+        stores.append(job.raw.key)
         if again:
             await slow.wait()  # the second flush's (redundant) store of job 1 is slow
         else:
             await asyncio.sleep(0)
+        return Stored()
 
-    store._store_in_session = store_in_session  # type: ignore[method-assign]
-    store._unstored.append((1, first))
-    one = asyncio.create_task(store.flush())
-    two = asyncio.create_task(store.flush())
+    monkeypatch.setattr(intake, "store_in_session", store_in_session)
+    confirmed: list[str] = []
+    bridge._unstored.append((first, lambda stored: confirmed.append("1")))
+    one = asyncio.create_task(intake.flush())
+    two = asyncio.create_task(intake.flush())
     await one
-    store._unstored.append((2, late))  # the writer gave up on another update meanwhile
+    bridge._unstored.append((late, lambda stored: confirmed.append("2")))  # given up meanwhile
     slow.set()
     await asyncio.wait_for(two, 5)
-    assert "2" in stores or (2, late) in store._unstored, "update 2 is neither stored nor kept"
+    kept = any(job is late for job, _ in bridge._unstored)
+    assert "2" in stores or kept, "update 2 is neither stored nor kept"
+    await intake.close()  # the last flush stores whatever is kept
+    assert "2" in stores
+    assert confirmed == ["1", "2"]
 
 
 # -- second round: one bad update cannot hold the intake; a stop is bounded; press-chat edits ----
@@ -207,17 +219,15 @@ async def test_an_update_no_path_can_decide_is_kept_as_failed_and_intake_goes_on
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The writer gave up and the session path fails too: the raw update is kept, flush ends."""
-    import handlers.telegram.middlewares as middlewares
-
     dp, store, bot = intake
     assert store.writer is not None
-    store.writer.handler = "tests.no_such_module:nothing"  # every child exits at start
+    store.writer.handler = exits_at_start  # every child exits at start
     store.defer_commits = True
 
     def broken(*args: object) -> None:
         raise ValueError("cannot decide")
 
-    monkeypatch.setattr(middlewares, "store_update", broken)
+    monkeypatch.setattr(intake_module, "store_job", broken)
     await dp.feed_update(bot, _comment(1))
     await asyncio.wait_for(store.flush(), 30)  # returns: nothing holds getUpdates back
     assert store.last_update_id == 1

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from storage.writer import IntakeWriter, WriterError
-from tests.writer_jobs import SCHEMA
+from tests.writer_jobs import SCHEMA, keyed_rows
 
-HANDLER = "tests.writer_jobs:keyed_rows"
+HANDLER = keyed_rows
 # The child runs `python -m storage.writer` in our working directory: there `tests` imports.
 ROOT = Path(__file__).parents[1]
 # How long any test waits for the writer's answers before it fails.
@@ -314,9 +314,10 @@ async def test_a_write_lock_held_past_the_busy_timeout_delays_but_loses_nothing(
 PARENT = """
 import asyncio, os, signal, sys
 from storage.writer import IntakeWriter
+from tests.writer_jobs import keyed_rows
 
 async def main():
-    writer = IntakeWriter(sys.argv[1], "tests.writer_jobs:keyed_rows", sys.argv[2])
+    writer = IntakeWriter(sys.argv[1], keyed_rows, sys.argv[2])
     key, outcome = await writer.submit(("put", "from-parent"))
     print(outcome, writer._child.process.pid, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +22,8 @@ from bot.app import AppContext
 from bot.config import Settings
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.vk import SandboxError, VkSandbox
-from handlers.vk import intake as vk_intake
+from handlers.vk import callback as vk_callback
+from handlers.vk import delivery as vk_delivery
 from handlers.vk.callback import VkCallbackHandler, VkCallbackServer
 from storage.engine import create_engine, session_factory
 from storage.models import Appeal, CitizenMessage, Page, RawUpdate
@@ -181,35 +183,69 @@ async def test_a_redelivered_event_is_stored_once(
     assert await count(app, Appeal) == 1
 
 
-async def test_a_failure_answers_500_and_the_retry_succeeds(
+async def test_a_failed_event_is_kept_answered_ok_and_processed_again_when_redelivered(
     sqlite_engine: AsyncEngine, sandbox: VkSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_translate = vk_intake.translate
+    """One policy for every source: a failure is kept raw as failed and counts as stored."""
+    real_translate = vk_delivery.translate
     calls: list[str] = []
 
     def failing_once(update: Any, *args: Any) -> Any:
         calls.append(str(update.get("event_id")))
         if len(calls) == 1:
-            raise RuntimeError("database hiccup")
+            raise RuntimeError("cannot translate")
         return real_translate(update, *args)
 
-    monkeypatch.setattr(vk_intake, "translate", failing_once)
+    monkeypatch.setattr(vk_delivery, "translate", failing_once)
     app = AppContext.create(callback_settings(sandbox, _free_port()), sqlite_engine)
     async with Served(app) as served:
         await sandbox.set_callback(GROUP_ID, served.url, SECRET, CODE)
         post = sandbox.add_post(WALL, "Итоги недели", T0 - timedelta(days=1), emit=False)
         sandbox.add_comment(WALL, post, CITIZEN, APPEAL_TEXT, T0)
         await sandbox.callback_idle(GROUP_ID)
-    assert [(d.attempt, d.status, d.body) for d in sandbox.deliveries] == [
-        (1, 500, "retry"),
-        (2, 200, "ok"),
-    ]
-    assert calls == [sandbox.deliveries[0].event_id] * 2
+        assert [(d.attempt, d.status, d.body) for d in sandbox.deliveries] == [(1, 200, "ok")]
+        async with app.sessions() as session:
+            (raw,) = (await session.exec(select(RawUpdate))).all()
+            assert (raw.status, raw.note) == ("failed", "RuntimeError: cannot translate")
+        assert await count(app, Appeal) == 0
+        (first,) = sandbox.deliveries
+        sandbox.redeliver(GROUP_ID, first.event_id)  # VK sends it again: processed again
+        await sandbox.callback_idle(GROUP_ID)
+    assert calls == [first.event_id] * 2
     async with app.sessions() as session:
         (raw,) = (await session.exec(select(RawUpdate))).all()
         assert (raw.status, raw.note) == ("done", None)
         (appeal,) = (await session.exec(select(Appeal))).all()
         assert appeal.received_at == T0
+
+
+async def test_a_database_outage_answers_500_and_vk_s_retry_is_stored_once(
+    sqlite_engine: AsyncEngine, sandbox: VkSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is locked by another process: nothing is answered ok until it is stored."""
+    monkeypatch.setattr(vk_callback, "STORE_WITHIN", 0.5)
+    app = AppContext.create(callback_settings(sandbox, _free_port()), sqlite_engine)
+    database = sqlite_engine.url.database
+    assert database is not None
+    async with Served(app) as served:
+        await sandbox.set_callback(GROUP_ID, served.url, SECRET, CODE)
+        post = sandbox.add_post(WALL, "Итоги недели", T0 - timedelta(days=1), emit=False)
+        blocker = sqlite3.connect(database, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # held: no write can be committed
+        try:
+            sandbox.add_comment(WALL, post, CITIZEN, APPEAL_TEXT, T0)
+            async with asyncio.timeout(20):
+                while not any(d.status == 500 for d in sandbox.deliveries):
+                    await asyncio.sleep(0.02)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await sandbox.callback_idle(GROUP_ID, timeout=30)
+    statuses = [d.status for d in sandbox.deliveries]
+    assert statuses[0] == 500 and statuses[-1] == 200, statuses
+    assert await count(app, RawUpdate) == 1
+    assert await count(app, CitizenMessage) == 1
+    assert await count(app, Appeal) == 1
 
 
 async def test_the_sandbox_refuses_a_server_that_does_not_confirm(

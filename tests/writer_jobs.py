@@ -1,7 +1,7 @@
 """A tiny job handler for tests/test_intake_writer.py; it runs inside the intake writer's child.
 
-The child imports it as "tests.writer_jobs:keyed_rows" (`python -m storage.writer` puts the
-working directory, the repository root, on sys.path). A job is `(action, key)`; every action but
+The child unpickles `keyed_rows` by reference, importing `tests.writer_jobs` (`python -m
+storage.writer` puts the working directory, the repository root, on sys.path). A job is `(action, key)`; every action but
 "fail" stores the row `key` idempotently, as the intake's raw update does, and answers
 `(key, "stored")`, or `(key, "duplicate")` when the row was committed before (a redelivery).
 `context` is a directory for the markers that make a crash happen only once.
@@ -74,3 +74,8 @@ def _answer_then_die(write_all: Callable[[int, bytes], None]) -> Callable[[int, 
         os.kill(os.getpid(), signal.SIGKILL)
 
     return answer_then_die
+
+
+def exits_at_start(context: object) -> Callable[[Db, Any], Any]:
+    """A handler factory whose child exits at once: a writer that keeps dying."""
+    os._exit(3)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from bot.app import AppContext
 from bot.events import (
     AuthorRole,
+    Event,
     MessageEvent,
     PageKind,
     PageRef,
@@ -37,16 +38,15 @@ from bot.events import (
     ThreadKind,
     ThreadRef,
 )
-from bot.services.ingest import IngestService, Outcome
-from bot.services.policy import PageDefaults
+from bot.services.ingest import Outcome
+from bot.services.intake import Intake, IntakeJob
 from bot.services.quality import score_replies
 from storage import repositories as repo
-from storage.engine import SessionFactory
 
 logger = logging.getLogger(__name__)
 
 CHUNK_CHARS = 1 << 20
-BATCH = 500  # messages per transaction
+BATCH = 500  # messages per intake job (one transaction)
 _MESSAGES_RE = re.compile(r'"messages"\s*:\s*\[')
 _MEDIA_KINDS = {
     "sticker": "sticker",
@@ -285,14 +285,14 @@ class _Translator:
 
 
 async def import_telegram_export(
-    sessions: SessionFactory,
+    intake: Intake,
     path: str,
     staff_ids: list[str],
-    defaults: PageDefaults,
     *,
     progress: bool = True,
 ) -> ImportSummary:
-    """Feed every message of the export through the ingest path; idempotent."""
+    """Feed every message of the export through the intake use case; idempotent."""
+    sessions = intake.sessions
     summary = ImportSummary()
     # A command-line batch job with nothing else on the loop: plain blocking file reads are
     # simpler and faster here than a thread hop per chunk.
@@ -326,33 +326,22 @@ async def import_telegram_export(
         with open(path, encoding="utf-8") as stream:  # noqa: ASYNC230
             reader = ExportReader(stream, bar)
             reader.read_header()
-            session = sessions()
-            ingest = IngestService(session, defaults)
-            in_batch = 0
-            try:
-                for item in reader.messages():
-                    if item.get("type") != "message" or "id" not in item:
-                        summary.skipped += 1
-                        continue
-                    event = translator.event(item)
-                    if event is None:
-                        summary.outcomes["post"] += 1
-                        continue
-                    result = await ingest.handle(event)
-                    summary.messages += 1
-                    summary.outcomes[result.outcome.value] += 1
-                    for reaction in translator.reactions(item):
-                        await ingest.handle(reaction)
-                    in_batch += 1
-                    if in_batch >= BATCH:
-                        await session.commit()
-                        await session.close()
-                        session = sessions()
-                        ingest = IngestService(session, defaults)
-                        in_batch = 0
-                await session.commit()
-            finally:
-                await session.close()
+            batch: list[Event] = []
+            for item in reader.messages():
+                if item.get("type") != "message" or "id" not in item:
+                    summary.skipped += 1
+                    continue
+                event = translator.event(item)
+                if event is None:
+                    summary.outcomes["post"] += 1
+                    continue
+                batch.append(event)
+                batch.extend(translator.reactions(item))
+                summary.messages += 1
+                if summary.messages % BATCH == 0:
+                    await _ingest(intake, batch, summary)
+                    batch = []
+            await _ingest(intake, batch, summary)
     finally:
         bar.close()
 
@@ -360,6 +349,16 @@ async def import_telegram_export(
         summary.scored = await score_replies(session, page_id=page_id)
         await session.commit()
     return summary
+
+
+async def _ingest(intake: Intake, events: list[Event], summary: ImportSummary) -> None:
+    """One job of imported events (no raw copy: an export is not a delivered update)."""
+    if not events:
+        return
+    stored = await intake.deliver(IntakeJob(None, tuple(events)))
+    for event, outcome in zip(events, stored.outcomes, strict=True):
+        if isinstance(event, MessageEvent):
+            summary.outcomes[outcome.value] += 1
 
 
 def summary_lines(summary: ImportSummary) -> list[str]:
@@ -385,11 +384,14 @@ async def import_command(app: AppContext, path: str, staff_ids: list[str]) -> in
     if not os.path.isfile(path):  # noqa: ASYNC240
         print(f"Файл не найден: {path}", file=sys.stderr)
         return 2
+    intake = Intake.for_app(app)
     try:
-        summary = await import_telegram_export(app.sessions, path, staff_ids, app.defaults)
+        summary = await import_telegram_export(intake, path, staff_ids)
     except (ExportFormatError, UnicodeDecodeError) as error:
         print(f"Не удалось прочитать выгрузку: {error}", file=sys.stderr)
         return 1
+    finally:
+        await intake.close()
     for line in summary_lines(summary):
         print(line)
     return 0

@@ -5,7 +5,9 @@ stays a plain comment; an official message is linked to the appeals it answers a
 first and final response times. Nothing here knows Telegram or VK. Time is always the platform's
 `date` carried by the event; the wall clock is never used for metrics.
 
-The decision runs as synchronous code over plain SQL (`storage.repositories.Db`) in the caller's
+Every source reaches this through the intake use case (bot/services/intake.py), which stores
+the raw update once, applies the one policy for redeliveries and failures, and commits. The
+decision runs as synchronous code over plain SQL (`storage.repositories.Db`) in that
 transaction: on SQLite in one trip to the database thread per event, which is what lets the
 intake keep up with thousands of updates a second (docs/BENCHMARKS.md). The quality of a reply
 is scored here from its own text only; the template check across replies is the batch
@@ -15,14 +17,11 @@ is scored here from its own text only; the template check across replies is the 
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
 
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
@@ -38,7 +37,6 @@ from bot.events import (
     ReactionEvent,
     RestoreEvent,
 )
-from bot.memory import settle_after_start
 from bot.services import quality
 from bot.services.policy import PageDefaults, response_seconds, sla_deadline
 from storage import repositories as repo
@@ -81,72 +79,6 @@ class IngestResult:
 class _Decided:
     result: IngestResult
     rescore: tuple[int, ...] = ()  # appeals whose replies quality must rescore (rating, re-open)
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateJob:
-    """One update for the intake writer (storage/writer.py): the raw update and its events."""
-
-    source: str
-    key: str
-    update_type: str | None
-    payload: str  # the update as JSON text
-    status: str = "done"  # "skipped" when no handler took it, "failed" when its handler failed
-    note: str | None = None
-    events: tuple[Event, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What the intake writer did with an `UpdateJob`."""
-
-    duplicate: bool = False  # the update was stored before: nothing else was done
-    rescore: tuple[int, ...] = ()  # appeals whose replies `quality.rescore_appeal` must rescore
-    failure: str | None = None  # deciding an event failed: the update is kept as "failed"
-
-
-def update_writer(defaults: PageDefaults | None) -> Callable[[Db, UpdateJob], Stored]:
-    """The intake writer's job handler (`storage.writer`, "bot.services.ingest:update_writer")."""
-    service = IngestService(None, defaults)
-    # Load the dictionaries (pymorphy3 too: «почините») now, not with the first update.
-    text_analysis.classify("Почините, пожалуйста, дорогу: когда починят?")
-    settle_after_start()  # this runs in the writer process: its own garbage collector
-    return partial(store_update, service)
-
-
-def store_update(service: IngestService, db: Db, job: UpdateJob) -> Stored:
-    """Store the raw update once, then decide its events (a failure keeps it as "failed")."""
-    raw_id = repo.store_raw_update(
-        db, job.source, job.key, job.update_type, job.payload, status=job.status, note=job.note
-    )
-    if raw_id is None:
-        return Stored(duplicate=True)
-    if not job.events:
-        return Stored()
-    for attempt in (1, 2):
-        db.run("SAVEPOINT intake_events", {})
-        try:
-            rescore = [a for event in job.events for a in service.decide(db, event)[1]]
-        except IntegrityError:
-            # Another connection stored one of the rows first: the second pass sees it.
-            db.run("ROLLBACK TO intake_events", {})
-            db.run("RELEASE intake_events", {})
-            if attempt == 1:
-                continue
-            raise
-        except (sqlite3.OperationalError, OperationalError):
-            raise  # the database's trouble (locked, full): the writer retries the whole batch
-        except Exception as error:
-            # Kept, with the reason, for the record and for reprocessing; never lost.
-            db.run("ROLLBACK TO intake_events", {})
-            db.run("RELEASE intake_events", {})
-            logger.exception("update %s failed", job.key)
-            note = f"{type(error).__name__}: {error}"[:500]
-            repo.set_raw_update_status(db, raw_id, "failed", note)
-            return Stored(failure=note)
-        db.run("RELEASE intake_events", {})
-        return Stored(rescore=tuple(rescore))
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _Reply:
@@ -530,14 +462,7 @@ class IngestService:
             return IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
         if message.deleted_at is not None:
             return IngestResult(Outcome.DUPLICATE, message.page_id)
-        deleted_by = event.deleted_by
-        if (
-            deleted_by is Deleter.UNKNOWN
-            and message.side == "citizen"
-            and event.deleter_id is not None
-            and event.deleter_id == message.author_id
-        ):
-            deleted_by = Deleter.CITIZEN
+        deleted_by = _deleted_by(event, message)
         db.update(
             _MODELS[message.side],
             message.id,
@@ -613,6 +538,21 @@ class IngestService:
         appeal.set("rated_at", event.rated_at)
         repo.save_appeal(db, appeal)
         return _Decided(IngestResult(Outcome.RATING, page.id, (appeal.id,)), (appeal.id,))
+
+
+def _deleted_by(event: DeleteEvent, message: repo.StoredMessage) -> Deleter:
+    """Who deleted a message, where the platform names the deleter but not their side.
+
+    Only a message's author or the page's managers can delete it: the author deleting a
+    citizen's message is the citizen; anybody else is the page.
+    """
+    if event.deleted_by is not Deleter.UNKNOWN:
+        return event.deleted_by
+    if event.deleter_id is None or message.author_id is None:
+        return Deleter.UNKNOWN
+    if event.deleter_id != message.author_id:
+        return Deleter.PAGE
+    return Deleter.CITIZEN if message.side == "citizen" else Deleter.UNKNOWN
 
 
 _MODELS: dict[str, type[CitizenMessage] | type[OfficialReply]] = {

@@ -19,7 +19,6 @@ from bot.events import (
     PageRef,
     Platform,
 )
-from bot.services.ingest import IngestService
 from handlers.telegram.common import (
     content_kind,
     conversation,
@@ -30,6 +29,7 @@ from handlers.telegram.common import (
     reply_key,
     utc,
 )
+from handlers.telegram.unit import UpdateUnit
 from storage import repositories as repo
 from storage.models import Page
 
@@ -64,7 +64,7 @@ async def _owner(bot: Bot, session: AsyncSession, connection_id: str) -> PageRef
 
 
 async def business_message(
-    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
+    message: Message, bot: Bot, session: AsyncSession, ingest: UpdateUnit
 ) -> None:
     if message.business_connection_id is None:
         return
@@ -91,7 +91,7 @@ async def business_message(
 
 
 async def business_edited(
-    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
+    message: Message, bot: Bot, session: AsyncSession, ingest: UpdateUnit
 ) -> None:
     if message.business_connection_id is None:
         return
@@ -106,7 +106,7 @@ async def business_deleted(
     bot: Bot,
     app: AppContext,
     session: AsyncSession,
-    ingest: IngestService,
+    ingest: UpdateUnit,
 ) -> None:
     page = await _owner(bot, session, update.business_connection_id)
     if page is None:

@@ -1,8 +1,9 @@
 """Comments in a channel's discussion group: citizens, the channel, anonymous admins, staff.
 
 Most of the traffic. A comment, an edit or a reaction is only translated into an event and
-submitted (`UpdateUnit.submit`): on SQLite the intake writer decides and stores it in the
-background (handlers/telegram/middlewares.py). Nothing here reads the database on that path.
+submitted (`UpdateUnit.submit`, handlers/telegram/unit.py): on SQLite the intake writer decides
+and stores it in the background (handlers/telegram/middlewares.py). Nothing here reads the
+database on that path.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from handlers.telegram.common import (
     utc,
 )
 from handlers.telegram.filters import AutomaticForward
-from handlers.telegram.middlewares import UpdateUnit
+from handlers.telegram.unit import UpdateUnit
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)

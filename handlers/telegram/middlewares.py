@@ -1,57 +1,68 @@
-"""Every update stored once before it is interpreted; handlers get the database lazily.
+"""Every Telegram update stored once before it is confirmed; the aiogram side of the intake.
 
-Two ways an update's database work is done:
+The store policy is the intake use case's (bot/services/intake.py); the update's session is
+handlers/telegram/unit.py; the writer process is reached through
+bot/services/intake_writer.py. What is left here is Telegram's part:
 
-* **In the background (intake writer).** The discussion group's handlers (comments, their
-  edits and reactions: nearly all the traffic) only translate their update into events
-  (`UpdateUnit.submit`). After the handler returns, the raw update and those events go to the
-  intake writer process (storage/writer.py) as one job: one SAVEPOINT, commits grouped with the
-  jobs around it. On SQLite files only.
-* **In a session.** Any other handler (relays, commands, buttons, business messages: everything
-  that reads the database, calls the Bot API with what it found or needs a result) gets an ORM
-  session in which the raw update is stored first, and everything commits in one transaction
-  after it returns. Before that session opens, the writer is flushed, so the handler sees every
-  earlier update. PostgreSQL and in-memory SQLite always take this way.
+* **In the background.** The discussion group's handlers (comments, their edits and reactions:
+  nearly all the traffic) only translate their update into events (`UpdateUnit.submit`). After
+  the handler returns, the raw update and those events go to the intake writer as one job. On
+  SQLite files only.
+* **In a session.** Any other handler (relays, commands, buttons, business messages) gets the
+  update's session, the raw update claimed in it first, and everything commits in one
+  transaction after it returns. PostgreSQL and in-memory SQLite always take this way.
 
-Either way a redelivered update changes nothing (the raw update's unique key), an update whose
-handler failed is kept with status `failed`, and an update with no handler is kept as `skipped`.
 `last_update_id` is the newest update that is committed. In polling (`use_for_polling`) a
 background job need not be waited for: the bot's next getUpdates, which confirms the offset to
 Telegram, first waits for every job to be committed (`FlushBeforeGetUpdates`), and so does
-`confirm_offset` at shutdown. A crash loses nothing: what was not committed was not confirmed,
-and Telegram delivers it again. Without `use_for_polling` (webhooks, direct `feed_update`) every
-update is committed before the middleware returns. What the writer cannot store (it keeps
-crashing, SQLite refuses the batch) is stored through a session before anything is confirmed.
+`confirm_offset` at shutdown. Without `use_for_polling` (webhooks, direct `feed_update`) every
+update is committed before the middleware returns.
+
+An update whose handler failed is kept as "failed" and counts as stored. When the database is
+unavailable — at the session's start, inside a handler, at the commit — the update is run again
+from the start once it is back (`Intake.wait_out`: backing off, said once in the log); the
+middleware does not return meanwhile, so polling asks for nothing more and confirms nothing,
+and a webhook request is answered 503 after a while (handlers/telegram/webhook.py) and sent
+again. A handler with side effects (a relay to the press chat) may so repeat them after an
+outage; nothing is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from aiogram import BaseMiddleware, Bot, Router
+from aiogram import BaseMiddleware, Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.exceptions import TelegramAPIError
 from aiogram.methods import GetUpdates, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
-from bot.events import Event
-from bot.services import quality
-from bot.services.ingest import IngestResult, IngestService, Stored, UpdateJob, store_update
-from storage import repositories as repo
-from storage.writer import IntakeWriter, WriterError
+from bot.services.intake import (
+    DatabaseUnavailable,
+    Intake,
+    IntakeJob,
+    Stored,
+    is_unavailable,
+    note_of,
+)
+from handlers.telegram.unit import (
+    AlreadyStored,
+    Handler,
+    NeedsTask,
+    UpdateUnit,
+    raw_copy,
+    update_type,
+)
+from storage.writer import IntakeWriter
 
 logger = logging.getLogger(__name__)
-
-SOURCE = "telegram"
 
 # Updates handed to the writer and not yet committed, beyond which intake waits for it.
 MAX_PENDING = 5000
@@ -60,78 +71,6 @@ MAX_PENDING = 5000
 STOP_TIMEOUT = 10.0
 
 T = TypeVar("T")
-Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
-
-
-class AlreadyStored(Exception):
-    """The update was stored before (a redelivery); its handler stops here."""
-
-
-class _NeedsTask(Exception):
-    """On the eager pass: this update will wait for something; run it again in a task."""
-
-
-class UpdateUnit:
-    """One update's database work: events for the background, or a session when needed."""
-
-    __slots__ = ("eager", "events", "raw_id", "service", "session", "store", "update")
-
-    def __init__(self, store: UpdateStoreMiddleware, update: Update, *, eager: bool) -> None:
-        self.store = store
-        self.update = update
-        self.eager = eager  # see UpdateStoreMiddleware.__call__
-        self.events: list[Event] = []
-        self.session: AsyncSession | None = None
-        self.service: IngestService | None = None
-        self.raw_id: int | None = None
-
-    async def submit(self, event: Event) -> None:
-        """Record `event`; decided in the background if the update allows it, else right now."""
-        if self.session is None and self.store.writer is not None:
-            self.events.append(event)
-            return
-        service = await self.open()
-        await service.handle(event)
-
-    async def handle(self, event: Event) -> IngestResult:
-        """Decide `event` now and return the result (opens the update's session)."""
-        service = await self.open()
-        return await service.handle(event)
-
-    def about_to_wait(self) -> None:
-        """Call before awaiting anything but the writer (the database, the Bot API)."""
-        if self.eager:
-            raise _NeedsTask
-
-    async def open(self) -> IngestService:
-        """The update's session with the raw update stored in it; AlreadyStored if stored before."""
-        if self.service is not None:
-            return self.service
-        self.about_to_wait()
-        store = self.store
-        if store.writer is not None:
-            await store.flush()  # the handler reads what every earlier update wrote
-        session = store.app.sessions()
-        update = self.update
-        try:
-            raw_id = await repo.run_in_transaction(
-                session,
-                lambda db: repo.store_raw_update(
-                    db, SOURCE, str(update.update_id), _update_type(update), _payload(update)
-                ),
-            )
-        except BaseException:
-            await session.close()
-            raise
-        if raw_id is None:
-            await session.close()
-            raise AlreadyStored
-        self.session, self.raw_id = session, raw_id
-        self.service = IngestService(session, store.app.defaults)
-        events, self.events = self.events, []
-        for event in events:
-            await self.service.handle(event)
-        return self.service
 
 
 class UpdateStoreMiddleware(BaseMiddleware):
@@ -141,18 +80,17 @@ class UpdateStoreMiddleware(BaseMiddleware):
     in hand is finished and stored before the task ends.
     """
 
-    def __init__(self, app: AppContext, writer: IntakeWriter | None = None) -> None:
+    def __init__(self, app: AppContext, intake: Intake) -> None:
         self.app = app
-        self.writer = writer
+        self.intake = intake
         # Polling: background jobs are waited for before the next getUpdates, not per update.
         self.defer_commits = False
         self.last_update_id: int | None = None
-        self._followups: set[asyncio.Task[None]] = set()
-        # Jobs the writer could not store (it keeps exiting, or SQLite refused the batch): they
-        # are stored through a session before anything is confirmed (`flush`).
-        self._unstored: list[tuple[int, UpdateJob]] = []
-        # One flush at a time drains `_unstored` (webhook requests flush concurrently).
-        self._draining = asyncio.Lock()
+
+    @property
+    def writer(self) -> IntakeWriter | None:
+        """The intake writer process's parent side, if the database has one."""
+        return self.intake.writer.writer if self.intake.writer is not None else None
 
     def use_for_polling(self, bot: Bot) -> None:
         """Let polling group commits: `bot`'s getUpdates first waits for the writer."""
@@ -162,19 +100,9 @@ class UpdateStoreMiddleware(BaseMiddleware):
     async def flush(self) -> None:
         """Wait until every update handed to the writer is committed (and rescored).
 
-        Raises if an update the writer could not store cannot be stored through a session
-        either: then nothing may be confirmed to Telegram (polling retries getUpdates later).
+        While the database is unavailable this waits for it: nothing is confirmed meanwhile.
         """
-        if self.writer is not None:
-            await self.writer.flush()
-        async with self._draining:
-            while self._unstored:
-                update_id, job = self._unstored[0]
-                await self._store_in_session(job)
-                self._unstored.pop(0)
-                self._confirm(update_id)
-        while self._followups:
-            await asyncio.wait(set(self._followups))
+        await self.intake.flush()
 
     async def close(self, within: float = STOP_TIMEOUT) -> None:
         """Flush, then stop the writer process; give up after `within` seconds.
@@ -185,15 +113,13 @@ class UpdateStoreMiddleware(BaseMiddleware):
         """
         try:
             async with asyncio.timeout(within):
-                await self.flush()
-                if self.writer is not None:
-                    await self.writer.close()
+                await self.intake.close()
         except TimeoutError:
             logger.error(
                 "the intake writer did not finish within %s s; stopping it (%d updates not "
                 "stored will come again from Telegram)",
                 within,
-                self.writer.pending if self.writer is not None else 0,
+                self.intake.pending,
             )
             await self.abandon()
 
@@ -202,8 +128,7 @@ class UpdateStoreMiddleware(BaseMiddleware):
 
         Used when a stop has waited long enough (`close`), and by crash tests.
         """
-        if self.writer is not None:
-            await self.writer.abandon()
+        await self.intake.abandon()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         """Process the update to its end even if polling is cancelled meanwhile (SIGTERM).
@@ -212,228 +137,144 @@ class UpdateStoreMiddleware(BaseMiddleware):
         task (a task and its trips round the event loop cost a group comment ~15 % of its
         time): routing and the handler's translation have no side effects, and anything that
         would wait on the eager pass — a session, the Bot API, a full writer, a failure —
-        raises `_NeedsTask` before doing anything, and the update runs again in the task.
+        raises `NeedsTask` before doing anything, and the update runs again in the task.
         """
         assert isinstance(event, Update)
-        if self.writer is not None and self.defer_commits:
+        if self.intake.background and self.defer_commits:
             eager = self._process(handler, event, dict(data), eager=True)
             try:
-                waiting = eager.send(None)
+                eager.send(None)
             except StopIteration as stop:
                 return stop.value
-            except _NeedsTask:
+            except NeedsTask:
                 pass
-            else:  # waited on something nobody foresaw: let it finish, shielded
-                return await _finish_shielded(_resume(eager, waiting))
+            else:
+                # It waited on something that did not call `about_to_wait` first: stop it at
+                # that point and run the update from the start in a task.
+                logger.warning("update %r waited on its eager pass; run in a task", event.update_id)
+                _abort(eager)
         return await _finish_shielded(self._process(handler, event, data, eager=False))
 
     async def _process(
         self, handler: Handler, update: Update, data: dict[str, Any], *, eager: bool
     ) -> Any:
-        for attempt in (1, 2):
+        raced = False
+        attempt = 0
+        while True:
             try:
-                return await self._once(handler, update, data, eager)
+                # A second run starts from the data aiogram gave, not the first run's.
+                run_data = data if attempt == 0 and not raced else dict(data)
+                return await self._once(handler, update, run_data, eager)
             except IntegrityError:
                 # Another worker stored the same row first (PostgreSQL, many workers): retry once,
                 # the second pass sees it and treats the update as a redelivery.
-                if attempt == 2:
+                if raced:
                     raise
+                raced = True
                 logger.info("update %r raced with another worker; retrying", update.update_id)
-        return None  # pragma: no cover
+            except DatabaseUnavailable as error:
+                # Nothing of the update is stored: wait for the database, then run it again.
+                if eager:
+                    raise NeedsTask from error
+                await self.intake.wait_out(error.__cause__ or error, attempt)
+                attempt += 1
 
     async def _once(
         self, handler: Handler, update: Update, data: dict[str, Any], eager: bool
     ) -> Any:
-        unit = UpdateUnit(self, update, eager=eager)
+        unit = UpdateUnit(self.intake, update, eager=eager)
         data["unit"] = data["ingest"] = unit
         data["app"] = self.app
         try:
-            if self.writer is None:
+            if not self.intake.background:
                 # No background writer: store the update before any handler runs.
-                await self._open(unit, data)
+                await unit.open()
+                data["session"] = unit.session
             result = await handler(update, data)
         except AlreadyStored:
             logger.info("update %r was delivered before; skipped", update.update_id)
             self._confirm(update.update_id)
             return None
-        except _NeedsTask:
+        except NeedsTask:
             raise
         except Exception as error:
             unit.about_to_wait()
+            if unit.opened is not None:
+                await unit.opened.discard()
+            if is_unavailable(error):
+                raise DatabaseUnavailable(note_of(error)) from error
             await self._failed(unit, error)
-            raise
-        if unit.session is None and self.writer is not None:
+            return None
+        if unit.opened is None and self.intake.background:
             await self._in_background(unit, result)
             return result
         try:
-            if unit.session is None:
-                await self._open(unit, data)  # no handler touched the database
-            assert unit.session is not None and unit.raw_id is not None
-            if result is UNHANDLED:
-                raw_id = unit.raw_id
-                # Stored for the record and for reprocessing; nothing here interprets it.
-                await repo.run_in_transaction(
-                    unit.session, lambda db: repo.set_raw_update_status(db, raw_id, "skipped")
-                )
-                _log_unhandled(update)
-            await unit.session.commit()
+            if unit.opened is None:
+                await unit.open()  # no handler touched the database
+            assert unit.opened is not None
+            await unit.opened.commit(handled=result is not UNHANDLED)
         except AlreadyStored:
             logger.info("update %r was delivered before; skipped", update.update_id)
-        finally:
-            if unit.session is not None:
-                await unit.session.close()
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:  # the commit failed for a reason of the update's own
+            await self._failed(unit, error)
+            return None
+        else:
+            if result is UNHANDLED:
+                _log_unhandled(update)
         self._confirm(update.update_id)
         return result
 
-    async def _open(self, unit: UpdateUnit, data: dict[str, Any]) -> None:
-        await unit.open()
-        data["session"] = unit.session
-
     async def _in_background(self, unit: UpdateUnit, result: Any) -> None:
         """Hand the raw update and its events to the writer as one job."""
-        writer = self.writer
-        assert writer is not None
         update, events = unit.update, tuple(unit.events)
         status = "skipped" if result is UNHANDLED and not events else "done"
-        job = UpdateJob(
-            SOURCE,
-            str(update.update_id),
-            _update_type(update),
-            _payload(update),
-            status,
-            None,
-            events,
-        )
-
-        def then(stored: Stored | None, error: BaseException | None) -> None:
-            self._stored(update, job, stored, error)
-
-        if writer.pending >= MAX_PENDING:
+        job = IntakeJob(raw_copy(update), events, status)
+        if self.intake.pending >= MAX_PENDING:
             unit.about_to_wait()
-            await writer.flush()  # the writer is behind: wait for it rather than queue more
-        done = writer.submit(job, then)
+            await self.intake.flush()  # the writer is behind: wait for it rather than queue more
+
+        def then(stored: Stored) -> None:
+            self._stored(update, stored)
+
+        self.intake.submit(job, then)
         if status == "skipped":
             _log_unhandled(update)
         if not self.defer_commits:
-            with contextlib.suppress(WriterError):
-                await done
-            await self.flush()  # stores it through a session if the writer could not
+            await self.intake.flush()
 
-    def _stored(
-        self, update: Update, job: UpdateJob, stored: Stored | None, error: BaseException | None
-    ) -> None:
-        """On the event loop, once the writer committed the update's job (or gave up on it)."""
-        if error is not None or stored is None:
-            logger.error(
-                "update %r not stored by the writer (%s); storing it directly",
-                update.update_id,
-                error,
-            )
-            self._unstored.append((update.update_id, job))
-            return
+    def _stored(self, update: Update, stored: Stored) -> None:
+        """On the event loop, once the update's job is committed."""
         if stored.duplicate:
             logger.info("update %r was delivered before; skipped", update.update_id)
         elif stored.failure is not None:
             logger.error("update %r failed: %s (kept as failed)", update.update_id, stored.failure)
-        if stored.rescore:
-            task = asyncio.get_running_loop().create_task(self._rescore(stored.rescore))
-            self._followups.add(task)
-            task.add_done_callback(self._followups.discard)
         self._confirm(update.update_id)
-
-    async def _rescore(self, appeal_ids: tuple[int, ...]) -> None:
-        """Quality after a rating or a re-open (ORM code, in its own transaction)."""
-        try:
-            async with self.app.sessions() as session:
-                for appeal_id in appeal_ids:
-                    await quality.rescore_appeal(session, appeal_id)
-                await session.commit()
-        except Exception:
-            # Scores are recomputed by the scheduler's hourly `quality.score_replies` as well.
-            logger.exception("rescoring appeals %s failed", appeal_ids)
 
     async def _failed(self, unit: UpdateUnit, error: BaseException) -> None:
         """Keep the update even though interpreting it failed; it is never lost."""
-        if unit.session is not None:
-            await unit.session.rollback()
-            await unit.session.close()
         update = unit.update
-        note = _note(error)
-        key, update_type = str(update.update_id), _update_type(update)
-        job = UpdateJob(SOURCE, key, update_type, _payload(update), "failed", note)
-        if self.writer is not None:
-            try:
-                await self.writer.submit(job)
-            except WriterError as writer_error:
-                logger.error("the writer could not keep update %r: %s", key, writer_error)
-                await self._store_in_session(job)
-        else:
-            await self._store_in_session(job)
+        logger.error(
+            "update %r failed: %s: %s (kept as failed)",
+            update.update_id,
+            type(error).__name__,
+            error,
+            exc_info=(
+                None
+                if isinstance(error, TelegramAPIError)
+                else (type(error), error, error.__traceback__)
+            ),
+        )
+        # Every earlier update committed first: confirming this one confirms them.
+        await self.intake.flush()
+        await self.intake.keep_failed(raw_copy(update), error)
         self._confirm(update.update_id)
-
-    async def _store_in_session(self, job: UpdateJob) -> None:
-        """The writer's job, done through an ORM session instead (same code, same result).
-
-        If that fails too, the raw update alone is kept as "failed" (as a handler's failure
-        is), so that one bad update cannot hold the intake; only if even that cannot be
-        written — the database itself is unavailable — does this raise.
-        """
-        service = IngestService(None, self.app.defaults)
-        try:
-            async with self.app.sessions() as session:
-                stored = await repo.run_in_transaction(
-                    session, lambda db: store_update(service, db, job)
-                )
-                for appeal_id in stored.rescore:
-                    await quality.rescore_appeal(session, appeal_id)
-                await session.commit()
-            return
-        except Exception as error:
-            logger.exception("update %s could not be stored; keeping it as failed", job.key)
-            note = _note(error)
-        async with self.app.sessions() as session:
-            await repo.run_in_transaction(
-                session,
-                lambda db: repo.store_raw_update(
-                    db,
-                    job.source,
-                    job.key,
-                    job.update_type,
-                    job.payload,
-                    status="failed",
-                    note=note,
-                ),
-            )
-            await session.commit()
 
     def _confirm(self, update_id: int) -> None:
         """Remember the newest update that is committed (or was stored before)."""
         if self.last_update_id is None or update_id > self.last_update_id:
             self.last_update_id = update_id
-
-
-class OpenSessionMiddleware(BaseMiddleware):
-    """Inner middleware of the routers whose handlers use the database: the update's session.
-
-    Registered on every router but the discussion group's (handlers/__init__.py), whose
-    comments, edits and reactions only submit events and are stored in the background.
-    """
-
-    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        unit = data.get("unit")
-        if isinstance(unit, UpdateUnit):
-            data["ingest"] = await unit.open()
-            data["session"] = unit.session
-        return await handler(event, data)
-
-
-def open_sessions(router: Router) -> Router:
-    """Give every handler of `router` the update's session and ingest service."""
-    opener = OpenSessionMiddleware()
-    for name, observer in router.observers.items():
-        if name not in ("update", "error"):
-            observer.middleware(opener)
-    return router
 
 
 async def _finish_shielded(coro: Coroutine[Any, Any, T]) -> T:
@@ -447,18 +288,16 @@ async def _finish_shielded(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
-async def _resume(coro: Coroutine[Any, Any, T], waiting: Any) -> T:
-    """Drive a started coroutine as its task would: wait for what it waits for, step it."""
-    while True:
-        if isinstance(waiting, asyncio.Future):
-            waiting._asyncio_future_blocking = False
-            await asyncio.wait({waiting})
-        else:  # a bare yield (asyncio.sleep(0))
-            await asyncio.sleep(0)
-        try:
-            waiting = coro.send(None)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+def _abort(coro: Coroutine[Any, Any, Any]) -> None:
+    """Stop a started coroutine where it waits (its eager pass); it is run again from scratch."""
+    try:
+        coro.throw(NeedsTask())
+    except (NeedsTask, StopIteration):
+        return
+    except Exception:
+        logger.exception("an eager pass failed while being stopped")
+        return
+    coro.close()
 
 
 class FlushBeforeGetUpdates(BaseRequestMiddleware):
@@ -478,35 +317,9 @@ class FlushBeforeGetUpdates(BaseRequestMiddleware):
         return await make_request(bot, method)
 
 
-def writer_for(app: AppContext) -> IntakeWriter | None:
-    """The intake writer process for the app's database (file-based SQLite only)."""
-    return IntakeWriter.for_engine(app.engine, "bot.services.ingest:update_writer", app.defaults)
-
-
-def _payload(update: Update) -> str:
-    """The update as Telegram sent it, as JSON text (stored as is)."""
-    try:
-        return update.model_dump_json(exclude_none=True)
-    except ValueError:
-        # Text Telegram's JSON can carry but UTF-8 cannot (a lone surrogate, "\ud83d"): the
-        # same JSON with every non-ASCII character escaped.
-        return json.dumps(update.model_dump(mode="json", exclude_none=True), ensure_ascii=True)
-
-
-def _note(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:500]
-
-
 def _log_unhandled(update: Update) -> None:
     logger.info(
         "update %r (%s) not handled; kept as skipped",
         update.update_id,
-        _update_type(update) or "unknown type",
+        update_type(update) or "unknown type",
     )
-
-
-def _update_type(update: Update) -> str | None:
-    try:
-        return update.event_type
-    except Exception:  # unknown update shapes are still stored
-        return None

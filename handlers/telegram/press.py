@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
 from bot.events import AuthorRole, MessageEvent
-from bot.services.ingest import IngestService, Outcome
+from bot.services.ingest import Outcome
 from handlers.telegram.common import (
     bot_page_ref,
     content_kind,
@@ -22,6 +22,7 @@ from handlers.telegram.common import (
     utc,
 )
 from handlers.telegram.filters import IsReply
+from handlers.telegram.unit import UpdateUnit
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ RATE_QUESTION = "Оцените, пожалуйста, ответ — это п�
 
 
 async def operator_reply(
-    message: Message, bot: Bot, session: AsyncSession, ingest: IngestService
+    message: Message, bot: Bot, session: AsyncSession, ingest: UpdateUnit
 ) -> None:
     assert message.reply_to_message is not None
     relay = await repo.find_relay(session, message.chat.id, message.reply_to_message.message_id)

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
 from bot.events import AuthorRole, MessageEvent, RatingEvent
-from bot.services.ingest import IngestService, Outcome
+from bot.services.ingest import Outcome
 from handlers.telegram.common import (
     bot_page_ref,
     content_kind,
@@ -25,6 +25,7 @@ from handlers.telegram.common import (
 )
 from handlers.telegram.filters import CallbackData, LooksLikeCommand
 from handlers.telegram.press import RATE_PREFIX
+from handlers.telegram.unit import UpdateUnit
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ async def unknown_command(message: Message) -> None:
 
 
 async def citizen_message(
-    message: Message, bot: Bot, app: AppContext, session: AsyncSession, ingest: IngestService
+    message: Message, bot: Bot, app: AppContext, session: AsyncSession, ingest: UpdateUnit
 ) -> None:
     me = await bot.me()
     page = bot_page_ref(me)
@@ -127,7 +128,7 @@ async def _press_chat_for(
     return app.settings.PRESS_CHAT_ID
 
 
-async def rating(query: CallbackQuery, bot: Bot, app: AppContext, ingest: IngestService) -> None:
+async def rating(query: CallbackQuery, bot: Bot, app: AppContext, ingest: UpdateUnit) -> None:
     """The citizen pressed 👍 or 👎 under an answer."""
     assert query.data is not None
     _, mark, reply_id = query.data.split(":", 2)

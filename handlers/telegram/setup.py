@@ -8,12 +8,14 @@ import logging
 from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import ErrorEvent
 
 from bot.app import AppContext
+from bot.services.intake import Intake
 from handlers import setup_telegram_routers
-from handlers.telegram.middlewares import STOP_TIMEOUT, UpdateStoreMiddleware, writer_for
+from handlers.telegram.middlewares import STOP_TIMEOUT, UpdateStoreMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +39,17 @@ def make_bot(token: str, api_server: str) -> Bot:
     return Bot(token, session=session)
 
 
-def make_dispatcher(app: AppContext) -> tuple[Dispatcher, UpdateStoreMiddleware]:
+def make_dispatcher(
+    app: AppContext, intake: Intake | None = None
+) -> tuple[Dispatcher, UpdateStoreMiddleware]:
     """The dispatcher with every router; its store middleware must be closed (`store.close()`).
 
-    On a SQLite file the store gets an intake writer process (storage/writer.py), started with
-    the first update that uses it.
+    `intake`: the app's intake use case (bot/services/intake.py), shared with the other
+    sources; a new one if not given. On a SQLite file it has an intake writer process
+    (storage/writer.py), started with the first update that uses it.
     """
     dp = Dispatcher(app=app)
-    store = UpdateStoreMiddleware(app, writer_for(app))
+    store = UpdateStoreMiddleware(app, intake or Intake.for_app(app))
     dp.update.outer_middleware(store)
     dp.include_routers(*setup_telegram_routers(app))
     dp.errors.register(_log_error)
@@ -56,16 +61,22 @@ def allowed_updates(dp: Dispatcher) -> list[str]:
     return sorted(used.union(REQUIRED_UPDATES))
 
 
-async def _log_error(event: ErrorEvent) -> bool:
-    """The one place handler errors end up: logged with the update id, polling goes on."""
+async def _log_error(event: ErrorEvent) -> object:
+    """Errors the store middleware let through: logged, and not taken as handled.
+
+    A handler's failure is kept and confirmed by the store middleware itself
+    (handlers/telegram/middlewares.py); what reaches here escaped it, so the update may not be
+    stored. Returning UNHANDLED lets aiogram raise: a webhook answers 500 and Telegram sends
+    the update again. (Returning True here used to let polling take such an update as done.)
+    """
     logger.error(
-        "update %r failed: %s: %s",
+        "update %r not processed: %s: %s",
         event.update.update_id,
         type(event.exception).__name__,
         event.exception,
         exc_info=not isinstance(event.exception, TelegramAPIError),
     )
-    return True
+    return UNHANDLED
 
 
 async def confirm_offset(bot: Bot, store: UpdateStoreMiddleware) -> None:

@@ -19,6 +19,7 @@ import vk_api
 from tqdm import tqdm
 
 from bot.app import AppContext
+from bot.services.intake import Intake
 from handlers.vk.client import VkCallError, call, make_vk_session
 from handlers.vk.sync import (
     DEFAULT_RETRY,
@@ -123,26 +124,28 @@ async def backfill(
     bar = tqdm(
         total=len(todo), desc=f"VK {owner_id}", unit="post", file=sys.stderr, disable=not progress
     )
+    intake = Intake.for_app(app)
     try:
         for post in todo:
-            total.add(await sync_post(app, reader, page, post, retry=retry))
+            total.add(await sync_post(intake, reader, page, post, retry=retry))
             async with app.sessions() as session:
                 await repo.set_cursor(
                     session, source, json.dumps({"since": since.isoformat(), "post": post["id"]})
                 )
                 await session.commit()
             bar.update(1)
+        bar.close()
+        if community_token is not None:
+            dialogues = make_vk_session(
+                community_token.get_secret_value(),
+                api_server=settings.VK_API_SERVER,
+                rps_delay=COMMUNITY_RPS_DELAY if rps_delay is None else rps_delay,
+                retry_rate_limit=False,
+            )
+            total.add(await sync_dialogues(intake, dialogues, page, since, retry=retry))
     finally:
         bar.close()
-
-    if community_token is not None:
-        dialogues = make_vk_session(
-            community_token.get_secret_value(),
-            api_server=settings.VK_API_SERVER,
-            rps_delay=COMMUNITY_RPS_DELAY if rps_delay is None else rps_delay,
-            retry_rate_limit=False,
-        )
-        total.add(await sync_dialogues(app, dialogues, page, since, retry=retry))
+        await intake.close()
     return total
 
 

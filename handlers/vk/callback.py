@@ -9,10 +9,12 @@ behind any HTTP load balancer. The body is JSON `{"type", "object", "group_id", 
   read with `groups.getCallbackConfirmationCode` and the community token at that moment;
 - every other request must carry `secret == WEBHOOK_SECRET`, else 403 (and a log line without
   the secret); a community not in VK_GROUP_TOKENS gets 403 too;
-- the event goes through the same path as a long-poll event (`process_event`: stored raw once,
-  translated, ingested, one transaction) and is committed before the plain-text `ok`. When
-  that fails the answer is 500, so VK delivers it again (up to 5 times); the failed event is
-  kept raw meanwhile, and a redelivery of it is processed again, never stored twice.
+- the event goes through the same path as a long-poll event (handlers/vk/delivery.py: the
+  intake use case stores it raw once, translated and decided, in one transaction) and is
+  committed before the plain-text `ok`. An event whose processing fails is kept raw as
+  "failed" and answered `ok` too (a redelivery of it is processed again). Only when the
+  database is unavailable for `STORE_WITHIN` seconds is the answer 500: then nothing of it is
+  stored, and VK delivers it again.
 """
 
 from __future__ import annotations
@@ -26,18 +28,17 @@ from typing import Any
 
 import vk_api
 from aiohttp import web
-from sqlalchemy.exc import IntegrityError
 
 from bot.app import AppContext
+from bot.services.intake import DatabaseUnavailable, Intake
 from handlers.telegram.webhook import parse_listen
 from handlers.vk.client import VkCallError, call, make_vk_session
+from handlers.vk.delivery import process_event
 from handlers.vk.intake import (
     COMMUNITY_RPS_DELAY,
     FATAL_CODES,
     RECOVERABLE,
     community_page,
-    process_event,
-    record_failure,
 )
 from handlers.vk.translate import VkPage
 
@@ -45,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 VK_PATH = "/vk"
 PAGE_RETRY_S = 300.0  # a community whose name VK would not give is asked again after this
+# How long a request waits for an unavailable database before it answers 500 (VK waits for
+# an answer for about 25 s, then sends the event again).
+STORE_WITHIN = 10.0
 
 
 class VkCallbackHandler:
@@ -56,8 +60,12 @@ class VkCallbackHandler:
         *,
         secret: str | None,
         rps_delay: float | None = None,
+        intake: Intake | None = None,
     ) -> None:
         self.app = app
+        # The app's intake use case, shared with other sources; else this one's own (`close`).
+        self.intake = intake or Intake.for_app(app)
+        self._owns_intake = intake is None
         self.secret = secret
         self.rps_delay = rps_delay
         self.tokens = {
@@ -100,30 +108,21 @@ class VkCallbackHandler:
             )
             return web.Response(status=403, text="wrong secret")
         update = {key: value for key, value in body.items() if key != "secret"}
+        page = await self.page(group_id)
         try:
-            await self._process(group_id, update)
-        except Exception as exc:
-            try:
-                await record_failure(self.app, group_id, update, exc)
-            except Exception:
-                logger.exception("VK community %r: the failed event could not be kept", group_id)
-            # VK delivers it again; the kept raw event is then processed again.
+            await process_event(self.intake, page, update, self.app.clock(), within=STORE_WITHIN)
+        except DatabaseUnavailable as exc:
+            logger.error(
+                "VK community %r: event not stored (%s); VK will send it again", group_id, exc
+            )
             return web.Response(status=500, text="retry")
         self.processed += 1
         return web.Response(text="ok")
 
-    async def _process(self, group_id: int, update: Mapping[str, Any]) -> None:
-        page = await self.page(group_id)
-        for attempt in (1, 2):
-            try:
-                await process_event(self.app, page, update)
-                return
-            except IntegrityError:
-                # Another worker stored the same event first (a retry raced the original):
-                # the second pass sees it as a redelivery.
-                if attempt == 2:
-                    raise
-                logger.info("VK community %r: event raced with another worker", group_id)
+    async def close(self) -> None:
+        """Stop the intake writer process if this handler started it."""
+        if self._owns_intake:
+            await self.intake.close()
 
     async def _confirm(self, group_id: int) -> web.Response:
         try:
@@ -252,6 +251,7 @@ class VkCallbackServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.handler.close()
 
 
 def _group_id(value: Any) -> int | None:

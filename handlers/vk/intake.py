@@ -7,6 +7,10 @@ stored in the same transaction as the last event it covers, so a restart resumes
 When VK says history was lost (`failed: 1` or `3`) the gap is read back from the wall (and the
 community's dialogues) through the same ingest path. Personal walls (VK_WALL_OWNER_IDS) are
 polled with VK_SERVICE_TOKEN.
+
+Every event goes to the intake use case (bot/services/intake.py, through
+handlers/vk/delivery.py). While the database is unavailable the consumer waits for it: the
+batch in hand is not passed, so neither it nor any `ts` after it is stored before it is.
 """
 
 from __future__ import annotations
@@ -15,21 +19,17 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from hashlib import sha1
-from json import dumps
 from typing import Any
 
 import vk_api
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
-from bot.events import DeleteEvent, Deleter, Event
-from bot.services.ingest import IngestService
+from bot.services.intake import Cursor, DecisionFailed, Intake, is_unavailable
 from handlers.vk.client import VkCallError, call, make_vk_session
+from handlers.vk.delivery import process_event
 from handlers.vk.longpoll import NETWORK_ERRORS, GapAwareLongPoll, PollResult
 from handlers.vk.sync import (
     DEFAULT_RETRY,
@@ -42,17 +42,16 @@ from handlers.vk.sync import (
 )
 from handlers.vk.translate import (
     HANDLED_EVENT_TYPES,
-    TranslationError,
     VkPage,
     from_unix,
-    translate,
 )
 from storage import repositories as repo
-from storage.models import RawUpdate
 
 logger = logging.getLogger(__name__)
 
 RECOVERABLE: tuple[type[BaseException], ...] = (VkCallError, *NETWORK_ERRORS)
+# A gap fill that ends so is tried again later (a comment read back that cannot be decided too).
+GAP_FILL_ERRORS: tuple[type[BaseException], ...] = (*RECOVERABLE, DecisionFailed)
 # Errors after which a community's token will not start working by itself.
 FATAL_CODES = {5: "the access token was rejected", 15: "access denied", 27: "wrong token type"}
 COMMUNITY_RPS_DELAY = 0.05  # 20 requests/s with a community token
@@ -117,8 +116,13 @@ class VkIntake:
         backoff_cap_s: float = 60.0,
         join_timeout_s: float = 5.0,
         long_poll: bool = True,
+        intake: Intake | None = None,
     ) -> None:
         self.app = app
+        # The app's intake use case, shared with other sources; else this one's own (closed
+        # by `stop`).
+        self.intake = intake or Intake.for_app(app)
+        self._owns_intake = intake is None
         self.wait = wait
         self.wall_interval_s = wall_interval_s
         # None: VK's limits (20/s community tokens, 3/s service); tests against the sandbox: 0.
@@ -201,6 +205,8 @@ class VkIntake:
         if self._loop is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._done.wait(), self.join_timeout_s)
+        if self._owns_intake:
+            await self.intake.close()
 
     async def wait_ready(self) -> None:
         """Until every community's long poll has made its first request (tests, the demo)."""
@@ -307,11 +313,19 @@ class VkIntake:
                 self.ready[item.group_id].set()
                 continue
             assert isinstance(item, _Batch)
-            try:
-                await self._handle_batch(item)
-            except Exception:
-                # Never lose the consumer: the ts of this batch stays unstored, so it comes back.
-                logger.exception("VK community %r: batch failed", item.group_id)
+            attempt = 0
+            while not self._stopping.is_set():
+                try:
+                    await self._handle_batch(item)
+                except Exception as exc:
+                    if is_unavailable(exc):
+                        # Not passed by: what was stored of it is seen as stored the next time.
+                        await self.intake.wait_out(exc, attempt)
+                        attempt += 1
+                        continue
+                    # Never lose the consumer: the ts of this batch stays unstored.
+                    logger.exception("VK community %r: batch failed", item.group_id)
+                break
 
     def _page(self, group_id: int) -> VkPage:
         page = self.listeners[group_id].page if group_id in self.listeners else None
@@ -337,29 +351,20 @@ class VkIntake:
             await self._handle_event(group_id, update, result.ts if last else None)
 
     async def _handle_event(self, group_id: int, update: Mapping[str, Any], ts: str | None) -> None:
-        async def position(session: Any) -> None:
-            await self._store_position(session, group_id, update, ts)
-
-        try:
-            await process_event(self.app, self._page(group_id), update, before_commit=position)
-        except Exception as exc:
-            # Long poll moves on: the failure is kept raw with the position, never retried here.
-            await record_failure(self.app, group_id, update, exc, before_commit=position)
-        self.processed += 1
-
-    async def _store_position(
-        self, session: Any, group_id: int, update: Mapping[str, Any], ts: str | None
-    ) -> None:
+        """One event and the position after it, committed together (waits out an outage)."""
+        cursors: list[Cursor] = []
         obj = update.get("object")
         if isinstance(obj, Mapping):
             message = obj.get("message")
             date = (message if isinstance(message, Mapping) else obj).get("date")
             if isinstance(date, int) and date > 0:
-                seen = await repo.get_cursor(session, seen_cursor(group_id))
-                if seen is None or int(seen) < date:
-                    await repo.set_cursor(session, seen_cursor(group_id), str(date))
+                cursors.append(Cursor(seen_cursor(group_id), str(date), rising=True))
         if ts is not None:
-            await repo.set_cursor(session, ts_cursor(group_id), ts)
+            cursors.append(Cursor(ts_cursor(group_id), ts))
+        await process_event(
+            self.intake, self._page(group_id), update, self.app.clock(), cursors=tuple(cursors)
+        )
+        self.processed += 1
 
     # ------------------------------------------------------------------ gaps
 
@@ -387,7 +392,7 @@ class VkIntake:
         try:
             if self.service_token is not None:
                 counts = await sync_wall(
-                    self.app,
+                    self.intake,
                     self._service(),
                     page,
                     posts_since=since - GAP_POST_WINDOW,
@@ -412,7 +417,7 @@ class VkIntake:
                     since.date().isoformat(),
                 )
             counts = await sync_dialogues(
-                self.app, self._community_vk(group_id), page, since, retry=self.retry
+                self.intake, self._community_vk(group_id), page, since, retry=self.retry
             )
             logger.info(
                 "VK community %r: gap since %s filled from dialogues: %r new messages",
@@ -420,7 +425,7 @@ class VkIntake:
                 since.isoformat(),
                 counts.new_messages,
             )
-        except RECOVERABLE as exc:
+        except GAP_FILL_ERRORS as exc:
             # Kept as pending: the next batch or the next start tries again.
             logger.error(
                 "VK community %r: gap fill failed: %s; retry in %.0f s",
@@ -478,7 +483,7 @@ class VkIntake:
                 try:
                     posts_since = self.app.clock() - WALL_LOOKBACK
                     counts = await sync_wall(
-                        self.app,
+                        self.intake,
                         vk,
                         page,
                         posts_since=posts_since,
@@ -569,132 +574,3 @@ def _check_longpoll_settings(vk: vk_api.VkApi, group_id: int) -> None:
             group_id,
             ", ".join(missing),
         )
-
-
-async def _refine(session: Any, event: Event) -> Event:
-    """Who deleted a comment: only its author or the page's managers can, so not-the-author
-    means the page."""
-    if not isinstance(event, DeleteEvent) or event.deleted_by is not Deleter.UNKNOWN:
-        return event
-    if event.deleter_id is None:
-        return event
-    page = await repo.get_page(session, event.page.platform.value, event.page.external_id)
-    if page is None or page.id is None:
-        return event
-    message = await repo.find_message(session, page.id, event.message_id)
-    if message is None or message.author_id is None or message.author_id == event.deleter_id:
-        return event
-    return DeleteEvent(
-        event.page, event.message_id, event.deleted_at, Deleter.PAGE, event.deleter_id
-    )
-
-
-BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
-
-
-def event_source(group_id: int) -> str:
-    """The raw store's source of a community's events (long poll and Callback API alike)."""
-    return f"vk:{group_id}"
-
-
-def event_key(update: Mapping[str, Any]) -> str:
-    """The raw store's key of an event: VK's event_id (the same on every redelivery)."""
-    return str(update.get("event_id") or _fallback_key(update))
-
-
-async def _claim_raw(
-    session: AsyncSession, group_id: int, update: Mapping[str, Any]
-) -> RawUpdate | None:
-    """Store the raw event once; an event whose earlier processing failed is taken again."""
-    source, key = event_source(group_id), event_key(update)
-    found = await session.exec(
-        select(RawUpdate).where(RawUpdate.source == source, RawUpdate.update_key == key)
-    )
-    raw = found.first()
-    if raw is not None:
-        return raw if raw.status == "failed" else None
-    event_type = update.get("type")
-    return await repo.record_raw_update(
-        session,
-        source,
-        key,
-        event_type if isinstance(event_type, str) else None,
-        dict(update),
-    )
-
-
-async def process_event(
-    app: AppContext,
-    page: VkPage,
-    update: Mapping[str, Any],
-    *,
-    before_commit: BeforeCommit | None = None,
-) -> str:
-    """Store a community event once, translate and ingest it, all in one committed transaction.
-
-    The one path of every VK community event, from long poll and from the Callback API alike.
-    Returns the raw event's status: `done`, `skipped` (not an event we interpret), or
-    `duplicate` (delivered and committed before). Raises when interpreting failed; then nothing
-    of it is committed and the caller decides (`record_failure`).
-    """
-    group_id = -page.owner_id
-    event_type = update.get("type")
-    key = event_key(update)
-    async with app.sessions() as session:
-        raw = await _claim_raw(session, group_id, update)
-        if raw is None:
-            logger.info("VK event %r of %r delivered before; skipped", key, group_id)
-            status = "duplicate"
-        else:
-            try:
-                events = translate(update, page, app.clock())
-            except TranslationError as exc:
-                raw.status, raw.note = "skipped", str(exc)[:500]
-                logger.warning(
-                    "VK community %r: %r event skipped (%s); kept raw", group_id, event_type, exc
-                )
-            else:
-                if events is None:
-                    raw.status, raw.note = "skipped", "event type not handled"
-                    logger.info("VK community %r: %r not handled; kept raw", group_id, event_type)
-                else:
-                    service = IngestService(session, app.defaults)
-                    for event in events:
-                        await service.handle(await _refine(session, event))
-                    raw.status, raw.note = "done", None
-            status = raw.status
-        if before_commit is not None:
-            await before_commit(session)
-        await session.commit()
-    return status
-
-
-async def record_failure(
-    app: AppContext,
-    group_id: int,
-    update: Mapping[str, Any],
-    exc: BaseException,
-    *,
-    before_commit: BeforeCommit | None = None,
-) -> None:
-    """Keep an event whose processing failed, raw with status `failed` (a redelivery retries it)."""
-    key = event_key(update)
-    logger.error(
-        "VK community %r: event %r failed; kept raw",
-        group_id,
-        key,
-        exc_info=(type(exc), exc, exc.__traceback__),
-    )
-    async with app.sessions() as session:
-        raw = await _claim_raw(session, group_id, update)
-        if raw is not None:
-            raw.status, raw.note = "failed", f"{type(exc).__name__}: {exc}"[:500]
-        if before_commit is not None:
-            await before_commit(session)
-        await session.commit()
-
-
-def _fallback_key(update: Mapping[str, Any]) -> str:
-    """A stable key for an event that came without event_id."""
-    digest = sha1(dumps(update, sort_keys=True, default=str).encode(), usedforsecurity=False)
-    return f"noid:{digest.hexdigest()}"

@@ -1,7 +1,9 @@
 """Reading walls and dialogues through the API: gap fill, personal walls and backfill.
 
-Everything read here goes through `translate` and the one ingest path, so a comment seen live and
-again here is stored once (ingest is idempotent by page and message id).
+Everything read here goes through `translate` and the intake use case (bot/services/intake.py),
+so a comment seen live and again here is stored once (ingest is idempotent by page and message
+id). Each post's comments, and each dialogue, are one job: committed together, waiting while
+the database is unavailable.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 import vk_api
 
-from bot.app import AppContext
-from bot.services.ingest import IngestService, Outcome
+from bot.events import Event
+from bot.services.ingest import Outcome
+from bot.services.intake import Intake, IntakeJob
 from handlers.vk.client import VkCallError, call
 from handlers.vk.translate import (
     TranslationError,
@@ -192,7 +195,7 @@ async def _fetch_thread(
 
 
 async def ingest_comments(
-    app: AppContext,
+    intake: Intake,
     page: VkPage,
     post_id: int,
     comments: list[JsonDict],
@@ -203,31 +206,38 @@ async def ingest_comments(
     """Ingest one post's comments, oldest first, in one transaction."""
     counts = SyncCounts(comments=len(comments))
     ordered = sorted(comments, key=lambda c: (int(c.get("date") or 0), int(c.get("id") or 0)))
-    async with app.sessions() as session:
-        service = IngestService(session, app.defaults)
-        for comment in ordered:
-            if comment.get("deleted"):
-                counts.skipped += 1
-                continue
-            item = {"post_id": post_id, "owner_id": page.owner_id, **comment}
-            try:
-                event = comment_event("wall_reply", item, page, names)
-            except TranslationError as exc:
-                logger.warning(
-                    "comment %r under post %r of %r skipped: %s",
-                    comment.get("id"),
-                    post_id,
-                    page.owner_id,
-                    exc,
-                )
-                counts.skipped += 1
-                continue
-            if since is not None and event.sent_at < since:
-                continue
-            result = await service.handle(event)
-            _count(counts, result.outcome)
-        await session.commit()
+    events: list[Event] = []
+    for comment in ordered:
+        if comment.get("deleted"):
+            counts.skipped += 1
+            continue
+        item = {"post_id": post_id, "owner_id": page.owner_id, **comment}
+        try:
+            event = comment_event("wall_reply", item, page, names)
+        except TranslationError as exc:
+            logger.warning(
+                "comment %r under post %r of %r skipped: %s",
+                comment.get("id"),
+                post_id,
+                page.owner_id,
+                exc,
+            )
+            counts.skipped += 1
+            continue
+        if since is not None and event.sent_at < since:
+            continue
+        events.append(event)
+    await _ingest(intake, events, counts)
     return counts
+
+
+async def _ingest(intake: Intake, events: list[Event], counts: SyncCounts) -> None:
+    """Read-back events as one job (no raw copy: they were not delivered as updates)."""
+    if not events:
+        return
+    stored = await intake.deliver(IntakeJob(None, tuple(events)))
+    for outcome in stored.outcomes:
+        _count(counts, outcome)
 
 
 def _message_order(message: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -250,7 +260,7 @@ def _count(counts: SyncCounts, outcome: Outcome) -> None:
 
 
 async def sync_post(
-    app: AppContext,
+    intake: Intake,
     vk: vk_api.VkApi,
     page: VkPage,
     post: Mapping[str, Any],
@@ -271,13 +281,13 @@ async def sync_post(
             logger.warning("comments of post %r on %r unavailable: %s", post_id, page.owner_id, exc)
             return SyncCounts(posts=1, skipped=1)
         raise
-    counts = await ingest_comments(app, page, post_id, comments, names, since=since)
+    counts = await ingest_comments(intake, page, post_id, comments, names, since=since)
     counts.posts = 1
     return counts
 
 
 async def sync_wall(
-    app: AppContext,
+    intake: Intake,
     vk: vk_api.VkApi,
     page: VkPage,
     *,
@@ -294,14 +304,14 @@ async def sync_wall(
     for post in reversed(posts):  # oldest first
         if skip_post is not None and skip_post(post):
             continue
-        total.add(await sync_post(app, vk, page, post, since=comments_since, retry=retry))
+        total.add(await sync_post(intake, vk, page, post, since=comments_since, retry=retry))
         if on_post is not None:
             on_post(post)
     return total
 
 
 async def sync_dialogues(
-    app: AppContext,
+    intake: Intake,
     vk: vk_api.VkApi,
     page: VkPage,
     since: datetime,
@@ -348,18 +358,17 @@ async def sync_dialogues(
             oldest = min((int(m.get("date") or 0) for m in batch), default=0)
             if len(batch) < 200 or oldest < since.timestamp():
                 break
-        async with app.sessions() as session:
-            service = IngestService(session, app.defaults)
-            for message in sorted(messages, key=_message_order):
-                try:
-                    event = dialogue_event(message, page)
-                except TranslationError as exc:
-                    logger.warning("dialogue message skipped: %s", exc)
-                    total.skipped += 1
-                    continue
-                if event.sent_at < since:
-                    continue
-                total.comments += 1
-                _count(total, (await service.handle(event)).outcome)
-            await session.commit()
+        events: list[Event] = []
+        for message in sorted(messages, key=_message_order):
+            try:
+                event = dialogue_event(message, page)
+            except TranslationError as exc:
+                logger.warning("dialogue message skipped: %s", exc)
+                total.skipped += 1
+                continue
+            if event.sent_at < since:
+                continue
+            total.comments += 1
+            events.append(event)
+        await _ingest(intake, events, total)
     return total

@@ -1,0 +1,511 @@
+"""The intake use case: every source hands its updates here, and only here.
+
+Live Telegram (discussion group, private messages, Business), VK Long Poll and Callback API, VK
+gap fill, personal walls and backfill, and the Telegram Desktop export all translate what they
+receive into `bot.events` and give it to the `Intake` as an `IntakeJob`: the update's raw copy
+(if the source has one), its events, and the source's cursors to move in the same transaction.
+
+One policy for every source (`store_job`):
+
+* **Once.** The raw copy is stored once by its (source, key). A redelivery of an update that was
+  processed changes nothing (`Stored.duplicate`); a redelivery of one kept as "failed" is
+  processed again.
+* **A failure is kept.** An event that cannot be decided (a bug, bad data) rolls back alone and
+  its raw copy is kept with status "failed" and the reason; the update counts as stored.
+* **Confirmed means committed.** A source tells its platform an update is done (Telegram's
+  offset, VK's `ts` or `ok`) only once `Intake` says the update — or its raw copy marked failed —
+  is committed. When neither can be written because the database itself is unavailable
+  (`is_unavailable`), the intake does not move on: it waits, backing off, says so once in the
+  log, and goes on when the database is back (`Intake.wait_out`).
+
+Where it is written: on a SQLite file by the intake writer process (storage/writer.py, through
+`intake_writer.WriterBridge`: grouped commits on the second core), else through an ORM session.
+Handlers that must read the database or need a decision's result before they answer (relays,
+commands) take the session path (`Intake.open`), with the writer flushed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, InterfaceError
+from sqlalchemy.exc import OperationalError as SqlOperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from bot import text as text_analysis
+from bot.events import Event
+from bot.memory import settle_after_start
+from bot.services import quality
+from bot.services.ingest import IngestResult, IngestService, Outcome
+from bot.services.policy import PageDefaults
+from storage import repositories as repo
+from storage.repositories import Db
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from bot.app import AppContext
+    from bot.services.intake_writer import WriterBridge
+    from storage.engine import SessionFactory
+
+logger = logging.getLogger(__name__)
+
+# Waiting out an outage: the first retry after this many seconds, doubling up to the cap.
+RETRY_S = 0.25
+RETRY_CAP_S = 10.0
+# SQLite result codes that mean the database, not the update, is in trouble: busy, locked,
+# read-only, I/O error, disk full, cannot open.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14})
+_SQLITE_UNAVAILABLE_WORDS = ("locked", "busy", "readonly", "disk", "unable to open")
+
+
+@dataclass(frozen=True, slots=True)
+class RawCopy:
+    """An update as the platform sent it, kept once per (source, key)."""
+
+    source: str  # "telegram", "vk:<group id>"
+    key: str  # the platform's id of the update (Telegram update_id, VK event_id)
+    update_type: str | None
+    payload: str  # the update as JSON text
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """An intake cursor written with the job (VK's long-poll ts, the newest date seen)."""
+
+    name: str
+    value: str
+    rising: bool = False  # numeric; only ever moves forward
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeJob:
+    """One unit of intake work: committed as a whole, or its raw copy kept as failed."""
+
+    raw: RawCopy | None
+    events: tuple[Event, ...] = ()
+    status: str = "done"  # "skipped": nothing here interprets the update
+    note: str | None = None
+    cursors: tuple[Cursor, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of an `IntakeJob` once committed."""
+
+    duplicate: bool = False  # the update was processed before: nothing else was done
+    rescore: tuple[int, ...] = ()  # appeals whose replies `quality.rescore_appeal` must rescore
+    failure: str | None = None  # deciding an event failed: the raw copy is kept as "failed"
+    outcomes: tuple[Outcome, ...] = ()  # one per event, in order
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be written now (down, unreachable, locked, full): wait, retry."""
+
+
+class DecisionFailed(RuntimeError):
+    """A job without a raw copy (read back, imported) could not be decided; nothing was kept."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Is `error` the database's trouble (wait and retry) rather than the update's (keep it)?"""
+    if isinstance(error, DatabaseUnavailable):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        orig = error.orig
+        if isinstance(orig, sqlite3.Error):
+            return _sqlite_unavailable(orig)
+        return isinstance(error, SqlOperationalError | InterfaceError)
+    if isinstance(error, sqlite3.OperationalError):
+        return _sqlite_unavailable(error)
+    # Connecting: asyncpg raises the socket's own errors; a pool that cannot hand out a
+    # connection in time.
+    return isinstance(error, ConnectionError | TimeoutError | DisconnectionError | PoolTimeout)
+
+
+def _sqlite_unavailable(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None:  # raised by Python code, not by SQLite: judged by its message
+        return any(word in str(error) for word in _SQLITE_UNAVAILABLE_WORDS)
+    return (code & 0xFF) in _SQLITE_UNAVAILABLE
+
+
+def note_of(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+# -- the one transaction body ------------------------------------------------------------------
+
+
+def store_job(service: IngestService, db: Db, job: IntakeJob) -> Stored:
+    """Store the raw copy once, decide the events, move the cursors (the caller commits)."""
+    raw = job.raw
+    raw_id: int | None = None
+    if raw is not None:
+        raw_id = repo.claim_raw_update(
+            db, raw.source, raw.key, raw.update_type, raw.payload, status=job.status, note=job.note
+        )
+        if raw_id is None:
+            _move_cursors(db, job)
+            return Stored(duplicate=True)
+    stored = _decide(service, db, job, raw_id)
+    _move_cursors(db, job)
+    return stored
+
+
+def _decide(service: IngestService, db: Db, job: IntakeJob, raw_id: int | None) -> Stored:
+    if not job.events:
+        return Stored()
+    for attempt in (1, 2):
+        db.run("SAVEPOINT intake_events", {})
+        try:
+            decided = [service.decide(db, event) for event in job.events]
+        except IntegrityError:
+            # Another connection stored one of the rows first: the second pass sees it.
+            db.run("ROLLBACK TO intake_events", {})
+            db.run("RELEASE intake_events", {})
+            if attempt == 1:
+                continue
+            raise
+        except Exception as error:
+            if is_unavailable(error):
+                raise  # the database's trouble: the whole job is tried again
+            db.run("ROLLBACK TO intake_events", {})
+            db.run("RELEASE intake_events", {})
+            key = job.raw.key if job.raw is not None else "(read back)"
+            logger.exception("update %s failed", key)
+            note = note_of(error)
+            if raw_id is None:
+                raise DecisionFailed(note) from error
+            # Kept, with the reason, for the record and for reprocessing; never lost.
+            repo.set_raw_update_status(db, raw_id, "failed", note)
+            return Stored(failure=note)
+        db.run("RELEASE intake_events", {})
+        rescore = tuple(dict.fromkeys(a for _, appeals in decided for a in appeals))
+        return Stored(rescore=rescore, outcomes=tuple(result.outcome for result, _ in decided))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _move_cursors(db: Db, job: IntakeJob) -> None:
+    for cursor in job.cursors:
+        if cursor.rising:
+            repo.raise_cursor_row(db, cursor.name, int(cursor.value))
+        else:
+            repo.set_cursor_row(db, cursor.name, cursor.value)
+
+
+def job_runner(defaults: PageDefaults | None) -> Callable[[Db, IntakeJob], Stored]:
+    """What the intake writer process runs for each job (given to storage.writer at start)."""
+    service = IngestService(None, defaults)
+    # Load the dictionaries (pymorphy3 too: «почините») now, not with the first update.
+    text_analysis.classify("Почините, пожалуйста, дорогу: когда починят?")
+    settle_after_start()  # this runs in the writer process: its own garbage collector
+    return partial(store_job, service)
+
+
+# -- the use case ------------------------------------------------------------------------------
+
+
+class Intake:
+    """Stores jobs for every source; waits out database outages instead of moving on."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        defaults: PageDefaults,
+        writer: WriterBridge | None = None,
+        *,
+        retry_s: float = RETRY_S,
+        retry_cap_s: float = RETRY_CAP_S,
+    ) -> None:
+        self.sessions = sessions
+        self.defaults = defaults
+        self.writer = writer
+        self.retry_s = retry_s
+        self.retry_cap_s = retry_cap_s
+        self._outage_since: float | None = None
+
+    @classmethod
+    def for_app(cls, app: AppContext) -> Intake:
+        """The app's intake; on a SQLite file with its writer process (started when used)."""
+        return cls.for_database(app.engine, app.sessions, app.defaults)
+
+    @classmethod
+    def for_database(
+        cls, engine: AsyncEngine, sessions: SessionFactory, defaults: PageDefaults
+    ) -> Intake:
+        """An intake on `engine`; on a SQLite file with its writer process (`close` it)."""
+        from bot.services.intake_writer import WriterBridge
+
+        intake = cls(sessions, defaults)
+        intake.writer = WriterBridge.for_engine(engine, intake)
+        return intake
+
+    # -- outages -------------------------------------------------------------------------------
+
+    async def wait_out(self, error: BaseException, attempt: int) -> None:
+        """The database is unavailable: say so once, then wait before the next try."""
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            logger.error(
+                "the database is unavailable (%s); the intake waits and confirms nothing "
+                "until it is back",
+                note_of(error),
+            )
+        await asyncio.sleep(min(self.retry_s * 2 ** min(attempt, 16), self.retry_cap_s))
+
+    def available(self) -> None:
+        """A write went through: if the database was unavailable, it is back."""
+        if self._outage_since is not None:
+            logger.warning(
+                "the database is available again after %.0f s; the intake goes on",
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+
+    @property
+    def waiting(self) -> bool:
+        """Is the intake waiting for the database now?"""
+        return self._outage_since is not None
+
+    # -- one job, now --------------------------------------------------------------------------
+
+    async def store(self, job: IntakeJob) -> Stored:
+        """Commit `job` once; DatabaseUnavailable if the database cannot take it now."""
+        stored: Stored | None = None
+        if self.writer is not None:
+            stored = await self.writer.store(job)
+        if stored is None:
+            stored = await self.store_in_session(job)
+        self.available()
+        return stored
+
+    async def deliver(
+        self, job: IntakeJob, *, within: float | None = None, session_only: bool = False
+    ) -> Stored:
+        """`store`, waiting while the database is unavailable (at most `within` s, if given).
+
+        `session_only`: not through the writer (what the writer gave up on).
+        """
+        if within is None:
+            return await self._deliver(job, session_only=session_only)
+        try:
+            async with asyncio.timeout(within):
+                return await self._deliver(job, session_only=session_only)
+        except TimeoutError as error:
+            raise DatabaseUnavailable(f"not stored within {within} s") from error
+
+    async def _deliver(self, job: IntakeJob, *, session_only: bool = False) -> Stored:
+        attempt = 0
+        while True:
+            try:
+                if session_only:
+                    stored = await self.store_in_session(job)
+                    self.available()
+                    return stored
+                return await self.store(job)
+            except DatabaseUnavailable as error:
+                await self.wait_out(error.__cause__ or error, attempt)
+                attempt += 1
+
+    async def store_in_session(self, job: IntakeJob) -> Stored:
+        """The job through an ORM session (PostgreSQL, or what the writer could not store).
+
+        If that fails for any reason but the database's own, the raw copy alone is kept as
+        "failed", so that one bad update cannot hold the intake.
+        """
+        service = IngestService(None, self.defaults)
+        try:
+            for attempt in (1, 2):
+                try:
+                    return await self._in_session(
+                        lambda db: store_job(service, db, job), rescore=True
+                    )
+                except IntegrityError:
+                    if attempt == 2:
+                        raise
+                    # Another worker stored the same row first (PostgreSQL): the second pass
+                    # sees it.
+            raise AssertionError("unreachable")  # pragma: no cover
+        except DecisionFailed:
+            raise
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable(note_of(error)) from error
+            if job.raw is None:
+                raise DecisionFailed(note_of(error)) from error
+            logger.exception("update %s could not be stored; keeping it as failed", job.raw.key)
+            await self.keep_failed(job.raw, error, wait=False)
+            return Stored(failure=note_of(error))
+
+    async def _in_session(self, work: Callable[[Db], Stored], *, rescore: bool) -> Stored:
+        async with self.sessions() as session:
+            stored = await repo.run_in_transaction(session, work)
+            if rescore:
+                for appeal_id in stored.rescore:
+                    await quality.rescore_appeal(session, appeal_id)
+            await session.commit()
+        return stored
+
+    async def keep_failed(self, raw: RawCopy, error: BaseException, *, wait: bool = True) -> None:
+        """Keep the raw copy of an update that could not be processed, status "failed".
+
+        `wait`: while the database is unavailable, wait for it (the update is not confirmed
+        until this returns); without it, DatabaseUnavailable.
+        """
+        note = note_of(error)
+
+        def failed(db: Db) -> Stored:
+            raw_id = repo.claim_raw_update(
+                db, raw.source, raw.key, raw.update_type, raw.payload, status="failed", note=note
+            )
+            if raw_id is not None:
+                repo.set_raw_update_status(db, raw_id, "failed", note)
+            return Stored(failure=note)
+
+        attempt = 0
+        while True:
+            try:
+                await self._in_session(failed, rescore=False)
+                self.available()
+                return
+            except Exception as store_error:
+                if not is_unavailable(store_error):
+                    raise
+                if not wait:
+                    raise DatabaseUnavailable(note_of(store_error)) from store_error
+                await self.wait_out(store_error, attempt)
+                attempt += 1
+
+    async def rescore(self, appeal_ids: tuple[int, ...]) -> None:
+        """Quality after a rating or a re-open (ORM code, in its own transaction)."""
+        if not appeal_ids:
+            return
+        try:
+            async with self.sessions() as session:
+                for appeal_id in appeal_ids:
+                    await quality.rescore_appeal(session, appeal_id)
+                await session.commit()
+        except Exception:
+            # Scores are recomputed by the scheduler's hourly `quality.score_replies` as well.
+            logger.exception("rescoring appeals %s failed", appeal_ids)
+
+    # -- in the background (the writer) ---------------------------------------------------------
+
+    @property
+    def background(self) -> bool:
+        """Can jobs be handed over without waiting (`submit`)? Only with the writer."""
+        return self.writer is not None and self.writer.open
+
+    def submit(self, job: IntakeJob, then: Callable[[Stored], None]) -> None:
+        """Hand `job` to the writer; `then(stored)` runs once it is committed (see `flush`)."""
+        assert self.writer is not None
+        self.writer.submit(job, then)
+
+    @property
+    def pending(self) -> int:
+        """Jobs handed over and not yet committed."""
+        return self.writer.pending if self.writer is not None else 0
+
+    async def flush(self) -> None:
+        """Wait until every job handed over so far is committed (and rescored).
+
+        What the writer could not store is stored through a session here, waiting while the
+        database is unavailable: nothing handed over is ever dropped.
+        """
+        if self.writer is not None:
+            await self.writer.flush()
+
+    # -- in a session (handlers that read the database) -----------------------------------------
+
+    async def open(self, raw: RawCopy) -> IntakeSession | None:
+        """A session with `raw` claimed in it; None if it was processed before.
+
+        DatabaseUnavailable if the database cannot be reached: the caller waits (`wait_out`)
+        and starts the update again.
+        """
+        if self.writer is not None:
+            await self.writer.flush()  # the handler reads what every earlier update wrote
+        session = self.sessions()
+        try:
+            raw_id = await repo.run_in_transaction(
+                session,
+                lambda db: repo.claim_raw_update(
+                    db, raw.source, raw.key, raw.update_type, raw.payload
+                ),
+            )
+        except BaseException as error:
+            await session.close()
+            if isinstance(error, Exception) and is_unavailable(error):
+                raise DatabaseUnavailable(note_of(error)) from error
+            raise
+        if raw_id is None:
+            await session.close()
+            return None
+        return IntakeSession(self, session, raw_id)
+
+    async def close(self) -> None:
+        """Commit what was handed over, then stop the writer process."""
+        if self.writer is not None:
+            await self.writer.close()
+
+    async def abandon(self) -> None:
+        """Stop the writer as a crash would (what it has not committed is not stored)."""
+        if self.writer is not None:
+            await self.writer.abandon()
+
+
+class IntakeSession:
+    """One update's ORM session: its raw copy claimed, events decided in it, one commit."""
+
+    __slots__ = ("intake", "raw_id", "service", "session")
+
+    def __init__(self, intake: Intake, session: AsyncSession, raw_id: int) -> None:
+        self.intake = intake
+        self.session = session
+        self.raw_id = raw_id
+        self.service = IngestService(session, intake.defaults)
+
+    async def handle(self, event: Event) -> IngestResult:
+        """Decide and store `event` now, in this session."""
+        return await self.service.handle(event)
+
+    async def commit(self, *, handled: bool = True) -> None:
+        """Commit the update (kept as "skipped" if nothing interpreted it); closes the session.
+
+        DatabaseUnavailable if the commit cannot be made: nothing of the update is stored.
+        """
+        try:
+            if not handled:
+                raw_id = self.raw_id
+                # Stored for the record and for reprocessing; nothing here interprets it.
+                await repo.run_in_transaction(
+                    self.session, lambda db: repo.set_raw_update_status(db, raw_id, "skipped")
+                )
+            await self.session.commit()
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailable(note_of(error)) from error
+            raise
+        finally:
+            await self.session.close()
+        self.intake.available()
+
+    async def discard(self) -> None:
+        """Roll back everything of the update (it failed, or the database went away)."""
+        try:
+            await self.session.rollback()
+        except Exception as error:  # the connection is gone already: nothing to roll back
+            logger.debug("rollback failed: %s", error)
+        finally:
+            await self.session.close()

@@ -1,0 +1,110 @@
+"""The bridge between the intake use case and the intake writer process (storage/writer.py).
+
+The writer process commits jobs in groups on the second core; this side adds what the intake
+promises on top of it: a job the writer cannot store (it keeps exiting, SQLite refused the
+batch) is stored through a session at the next `flush`, waiting while the database is
+unavailable, so that nothing handed over is dropped and nothing is confirmed before it is
+committed; the appeals a job asks to rescore are rescored before `flush` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from storage.writer import IntakeWriter, WriterError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from bot.services.intake import Intake, IntakeJob, Stored
+
+logger = logging.getLogger(__name__)
+
+Then = Callable[["Stored"], None]
+
+
+class WriterBridge:
+    """The intake's side of the writer process."""
+
+    def __init__(self, writer: IntakeWriter, intake: Intake) -> None:
+        self.writer = writer
+        self.intake = intake
+        # Jobs the writer could not store, with their callbacks: stored through a session by
+        # the next flush, before anything is confirmed.
+        self._unstored: list[tuple[IntakeJob, Then]] = []
+        # One flush at a time drains `_unstored` (webhook requests flush concurrently).
+        self._draining = asyncio.Lock()
+        self._followups: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def for_engine(cls, engine: AsyncEngine, intake: Intake) -> WriterBridge | None:
+        """A bridge to a writer process for a file-based SQLite engine; None for anything else."""
+        from bot.services.intake import job_runner
+
+        writer = IntakeWriter.for_engine(engine, job_runner, intake.defaults)
+        return None if writer is None else cls(writer, intake)
+
+    @property
+    def open(self) -> bool:
+        return not self.writer.closed
+
+    @property
+    def pending(self) -> int:
+        return self.writer.pending + len(self._unstored)
+
+    def submit(self, job: IntakeJob, then: Then) -> None:
+        """Queue `job`; `then(stored)` runs on the loop once it is committed."""
+
+        def done(stored: Stored | None, error: BaseException | None) -> None:
+            if error is not None or stored is None:
+                key = job.raw.key if job.raw is not None else "(read back)"
+                logger.error(
+                    "update %s not stored by the writer (%s); storing it directly", key, error
+                )
+                self._unstored.append((job, then))
+                return
+            self._rescore_later(stored.rescore)
+            then(stored)
+
+        self.writer.submit(job, done)
+
+    async def store(self, job: IntakeJob) -> Stored | None:
+        """Commit one job through the writer and wait; None if the writer could not."""
+        try:
+            stored: Stored = await self.writer.submit(job)
+        except WriterError as error:
+            logger.error("the writer could not store a job (%s); storing it directly", error)
+            return None
+        await self.intake.rescore(stored.rescore)
+        return stored
+
+    async def flush(self) -> None:
+        """Until every job submitted so far is committed, by the writer or through a session."""
+        await self.writer.flush()
+        async with self._draining:
+            while self._unstored:
+                job, then = self._unstored[0]
+                stored = await self.intake.deliver(job, session_only=True)
+                self._unstored.pop(0)
+                then(stored)
+        while self._followups:
+            await asyncio.wait(set(self._followups))
+
+    async def close(self) -> None:
+        await self.flush()
+        await self.writer.close()
+
+    async def abandon(self) -> None:
+        """Kill the writer; what it had not committed is not stored (nor confirmed)."""
+        await self.writer.abandon()
+        self._unstored.clear()
+
+    def _rescore_later(self, appeal_ids: tuple[int, ...]) -> None:
+        if not appeal_ids:
+            return
+        task = asyncio.get_running_loop().create_task(self.intake.rescore(appeal_ids))
+        self._followups.add(task)
+        task.add_done_callback(self._followups.discard)
