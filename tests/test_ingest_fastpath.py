@@ -179,7 +179,7 @@ async def test_offset_not_confirmed_when_commit_fails(
     monkeypatch.setattr(AsyncSession, "commit", commit)
     work = asyncio.ensure_future(store(_ingest_handler, _update(10), {}))
     async with asyncio.timeout(10):
-        while not intake.waiting:
+        while not intake.waiting:  # noqa: ASYNC110  (polling state)
             await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)  # several tries, all failing
     # Update 10 never committed: it is not confirmed, and the middleware has not returned.

@@ -29,7 +29,6 @@ from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import _BotAccount
 from handlers.telegram.middlewares import UpdateStoreMiddleware
 from tests.conftest import MONDAY_10_MSK, make_settings
-from tests.writer_jobs import exits_at_start
 from tests.telegram_harness import (
     GROUP,
     GROUP_ID,
@@ -40,6 +39,7 @@ from tests.telegram_harness import (
     fed_intake,
     setup_sandbox,
 )
+from tests.writer_jobs import exits_at_start
 
 SUPERVISOR = {"id": 9002, "is_bot": False, "first_name": "Ольга", "last_name": "Руководова"}
 APPEAL = "Когда отремонтируют дорогу на улице Ленина? Сплошные ямы."

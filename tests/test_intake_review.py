@@ -25,13 +25,13 @@ from handlers.telegram.middlewares import UpdateStoreMiddleware
 from handlers.telegram.setup import make_bot, make_dispatcher
 from handlers.telegram.webhook import TelegramWebhook
 from tests.conftest import MONDAY_10_MSK, make_settings
-from tests.writer_jobs import exits_at_start
 from tests.telegram_harness import (
     GROUP,
     TOKEN,
     fed_intake,
     setup_sandbox,
 )
+from tests.writer_jobs import exits_at_start
 
 SECRET = "webhook-secret-42"
 APPEAL = "Когда отремонтируют дорогу на улице Ленина? Сплошные ямы."

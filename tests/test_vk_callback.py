@@ -235,7 +235,7 @@ async def test_a_database_outage_answers_500_and_vk_s_retry_is_stored_once(
         try:
             sandbox.add_comment(WALL, post, CITIZEN, APPEAL_TEXT, T0)
             async with asyncio.timeout(20):
-                while not any(d.status == 500 for d in sandbox.deliveries):
+                while not any(d.status == 500 for d in sandbox.deliveries):  # noqa: ASYNC110  (polling state)
                     await asyncio.sleep(0.02)
         finally:
             blocker.execute("ROLLBACK")

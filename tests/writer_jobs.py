@@ -1,9 +1,10 @@
 """A tiny job handler for tests/test_intake_writer.py; it runs inside the intake writer's child.
 
 The child unpickles `keyed_rows` by reference, importing `tests.writer_jobs` (`python -m
-storage.writer` puts the working directory, the repository root, on sys.path). A job is `(action, key)`; every action but
-"fail" stores the row `key` idempotently, as the intake's raw update does, and answers
-`(key, "stored")`, or `(key, "duplicate")` when the row was committed before (a redelivery).
+storage.writer` puts the working directory, the repository root, on sys.path). A job is
+`(action, key)`; every action but "fail" stores the row `key` idempotently, as the intake's raw
+update does, and answers `(key, "stored")`, or `(key, "duplicate")` when the row was committed
+before (a redelivery).
 `context` is a directory for the markers that make a crash happen only once.
 """
 
