@@ -29,6 +29,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot handlers storage tests
 	$(BIN)/mypy bot handlers storage
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) otklik.db *.egg-info
