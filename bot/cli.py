@@ -100,6 +100,11 @@ def use_region_model(database_url: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from bot import logsafe
+
+    # Every command's output and log lines go through the secret scrubber (bot/logsafe.py):
+    # exception texts can carry a token (a Bot API URL in aiohttp's TooManyRedirects).
+    logsafe.guard_streams()
     args = build_parser().parse_args(argv)
     from bot.config import SettingsError, load_settings
 
@@ -118,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"otklik: bad settings in {args.env_file} or the environment: {error}", file=sys.stderr
         )
         raise SystemExit(2) from None
+    logsafe.register(settings.secret_values())
     configure_logging(settings.LOG_LEVEL)
+    logsafe.install(())
     use_region_model(settings.DATABASE_URL)
     from bot import commands
 

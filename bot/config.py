@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from functools import cached_property
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 TELEGRAM_DEFAULT_SERVER = "https://api.telegram.org"
 VK_DEFAULT_SERVER = "https://api.vk.ru"
@@ -170,6 +172,20 @@ class Settings(BaseSettings):
                 ) from None
             result[group_id] = SecretStr(token.strip())
         return result
+
+    def secret_values(self) -> list[str]:
+        """Every secret the settings hold: tokens, the webhook secret, the database password."""
+        values = [
+            s.get_secret_value()
+            for s in (self.TELEGRAM_BOT_TOKEN, self.VK_SERVICE_TOKEN, self.WEBHOOK_SECRET)
+            if s is not None
+        ]
+        values.extend(token.get_secret_value() for token in self.vk_group_tokens.values())
+        with contextlib.suppress(ValueError):
+            password = make_url(self.DATABASE_URL).password
+            if password:
+                values.append(str(password))
+        return values
 
     @property
     def has_telegram(self) -> bool:

@@ -32,6 +32,7 @@ from storage.models import (
     Staff,
     Thread,
 )
+from storage.redaction import stored_text
 
 try:  # report rollups (storage/rollup.py) keep derived appeal columns; absent in older trees
     from storage import buckets as _buckets
@@ -472,7 +473,7 @@ def store_raw_update(
             "type": update_type,
             "payload": payload,
             "status": status,
-            "note": note,
+            "note": stored_text(note),
             "now": utc_now(),
         },
     )
@@ -480,7 +481,7 @@ def store_raw_update(
 
 
 def set_raw_update_status(db: Db, raw_id: int, status: str, note: str | None = None) -> None:
-    db.update(RawUpdate, raw_id, {"status": status, "note": note})
+    db.update(RawUpdate, raw_id, {"status": status, "note": stored_text(note)})
 
 
 # Plain-SQL reads and writes of the ingest path (sync, over `Db`).

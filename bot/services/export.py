@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.app import AppContext
+from bot.logsafe import scrub
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.reminders import page_title
 from bot.services.report_text import (
@@ -280,6 +281,8 @@ async def appeal_rows(
         if values["quality"] is None and appeal.quality_score is not None:
             values["quality"] = appeal.quality_score
         parts = flatten_parts(reply.quality_parts or {}) if reply else {}
+        # Citizens' and officials' texts go out as a file: no secret in it (bot/logsafe.py).
+        values = {k: scrub(v) if isinstance(v, str) else v for k, v in values.items()}
         rows.append(AppealRow(values, parts))
     return rows
 

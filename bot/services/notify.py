@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from bot.logsafe import scrub
+
 # Telegram's limits, which every service message is kept under.
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
@@ -40,7 +42,8 @@ class DeliveryError(Exception):
     """A message could not be delivered; `permanent` when retrying the same call cannot help."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
-        super().__init__(message)
+        # Its text is stored (reminder_log.last_error), logged and printed: no token in it.
+        super().__init__(scrub(message))
         self.permanent = permanent
 
 
