@@ -7,16 +7,26 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from sqlmodel import select
 
 from bot import logsafe
+from bot.app import AppContext
+from bot.events import PageKind
+from bot.sandbox import TelegramSandbox
 from bot.sandbox.proxy import FaultProxy
 from bot.services.scheduler import Scheduler
+from handlers.telegram import discussion
 from handlers.telegram.notifier import RateLimiter, TelegramNotifier
 from handlers.telegram.setup import make_bot
+from storage.models import CitizenMessage, Page, RawUpdate
 from tests import test_reminders as reminders
+from tests.conftest import MONDAY_10_MSK
+from tests.telegram_harness import RunningIntake, eventually, setup_sandbox
 from tests.test_reminders import ROADS, World, citizen_event, msk
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "VK_"))}
@@ -98,3 +108,69 @@ async def test_digest_send_through_a_redirect_loop_prints_no_token(
     assert "TooManyRedirects" in output  # the reason is there ...
     assert reminders.TOKEN not in output  # ... the token is not
     assert reminders.TOKEN.split(":", 1)[1] not in output
+
+
+# -- 4: one failed getChat must not make the discussion group a page of its own ---------------
+
+CHANNEL_4 = {"id": -1004000000001, "type": "channel", "title": "Минздрав", "username": "mz"}
+GROUP_4 = {"id": -1004000000002, "type": "supergroup", "title": "Обсуждение: Минздрав"}
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[TelegramSandbox]:
+    async with TelegramSandbox() as box:
+        setup_sandbox(box)
+        yield box
+
+
+async def _page_of_comment(app: AppContext, sandbox: TelegramSandbox, base_url: str) -> Page:
+    """Run the real polling intake through `base_url`; the page the citizen's comment got."""
+    # The intake talks to `base_url` (the fault proxy); only its base_url is read.
+    intake = RunningIntake(app, SimpleNamespace(base_url=base_url))  # type: ignore[arg-type]
+    _, forward = sandbox.inject_channel_post(CHANNEL_4["id"], "Новость", date=MONDAY_10_MSK)
+    assert forward is not None
+    sandbox.inject_message(
+        GROUP_4["id"],
+        {"id": 701, "is_bot": False, "first_name": "Анна"},
+        "Когда откроют поликлинику на улице Мира после ремонта?",
+        reply_to=forward["message_id"],
+        date=MONDAY_10_MSK + timedelta(minutes=5),
+    )
+    await intake.start()
+
+    async def comment_stored() -> CitizenMessage | None:
+        async with app.sessions() as session:
+            return (await session.exec(select(CitizenMessage))).first()
+
+    try:
+        message = await eventually(comment_stored, timeout=30)
+
+        async def all_confirmed() -> bool:
+            return sandbox.pending_updates() == 0
+
+        await eventually(all_confirmed, timeout=30)
+    finally:
+        await intake.stop()
+    async with app.sessions() as session:
+        statuses = (await session.exec(select(RawUpdate.status))).all()
+        assert "failed" not in statuses  # the auto-forward too: retried, not given up
+        page = await session.get(Page, message.page_id)
+        assert page is not None
+        return page
+
+
+@pytest.mark.parametrize("fault", ["502", "not json"])
+async def test_a_failed_get_chat_does_not_make_the_group_its_own_page(
+    app: AppContext, sandbox: TelegramSandbox, fault: str
+) -> None:
+    sandbox.add_chat({**CHANNEL_4, "linked_chat_id": GROUP_4["id"]})
+    sandbox.add_chat({**GROUP_4, "linked_chat_id": CHANNEL_4["id"]})
+    discussion.group_pages._cache.pop(int(GROUP_4["id"]), None)
+    async with FaultProxy(sandbox.base_url) as proxy:
+        if fault == "502":
+            sandbox.fail_next("getChat", 1, status=502)
+        else:
+            proxy.garbage("getChat", 1)
+        page = await _page_of_comment(app, sandbox, proxy.base_url)
+    assert (page.kind, page.external_id) == (PageKind.TG_CHANNEL.value, str(CHANNEL_4["id"]))
+    assert page.linked_chat_id == str(GROUP_4["id"])

@@ -7,7 +7,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+)
 from aiogram.types import Chat, Message, User
 from sqlmodel import select
 
@@ -142,31 +147,57 @@ class GroupPages:
         return ref
 
     async def discover(self, bot: Bot, chat: Chat) -> PageRef:
-        """Ask Telegram for the channel linked to `chat`; the group itself if there is none."""
+        """Ask Telegram for the channel linked to `chat`; the group itself if there is none.
+
+        Only Telegram's answer decides: a group whose getChat failed for a reason of the moment
+        (5xx, network, flood control, a body that does not decode) is not taken for a page of
+        its own — that would turn the channel's replies into citizen messages for good (issue
+        16 item 4). `ChannelLookupUnavailable` keeps the update unconfirmed and retried.
+        """
         try:
             full = await bot.get_chat(chat.id)
-        except TelegramAPIError as error:
-            logger.warning("getChat(%r) failed: %s; the group is its own page", chat.id, error)
+        except (TelegramBadRequest, TelegramForbiddenError) as error:
+            logger.warning("getChat(%r) refused: %s; the group is its own page", chat.id, error)
             full = None
+        except (TelegramAPIError, ClientDecodeError) as error:
+            raise ChannelLookupUnavailable(f"getChat({chat.id}) failed: {error}") from error
         linked = full.linked_chat_id if full is not None else None
         if linked is not None:
             title, username = None, None
             try:
                 channel = await bot.get_chat(linked)
                 title, username = channel.title, channel.username
-            except TelegramAPIError as error:
+            except (TelegramAPIError, ClientDecodeError) as error:
                 logger.warning("getChat(%r) for the linked channel failed: %s", linked, error)
             ref = PageRef(
-                Platform.TELEGRAM, str(linked), PageKind.TG_CHANNEL, title, username, str(chat.id)
+                Platform.TELEGRAM,
+                str(linked),
+                PageKind.TG_CHANNEL,
+                _clean(title),
+                username,
+                str(chat.id),
             )
         else:
             ref = PageRef(
                 Platform.TELEGRAM,
                 str(chat.id),
                 PageKind.TG_GROUP,
-                chat.title,
+                _clean(chat.title),
                 chat.username,
                 str(chat.id),
             )
         self._cache[chat.id] = ref
         return ref
+
+
+class ChannelLookupUnavailable(ConnectionError):
+    """Telegram could not say which channel a group belongs to; try the update again later.
+
+    A ConnectionError: the intake treats it as an outage (bot/services/intake.py
+    `is_unavailable`) — it waits, backing off, and confirms nothing until the look-up succeeds.
+    """
+
+
+def _clean(title: str | None) -> str | None:
+    """A chat title as valid Unicode (a lone surrogate would fail every write of the page)."""
+    return None if title is None else clean_text(title)
