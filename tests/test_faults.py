@@ -128,12 +128,11 @@ async def _page_of_comment(app: AppContext, sandbox: TelegramSandbox, base_url: 
     # The intake talks to `base_url` (the fault proxy); only its base_url is read.
     intake = RunningIntake(app, SimpleNamespace(base_url=base_url))  # type: ignore[arg-type]
     _, forward = sandbox.inject_channel_post(CHANNEL_4["id"], "Новость", date=MONDAY_10_MSK)
-    assert forward is not None
     sandbox.inject_message(
         GROUP_4["id"],
         {"id": 701, "is_bot": False, "first_name": "Анна"},
         "Когда откроют поликлинику на улице Мира после ремонта?",
-        reply_to=forward["message_id"],
+        reply_to=forward["message_id"] if forward else None,  # no channel: own chat
         date=MONDAY_10_MSK + timedelta(minutes=5),
     )
     await intake.start()
@@ -174,3 +173,23 @@ async def test_a_failed_get_chat_does_not_make_the_group_its_own_page(
         page = await _page_of_comment(app, sandbox, proxy.base_url)
     assert (page.kind, page.external_id) == (PageKind.TG_CHANNEL.value, str(CHANNEL_4["id"]))
     assert page.linked_chat_id == str(GROUP_4["id"])
+
+
+# -- 9: a lone surrogate in a chat title -------------------------------------------------------
+
+
+@pytest.mark.parametrize("broken", ["channel", "group"])
+async def test_a_lone_surrogate_in_a_title_does_not_break_the_page(
+    app: AppContext, sandbox: TelegramSandbox, broken: str
+) -> None:
+    """Telegram's JSON can carry half a surrogate pair; the page is made, its comments kept."""
+    bad = "Минздрав \ud83d"  # the first half of an emoji alone
+    if broken == "channel":  # the group's linked channel becomes the page
+        sandbox.add_chat({**CHANNEL_4, "title": bad, "linked_chat_id": GROUP_4["id"]})
+        sandbox.add_chat({**GROUP_4, "linked_chat_id": CHANNEL_4["id"]})
+    else:  # a group without a channel is its own page
+        sandbox.add_chat(CHANNEL_4)
+        sandbox.add_chat({**GROUP_4, "title": bad})
+    discussion.group_pages._cache.pop(int(GROUP_4["id"]), None)
+    page = await _page_of_comment(app, sandbox, sandbox.base_url)
+    assert page.title == "Минздрав �"
