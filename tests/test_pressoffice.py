@@ -25,7 +25,7 @@ from handlers.telegram.pressoffice import (
     TOPIC_REFUSAL,
 )
 from handlers.telegram.private import RECEIVED
-from storage.models import Appeal, Decision, Page, Staff
+from storage.models import Appeal, Decision, Page, RawUpdate, Staff
 from storage.repositories import is_staff
 from tests.conftest import make_settings
 from tests.telegram_harness import (
@@ -354,3 +354,20 @@ async def test_citizen_is_thanked_even_when_the_relay_fails(
     assert sandbox.sent_messages(PRESS_CHAT_ID) == []
     async with app.sessions() as session:
         assert len((await session.exec(select(Appeal))).all()) == 1
+
+
+async def test_huge_ids_in_commands_and_buttons_are_answered_politely(
+    intake: RunningIntake, sandbox: TelegramSandbox
+) -> None:
+    """No row has id 10**20: «not found», not an OverflowError and no answer (issue 16 item 11)."""
+    huge = "99999999999999999999"
+    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, f"/topic {huge} дороги")
+    reply = sandbox.sent_messages(PRESS_CHAT_ID)[-1]
+    assert reply.text == f"Обращение №{huge} не найдено."
+    await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, f"/page {huge} sla 4")
+    assert sandbox.sent_messages(PRESS_CHAT_ID)[-1].text == f"Страницы {huge} нет. Список: /page"
+    answer = await _press(intake, sandbox, OPERATOR, reply, f"ap:take:{huge}")
+    assert answer.get("text") in (None, "", "Обращение не найдено.")
+    async with intake.app.sessions() as session:
+        statuses = (await session.exec(select(RawUpdate.status))).all()
+    assert "failed" not in statuses

@@ -35,6 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.config import Settings
+from bot.ids import row_id
 from bot.ru import plural
 from bot.services.notify import Button, DeliveryError, Notifier
 from bot.services.policy import PageDefaults, page_calendar
@@ -714,10 +715,8 @@ def parse_callback(data: str) -> tuple[str, int] | None:
     parts = data.split(":")
     if len(parts) != 3 or parts[0] != CALLBACK_PREFIX or parts[1] not in ACTION_CODES:
         return None
-    try:
-        return ACTION_CODES[parts[1]], int(parts[2])
-    except ValueError:
-        return None
+    appeal_id = row_id(parts[2])  # a forged huge id is no appeal, not an OverflowError
+    return None if appeal_id is None else (ACTION_CODES[parts[1]], appeal_id)
 
 
 async def apply_decision(

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.app import AppContext
+from bot.ids import row_id
 from bot.services import corrections, roles
 from bot.services import digest as digest_service
 from bot.services import export as export_service
@@ -117,7 +118,8 @@ async def topic_command(
     if len(parts) != 2 or not parts[0].lstrip("№").isdigit():
         await message.answer("Как исправить тему: /topic 12 дороги — номер обращения и тема.")
         return
-    appeal = await session.get(Appeal, int(parts[0].lstrip("№")))
+    appeal_id = row_id(parts[0].lstrip("№"))  # None: a number no appeal can have
+    appeal = await session.get(Appeal, appeal_id) if appeal_id is not None else None
     page = await session.get(Page, appeal.page_id) if appeal is not None else None
     if appeal is None or page is None:
         await message.answer(f"Обращение №{parts[0].lstrip('№')} не найдено.")
@@ -304,7 +306,7 @@ async def staff_command(
         return
     verb = _STAFF_VERBS.get(args[0].lower())
     account = _staff_account(args[1]) if len(args) > 1 else None
-    page_id = int(args[2]) if len(args) > 2 and args[2].isdigit() else None
+    page_id = row_id(args[2]) if len(args) > 2 else None
     if verb is None or account is None or (len(args) > 2 and page_id is None):
         await message.answer(STAFF_USAGE)
         return
@@ -339,7 +341,8 @@ async def page_command(
     if len(args) < 2 or not args[0].isdigit():
         await message.answer(PAGE_HELP)
         return
-    page = await session.get(Page, int(args[0]))
+    number = row_id(args[0])
+    page = await session.get(Page, number) if number is not None else None
     if page is None:
         await message.answer(f"Страницы {args[0]} нет. Список: /page")
         return
@@ -397,7 +400,7 @@ async def bind_command(
     if arg == "all":
         chosen = list(pages)
     elif arg.isdigit():
-        chosen = [page for page in pages if page.id == int(arg)]
+        chosen = [page for page in pages if page.id == row_id(arg)]
     elif not arg and len(pages) == 1:
         chosen = list(pages)
     else:

@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.app import AppContext
+from bot.ids import row_id
 from bot.services import roles
 from bot.services.charts import stats_chart_png
 from bot.services.reminders import page_title
@@ -79,7 +80,8 @@ def parse_stats_args(args: str | None, now: datetime, timezone: str) -> StatsReq
 async def find_page(session: AsyncSession, query: str) -> list[Page]:
     """Pages matching an id or a part of the title (case-insensitive)."""
     if query.isdigit():
-        page = await session.get(Page, int(query))
+        number = row_id(query)  # None: a number no page can have
+        page = await session.get(Page, number) if number is not None else None
         return [page] if page is not None else []
     result = await session.exec(
         select(Page)
