@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -193,3 +194,21 @@ async def test_a_lone_surrogate_in_a_title_does_not_break_the_page(
     discussion.group_pages._cache.pop(int(GROUP_4["id"]), None)
     page = await _page_of_comment(app, sandbox, sandbox.base_url)
     assert page.title == "Минздрав �"
+
+
+# -- 11: the raw copy in Telegram's own field names -------------------------------------------
+
+
+async def test_the_raw_copy_keeps_telegrams_field_names(
+    app: AppContext, sandbox: TelegramSandbox
+) -> None:
+    sandbox.add_chat({**CHANNEL_4, "linked_chat_id": GROUP_4["id"]})
+    sandbox.add_chat({**GROUP_4, "linked_chat_id": CHANNEL_4["id"]})
+    discussion.group_pages._cache.pop(int(GROUP_4["id"]), None)
+    await _page_of_comment(app, sandbox, sandbox.base_url)
+    async with app.sessions() as session:
+        rows = (await session.exec(select(RawUpdate.payload))).all()
+    payloads = [p if isinstance(p, str) else json.dumps(p, ensure_ascii=False) for p in rows]
+    comment = next(p for p in payloads if "поликлинику" in p)
+    assert '"from"' in comment
+    assert all("from_user" not in p for p in payloads)

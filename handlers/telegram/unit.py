@@ -118,13 +118,15 @@ def raw_copy(update: Update) -> RawCopy:
 
 
 def _payload(update: Update) -> str:
-    """The update as JSON text (stored as is)."""
+    """The update as JSON text, with Telegram's own field names (`from`, not `from_user`)."""
     try:
-        return update.model_dump_json(exclude_none=True)
+        return update.model_dump_json(exclude_none=True, by_alias=True)
     except ValueError:
         # Text Telegram's JSON can carry but UTF-8 cannot (a lone surrogate, "\ud83d"): the
         # same JSON with every non-ASCII character escaped.
-        return json.dumps(update.model_dump(mode="json", exclude_none=True), ensure_ascii=True)
+        return json.dumps(
+            update.model_dump(mode="json", exclude_none=True, by_alias=True), ensure_ascii=True
+        )
 
 
 def update_type(update: Update) -> str | None:
