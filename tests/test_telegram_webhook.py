@@ -78,6 +78,17 @@ async def test_webhook_receives_updates_and_checks_the_secret(
                 headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"},
             )
             assert forged.status == 401
+            # Bodies that are not an update: 400 (issue 16 item 11), not 500.
+            for body in (b"{not json", b"\xff\xfe", b"[1, 2]"):
+                bad = await client.post(
+                    f"http://127.0.0.1:{port}/telegram",
+                    data=body,
+                    headers={
+                        "X-Telegram-Bot-Api-Secret-Token": SECRET,
+                        "Content-Type": "application/json",
+                    },
+                )
+                assert bad.status == 400, body
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 15) == 0

@@ -38,17 +38,25 @@ class StoreThenAnswer(SimpleRequestHandler):
     aiogram's own handler answers after 55 s even if the update is still being processed, and
     Telegram never sends a 200-answered update again. Here a slow update gets 503 instead: it
     goes on, and when Telegram posts it again it is recognised as stored (or stored then).
-    A failure answers 500, and Telegram posts the update again as well.
+    A failure answers 500, and Telegram posts the update again as well. A body that does not
+    parse as a JSON object answers 400 (issue 16 item 11): it is not an update.
     """
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
-        update = await request.json(loads=bot.session.json_loads)
+        try:
+            update = await request.json(loads=bot.session.json_loads)
+        except ValueError:  # not JSON, not UTF-8: no sending it again will make it parse
+            logger.warning("webhook body is not JSON; answered 400")
+            return web.Response(status=400, text="the body is not a JSON object")
+        if not isinstance(update, dict):
+            logger.warning("webhook body is JSON but not an update object; answered 400")
+            return web.Response(status=400, text="the body is not a JSON object")
         work = asyncio.ensure_future(self.dispatcher.feed_raw_update(bot, update, **self.data))
         done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN)
         if not done:
             logger.warning(
                 "update %r not stored within %s s; asking Telegram to send it again",
-                update.get("update_id") if isinstance(update, dict) else None,
+                update.get("update_id"),
                 ANSWER_WITHIN,
             )
             return web.Response(status=503, text="still storing; send it again")
