@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, text
+from sqlalchemy import event, func, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import select
 
@@ -30,7 +32,7 @@ from handlers.vk.intake import ts_cursor
 from storage import repositories as repo
 from storage.engine import create_engine
 from storage.migrate import upgrade
-from storage.models import CitizenMessage, RawUpdate
+from storage.models import Appeal, CitizenMessage, RawUpdate
 from tests.conftest import (
     MONDAY_10_MSK,
     POSTGRES_HOST,
@@ -38,7 +40,14 @@ from tests.conftest import (
     make_settings,
     require_postgres,
 )
-from tests.telegram_harness import CHANNEL, GROUP_ID, RunningIntake, eventually, setup_sandbox
+from tests.telegram_harness import (
+    CHANNEL,
+    GROUP_ID,
+    PRESS_CHAT_ID,
+    RunningIntake,
+    eventually,
+    setup_sandbox,
+)
 from tests.test_vk_intake import GROUP_ID as VK_GROUP_ID
 from tests.test_vk_intake import Running, make_sandbox, vk_settings
 
@@ -228,3 +237,52 @@ async def test_postgres_cut_under_vk_long_poll_loses_no_event(
     assert await _statuses(app) == ["done"]
     async with app.sessions() as session:
         assert await repo.get_cursor(session, ts_cursor(VK_GROUP_ID)) == "26"
+
+
+async def test_a_commit_that_fails_under_telegram_polling_keeps_the_update(
+    sqlite_engine: AsyncEngine, tg_sandbox: TelegramSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Private messages (the session path): the commit fails with a disk I/O error for a while.
+
+    Before, the failure escaped at commit time, aiogram took the update as handled and its
+    offset was confirmed: the message was gone, raw copy included (issue 16, item 2).
+    """
+    app = AppContext.create(make_settings(PRESS_CHAT_ID=PRESS_CHAT_ID), sqlite_engine)
+    failing = False
+
+    def commit(connection: Any) -> None:
+        if failing:
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    event.listen(sqlite_engine.sync_engine, "commit", commit)
+    citizens = [{"id": 8000 + n, "is_bot": False, "first_name": f"Житель {n}"} for n in range(3)]
+    running = RunningIntake(app, tg_sandbox)
+    await running.start()
+    try:
+        for citizen in citizens:
+            tg_sandbox.add_user(citizen)
+        failing = True
+        with caplog.at_level(logging.ERROR):
+            for n, citizen in enumerate(citizens):
+                tg_sandbox.inject_message(citizen["id"], citizen, f"{APPEAL} Дом {n}.")
+            await eventually(_logged(caplog, "disk I/O error"), timeout=20)
+            await asyncio.sleep(1.0)  # several tries, every commit fails
+            assert await _count(app, RawUpdate) == 0  # nothing stored, so nothing confirmed
+            failing = False
+            await eventually(lambda: _ready(app, 3), timeout=30)
+    finally:
+        await running.stop()
+        event.remove(sqlite_engine.sync_engine, "commit", commit)
+    assert await _count(app, RawUpdate) == 3
+    assert await _count(app, Appeal) == 3
+    assert await _statuses(app) == ["done"]
+    # Each message reached the press chat (again after the outage: relays may repeat).
+    relayed = {m.text for m in tg_sandbox.sent if m.chat_id == PRESS_CHAT_ID}
+    assert all(any(f"Дом {n}." in (t or "") for t in relayed) for n in range(3))
+
+
+def _logged(caplog: pytest.LogCaptureFixture, text: str) -> Any:
+    async def check() -> bool:
+        return text in caplog.text
+
+    return check

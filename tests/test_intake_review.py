@@ -8,6 +8,7 @@ import socket
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,6 +25,7 @@ from bot.services.intake_writer import WriterBridge
 from handlers.telegram.middlewares import UpdateStoreMiddleware
 from handlers.telegram.setup import make_bot, make_dispatcher
 from handlers.telegram.webhook import TelegramWebhook
+from storage.writer import WriterError
 from tests.conftest import MONDAY_10_MSK, make_settings
 from tests.telegram_harness import (
     GROUP,
@@ -196,14 +198,16 @@ async def test_an_update_failed_by_the_writer_during_another_flush_is_not_droppe
 
     monkeypatch.setattr(intake, "store_in_session", store_in_session)
     confirmed: list[str] = []
-    bridge._unstored.append((first, lambda stored: confirmed.append("1")))
+    bridge._unstored.append((first, lambda stored: confirmed.append("1"), None))
     one = asyncio.create_task(intake.flush())
     two = asyncio.create_task(intake.flush())
     await one
-    bridge._unstored.append((late, lambda stored: confirmed.append("2")))  # given up meanwhile
+    bridge._unstored.append(
+        (late, lambda stored: confirmed.append("2"), None)
+    )  # given up meanwhile
     slow.set()
     await asyncio.wait_for(two, 5)
-    kept = any(job is late for job, _ in bridge._unstored)
+    kept = any(job is late for job, _, _ in bridge._unstored)
     assert "2" in stores or kept, "update 2 is neither stored nor kept"
     await intake.close()  # the last flush stores whatever is kept
     assert "2" in stores
@@ -346,3 +350,32 @@ async def test_a_command_after_spaces_still_reaches_the_command_routers() -> Non
     assert await gate(message("  /stats месяц"))  # type: ignore[arg-type]
     assert await gate(message("/stats"))  # type: ignore[arg-type]
     assert not await gate(message("Когда починят дорогу? /не команда"))  # type: ignore[arg-type]
+
+
+async def test_an_update_stored_after_one_the_writer_gave_up_on_is_not_confirmed_first(
+    app: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer fails job 1 and stores job 2: 2 is confirmed only after 1 is stored."""
+    intake = Intake.for_app(app)
+    bridge = intake.writer
+    assert isinstance(bridge, WriterBridge)
+    answers: list[Any] = []
+    monkeypatch.setattr(bridge.writer, "submit", lambda job, done: answers.append(done))
+
+    async def store_in_session(job: IntakeJob) -> Stored:
+        return Stored()
+
+    monkeypatch.setattr(intake, "store_in_session", store_in_session)
+    confirmed: list[str] = []
+    for key in ("1", "2"):
+        intake.submit(
+            IntakeJob(RawCopy("telegram", key, "message", "{}")),
+            lambda stored, key=key: confirmed.append(key),
+        )
+    answers[0](None, WriterError("the intake writer keeps exiting"))
+    answers[1](Stored(), None)
+    assert confirmed == []  # 2 is committed, but 1 is not yet: confirming 2 would confirm 1
+    await intake.flush()
+    assert confirmed == ["1", "2"]
+    monkeypatch.undo()
+    await intake.close()

@@ -27,6 +27,7 @@ commands) take the session path (`Intake.open`), with the writer flushed first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -45,6 +46,7 @@ from bot.memory import settle_after_start
 from bot.services import quality
 from bot.services.ingest import IngestResult, IngestService, Outcome
 from bot.services.policy import PageDefaults
+from storage import intake_rows
 from storage import repositories as repo
 from storage.repositories import Db
 
@@ -152,7 +154,7 @@ def store_job(service: IngestService, db: Db, job: IntakeJob) -> Stored:
     raw = job.raw
     raw_id: int | None = None
     if raw is not None:
-        raw_id = repo.claim_raw_update(
+        raw_id = intake_rows.claim_raw_update(
             db, raw.source, raw.key, raw.update_type, raw.payload, status=job.status, note=job.note
         )
         if raw_id is None:
@@ -199,9 +201,9 @@ def _decide(service: IngestService, db: Db, job: IntakeJob, raw_id: int | None) 
 def _move_cursors(db: Db, job: IntakeJob) -> None:
     for cursor in job.cursors:
         if cursor.rising:
-            repo.raise_cursor_row(db, cursor.name, int(cursor.value))
+            intake_rows.raise_cursor_row(db, cursor.name, int(cursor.value))
         else:
-            repo.set_cursor_row(db, cursor.name, cursor.value)
+            intake_rows.set_cursor_row(db, cursor.name, cursor.value)
 
 
 def job_runner(defaults: PageDefaults | None) -> Callable[[Db, IntakeJob], Stored]:
@@ -255,6 +257,7 @@ class Intake:
 
     async def wait_out(self, error: BaseException, attempt: int) -> None:
         """The database is unavailable: say so once, then wait before the next try."""
+        logger.debug("database unavailable (try %d): %s", attempt + 1, note_of(error))
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             logger.error(
@@ -350,11 +353,17 @@ class Intake:
 
     async def _in_session(self, work: Callable[[Db], Stored], *, rescore: bool) -> Stored:
         async with self.sessions() as session:
-            stored = await repo.run_in_transaction(session, work)
-            if rescore:
-                for appeal_id in stored.rescore:
-                    await quality.rescore_appeal(session, appeal_id)
-            await session.commit()
+            try:
+                stored = await repo.run_in_transaction(session, work)
+                if rescore:
+                    for appeal_id in stored.rescore:
+                        await quality.rescore_appeal(session, appeal_id)
+                await session.commit()
+            except BaseException:
+                # Nothing of it may stay on the pooled connection (see IntakeSession.commit).
+                with contextlib.suppress(Exception):
+                    await session.rollback()
+                raise
         return stored
 
     async def keep_failed(self, raw: RawCopy, error: BaseException, *, wait: bool = True) -> None:
@@ -366,7 +375,7 @@ class Intake:
         note = note_of(error)
 
         def failed(db: Db) -> Stored:
-            raw_id = repo.claim_raw_update(
+            raw_id = intake_rows.claim_raw_update(
                 db, raw.source, raw.key, raw.update_type, raw.payload, status="failed", note=note
             )
             if raw_id is not None:
@@ -440,7 +449,7 @@ class Intake:
         try:
             raw_id = await repo.run_in_transaction(
                 session,
-                lambda db: repo.claim_raw_update(
+                lambda db: intake_rows.claim_raw_update(
                     db, raw.source, raw.key, raw.update_type, raw.payload
                 ),
             )
@@ -494,11 +503,13 @@ class IntakeSession:
                 )
             await self.session.commit()
         except Exception as error:
+            # Nothing of a failed commit may stay behind on the pooled connection: the next
+            # session would see it as stored.
+            await self.discard()
             if is_unavailable(error):
                 raise DatabaseUnavailable(note_of(error)) from error
             raise
-        finally:
-            await self.session.close()
+        await self.session.close()
         self.intake.available()
 
     async def discard(self) -> None:

@@ -32,9 +32,11 @@ class WriterBridge:
     def __init__(self, writer: IntakeWriter, intake: Intake) -> None:
         self.writer = writer
         self.intake = intake
-        # Jobs the writer could not store, with their callbacks: stored through a session by
-        # the next flush, before anything is confirmed.
-        self._unstored: list[tuple[IntakeJob, Then]] = []
+        # Jobs the writer could not store (no result yet), with their callbacks: stored through
+        # a session by the next flush, before anything is confirmed. Jobs the writer stored
+        # after one of those wait here too (with their result), so that callbacks run in order
+        # and a later update is never confirmed before an earlier one is stored.
+        self._unstored: list[tuple[IntakeJob, Then, Stored | None]] = []
         # One flush at a time drains `_unstored` (webhook requests flush concurrently).
         self._draining = asyncio.Lock()
         self._followups: set[asyncio.Task[None]] = set()
@@ -53,7 +55,7 @@ class WriterBridge:
 
     @property
     def pending(self) -> int:
-        return self.writer.pending + len(self._unstored)
+        return self.writer.pending + sum(1 for _, _, stored in self._unstored if stored is None)
 
     def submit(self, job: IntakeJob, then: Then) -> None:
         """Queue `job`; `then(stored)` runs on the loop once it is committed."""
@@ -64,10 +66,13 @@ class WriterBridge:
                 logger.error(
                     "update %s not stored by the writer (%s); storing it directly", key, error
                 )
-                self._unstored.append((job, then))
+                self._unstored.append((job, then, None))
                 return
             self._rescore_later(stored.rescore)
-            then(stored)
+            if self._unstored:
+                self._unstored.append((job, then, stored))
+            else:
+                then(stored)
 
         self.writer.submit(job, done)
 
@@ -86,8 +91,9 @@ class WriterBridge:
         await self.writer.flush()
         async with self._draining:
             while self._unstored:
-                job, then = self._unstored[0]
-                stored = await self.intake.deliver(job, session_only=True)
+                job, then, stored = self._unstored[0]
+                if stored is None:
+                    stored = await self.intake.deliver(job, session_only=True)
                 self._unstored.pop(0)
                 then(stored)
         while self._followups:
