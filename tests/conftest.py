@@ -119,3 +119,29 @@ def settings() -> Settings:
 @pytest.fixture
 def app(sqlite_engine: AsyncEngine, settings: Settings) -> AppContext:
     return AppContext.create(settings, sqlite_engine)
+
+
+# Test tiers (markers unit / integration / e2e), assigned by what a test uses, so that a new test
+# needs no marker and every test still runs in `make test`; `make test-fast` runs `-m unit`.
+_DATABASE_FIXTURES = frozenset(
+    {"db_url", "engine", "sqlite_engine", "sessions", "app", "database", "store"}
+)
+_E2E_MODULE_NAMES = frozenset({"TelegramSandbox", "VkSandbox", "subprocess", "setup_sandbox"})
+
+
+def _tier(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    names = set(vars(module)) if module is not None else set()
+    if names & _E2E_MODULE_NAMES or any("sandbox" in name for name in item.fixturenames):
+        return "e2e"
+    if _DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "integration"
+    return "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier unless it carries one already."""
+    tiers = ("unit", "integration", "e2e")
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in tiers):
+            item.add_marker(_tier(item))
