@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
+import time
 from collections.abc import AsyncIterator
+from contextlib import closing
 from datetime import timedelta
 
 import pytest
+from aiogram.types import Update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
@@ -19,6 +25,7 @@ from tests.telegram_harness import (
     PRESS_CHAT_ID,
     RunningIntake,
     eventually,
+    fed_intake,
     setup_sandbox,
 )
 
@@ -87,3 +94,87 @@ async def test_an_update_that_does_not_parse_is_kept_as_failed_and_polling_goes_
     assert bad[0].note is not None and "message_id" in bad[0].note
     assert "не число" in str(bad[0].payload)  # the JSON as Telegram sent it
     assert len(rows) == 5 and all(row.status != "failed" for row in rows if row is not bad[0])
+
+
+# -- 7: a rating is in the reply's quality as soon as it is stored -----------------------------
+
+REPLY = (
+    "Здравствуйте, Иван! Лифт в доме 5 отремонтирует управляющая компания до 10 ноября, "
+    "телефон диспетчерской 8-800-000-00-00."
+)
+
+
+def _group_message(update_id: int, message_id: int, **fields: object) -> Update:
+    return Update.model_validate(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id,
+                "date": MONDAY_10_MSK,
+                "chat": GROUP,
+                "message_thread_id": 100,
+                **fields,
+            },
+        }
+    )
+
+
+async def test_a_rating_is_scored_in_the_transaction_that_stores_it(
+    app: AppContext, sandbox: TelegramSandbox
+) -> None:
+    """The state right after the rating's commit is what a kill -9 there would leave."""
+    database = app.engine.url.database
+    assert database is not None
+    async with fed_intake(app, sandbox) as (dp, store, bot):
+        assert store.writer is not None, "a SQLite file: the background writer"
+        store.use_for_polling(bot)  # commits grouped, as in `otklik run`
+        await dp.feed_update(
+            bot,
+            _group_message(1, 1001, **{"from": CITIZEN, "text": "Когда починят лифт в доме 5?"}),
+        )
+        await dp.feed_update(
+            bot,
+            _group_message(
+                2,
+                1002,
+                sender_chat=CHANNEL,
+                reply_to_message={
+                    "message_id": 1001,
+                    "date": MONDAY_10_MSK,
+                    "chat": GROUP,
+                    "from": CITIZEN,
+                    "text": "Когда починят лифт в доме 5?",
+                },
+                text=REPLY,
+            ),
+        )
+        await store.flush()
+        reaction = {
+            "update_id": 3,
+            "message_reaction": {
+                "chat": GROUP,
+                "message_id": 1002,
+                "user": CITIZEN,
+                "date": MONDAY_10_MSK + timedelta(hours=1),
+                "old_reaction": [],
+                "new_reaction": [{"type": "emoji", "emoji": "👍"}],
+            },
+        }
+        await dp.feed_update(bot, Update.model_validate(reaction))
+        await asyncio.sleep(0)  # one turn of the loop: the job goes to the writer process
+        with closing(sqlite3.connect(database, isolation_level=None)) as reader:
+            # Without yielding to the event loop again: nothing more of this process runs (a
+            # kill -9 right after the writer's commit).
+            deadline = time.monotonic() + 15
+            while not reader.execute("SELECT 1 FROM raw_update WHERE update_key = '3'").fetchone():
+                assert time.monotonic() < deadline, "the rating was never committed"
+                time.sleep(0.01)  # noqa: ASYNC251  (deliberately blocking the loop)
+            (rating,) = reader.execute("SELECT rating FROM appeal").fetchone()
+            parts, score = reader.execute(
+                "SELECT quality_parts, quality_score FROM official_reply"
+            ).fetchone()
+            (appeal_score,) = reader.execute("SELECT quality_score FROM appeal").fetchone()
+        await store.abandon()
+    assert rating == 1
+    assert json.loads(parts)["rating"]["ok"] is True
+    assert appeal_score == score

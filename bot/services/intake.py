@@ -104,7 +104,7 @@ class Stored:
     """What became of an `IntakeJob` once committed."""
 
     duplicate: bool = False  # the update was processed before: nothing else was done
-    rescore: tuple[int, ...] = ()  # appeals whose replies `quality.rescore_appeal` must rescore
+    rescore: tuple[int, ...] = ()  # appeals whose replies were rescored in the job's transaction
     failure: str | None = None  # deciding an event failed: the raw copy is kept as "failed"
     outcomes: tuple[Outcome, ...] = ()  # one per event, in order
 
@@ -194,6 +194,9 @@ def _decide(service: IngestService, db: Db, job: IntakeJob, raw_id: int | None) 
             return Stored(failure=note)
         db.run("RELEASE intake_events", {})
         rescore = tuple(dict.fromkeys(a for _, appeals in decided for a in appeals))
+        # In the job's own transaction (issue 16 item 7): stored together, or not at all.
+        for appeal_id in rescore:
+            quality.rescore_appeal(db, appeal_id)
         return Stored(rescore=rescore, outcomes=tuple(result.outcome for result, _ in decided))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -331,9 +334,7 @@ class Intake:
         try:
             for attempt in (1, 2):
                 try:
-                    return await self._in_session(
-                        lambda db: store_job(service, db, job), rescore=True
-                    )
+                    return await self._in_session(lambda db: store_job(service, db, job))
                 except IntegrityError:
                     if attempt == 2:
                         raise
@@ -351,13 +352,10 @@ class Intake:
             await self.keep_failed(job.raw, error, wait=False)
             return Stored(failure=note_of(error))
 
-    async def _in_session(self, work: Callable[[Db], Stored], *, rescore: bool) -> Stored:
+    async def _in_session(self, work: Callable[[Db], Stored]) -> Stored:
         async with self.sessions() as session:
             try:
                 stored = await repo.run_in_transaction(session, work)
-                if rescore:
-                    for appeal_id in stored.rescore:
-                        await quality.rescore_appeal(session, appeal_id)
                 await session.commit()
             except BaseException:
                 # Nothing of it may stay on the pooled connection (see IntakeSession.commit).
@@ -385,7 +383,7 @@ class Intake:
         attempt = 0
         while True:
             try:
-                await self._in_session(failed, rescore=False)
+                await self._in_session(failed)
                 self.available()
                 return
             except Exception as store_error:
@@ -395,19 +393,6 @@ class Intake:
                     raise DatabaseUnavailable(note_of(store_error)) from store_error
                 await self.wait_out(store_error, attempt)
                 attempt += 1
-
-    async def rescore(self, appeal_ids: tuple[int, ...]) -> None:
-        """Quality after a rating or a re-open (ORM code, in its own transaction)."""
-        if not appeal_ids:
-            return
-        try:
-            async with self.sessions() as session:
-                for appeal_id in appeal_ids:
-                    await quality.rescore_appeal(session, appeal_id)
-                await session.commit()
-        except Exception:
-            # Scores are recomputed by the scheduler's hourly `quality.score_replies` as well.
-            logger.exception("rescoring appeals %s failed", appeal_ids)
 
     # -- in the background (the writer) ---------------------------------------------------------
 
