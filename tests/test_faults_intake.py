@@ -17,7 +17,8 @@ from sqlmodel import select
 
 from bot.app import AppContext
 from bot.sandbox import TelegramSandbox
-from storage.models import CitizenMessage, RawUpdate
+from handlers.telegram.private import RECEIVED
+from storage.models import Appeal, CitizenMessage, RawUpdate
 from tests.conftest import MONDAY_10_MSK, make_settings
 from tests.telegram_harness import (
     CHANNEL,
@@ -178,3 +179,30 @@ async def test_a_rating_is_scored_in_the_transaction_that_stores_it(
     assert rating == 1
     assert json.loads(parts)["rating"]["ok"] is True
     assert appeal_score == score
+
+
+# -- 9: a lone surrogate on the private relay path --------------------------------------------
+
+
+async def test_a_lone_surrogate_in_a_private_message_is_relayed_and_stored(
+    any_app: AppContext, sandbox: TelegramSandbox
+) -> None:
+    """Half an emoji in the citizen's name and text: stored, relayed, the citizen answered."""
+    citizen = {"id": 801, "is_bot": False, "first_name": "Мария \ud83d", "username": "maria"}
+    sandbox.add_user(citizen)
+    sandbox.inject_message(citizen["id"], citizen, "Когда дадут воду в доме 7? \ud83d Третий день")
+    intake = RunningIntake(any_app, sandbox)
+    await intake.start()
+    try:
+        await intake.wait_processed(1, timeout=30)
+    finally:
+        await intake.stop()
+    async with any_app.sessions() as session:
+        [raw] = (await session.exec(select(RawUpdate))).all()
+        appeals = (await session.exec(select(Appeal))).all()
+    assert raw.status == "done", raw.note
+    assert len(appeals) == 1
+    [relayed] = sandbox.sent_messages(PRESS_CHAT_ID)
+    assert "Когда дадут воду в доме 7? � Третий день" in (relayed.text or "")
+    assert "Мария �" in (relayed.text or "")
+    assert [m.text for m in sandbox.sent_messages(citizen["id"])] == [RECEIVED]
