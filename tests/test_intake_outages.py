@@ -28,6 +28,7 @@ from bot.app import AppContext
 from bot.events import PageKind, PageRef, Platform
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.vk import VkSandbox
+from handlers.telegram.notifier import TelegramNotifier
 from handlers.vk.intake import ts_cursor
 from storage import repositories as repo
 from storage.engine import create_engine
@@ -165,7 +166,7 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
     tg_sandbox: TelegramSandbox,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = AppContext.create(make_settings(), pg_engine)
+    app = AppContext.create(make_settings(PRESS_CHAT_ID=PRESS_CHAT_ID), pg_engine)
     async with app.sessions() as session:
         await repo.ensure_page(
             session,
@@ -181,6 +182,8 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
         await session.commit()
     running = RunningIntake(app, tg_sandbox)
     await running.start()
+    assert running.bot is not None
+    app.notifier = TelegramNotifier(running.bot)  # the press chat hears of the outage
     try:
         for n in range(1, 11):
             tg_sandbox.inject_message(GROUP_ID, _citizen(n), f"{APPEAL} Дом {n}.")
@@ -192,6 +195,11 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
             await asyncio.sleep(2.0)  # polling goes on; the database is gone
             await proxy.start()
             await eventually(lambda: _ready(app, 40), timeout=60)
+
+        async def both_notices() -> bool:
+            return len(tg_sandbox.sent_messages(PRESS_CHAT_ID)) >= 2
+
+        await eventually(both_notices, timeout=10)
     finally:
         await running.stop()
     assert await _count(app, RawUpdate) == 40
@@ -199,6 +207,11 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
     assert await _statuses(app) == ["done"]
     outage = [m for m in caplog.messages if "database is unavailable" in m]
     assert len(outage) == 1  # said once, not once per try
+    # ... and once in the press chat, in Russian, with the end of it (issue 16).
+    told = [m.text or "" for m in tg_sandbox.sent_messages(PRESS_CHAT_ID)]
+    assert len(told) == 2, told
+    assert told[0].startswith("Отклик: база данных недоступна")
+    assert told[1].startswith("Отклик: база данных снова доступна (перерыв ")
 
 
 async def _ready(app: AppContext, n: int) -> bool:

@@ -40,11 +40,13 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, Inter
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from bot import ru
 from bot import text as text_analysis
 from bot.events import Event
 from bot.memory import settle_after_start
 from bot.services import quality
 from bot.services.ingest import IngestResult, IngestService, Outcome
+from bot.services.notices import tell_press
 from bot.services.policy import PageDefaults
 from storage import intake_rows
 from storage import repositories as repo
@@ -63,6 +65,14 @@ logger = logging.getLogger(__name__)
 # Waiting out an outage: the first retry after this many seconds, doubling up to the cap.
 RETRY_S = 0.25
 RETRY_CAP_S = 10.0
+# Said once per outage in the press chat (as in the log): when it starts, and when it ends.
+OUTAGE_NOTICE = (
+    "Отклик: база данных недоступна, приём сообщений приостановлен. Ничего не теряется: "
+    "Telegram и ВКонтакте хранят новые сообщения, пока база не вернётся."
+)
+RECOVERY_NOTICE = (
+    "Отклик: база данных снова доступна (перерыв {lasted}), приём сообщений продолжается."
+)
 # SQLite result codes that mean the database, not the update, is in trouble: busy, locked,
 # read-only, I/O error, disk full, cannot open.
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14})
@@ -239,11 +249,18 @@ class Intake:
         self.retry_s = retry_s
         self.retry_cap_s = retry_cap_s
         self._outage_since: float | None = None
+        self.app: AppContext | None = None  # whose press chat hears of outages
+        self._notices: set[asyncio.Task[bool]] = set()
 
     @classmethod
     def for_app(cls, app: AppContext) -> Intake:
-        """The app's intake; on a SQLite file with its writer process (started when used)."""
-        return cls.for_database(app.engine, app.sessions, app.defaults)
+        """The app's intake; on a SQLite file with its writer process (started when used).
+
+        Outages are told to the app's press chat as well as logged.
+        """
+        intake = cls.for_database(app.engine, app.sessions, app.defaults)
+        intake.app = app
+        return intake
 
     @classmethod
     def for_database(
@@ -268,16 +285,26 @@ class Intake:
                 "until it is back",
                 note_of(error),
             )
+            self._tell_press(OUTAGE_NOTICE)
         await asyncio.sleep(min(self.retry_s * 2 ** min(attempt, 16), self.retry_cap_s))
 
     def available(self) -> None:
         """A write went through: if the database was unavailable, it is back."""
         if self._outage_since is not None:
+            lasted = time.monotonic() - self._outage_since
             logger.warning(
-                "the database is available again after %.0f s; the intake goes on",
-                time.monotonic() - self._outage_since,
+                "the database is available again after %.0f s; the intake goes on", lasted
             )
             self._outage_since = None
+            self._tell_press(RECOVERY_NOTICE.format(lasted=ru.duration(lasted)))
+
+    def _tell_press(self, text: str) -> None:
+        """The press chat hears it too; in the background: the intake must not wait on it."""
+        if self.app is None:
+            return
+        task = asyncio.get_running_loop().create_task(tell_press(self.app, text))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
 
     @property
     def waiting(self) -> bool:
