@@ -21,6 +21,7 @@ from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.services import doubtful
 from bot.services.corrections import correct_topic
+from bot.services.export import MODEL_EXCLUDED, appeal_rows
 from bot.services.ingest import IngestService
 from bot.services.policy import sla_deadline
 from bot.services.reclassify import ReclassifySummary, reclassify
@@ -217,6 +218,14 @@ async def test_the_model_decides_again_and_people_keep_their_decisions(
     assert appeal is not None and appeal.topic == "ecology" and not appeal.excluded
     async with app.sessions() as session:
         assert len((await session.exec(select(Decision))).all()) == decisions_before
+
+    async with app.sessions() as session:  # the export says who excluded what
+        exported = await appeal_rows(
+            session, since=SINCE, until=UNTIL, at=msk(11, 3, 12), defaults=app.defaults
+        )
+    excluded = {row.values["text"]: row.values["excluded_by"] for row in exported}
+    assert excluded[THANKS] == MODEL_EXCLUDED and excluded[roads_variant] == "Анна"
+    assert excluded[learnt] is None
 
     after = await _figures(app)  # the report's pre-aggregated days follow
     assert after["appeals"] == 4  # the thanks left, the learnt remark came in
