@@ -26,8 +26,8 @@ from bot.sandbox.telegram import SentMessage
 from bot.services.corrections import corpus_lines
 from bot.services.doubtful import DOUBTFUL, doubt_buttons
 from bot.services.ingest import IngestService
+from bot.services.reports import build_report
 from bot.services.scheduler import Scheduler
-from bot.services.stats import build_report
 from bot.text import MODEL_ENV, classify, is_doubtful, model_version
 from handlers.telegram.notifier import TelegramNotifier
 from handlers.telegram.pressoffice import BUTTON_REFUSAL

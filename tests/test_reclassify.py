@@ -26,7 +26,7 @@ from bot.services.ingest import IngestService
 from bot.services.policy import sla_deadline
 from bot.services.reclassify import ReclassifySummary, reclassify
 from bot.services.reminders import NOT_APPEAL, apply_decision
-from bot.services.stats import build_report
+from bot.services.reports import build_report
 from bot.text import MODEL_ENV, classify, model_version, train_local, use_local_model
 from bot.timeparse import TimeFormatError, parse_time
 from storage import repositories as repo
