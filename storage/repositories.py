@@ -699,10 +699,18 @@ class CitizenMessageRow:
     appeal_id: int | None
 
 
-def citizen_message_row(db: Db, message_id: int) -> CitizenMessageRow | None:
+def citizen_message_row(
+    db: Db, message_id: int, *, for_update: bool = False
+) -> CitizenMessageRow | None:
+    """A stored citizen message; `for_update` locks its row until the transaction ends.
+
+    SQLite has one writer at a time anyway; on PostgreSQL the lock makes two concurrent
+    deciders (two operators pressing «Это обращение») take turns.
+    """
+    lock = "" if db.sqlite or not for_update else " FOR UPDATE"
     row = db.row(
         "SELECT id, page_id, thread_id, external_id, author_id, author_name, sent_at, link, "
-        "appeal_id FROM citizen_message WHERE id = :id",
+        f"appeal_id FROM citizen_message WHERE id = :id{lock}",
         {"id": message_id},
     )
     if row is None:

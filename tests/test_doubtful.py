@@ -6,6 +6,7 @@ real notifier; every answer is checked in the database, in the metrics and in th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -23,6 +24,7 @@ from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import SentMessage
+from bot.services import doubtful
 from bot.services.corrections import corpus_lines
 from bot.services.doubtful import DOUBTFUL, doubt_buttons
 from bot.services.ingest import IngestService
@@ -378,3 +380,55 @@ asyncio.run(main())
     assert second.returncode == 0, second.stderr
     assert "без изменений" in second.stdout
     assert (tmp_path / "otklik.model.json").read_bytes() == model
+
+
+async def test_answers_on_both_databases_and_two_operators_at_once(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    app = AppContext.create(make_settings(), engine, SimulatedClock(msk(11, 3, 10)))
+    first, second = doubtful_texts()[:2]
+    yes_id, no_id = await _ingest(
+        app,
+        citizen_event(msk(11, 2, 20), first, "501", 801),
+        citizen_event(msk(11, 2, 20, 5), second, "502", 802),
+    )
+    at = msk(11, 3, 10)
+
+    async def answer(message_id: int, is_appeal: bool, who: str) -> doubtful.DoubtResult:
+        async with app.sessions() as session:
+            message = await session.get(CitizenMessage, message_id)
+            assert message is not None
+            result = await doubtful.decide(
+                session,
+                message,
+                is_appeal,
+                actor_id=who,
+                actor_name=None,
+                at=at,
+                defaults=app.defaults,
+            )
+            await session.commit()
+        return result
+
+    if db_url.startswith("postgresql"):
+        # Two operators press «Это обращение» in the same instant: one appeal, one decision.
+        results = await asyncio.gather(answer(yes_id, True, "1"), answer(yes_id, True, "2"))
+        assert sorted(r.changed for r in results) == [False, True]
+    else:
+        assert (await answer(yes_id, True, "1")).changed
+        assert not (await answer(yes_id, True, "2")).changed
+    assert (await answer(no_id, False, "3")).changed
+    assert not (await answer(no_id, True, "3")).changed  # decided already: stays
+    async with app.sessions() as session:
+        appeals = (await session.exec(select(Appeal))).all()
+        decisions = (await session.exec(select(Decision).order_by(col(Decision.id)))).all()
+        lines = [json.loads(line) for line in await corpus_lines(session)]
+    assert [(a.first_message_id, a.received_at) for a in appeals] == [(yes_id, msk(11, 2, 20))]
+    assert [(d.action, d.appeal_id, d.citizen_message_id) for d in decisions] == [
+        ("is_appeal", appeals[0].id, yes_id),
+        ("not_appeal", None, no_id),
+    ]
+    assert [(line["text"], line["is_appeal"]) for line in lines] == [
+        (first, True),
+        (second, False),
+    ]

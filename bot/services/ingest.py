@@ -290,7 +290,7 @@ class IngestService:
         replies to the message stored meanwhile answer it. Returns the appeal id (None if the
         message is unknown or belongs to an appeal already) and the appeals to rescore.
         """
-        message = repo.citizen_message_row(db, message_row_id)
+        message = repo.citizen_message_row(db, message_row_id, for_update=True)
         if message is None or message.appeal_id is not None:
             return None, ()
         page = repo.page_by_id_row(db, message.page_id)
