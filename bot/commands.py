@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
+from bot import ru
 from bot.app import AppContext
 from bot.clock import utc_now
 from bot.config import Settings
@@ -70,14 +71,14 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     until = parse_time(args.until, settings.TIMEZONE)
     at = parse_time(args.at, settings.TIMEZONE) if args.at else utc_now()
     if until <= since:
-        raise CommandError("--until must be later than --since")
+        raise CommandError(_reversed_period(args.since, args.until))
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
         async with app.sessions() as session:
             if args.page is not None and await session.get(Page, args.page) is None:
                 pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
                 known = ", ".join(f"{p.id} ({p.title or p.external_id})" for p in pages)
-                raise CommandError(f"no page {args.page}; pages: {known or 'none yet'}")
+                raise CommandError(f"страницы {args.page} нет; есть: {known or 'пока ни одной'}")
             report = await build_report(
                 session, since=since, until=until, at=at, page_id=args.page, defaults=app.defaults
             )
@@ -88,6 +89,14 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(format_stats(report, settings.TIMEZONE))
     return 0
+
+
+def _reversed_period(since: str, until: str) -> str:
+    """The error for a period whose end is not after its start, in Russian."""
+    return (
+        f"конец периода (--until {until}) должен быть позже начала (--since {since}); "
+        "--until не входит в период: за 2 ноября — --since 02.11.2026 --until 03.11.2026"
+    )
 
 
 async def _digest(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,7 +125,9 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
         # Exports name accounts "user123"; a bare 123 is the same account.
         number = part.removeprefix("user")
         if not number.isdigit():
-            raise CommandError(f"--staff: {part!r} is not a Telegram user id (123 or user123)")
+            raise CommandError(
+                f"--staff: «{part}» — не id пользователя Telegram (ожидается 123 или user123)"
+            )
         staff.append(number)
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
@@ -128,7 +139,7 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
 
     since = parse_time(args.since, settings.TIMEZONE)
     if since > datetime.now(UTC) + timedelta(minutes=1):
-        raise CommandError("--since is in the future")
+        raise CommandError(f"--since: дата {args.since} ещё не наступила")
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
         return await backfill_command(app, args.group, since)
@@ -144,7 +155,8 @@ async def _corrections(args: argparse.Namespace, settings: Settings) -> int:
     text = "".join(f"{line}\n" for line in lines)
     if args.output:
         await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
-        print(f"{len(lines)} corrections written to {args.output}", file=sys.stderr)
+        written = ru.quantity(len(lines), "исправление", "исправления", "исправлений")
+        print(f"{written} записано в {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -174,18 +186,11 @@ async def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> TrainSummary:
-    """Run train_local under a tqdm bar on stderr; log records go through the bar."""
-    import logging
-
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
+    """Run train_local under a progress bar on stderr; log records go above the bar."""
+    from bot.progress import progress_bar
     from bot.text import train_local
 
-    with (
-        tqdm(total=1, desc="Обучение модели", unit="шаг", file=sys.stderr, leave=True) as bar,
-        logging_redirect_tqdm(loggers=[logging.getLogger()]),
-    ):
+    with progress_bar(total=1, desc="Обучение модели", unit="шаг", leave=True) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total

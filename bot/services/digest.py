@@ -476,7 +476,9 @@ async def digest_command(app: AppContext, week: str | None = None, send: bool = 
     try:
         chosen = parse_week(week, app.clock(), app.defaults.timezone)
     except ValueError:
-        raise CommandError(f"--week must look like 2026-W46, got {week!r}") from None
+        raise CommandError(
+            f"--week: ожидается неделя ISO вида 2026-W46, указано «{week}»"
+        ) from None
     async with app.sessions() as session:
         digest = await build_digest(session, app, chosen)
     print(plain_text(digest.text))
@@ -487,9 +489,9 @@ async def digest_command(app: AppContext, week: str | None = None, send: bool = 
         return 0
     token = app.settings.TELEGRAM_BOT_TOKEN
     if token is None:
-        raise CommandError("--send needs TELEGRAM_BOT_TOKEN in .env")
+        raise CommandError("--send: заполните TELEGRAM_BOT_TOKEN в .env")
     if not app.settings.digest_chat_ids:
-        raise CommandError("--send needs DIGEST_CHAT_IDS in .env")
+        raise CommandError("--send: заполните DIGEST_CHAT_IDS в .env (id чатов для сводки)")
     from handlers.telegram.notifier import TelegramNotifier
     from handlers.telegram.setup import make_bot
 
@@ -500,7 +502,7 @@ async def digest_command(app: AppContext, week: str | None = None, send: bool = 
             try:
                 await send_digest(notifier, chat_id, digest)
             except DeliveryError as error:
-                raise CommandError(f"digest not delivered to {chat_id}: {error}") from None
+                raise CommandError(f"сводка не доставлена в чат {chat_id}: {error}") from None
             print(f"Отправлено в чат {chat_id}")
     finally:
         await bot.session.close()

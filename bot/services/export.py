@@ -530,7 +530,7 @@ async def export_command(
     if until <= since:
         from bot.commands import CommandError
 
-        raise CommandError("--until must be later than --since")
+        raise CommandError("конец периода (--until) должен быть позже начала (--since)")
     async with app.sessions() as session:
         exported = await build_export(
             session, since=since, until=until, at=app.clock(), defaults=app.defaults, fmt=fmt

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import logging
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
@@ -32,6 +31,7 @@ from bot.services.reminders import (
     render_overdue_summary,
 )
 from bot.services.worktime import WorkSchedule
+from bot.timeparse import TimeZoneError, resolve_timezone
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
@@ -53,7 +53,7 @@ TOPIC_REFUSAL = (
 PAGE_HELP = (
     "Страницы: /page — список.\n"
     "/page ID title Новое название\n"
-    "/page ID tz Asia/Vladivostok\n"
+    "/page ID tz Владивосток — часовой пояс (город или Asia/Vladivostok)\n"
     "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
     "/page ID hours 09:00-18:00 — рабочее время\n"
     "/page ID unbind — отвязать пресс-чат\n"
@@ -349,13 +349,15 @@ async def page_command(
     field, values = args[1].lower(), args[2:]
     if field == "title" and values:
         page.title = " ".join(values)[:256]
-    elif field == "tz" and len(values) == 1:
+    elif field == "tz" and values:
         try:
-            ZoneInfo(values[0])
-        except (ZoneInfoNotFoundError, ValueError):
-            await message.answer(f"Не знаю часовой пояс {values[0]}. Пример: Asia/Vladivostok")
+            page.timezone = resolve_timezone(" ".join(values))
+        except TimeZoneError:
+            await message.answer(
+                f"Не знаю часовой пояс «{' '.join(values)}». "
+                "Пример: /page ID tz Владивосток или /page ID tz Asia/Vladivostok"
+            )
             return
-        page.timezone = values[0]
     elif field == "sla" and 1 <= len(values) <= 2:
         try:
             hours = [float(v.replace(",", ".")) for v in values]
