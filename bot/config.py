@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     SUPERVISOR_IDS: str = ""
     PRESS_CHAT_ID: int | None = None
     DIGEST_CHAT_IDS: str = ""
+    PRESS_CHAT_OPEN: bool = False  # anyone in a press chat may press the reminder buttons
     TIMEZONE: str = "Europe/Moscow"
     WORK_HOURS: str = "09:00-18:00"
     SHORTEN_PREHOLIDAY: bool = False
@@ -225,7 +226,14 @@ _EXPECTED_RU = {
 }
 # Settings whose submitted value may be shown back: no secrets, no URLs with passwords.
 _SHOWN_VALUES = frozenset(
-    {"PRESS_CHAT_ID", "SLA_HOURS", "SLA_URGENT_HOURS", "SHORTEN_PREHOLIDAY", "TIMEZONE"}
+    {
+        "PRESS_CHAT_ID",
+        "PRESS_CHAT_OPEN",
+        "SLA_HOURS",
+        "SLA_URGENT_HOURS",
+        "SHORTEN_PREHOLIDAY",
+        "TIMEZONE",
+    }
 )
 
 

@@ -158,6 +158,7 @@ def _demo_settings(
         TELEGRAM_API_SERVER=sandbox.base_url,
         DATABASE_URL=database_url,
         PRESS_CHAT_ID=PRESS_CHAT_ID,
+        PRESS_CHAT_OPEN=True,  # the demo's operator joins by pressing a button
         SUPERVISOR_IDS=str(SUPERVISOR["id"]),
         DIGEST_CHAT_IDS=str(SUPERVISOR["id"]),
         **(vk or {}),

@@ -43,8 +43,8 @@ SUPERVISOR_REFUSAL = "Извините, эта команда доступна �
 ADMIN_REFUSAL = "Извините, управлять страницами могут только администраторы Отклика."
 STAFF_REFUSAL = "Извините, назначать сотрудников и роли могут только администраторы Отклика."
 BUTTON_REFUSAL = (
-    "Эти кнопки — для сотрудников пресс-службы. Если вы работаете с обращениями, попросите "
-    "администратора добавить вас."
+    "Эти кнопки — для операторов пресс-службы. Если вы работаете с обращениями, попросите "
+    "администратора Отклика добавить вас: /staff operator ВАШ_ID (ваш ID покажет /chatid)."
 )
 TOPIC_REFUSAL = (
     "Извините, исправлять тему обращения могут операторы и руководители пресс-службы. Если вы "
@@ -85,11 +85,11 @@ async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppConte
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
     if role < roles.Role.OPERATOR:
-        if not in_press_chat:
+        if not roles.may_join_by_pressing(app.settings, in_press_chat):
             logger.info("user %r pressed %r without a role; refused", user.id, query.data)
             await query.answer(BUTTON_REFUSAL, show_alert=True)
             return
-        # A member of the page's press chat: an operator from the first press (roles docs).
+        # An open press chat: its member is an operator from the first press (roles docs).
         await roles.register_operator(session, user.id, person_name(user), page.id)
     result = await apply_decision(
         session,
@@ -129,7 +129,8 @@ async def topic_command(
         return
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     if role < roles.Role.OPERATOR:
-        if message.chat.id != press_chat_of(page, app.settings):
+        in_press_chat = message.chat.id == press_chat_of(page, app.settings)
+        if not roles.may_join_by_pressing(app.settings, in_press_chat):
             await message.answer(TOPIC_REFUSAL)
             return
         await roles.register_operator(session, user.id, person_name(user), page.id)
