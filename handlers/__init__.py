@@ -25,6 +25,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         business,
         discussion,
         membership,
+        onboarding,
         press,
         pressoffice,
         private,
@@ -38,6 +39,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         service.create_router(),
         supervisors.create_router(app),
         pressoffice.create_router(app),
+        onboarding.create_router(app),  # after pressoffice: its startup loads the press chats
     )
     group_router = discussion.create_router()
     group_router.message.filter(DiscussionChat(app))
