@@ -174,13 +174,36 @@ async def _set(bot: Bot, menu: Menu, scope: object, where: str) -> bool:
     return True
 
 
+async def _forget(bot: Bot, user_id: int, chats: Iterable[int]) -> None:
+    """Drop a former supervisor's menus: they fall back to the citizens' and the chat's."""
+    scopes: list[BotCommandScopeChat | BotCommandScopeChatMember] = [
+        BotCommandScopeChat(chat_id=user_id)
+    ]
+    scopes.extend(BotCommandScopeChatMember(chat_id=chat, user_id=user_id) for chat in chats)
+    for scope in scopes:
+        try:
+            await bot.delete_my_commands(scope=scope)
+        except TelegramAPIError as error:
+            logger.warning("command menu of user %r not removed: %s", user_id, error)
+
+
 async def refresh_menus(
-    bot: Bot, session: AsyncSession, app: AppContext, press_chats: Iterable[int] = ()
+    bot: Bot,
+    session: AsyncSession,
+    app: AppContext,
+    *,
+    changed_users: Iterable[int] = (),
 ) -> int:
-    """Set every scope's command menu; returns how many scopes were set."""
-    chats = sorted({*app.press_chats, *press_chats})
+    """Set every scope's command menu; returns how many scopes were set.
+
+    `changed_users`: people whose role just changed; those left without a supervisor's role
+    lose their personal menus.
+    """
+    chats = sorted(app.press_chats)
     done = int(await _set(bot, CITIZEN_MENU, BotCommandScopeAllPrivateChats(), "private chats"))
     people = await _people_with_role(session, app)
+    for user_id in set(changed_users) - set(people):
+        await _forget(bot, user_id, chats)
     for chat_id in chats:
         done += await _set(bot, PRESS_CHAT_MENU, BotCommandScopeChat(chat_id=chat_id), "press chat")
     for user_id, role in people.items():

@@ -32,6 +32,7 @@ from bot.services.reminders import (
 )
 from bot.services.worktime import WorkSchedule
 from bot.timeparse import TimeZoneError, resolve_timezone
+from handlers.telegram import onboarding, pages
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
@@ -52,6 +53,8 @@ TOPIC_REFUSAL = (
 )
 PAGE_HELP = (
     "Страницы: /page — список.\n"
+    "/page add @канал — подключить канал Telegram и проверить права бота "
+    "(/page add vk 12345 — сообщество ВКонтакте, /page add business — личный аккаунт)\n"
     "/page ID title Новое название\n"
     "/page ID tz Владивосток — часовой пояс (город или Asia/Vladivostok)\n"
     "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
@@ -316,6 +319,9 @@ async def staff_command(
         return
     platform, user_id = account
     await roles.set_role(session, user_id, verb, page_id=page_id, platform=platform)
+    if platform == roles.PLATFORM and message.bot is not None:
+        # The person's menu follows the role (staff rows are flushed: the query sees them).
+        await onboarding.refresh_menus(message.bot, session, app, changed_users=[int(user_id)])
     where = f"на странице {page_id}" if page_id else "на всех страницах"
     who = _account_label(platform, user_id)
     if verb == "none":
@@ -325,18 +331,23 @@ async def staff_command(
 
 
 async def page_command(
-    message: Message, session: AsyncSession, app: AppContext, command: CommandObject
+    message: Message, bot: Bot, session: AsyncSession, app: AppContext, command: CommandObject
 ) -> None:
-    """/page: list pages; /page ID title|tz|sla|hours|unbind …: change one."""
+    """/page: list pages; /page add …: connect one; /page ID title|tz|sla|hours|unbind …."""
     if not await _require(message, session, app, roles.Role.ADMIN):
         return
     args = (command.args or "").split()
+    if args and args[0].lower() in ("add", "добавить"):
+        await pages.add_page(message, bot, session, app, args[1:])
+        return
     if not args:
-        pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
-        if not pages:
-            await message.answer("Страниц пока нет: они появятся с первым сообщением.")
+        found = (await session.exec(select(Page).order_by(col(Page.id)))).all()
+        if not found:
+            await message.answer(
+                "Страниц пока нет. Подключите первую: /page add @канал или /page add vk 12345."
+            )
             return
-        lines = [_page_line(page, app) for page in pages]
+        lines = [_page_line(page, app) for page in found]
         await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
         return
     if len(args) < 2 or not args[0].isdigit():
@@ -419,6 +430,8 @@ async def bind_command(
         page.press_chat_id = message.chat.id
     app.press_chats.add(message.chat.id)
     await session.flush()
+    if message.bot is not None:
+        await onboarding.refresh_menus(message.bot, session, app)  # the new chat's menu
     titles = ", ".join(f"«{html.escape(page_title(p))}»" for p in chosen)
     pages_word = "странице" if len(chosen) == 1 else "страницам"  # not a count: one or several
     logger.info("chat %r bound to pages %r", message.chat.id, [p.id for p in chosen])
