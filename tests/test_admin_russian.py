@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -244,3 +245,25 @@ def test_log_lines_never_cut_through_a_progress_bar(capsys: pytest.CaptureFixtur
     for line in log_lines:
         assert line.startswith("WARNING строка журнала"), repr(line)
         assert "Импорт" not in line and "%|" not in line
+
+
+def _mentioned(path: Path, pattern: str) -> set[str]:
+    return set(re.findall(pattern, path.read_text(encoding="utf-8")))
+
+
+def test_russian_guide_keeps_step_with_the_english_docs() -> None:
+    """Every chat command the bot handles and every CLI command is in both guides."""
+    handled = set(re.findall(r'Command\("([a-z]+)"\)', _sources(ROOT / "handlers"))) | {"start"}
+    chat_pattern = r"`/([a-z]+)"
+    russian = _mentioned(ROOT / "docs" / "GUIDE_RU.md", chat_pattern)
+    english = _mentioned(ROOT / "docs" / "SETUP.md", chat_pattern)
+    assert handled <= russian, handled - russian
+    assert handled <= english, handled - english
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    cli_pattern = r"`otklik ([a-z-]+)"
+    assert commands <= _mentioned(ROOT / "docs" / "GUIDE_RU.md", cli_pattern)
+    assert commands <= _mentioned(ROOT / "README.md", cli_pattern)
+
+
+def _sources(folder: Path) -> str:
+    return "".join(path.read_text(encoding="utf-8") for path in folder.rglob("*.py"))
