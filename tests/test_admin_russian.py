@@ -267,3 +267,16 @@ def test_russian_guide_keeps_step_with_the_english_docs() -> None:
 
 def _sources(folder: Path) -> str:
     return "".join(path.read_text(encoding="utf-8") for path in folder.rglob("*.py"))
+
+
+def test_classify_errors_are_russian() -> None:
+    from io import StringIO
+
+    from bot.text import classify_stream
+
+    out = StringIO()
+    classify_stream(StringIO('не json\n{"txt": 1}\n'), out)
+    assert out.getvalue().splitlines() == [
+        '{"error": "строка 1: строка — не JSON"}',
+        '{"error": "строка 2: ожидается объект JSON с текстом в поле \\"text\\""}',
+    ]
