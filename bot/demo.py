@@ -25,6 +25,7 @@ from bot import ru
 from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.config import Settings
+from bot.demo_admin import ADMIN, admin_tour, appoint_operator
 from bot.sandbox import TelegramSandbox
 from bot.services.policy import page_calendar
 from storage.engine import open_database
@@ -158,7 +159,7 @@ def _demo_settings(
         TELEGRAM_API_SERVER=sandbox.base_url,
         DATABASE_URL=database_url,
         PRESS_CHAT_ID=PRESS_CHAT_ID,
-        PRESS_CHAT_OPEN=True,  # the demo's operator joins by pressing a button
+        ADMIN_IDS=str(ADMIN["id"]),  # appoints the operator (bot/demo_admin.py)
         SUPERVISOR_IDS=str(SUPERVISOR["id"]),
         DIGEST_CHAT_IDS=str(SUPERVISOR["id"]),
         **(vk or {}),
@@ -187,6 +188,10 @@ def _setup_sandbox(sandbox: TelegramSandbox) -> None:
     sandbox.add_chat({"id": PRESS_CHAT_ID, "type": "supergroup", "title": "Пресс-служба"})
     sandbox.add_user(SUPERVISOR)
     sandbox.add_user(OPERATOR)
+    sandbox.add_user(ADMIN)
+    # The bot is an administrator of the channel and of its discussion group (docs/SETUP.md).
+    sandbox.set_admins(CHANNEL_ID, [ADMIN], bot_is_admin=True)
+    sandbox.set_admins(GROUP_ID, [ADMIN], bot_is_admin=True)
 
 
 def _plan(state: DemoState, app: AppContext, days: int) -> None:
@@ -377,8 +382,10 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                         f"{ru.quantity(len(state.steps), 'событие', 'события', 'событий')} "
                         "в Telegram и ВКонтакте."
                     )
+                    await appoint_operator(sandbox, clock, OPERATOR)
                     await _simulate(state, scheduler, days)
                     await _show(state, app, sandbox, days)
+                    await admin_tour(sandbox, clock, "oblast_gov", _period(app, days))
                     if serve:
                         print(
                             f"\nПесочницы работают. Telegram Bot API: {sandbox.base_url}, "
@@ -398,6 +405,12 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     await store.close()
                     await bot.session.close()
     return 0
+
+
+def _period(app: AppContext, days: int) -> str:
+    """«02.11-11.11»: the simulated days as /stats and /team take them."""
+    last = (START + timedelta(days=days - 1)).astimezone(ZoneInfo(app.defaults.timezone))
+    return f"02.11-{last:%d.%m}"
 
 
 async def _settle(state: DemoState) -> None:
@@ -450,21 +463,17 @@ async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, day
         if sandbox.callback_answers:
             print(f"«{buttons[0]}» → {sandbox.callback_answers[-1].get('text', 'ок')}")
 
-    end_day = (
-        (START + timedelta(days=days - 1))
-        .astimezone(ZoneInfo(app.defaults.timezone))
-        .strftime("%d.%m")
-    )
     already = len(sandbox.sent_messages(SUPERVISOR["id"]))
     command = sandbox.inject_message(
-        SUPERVISOR["id"], SUPERVISOR, f"/stats 02.11-{end_day}", date=state.clock()
+        SUPERVISOR["id"], SUPERVISOR, f"/stats {_period(app, days)}", date=state.clock()
     )
     await sandbox.wait_for_confirmed(command["update_id"], timeout=30)
     answers = sandbox.sent_messages(SUPERVISOR["id"])[already:]
-    print(f"\n=== Руководитель: /stats 02.11-{end_day} ===")
+    print(f"\n=== Руководитель: /stats {_period(app, days)} ===")
     for message in answers:
         for upload in message.files:
-            print(f"[график {upload.filename}, {upload.size // 1024} КБ, отправлен в чат]")
+            (OUTPUT / upload.filename).write_bytes(upload.data)
+            print(f"[график отправлен в чат и сохранён: {OUTPUT / upload.filename}]")
         if message.text:
             print(_plain(message.text))
 

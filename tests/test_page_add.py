@@ -101,7 +101,7 @@ async def test_page_add_telegram_checks_admin_rights(
     # The bot is in the group but not an admin, and not an admin of the channel either.
     sandbox.set_admins(GROUP_ID, [ADMIN], bot_is_admin=False)
     text = await _say(sandbox, "/page add @gov_region")
-    assert text.startswith("Страница «Правительство области» (№1) (Telegram) добавлена")
+    assert text.startswith("Страница «Правительство области» (Telegram, №1) добавлена")
     assert "❌ бот не администратор группы обсуждений «Обсуждение: Правительство области»" in text
     assert "⚠️ бот не администратор канала" in text
     assert "Исправьте и повторите /page add" in text
@@ -112,7 +112,7 @@ async def test_page_add_telegram_checks_admin_rights(
     sandbox.set_admins(CHANNEL_ID, [ADMIN], bot_is_admin=True)
     text = await _say(sandbox, f"/page add https://t.me/{CHANNEL['username']}")
     assert text.splitlines()[0] == (
-        "Страница «Правительство области» (№1) (Telegram) подключена, права бота в порядке."
+        "Страница «Правительство области» (Telegram, №1) подключена, права бота в порядке."
     )
     assert "❌" not in text and "⚠️" not in text
     assert len(await _pages(intake)) == 1
@@ -137,10 +137,10 @@ async def test_page_add_telegram_says_what_is_missing(
 async def test_page_add_vk_checks_the_token_scopes(intake: RunningIntake, vk: VkSandbox) -> None:
     sandbox = intake.sandbox
     good = await _say(sandbox, f"/page add vk club{VK_GROUP}")
-    assert good.startswith("Страница «Администрация города» (№1) (ВКонтакте) подключена")
+    assert good.startswith("Страница «Администрация города» (ВКонтакте, №1) подключена")
     assert "✅ «Управление сообществом» — есть" in good
     poor = await _say(sandbox, f"/page add vk {VK_POOR}")
-    assert "(ВКонтакте) добавлена, но боту не хватает прав:" in poor
+    assert "(ВКонтакте, №2) добавлена, но боту не хватает прав:" in poor
     assert "❌ у ключа нет права «Управление сообществом»" in poor
     assert "❌ у ключа нет права «Сообщения сообщества»" in poor
     missing = await _say(sandbox, "/page add vk 999")
@@ -161,7 +161,7 @@ async def test_press_chat_hears_pages_connect_and_disconnect(
     before = len(sandbox.sent_messages(PRESS_CHAT_ID))
     sandbox.inject_my_chat_member(GROUP_ID, "administrator", from_user=ADMIN)
     notice = await _press_chat_notice(sandbox, before)
-    assert notice.startswith("🔌 Страница «Правительство области» (№1) (Telegram) подключена")
+    assert notice.startswith("🔌 Страница «Правительство области» (Telegram, №1) подключена")
     before = len(sandbox.sent_messages(PRESS_CHAT_ID))
     sandbox.inject_my_chat_member(GROUP_ID, "member", old_status="administrator", from_user=ADMIN)
     notice = await _press_chat_notice(sandbox, before)
@@ -187,7 +187,9 @@ async def test_staff_changes_update_the_persons_menu(
     person: dict[str, Any] = {"id": 9300, "is_bot": False, "first_name": "Вера"}
     sandbox.add_user(person)
     scope = {"type": "chat", "chat_id": person["id"]}
-    assert "руководитель" in await _say(sandbox, f"/staff supervisor {person['id']}")
+    answer = await _say(sandbox, f"/staff supervisor {person['id']}")
+    # The name comes from Telegram (getChat of the person's private chat with the bot).
+    assert answer == "Вера (Telegram 9300) — руководитель на всех страницах."
     assert "stats" in [c["command"] for c in sandbox.commands(scope)]
     await _say(sandbox, f"/staff remove {person['id']}")
     assert sandbox.commands(scope) == []

@@ -33,14 +33,14 @@ def check_text(check: PageCheck, *, heading: str | None = None) -> str:
     """«Страница … подключена» with ✅ lines, or what is missing with ❌ and advice with ⚠️."""
     name = f"«{check.title}»" if check.title else "страница"
     where = ru.platform(check.platform)
-    number = f" (№{check.page_id})" if check.page_id is not None else ""
+    where = f"{where}, №{check.page_id}" if check.page_id is not None else where
     if heading is None:
         if not check.found:
             heading = f"Не удалось подключить страницу {where}."
         elif check.ready:
-            heading = f"Страница {name}{number} ({where}) подключена, права бота в порядке."
+            heading = f"Страница {name} ({where}) подключена, права бота в порядке."
         else:
-            heading = f"Страница {name}{number} ({where}) добавлена, но боту не хватает прав:"
+            heading = f"Страница {name} ({where}) добавлена, но боту не хватает прав:"
     lines = [heading]
     lines.extend(f"❌ {item}" for item in check.missing)
     lines.extend(f"⚠️ {item}" for item in check.advice)

@@ -98,6 +98,8 @@ async def team_report(
         actor = decision.actor_id or decision.actor_name or "?"
         name = decision.actor_name or names.get(actor) or actor
         entry = work.setdefault(actor, OperatorWork(actor, name))
+        if decision.actor_name and entry.name == actor:
+            entry.name = decision.actor_name  # a staff row without a name: the button knows it
         entry.taken += 1
         if answered_at is None:
             entry.open += 1

@@ -96,6 +96,18 @@ PRESS_CHAT_GUEST = (
 )
 
 
+async def telegram_name(bot: Bot | None, user_id: str) -> str | None:
+    """«Мария Иванова» for a user who has opened the bot (getChat); None when Telegram won't say."""
+    if bot is None:
+        return None
+    try:
+        chat = await bot.get_chat(int(user_id))
+    except (TelegramAPIError, ValueError):
+        return None
+    name = " ".join(part for part in (chat.first_name, chat.last_name) if part)
+    return name or chat.title or None
+
+
 def _commands(menu: Menu) -> list[BotCommand]:
     return [BotCommand(command=name, description=text) for name, text in menu]
 

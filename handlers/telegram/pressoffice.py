@@ -319,12 +319,15 @@ async def staff_command(
         await message.answer(f"Страницы {page_id} нет. Список страниц — /page.")
         return
     platform, user_id = account
-    await roles.set_role(session, user_id, verb, page_id=page_id, platform=platform)
+    name = await onboarding.telegram_name(message.bot, user_id) if platform == "telegram" else None
+    await roles.set_role(session, user_id, verb, name=name, page_id=page_id, platform=platform)
     if platform == roles.PLATFORM and message.bot is not None:
         # The person's menu follows the role (staff rows are flushed: the query sees them).
         await onboarding.refresh_menus(message.bot, session, app, changed_users=[int(user_id)])
     where = f"на странице {page_id}" if page_id else "на всех страницах"
     who = _account_label(platform, user_id)
+    if name:
+        who = f"{name} ({who})"
     if verb == "none":
         await message.answer(f"{who} больше не в списке сотрудников ({where}).")
     else:

@@ -115,6 +115,7 @@ class TelegramApi(TelegramOutbox):
                             filename=value.filename,
                             size=len(data),
                             content_type=value.content_type,
+                            data=data,
                         )
                     else:
                         raw[key] = value
