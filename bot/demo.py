@@ -52,6 +52,8 @@ OPERATOR: dict[str, Any] = {
 # Monday 2 November 2026, 08:00 Moscow: the week has the 4 November public holiday.
 START = datetime(2026, 11, 2, 5, 0, tzinfo=UTC)
 OUTPUT = Path("out") / "demo"
+SERVE_SPEED = 60  # --serve: simulated seconds per real second
+SERVE_TICK = timedelta(minutes=5)  # --serve: how often (simulated) the scheduler looks
 
 POSTS = (
     "Губернатор провёл совещание по подготовке к зиме",
@@ -385,17 +387,19 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                         "в Telegram и ВКонтакте."
                     )
                     await appoint_operator(sandbox, clock, OPERATOR)
-                    await _simulate(state, scheduler, days)
+                    later = await _simulate(state, scheduler, days)
                     await _show(state, app, sandbox, days)
                     await admin_tour(sandbox, clock, "oblast_gov", _period(app, days))
                     if serve:
                         print(
                             f"\nПесочницы работают. Telegram Bot API: {sandbox.base_url}, "
                             f"VK API: {vk_demo.sandbox.base_url} "
-                            f"(управление — /_sandbox/). Остановить: Ctrl-C."
+                            f"(управление — /_sandbox/). Время идёт в {SERVE_SPEED} раз "
+                            "быстрее настоящего: минута в песочнице — секунда, напоминания "
+                            "приходят в пресс-чат. Остановить: Ctrl-C."
                         )
                         with contextlib.suppress(asyncio.CancelledError):
-                            await asyncio.Event().wait()
+                            await _serve(state, scheduler, later)
                 finally:
                     await vk_demo.stop()
                     with contextlib.suppress(RuntimeError):
@@ -423,11 +427,18 @@ async def _settle(state: DemoState) -> None:
         await state.vk.settle()
 
 
-async def _simulate(state: DemoState, scheduler: Any, days: int) -> None:
+async def _simulate(state: DemoState, scheduler: Any, days: int) -> list[Step]:
+    """Run the planned days; the steps planned after their end are returned, not run.
+
+    The clock never goes past the end and back: what the press chat got and what /stats and
+    the digest show are as of the same moment. `--serve` runs the later steps as time goes on.
+    """
     end = START + timedelta(days=days)
     tick_every = timedelta(minutes=30)
     next_tick = START
-    for step in sorted(state.steps):
+    steps = sorted(state.steps)
+    later = [step for step in steps if step.at > end]
+    for step in steps[: len(steps) - len(later)]:
         while next_tick <= step.at:
             state.clock.set(next_tick)
             await _settle(state)
@@ -442,6 +453,29 @@ async def _simulate(state: DemoState, scheduler: Any, days: int) -> None:
         next_tick += tick_every
     state.clock.set(end)
     await _settle(state)
+    return later
+
+
+async def _serve(state: DemoState, scheduler: Any, later: list[Step]) -> None:
+    """Keep time running, SERVE_SPEED times faster than real time, until cancelled.
+
+    The steps planned after the simulated days happen when their time comes, and the scheduler
+    ticks every few simulated minutes, so reminders can be watched arriving in the press chat.
+    """
+    pending = list(later)
+    next_tick = state.clock()
+    while True:
+        await asyncio.sleep(1)
+        now = state.clock() + timedelta(seconds=SERVE_SPEED)
+        while pending and pending[0].at <= now:
+            step = pending.pop(0)
+            state.clock.set(step.at)
+            step.action()
+            await _settle(state)
+        state.clock.set(now)
+        if now >= next_tick:
+            await scheduler.tick()
+            next_tick = now + SERVE_TICK
 
 
 async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, days: int) -> None:

@@ -230,3 +230,12 @@ async def test_team_shows_each_operators_work(
     assert "• Борис Смирнов: взято в работу 2, ответили 1 (в срок 0 из 1), открыто 1" in text
     reversed_period = await _say(intake, sandbox, ADMIN["id"], ADMIN, "/team 11.11-01.11")
     assert "Конец периода (01.11.2026) раньше начала (11.11.2026)" in reversed_period
+
+
+async def test_relayed_private_message_names_its_author_without_declining(
+    intake: RunningIntake, sandbox: TelegramSandbox
+) -> None:
+    sandbox.inject_message(CITIZEN["id"], CITIZEN, "Когда починят дорогу на улице Ленина?")
+    relayed = await sandbox.wait_for_sent(lambda m: m.chat_id == PRESS_CHAT_ID, timeout=20)
+    assert (relayed.text or "").startswith("✉️ Личное сообщение боту. Автор: Иван:")
+    assert " от Иван" not in (relayed.text or "")

@@ -94,7 +94,8 @@ async def _relay(
         logger.warning("no press chat configured; private message %r not relayed", event.message_id)
         return
     user = message.from_user
-    header = f"✉️ Личное сообщение боту от {event.author_name or 'гражданина'}"
+    # «Автор: Татьяна Орлова», not «от Татьяна Орлова»: a name is not declined by guesswork.
+    header = f"✉️ Личное сообщение боту. Автор: {event.author_name or 'житель'}"
     if user and user.username:
         header += f" (@{user.username})"
     try:
