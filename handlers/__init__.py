@@ -26,6 +26,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         discussion,
         doubtful,
         membership,
+        onboarding,
         press,
         pressoffice,
         private,
@@ -40,6 +41,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         supervisors.create_router(app),
         pressoffice.create_router(app),
         doubtful.create_router(),
+        onboarding.create_router(app),  # after pressoffice: its startup loads the press chats
     )
     group_router = discussion.create_router()
     group_router.message.filter(DiscussionChat(app))
