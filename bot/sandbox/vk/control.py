@@ -97,8 +97,14 @@ class VkControl(VkApi):
         from_id: int | None = None,
         *,
         emit: bool = True,
+        attachments: list[JsonDict] | None = None,
+        comments_open: bool = True,
     ) -> int:
-        """Publish a post on a wall; returns post_id (emits wall_post_new for communities)."""
+        """Publish a post on a wall; returns post_id (emits wall_post_new for communities).
+
+        `attachments`: VK attachment objects, e.g. `[{"type": "video", "video": {...}}]`
+        (`attachment("video")` and friends in bot/sandbox/vk/health.py build them).
+        """
         with self._lock:
             wall = self._walls.setdefault(owner_id, _Wall(owner_id))
             post = _Post(
@@ -107,6 +113,8 @@ class VkControl(VkApi):
                 from_id=owner_id if from_id is None else from_id,
                 date=self._unix(date),
                 text=text,
+                attachments=list(attachments or []),
+                comments_open=comments_open,
             )
             wall.posts[post.id] = post
             if emit:
