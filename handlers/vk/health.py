@@ -179,7 +179,7 @@ class VkCounterSource:
         self, batch: list[list[str]], names: dict[str, DuePost], at: datetime
     ) -> list[PostCountersEvent]:
         assert self.service_token is not None
-        code = (
+        script = (
             "return ["
             + ",".join(
                 f"API.wall.getById({json.dumps({'posts': ','.join(chunk)})})" for chunk in batch
@@ -187,7 +187,7 @@ class VkCounterSource:
             + "];"
         )
         try:
-            body = await self._call(self.service_token, "execute", raw=True, code=code)
+            body = await self._call(self.service_token, "execute", raw=True, code=script)
         except VkTransportError as error:
             logger.warning("execute failed (%s); next refresh tries again", error)
             return []
@@ -212,11 +212,11 @@ class VkCounterSource:
         events: list[PostCountersEvent] = []
         for chunk, result in zip(batch, results, strict=True):
             if result is False:
-                error = errors.pop(0) if errors else {}
-                code = int(error.get("error_code", 0) or 0)
-                if code in RATE_LIMIT_CODES or code == 0:
+                nested = errors.pop(0) if errors else {}
+                nested_code = int(nested.get("error_code", 0) or 0)
+                if nested_code in RATE_LIMIT_CODES or nested_code == 0:
                     continue  # left for the next refresh
-                note = refusal(code, str(error.get("error_msg", "")))
+                note = refusal(nested_code, str(nested.get("error_msg", "")))
                 logger.warning("wall.getById in execute: %s", note)
                 events.extend(
                     PostCountersEvent(names[key].page, names[key].post_id, at, note=note)
