@@ -25,6 +25,7 @@ from bot import ru
 from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.config import Settings
+from bot.demo_health import plan_page_health, start_refresh
 from bot.sandbox import TelegramSandbox
 from bot.services.policy import page_calendar
 from storage.engine import open_database
@@ -365,18 +366,31 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     )
                 )
                 scheduler = Scheduler(app)
+                closers: list[Any] = []
                 try:
                     await vk_demo.start_intake(app)
                     state = DemoState(sandbox, random.Random(20261102), clock, vk=vk_demo)
                     _plan(state, app, days)
                     vk_demo.plan(state, app, days)
+                    # Page health (bot/demo_health.py): media, members, views, the refresh.
+                    plan_page_health(state, days, START, channel_id=CHANNEL_ID, vk_group=VK_GROUP)
+                    ticks, close_health = await start_refresh(
+                        app,
+                        scheduler,
+                        token=TOKEN,
+                        api_server=sandbox.base_url,
+                        vk_server=vk_demo.sandbox.base_url,
+                        vk_group=VK_GROUP,
+                        vk_token=VK_TOKEN,
+                    )
+                    closers.append(close_health)
                     print(
                         f"Отклик, демонстрация: {ru.quantity(days, 'день', 'дня', 'дней')} "
                         f"с 02.11.2026 (4 ноября — праздник), "
                         f"{ru.quantity(len(state.steps), 'событие', 'события', 'событий')} "
                         "в Telegram и ВКонтакте."
                     )
-                    await _simulate(state, scheduler, days)
+                    await _simulate(state, ticks, days)
                     await _show(state, app, sandbox, days)
                     if serve:
                         print(
@@ -387,6 +401,8 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                         with contextlib.suppress(asyncio.CancelledError):
                             await asyncio.Event().wait()
                 finally:
+                    for close in closers:
+                        await close()
                     await vk_demo.stop()
                     with contextlib.suppress(RuntimeError):
                         await dp.stop_polling()

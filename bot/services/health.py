@@ -19,6 +19,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.services.policy import PageDefaults
 from storage.health_models import PageSnapshot, Post, PostCounter
 from storage.models import Page
 
@@ -364,3 +365,38 @@ async def best_post(
         return None
     post, mark = rows
     return BestPost(post.page_id, post.link, post.kind, mark.views or 0, post.published_at)
+
+
+def norms_of(defaults: PageDefaults) -> HealthNorms:
+    """The norms with the page's posting norm from the settings (POSTS_PER_WEEK_NORM)."""
+    return HealthNorms(posts_per_week=defaults.posts_per_week_norm)
+
+
+async def report_health(
+    session: AsyncSession,
+    page_ids: Sequence[int],
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    defaults: PageDefaults,
+) -> dict[int, PageHealth]:
+    """Page health as the report use case shows it (settings through `defaults`)."""
+    return await page_health(
+        session,
+        page_ids,
+        since,
+        until,
+        at,
+        region_audience=defaults.region_audience,
+        norms=norms_of(defaults),
+    )
+
+
+async def pages_with_health(session: AsyncSession, since: datetime, until: datetime) -> list[int]:
+    """Pages with a post in `[since, until)` or a subscriber reading before `until`."""
+    posted = select(Post.page_id).where(
+        col(Post.published_at) >= since, col(Post.published_at) < until
+    )
+    counted = select(PageSnapshot.page_id).where(col(PageSnapshot.taken_at) < until)
+    ids = set((await session.exec(posted)).all()) | set((await session.exec(counted)).all())
+    return sorted(ids)

@@ -35,6 +35,7 @@ from bot.services.worktime import WorkSchedule
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
+from handlers.telegram.page_health import page_health_answer
 from storage.models import Appeal, Page, Staff
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ TOPIC_REFUSAL = (
 )
 PAGE_HELP = (
     "Страницы: /page — список.\n"
+    "/page ID — здоровье страницы за 7 дней и каких данных не хватает\n"
     "/page ID title Новое название\n"
     "/page ID tz Asia/Vladivostok\n"
     "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
@@ -337,6 +339,10 @@ async def page_command(
             return
         lines = [_page_line(page, app) for page in pages]
         await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
+        return
+    if len(args) == 1 and args[0].isdigit():
+        # Page health: the figures and which right or token would give the missing ones.
+        await page_health_answer(message, session, app, args[0])
         return
     if len(args) < 2 or not args[0].isdigit():
         await message.answer(PAGE_HELP)

@@ -50,6 +50,10 @@ class TelegramChannels(TelegramControl):
         views_of: dict[tuple[int, int], int] = self.__dict__.setdefault("_views", {})
         views_of[(int(chat_id), int(message_id))] = views
 
+    def channel_posts(self, chat_id: int) -> list[JsonDict]:
+        """The channel's posts, oldest first (copies)."""
+        return [dict(post) for post in self._channel_posts(int(chat_id))]
+
     def inject_reaction_count(
         self,
         chat: JsonDict | int,

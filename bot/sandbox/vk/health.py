@@ -75,6 +75,17 @@ class VkHealth(VkControl):
             if reposts is not None:
                 post.reposts = reposts
 
+    def wall_posts(self, owner_id: int) -> list[tuple[int, int, bool]]:
+        """(post id, date, has a video or clip) of the wall's posts that are not deleted."""
+        with self._lock:
+            wall = self._walls.get(owner_id)
+            posts = [] if wall is None else list(wall.posts.values())
+            return [
+                (post.id, post.date, any(a.get("type") == "video" for a in post.attachments))
+                for post in posts
+                if not post.deleted
+            ]
+
     def delete_post(self, owner_id: int, post_id: int) -> None:
         """The page deleted the post: wall.get and wall.getById no longer show it."""
         with self._lock:
