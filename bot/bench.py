@@ -213,6 +213,15 @@ async def run_all() -> int:
     else:
         stats = await run_stats_benchmark(rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000")))
         print(f"stats report: {stats}")
+    from bot.health_bench import bench_health
+
+    communities = int(os.environ.get("OTKLIK_BENCH_COMMUNITIES", "1000"))
+    health = await bench_health(communities)
+    print(
+        f"page health: counters of {health['communities']} VK communities and "
+        f"{health['posts']} posts in {health['http_requests']} HTTP requests, "
+        f"{health['refresh_s']} s, peak memory {health['peak_rss_mb']} MB ({health})"
+    )
     return 0
 
 
