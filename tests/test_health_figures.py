@@ -170,3 +170,26 @@ def test_the_index_weights_are_open(
 ) -> None:
     health = PageHealth(posts_per_week=1.5, longest_silence_days=7.0)
     assert health_index(health, HealthNorms(weights=weights)) == expected
+
+
+async def test_weeks_for_the_chart(engine: AsyncEngine) -> None:
+    from bot.services.health import HealthWeek, health_weeks
+    from bot.services.health_chart import health_chart_png, views_by_kind
+
+    app = AppContext.create(make_settings(), engine)
+    await Intake(app.sessions, app.defaults).deliver(IntakeJob(raw=None, events=tuple(EVENTS)))
+    async with app.sessions() as session:
+        weeks = await health_weeks(
+            session, [1, 2, 3], at(1) - timedelta(days=6), at(8, 21), LATER, "Europe/Moscow"
+        )
+        found = await page_health(session, [1, 2, 3], SINCE, UNTIL, LATER)
+    # Week of 26.10: no post; VK's reading of 01.11 (10 000) is before Monday 00:00 Moscow.
+    # Week of 02.11: 4 VK and 2 Telegram posts; VK's 10 500 of 08.11 (Telegram's is unknown).
+    assert weeks == [
+        HealthWeek(datetime(2026, 10, 26, tzinfo=UTC).date(), 0, 10_000),
+        HealthWeek(datetime(2026, 11, 2, tzinfo=UTC).date(), 6, 10_500),
+    ]
+    kinds = views_by_kind(found.values())
+    assert kinds == {"clip": 3000.0, "photo": 1000.0, "video": 2000.0}
+    assert health_chart_png(weeks, kinds, "Здоровье страниц").startswith(b"\x89PNG")
+    assert health_chart_png([], {}, "Пусто").startswith(b"\x89PNG")

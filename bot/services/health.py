@@ -13,8 +13,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -400,3 +401,67 @@ async def pages_with_health(session: AsyncSession, since: datetime, until: datet
     counted = select(PageSnapshot.page_id).where(col(PageSnapshot.taken_at) < until)
     ids = set((await session.exec(posted)).all()) | set((await session.exec(counted)).all())
     return sorted(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthWeek:
+    """One local week: its posts and the subscribers at its end (None: no reading)."""
+
+    start: date
+    posts: int
+    subscribers: int | None
+
+
+async def health_weeks(
+    session: AsyncSession,
+    page_ids: Sequence[int],
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    timezone: str,
+) -> list[HealthWeek]:
+    """Per local Monday–Sunday week touching `[since, until)`: posts and subscribers (summed
+    over the pages that have a reading by the week's end)."""
+    if not page_ids:
+        return []
+    zone = ZoneInfo(timezone)
+    end = min(until, at)
+    posts = (
+        await session.exec(
+            select(Post.published_at).where(
+                col(Post.page_id).in_(page_ids),
+                col(Post.published_at) >= since,
+                col(Post.published_at) < end,
+            )
+        )
+    ).all()
+    snapshots = (
+        await session.exec(
+            select(PageSnapshot)
+            .where(
+                col(PageSnapshot.page_id).in_(page_ids),
+                col(PageSnapshot.taken_at) < end,
+                col(PageSnapshot.subscribers).is_not(None),
+            )
+            .order_by(col(PageSnapshot.taken_at))
+        )
+    ).all()
+    first = since.astimezone(zone).date()
+    monday = first - timedelta(days=first.weekday())
+    weeks = []
+    while True:
+        week_end = datetime.combine(monday + timedelta(days=7), time(), zone)
+        if datetime.combine(monday, time(), zone) >= end:
+            break
+        count = sum(
+            1
+            for moment in posts
+            if monday <= moment.astimezone(zone).date() < monday + timedelta(days=7)
+        )
+        latest: dict[int, int] = {}
+        for snapshot in snapshots:
+            if snapshot.taken_at < week_end and snapshot.subscribers is not None:
+                latest[snapshot.page_id] = snapshot.subscribers
+        weeks.append(HealthWeek(monday, count, sum(latest.values()) if latest else None))
+        monday += timedelta(days=7)
+    return weeks
