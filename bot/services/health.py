@@ -20,11 +20,14 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.services.figures import Figures, PageFigures, StatsReport
 from bot.services.policy import PageDefaults
 from storage.health_models import PageSnapshot, Post, PostCounter
 from storage.models import Page
 
 VIDEO_KINDS = frozenset({"video", "clip"})
+# Page kinds whose own publications are followed (the others have no posts: bots, business).
+HEALTH_KINDS = frozenset({"tg_channel", "vk_group", "vk_wall"})
 REACH_MARK_H = 72
 DAY = timedelta(days=1)
 
@@ -465,3 +468,32 @@ async def health_weeks(
         weeks.append(HealthWeek(monday, count, sum(latest.values()) if latest else None))
         monday += timedelta(days=7)
     return weeks
+
+
+async def add_page_health(
+    session: AsyncSession, report: StatsReport, defaults: PageDefaults, page_id: int | None
+) -> None:
+    """Give every page of `report` its health; list pages with health data but no appeals."""
+    end = min(report.until, report.at)
+    listed = {page.page_id for page in report.pages}
+    if page_id is None:
+        extra = [
+            pid for pid in await pages_with_health(session, report.since, end) if pid not in listed
+        ]
+        if extra:
+            rows = (await session.exec(select(Page).where(col(Page.id).in_(extra)))).all()
+            for row in sorted(rows, key=lambda row: row.id or 0):
+                assert row.id is not None
+                report.pages.append(PageFigures(row.id, row.platform, row.title, Figures()))
+    kinds = {
+        page.id: page.kind
+        for page in (
+            await session.exec(
+                select(Page).where(col(Page.id).in_([p.page_id for p in report.pages]))
+            )
+        ).all()
+    }
+    followed = [p.page_id for p in report.pages if kinds.get(p.page_id) in HEALTH_KINDS]
+    found = await report_health(session, followed, report.since, report.until, report.at, defaults)
+    for item in report.pages:
+        item.health = found.get(item.page_id)

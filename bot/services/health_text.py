@@ -165,3 +165,20 @@ def data_advice(platform: str, kind: str, username: str | None, settings: Settin
     if settings.REGION_AUDIENCE is None:
         lines.append("Проникновение: задайте интернет-аудиторию региона в REGION_AUDIENCE.")
     return lines
+
+
+def compact_line(title: str, health: PageHealth) -> str:
+    """One page's health in one line, for /stats over several pages."""
+    parts = []
+    if health.subscribers is not None:
+        parts.append(f"подписчиков {ru.number(health.subscribers)}")
+    if health.posts_per_week is not None:
+        below = " — ниже нормы" if health.below_norm else ""
+        parts.append(f"постов в неделю {ru.number(health.posts_per_week, 1)}{below}")
+    if health.video_share is not None:
+        parts.append(f"видео {ru.percent(health.video_share)}")
+    if health.views_per_post is not None:
+        parts.append(f"просмотров на пост {ru.number(health.views_per_post)}")
+    index = NO_DATA if health.health_index is None else ru.number(health.health_index, 1)
+    parts.append(f"индекс здоровья {index}")
+    return f"— {title}: " + ", ".join(parts)

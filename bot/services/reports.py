@@ -19,6 +19,7 @@ from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.figures import DayRow, OverdueAppeal, StatsReport
+from bot.services.health import add_page_health
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
 from bot.services.series import Step, compute_series
@@ -39,8 +40,12 @@ async def build_report(
     defaults: PageDefaults,
     weights: MaturityWeights = DEFAULT_WEIGHTS,
 ) -> StatsReport:
-    """The report over appeals received in `[since, until)` as known at `at` (all pages or one)."""
-    return await compute_report(
+    """The report over appeals received in `[since, until)` as known at `at` (all pages or one).
+
+    Each page carries its page health for the same period (bot/services/health.py); a page with
+    posts or subscriber readings but no appeals is listed too.
+    """
+    report = await compute_report(
         session,
         since=since,
         until=until,
@@ -49,6 +54,8 @@ async def build_report(
         defaults=defaults,
         weights=weights,
     )
+    await add_page_health(session, report, defaults, page_id)
+    return report
 
 
 async def daily_series(
