@@ -193,3 +193,83 @@ async def test_weeks_for_the_chart(engine: AsyncEngine) -> None:
     assert kinds == {"clip": 3000.0, "photo": 1000.0, "video": 2000.0}
     assert health_chart_png(weeks, kinds, "Здоровье страниц").startswith(b"\x89PNG")
     assert health_chart_png([], {}, "Пусто").startswith(b"\x89PNG")
+
+
+async def test_the_report_use_case_carries_health_for_every_page(engine: AsyncEngine) -> None:
+    from bot.services.report_text import format_stats
+    from bot.services.reports import build_report
+
+    app = AppContext.create(make_settings(REGION_AUDIENCE=1_050_000), engine)
+    await Intake(app.sessions, app.defaults).deliver(IntakeJob(raw=None, events=tuple(EVENTS)))
+    async with app.sessions() as session:
+        report = await build_report(
+            session, since=SINCE, until=UNTIL, at=LATER, defaults=app.defaults
+        )
+        one = await build_report(
+            session, since=SINCE, until=UNTIL, at=LATER, page_id=1, defaults=app.defaults
+        )
+    pages = report.to_json()["pages"]
+    # No appeals at all: the pages are listed for their posts and subscriber readings.
+    assert [(p["page_id"], p["appeals"]) for p in pages] == [(1, 0), (2, 0), (3, 0)]
+    vk = pages[0]["health"]
+    assert set(vk) == {
+        "subscribers",
+        "subscribers_change",
+        "penetration",
+        "posts",
+        "posts_per_week",
+        "posts_per_week_norm",
+        "longest_silence_days",
+        "video_share",
+        "text_length_mean",
+        "views_per_post",
+        "reach_rate",
+        "er",
+        "err",
+        "comments_open_share",
+        "health_index",
+        "missing",
+    }
+    assert (vk["subscribers"], vk["penetration"], vk["health_index"]) == (10_500, 0.01, 91.9)
+    assert pages[1]["health"]["views_per_post"] is None
+    text = format_stats(one, "Europe/Moscow").replace("\u202f", " ").replace("\u00a0", " ")
+    assert "Страница:\n  подписчики: 10 500 (+500 за период)" in text
+    assert "  публикации: 4 поста, 4 в неделю при норме 3" in text
+    assert "  просмотры поста (через 72 ч): 2 000, охват 19 % подписчиков" in text
+    assert "  индекс здоровья страницы: 91,9 из 100" in text
+    several = format_stats(report, "Europe/Moscow").replace("\u202f", " ").replace("\u00a0", " ")
+    assert "— Тихая страница: постов в неделю 0 — ниже нормы, индекс здоровья 0" in several
+
+
+async def test_digest_section_and_export_sheet(engine: AsyncEngine) -> None:
+    import io
+
+    from openpyxl import load_workbook
+
+    from bot.services.digest import Week, build_digest
+    from bot.services.export import build_export
+
+    app = AppContext.create(make_settings(), engine, clock=lambda: LATER)
+    await Intake(app.sessions, app.defaults).deliver(IntakeJob(raw=None, events=tuple(EVENTS)))
+    async with app.sessions() as session:
+        digest = await build_digest(session, app, Week(2026, 45))
+        exported = await build_export(
+            session, since=SINCE, until=UNTIL, at=LATER, defaults=app.defaults
+        )
+    text = digest.text.replace("\u202f", " ").replace("\u00a0", " ")
+    assert "<b>Здоровье страниц</b>" in text
+    # The week before had no post of the page at all: its index was 0 (rhythm 0, silence 0).
+    assert (
+        "• <b>Администрация</b>: индекс 91,9 (+91,9 к прошлой неделе), подписчиков 10 500" in text
+    )
+    assert "Ниже нормы публикаций: Канал (2 при норме 3), Тихая страница (0 при норме 3)" in text
+    assert "Лучший пост недели по охвату: клип, 3 000 просмотров" in text
+
+    sheet = load_workbook(io.BytesIO(exported.data))["Здоровье страниц"]
+    rows = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert rows[0][:3] == ["Страница", "Подписчики", "Изменение за период"]
+    by_title = {row[0]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert by_title["Администрация"]["Подписчики"] == 10_500
+    assert by_title["Администрация"]["Индекс здоровья (0–100)"] == 91.9
+    assert by_title["Канал"]["Просмотров на пост (72 ч)"] == "нет данных"
+    assert "Telegram отказал" in by_title["Канал"]["Чего не хватает"]

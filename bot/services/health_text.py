@@ -7,6 +7,7 @@ never a zero.
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from bot import ru
 from bot.config import Settings
@@ -83,35 +84,37 @@ def page_block(health: PageHealth, *, escape: bool = True) -> list[str]:
 
 
 def digest_section(
-    titles: dict[int, str],
-    current: dict[int, PageHealth],
-    previous: dict[int, PageHealth],
-    best: BestPost | None,
-    *,
-    escape: bool = True,
+    pages: list[dict[str, Any]], before: dict[int, dict[str, Any]], best: BestPost | None
 ) -> list[str]:
-    """The digest's page-health section: the index against last week, below the norm, best post."""
-    esc = html.escape if escape else str
-    lines = ["Здоровье страниц:"]
-    for page_id, health in current.items():
-        title = esc(titles.get(page_id, str(page_id)))
-        index = health.health_index
-        before = previous.get(page_id)
-        shown = NO_DATA if index is None else ru.number(index, 1)
+    """The digest's «Здоровье страниц» (HTML): the index against last week, the pages below
+    their posting norm, the best post of the week by views (`pages`: stats --json pages)."""
+    followed = [page for page in pages if page.get("health")]
+    if not followed:
+        return []
+    lines = ["<b>Здоровье страниц</b>"]
+    below = []
+    for page in followed:
+        health = page["health"]
+        title = html.escape(page.get("title") or f"страница {page['page_id']}")
+        index = health.get("health_index")
+        previous = (before.get(page["page_id"]) or {}).get("health") or {}
         change = ""
-        if index is not None and before is not None and before.health_index is not None:
-            change = f" ({_signed_float(index - before.health_index)} к прошлой неделе)"
-        lines.append(f"  {title}: индекс {shown}{change}")
-    below = [titles.get(page_id, str(page_id)) for page_id, h in current.items() if h.below_norm]
+        if index is not None and previous.get("health_index") is not None:
+            change = f" ({_signed_float(index - previous['health_index'])} к прошлой неделе)"
+        shown = NO_DATA if index is None else ru.number(index, 1)
+        subscribers = health.get("subscribers")
+        people = "" if subscribers is None else f", подписчиков {ru.number(subscribers)}"
+        lines.append(f"• <b>{title}</b>: индекс {shown}{change}{people}")
+        ppw, norm = health.get("posts_per_week"), health.get("posts_per_week_norm")
+        if ppw is not None and norm is not None and ppw < norm:
+            below.append(f"{title} ({ru.number(ppw, 1)} при норме {ru.number(norm, 1)})")
     if below:
-        lines.append("  Ниже нормы публикаций: " + ", ".join(esc(title) for title in below))
+        lines.append("Ниже нормы публикаций: " + ", ".join(below))
     if best is not None:
         kind = KIND_NAMES.get(best.kind, best.kind)
-        link = f" {best.link}" if best.link else ""
-        lines.append(
-            f"  Лучший пост недели по охвату: {kind}, "
-            f"{ru.quantity(best.views, 'просмотр', 'просмотра', 'просмотров')}{link}"
-        )
+        views = ru.quantity(best.views, "просмотр", "просмотра", "просмотров")
+        link = f' — <a href="{html.escape(best.link)}">открыть</a>' if best.link else ""
+        lines.append(f"Лучший пост недели по охвату: {kind}, {views}{link}")
     return lines
 
 

@@ -19,7 +19,7 @@ from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.figures import DayRow, OverdueAppeal, StatsReport
-from bot.services.health import add_page_health
+from bot.services.health import BestPost, add_page_health, best_post
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
 from bot.services.series import Step, compute_series
@@ -166,6 +166,7 @@ class DigestFigures:
     overdue_total: int
     overdue_in_period: int
     series: list[DayRow]
+    best_post: BestPost | None = None  # page health: the most viewed post of the period
 
 
 async def digest_figures(
@@ -188,4 +189,7 @@ async def digest_figures(
     total = await count_overdue(session, at) if listed else 0
     in_period = await count_overdue(session, at, (since, until)) if listed else 0
     series = await daily_series(session, since=since, until=until, at=at, tz=defaults.timezone)
-    return DigestFigures(report.to_json(), before.to_json(), slow, listed, total, in_period, series)
+    best = await best_post(session, [page.page_id for page in report.pages], since, until, at)
+    return DigestFigures(
+        report.to_json(), before.to_json(), slow, listed, total, in_period, series, best
+    )
