@@ -10,7 +10,15 @@ from bot.sandbox import TelegramSandbox
 from bot.services.intake import Intake, IntakeJob
 from storage.models import Page
 from tests.telegram_harness import CHANNEL_ID, GROUP_ID, PRESS_CHAT_ID, RunningIntake
-from tests.test_pressoffice import ADMIN, _command, app, clock, intake, sandbox  # noqa: F401
+from tests.test_pressoffice import (  # noqa: F401
+    ADMIN,
+    SUPERVISOR,
+    _command,
+    app,
+    clock,
+    intake,
+    sandbox,
+)
 from tests.test_reminders import msk
 
 CHANNEL = PageRef(
@@ -48,3 +56,12 @@ async def test_page_id_shows_health_and_the_missing_rights(
 
     await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/page 999")
     assert sandbox.sent_messages(PRESS_CHAT_ID)[-1].text == "Страницы 999 нет. Список: /page"
+
+    # /stats: the «Страница» block in the text, and the page-health chart after the appeals one.
+    await _command(intake, sandbox, PRESS_CHAT_ID, SUPERVISOR, "/stats 26.10-01.11")
+    sent = sandbox.sent_messages(PRESS_CHAT_ID)[-3:]
+    assert [m.method for m in sent] == ["sendMessage", "sendPhoto", "sendPhoto"]
+    stats = (sent[0].text or "").replace("\u202f", " ").replace("\u00a0", " ")
+    assert "Страница:\n  подписчики: 5 400 (+400 за период)" in stats
+    assert "  просмотры поста (через 72 ч): нет данных" in stats
+    assert [m.files[0].filename for m in sent[1:]] == ["stats.png", "page_health.png"]

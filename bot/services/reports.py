@@ -19,7 +19,7 @@ from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.figures import DayRow, OverdueAppeal, StatsReport
-from bot.services.health import BestPost, add_page_health, best_post
+from bot.services.health import BestPost, HealthWeek, add_page_health, best_post, health_weeks
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
 from bot.services.series import Step, compute_series
@@ -193,3 +193,16 @@ async def digest_figures(
     return DigestFigures(
         report.to_json(), before.to_json(), slow, listed, total, in_period, series, best
     )
+
+
+async def health_series(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    page_ids: list[int],
+    tz: str,
+) -> list[HealthWeek]:
+    """Page health per local week of `tz`: posts and subscribers (the page-health chart)."""
+    return await health_weeks(session, page_ids, since, until, at, tz)

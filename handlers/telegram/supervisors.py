@@ -32,6 +32,7 @@ from bot.services.report_text import (
     period_text,
 )
 from bot.services.reports import build_report, daily_series
+from handlers.telegram.page_health import send_health_chart
 from storage.models import Page
 from storage.pages import find_pages
 
@@ -123,6 +124,7 @@ async def stats_command(
     png = await asyncio.to_thread(stats_chart_png, series, title)
     caption = f"{ru.quantity(report.total.appeals, 'обращение', 'обращения', 'обращений')} по дням"
     await message.answer_photo(BufferedInputFile(png, "stats.png"), caption=caption)
+    await send_health_chart(message, session, report, title, timezone)
 
 
 def create_router(app: AppContext) -> Router:
