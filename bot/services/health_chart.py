@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # no display on servers; must precede pyplot
 
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bot import ru
 from bot.services.health import HealthWeek, PageHealth
@@ -53,6 +54,7 @@ def health_chart_png(weeks: Sequence[HealthWeek], kinds: dict[str, float], title
                 marker="o",
             )
             line.set_ylabel("Подписчиков", color=SUBSCRIBERS_COLOR)
+            line.yaxis.set_major_formatter(FuncFormatter(lambda value, _: ru.number(value)))
         else:
             rhythm.text(
                 0.99, 0.95, "подписчики: нет данных", ha="right", transform=rhythm.transAxes
@@ -62,6 +64,7 @@ def health_chart_png(weeks: Sequence[HealthWeek], kinds: dict[str, float], title
             names = [KIND_NAMES.get(kind, kind) for kind in kinds]
             colors = [VIDEO_COLOR if k in ("video", "clip") else OTHER_COLOR for k in kinds]
             reach.bar(names, list(kinds.values()), color=colors)
+            reach.yaxis.set_major_formatter(FuncFormatter(lambda value, _: ru.number(value)))
         else:
             reach.text(0.5, 0.5, "просмотры: нет данных", ha="center", transform=reach.transAxes)
         reach.set_title("Просмотров на пост через 72 часа по типу публикации")
