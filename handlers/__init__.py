@@ -25,6 +25,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         business,
         channel,
         discussion,
+        doubtful,
         membership,
         press,
         pressoffice,
@@ -39,6 +40,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         service.create_router(),
         supervisors.create_router(app),
         pressoffice.create_router(app),
+        doubtful.create_router(),
     )
     group_router = discussion.create_router()
     group_router.message.filter(DiscussionChat(app))

@@ -213,8 +213,11 @@ class VkApi(VkUpdates):
         wall = self._wall_of(params)
         offset = max(0, _int(params, "offset", default=0))
         count = min(100, max(0, _int(params, "count", default=20)))
+        # The pinned post first, then newest first (as VK lists a wall); deleted posts are gone.
         posts = sorted(
-            (p for p in wall.posts.values() if not p.deleted), key=lambda p: p.id, reverse=True
+            (p for p in wall.posts.values() if not p.deleted),
+            key=lambda p: (p.pinned, p.id),
+            reverse=True,
         )
         page = posts[offset : offset + count]
         result: JsonDict = {"count": len(posts), "items": [self._post_object(p) for p in page]}

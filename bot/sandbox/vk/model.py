@@ -215,6 +215,7 @@ class _Post:
     date: int
     text: str
     comment_ids: list[int] = field(default_factory=list)
+    pinned: bool = False  # wall.get shows it first, whatever its date
     # Page health: what the post carries and its counters (views grow as days pass).
     attachments: list[JsonDict] = field(default_factory=list)
     views: int = 0

@@ -210,6 +210,7 @@ class VkWorld:
             "reposts": {"count": post.reposts, "user_reposted": 0},
             "views": {"count": post.views},
             "is_favorite": False,
+            **({"is_pinned": 1} if post.pinned else {}),
         }
 
     def _comment_object(self, comment: _Comment, thread_items_count: int | None = None) -> JsonDict:

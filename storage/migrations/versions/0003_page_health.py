@@ -1,7 +1,7 @@
 """page health
 
-Revision ID: 0002_page_health
-Revises: 0001
+Revision ID: 0003_page_health
+Revises: 0002
 Create Date: 2026-12-06 23:47:35.846148
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import storage.types
 
-revision: str = "0002_page_health"
-down_revision: str | None = "0001"
+revision: str = "0003_page_health"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
