@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "train", help="fold the corrections into a local classifier model next to the database"
     )
+    web = commands.add_parser("web", help="serve the dashboard alone (otklik run serves it too)")
+    web.add_argument(
+        "--listen", default=None, help="host:port (default: WEB_LISTEN, else 127.0.0.1:8081)"
+    )
     commands.add_parser("bench", help="the performance benchmarks")
     return parser
 

@@ -384,8 +384,12 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                             f"VK API: {vk_demo.sandbox.base_url} "
                             f"(управление — /_sandbox/). Остановить: Ctrl-C."
                         )
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await asyncio.Event().wait()
+                        dashboard = await _serve_dashboard(app)
+                        try:
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await asyncio.Event().wait()
+                        finally:
+                            await dashboard.stop()
                 finally:
                     await vk_demo.stop()
                     with contextlib.suppress(RuntimeError):
@@ -397,6 +401,24 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     await store.close()
                     await bot.session.close()
     return 0
+
+
+async def _serve_dashboard(app: AppContext) -> Any:
+    """The dashboard on a free local port, with a login link for the demo's supervisor."""
+    from bot.services.web_access import issue_login_token, login_url
+    from web.server import DashboardServer
+
+    server = DashboardServer(app, app.settings.WEB_LISTEN or "127.0.0.1:0")
+    await server.start()
+    address = f"http://{server.host}:{server.bound_port}"
+    async with app.sessions() as session:
+        token = await issue_login_token(session, SUPERVISOR["id"], app.clock())
+        await session.commit()
+    print(
+        f"Панель Отклика: {address}/ — вход для руководителя (ссылка действует 10 минут, "
+        f"один раз): {login_url(address, token)}"
+    )
+    return server
 
 
 async def _settle(state: DemoState) -> None:

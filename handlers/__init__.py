@@ -30,6 +30,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         private,
         service,
         supervisors,
+        web,
     )
 
     commands = Router(name="commands")
@@ -38,6 +39,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         service.create_router(),
         supervisors.create_router(app),
         pressoffice.create_router(app),
+        web.create_router(app),
     )
     group_router = discussion.create_router()
     group_router.message.filter(DiscussionChat(app))
