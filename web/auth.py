@@ -106,8 +106,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if access is None:
         logger.warning("dashboard login refused: user %r has no role", user_id)
         return _signin_page(dashboard, 401, "У вас нет доступа к панели.")
-    response = web.HTTPFound("/")
-    response.headers.update(SECURITY_HEADERS)
+    response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": "/"})
     _start_session(request, dashboard, response, user_id)
     logger.info("dashboard: user %r signed in by a login link", user_id)
     return response
@@ -141,6 +140,6 @@ async def telegram_auth(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    response = web.HTTPFound("/signin")
+    response = web.Response(status=302, headers={"Location": "/signin"})
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

@@ -190,9 +190,7 @@ async def overview(
     )
 
 
-async def _visible_page(
-    session: AsyncSession, access: Access, raw: str
-) -> Page | None:
+async def _visible_page(session: AsyncSession, access: Access, raw: str) -> Page | None:
     number = row_id(raw)
     if number is None or not access.may_see(number):
         return None

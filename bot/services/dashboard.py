@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, false, func, not_, or_, true
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.export import QUALITY_PARTS_RU, citizen_label, flatten_parts
-from storage import metrics
+from bot.services.stats import A
+from bot.services.stats import _conditions as conditions_at  # storage.metrics after the merge
 from storage.models import (
     Appeal,
     CitizenMessage,
@@ -26,8 +28,6 @@ from storage.models import (
     ReminderLog,
     Staff,
 )
-
-A = metrics.A
 
 STATUSES = ("answered_in_time", "answered_late", "overdue", "pending", "excluded")
 PER_PAGE = 50
@@ -53,7 +53,7 @@ class AppealFilter:
 
 def status_condition(status: str, at: datetime) -> ColumnElement[bool]:
     """The report's definition of each status at `at` (DESIGN sec. 2)."""
-    found = metrics.conditions(at)
+    found = conditions_at(at)
     if status == "excluded":
         return A.excluded == true()
     answered = found["answered"]
@@ -184,9 +184,7 @@ async def find_appeals(
     return AppealList(items, total, page, pages)
 
 
-async def matching_appeals(
-    session: AsyncSession, query: AppealFilter, limit: int
-) -> list[Appeal]:
+async def matching_appeals(session: AsyncSession, query: AppealFilter, limit: int) -> list[Appeal]:
     """Every appeal matching `query` (at most `limit`), oldest first: what an export holds."""
     statement = select(Appeal)
     if query.text:
@@ -197,9 +195,7 @@ async def matching_appeals(
     return list(found.all())
 
 
-async def operator_names(
-    session: AsyncSession, page_ids: frozenset[int] | None
-) -> list[str]:
+async def operator_names(session: AsyncSession, page_ids: frozenset[int] | None) -> list[str]:
     """Who has taken appeals (for the operator filter)."""
     statement = select(Appeal.taken_by).where(col(Appeal.taken_by).is_not(None)).distinct()
     if page_ids is not None:
@@ -310,9 +306,7 @@ async def appeal_timeline(session: AsyncSession, appeal_id: int, at: datetime) -
         )
         if reply.deleted_at is not None:
             who = _DELETED_BY_RU.get(reply.deleted_by or "", "")
-            events.append(
-                TimelineEvent(reply.deleted_at, "deleted", f"Ответ удалён {who}".strip())
-            )
+            events.append(TimelineEvent(reply.deleted_at, "deleted", f"Ответ удалён {who}".strip()))
     reminders = (
         await session.exec(
             select(ReminderLog).where(
@@ -324,13 +318,11 @@ async def appeal_timeline(session: AsyncSession, appeal_id: int, at: datetime) -
         assert reminder.sent_at is not None
         title = _REMINDERS_RU.get(reminder.kind, "Напоминание в пресс-чат")
         events.append(TimelineEvent(reminder.sent_at, "reminder", title))
-    decisions = (
-        await session.exec(select(Decision).where(Decision.appeal_id == appeal_id))
-    ).all()
+    decisions = (await session.exec(select(Decision).where(Decision.appeal_id == appeal_id))).all()
     for decision in decisions:
-        title = _DECISIONS_RU.get(decision.action, decision.action)
-        who = decision.actor_name or decision.actor_id
-        events.append(TimelineEvent(decision.decided_at, "decision", title, note=who))
+        action = _DECISIONS_RU.get(decision.action, decision.action)
+        actor = decision.actor_name or decision.actor_id
+        events.append(TimelineEvent(decision.decided_at, "decision", action, note=actor))
     if appeal.rating is not None:
         mood = "доволен" if appeal.rating == 1 else "недоволен"
         events.append(
@@ -376,7 +368,7 @@ async def operators_work(
         if staff.name:
             names[staff.user_id] = staff.name
         roles[staff.user_id] = staff.role
-    taken = select(Decision.actor_id, Decision.actor_name, func.count()).where(
+    taken = select(col(Decision.actor_id), col(Decision.actor_name), func.count()).where(
         Decision.action == "taken",
         col(Decision.decided_at) >= since,
         col(Decision.decided_at) < until,
@@ -386,20 +378,18 @@ async def operators_work(
             A.page_id.in_(sorted(page_ids))
         )
     for actor_id, actor_name, count in (
-        await session.exec(taken.group_by(Decision.actor_id, Decision.actor_name))
+        await session.exec(taken.group_by(col(Decision.actor_id), col(Decision.actor_name)))
     ).all():
         key = actor_id or actor_name or "?"
-        row = rows.setdefault(
-            key, OperatorRow(names.get(key) or actor_name or key, roles.get(key))
-        )
+        row = rows.setdefault(key, OperatorRow(names.get(key) or actor_name or key, roles.get(key)))
         row.taken += int(count)
-    replies = select(
-        OfficialReply.author_id,
-        OfficialReply.author_name,
+    replies = sa_select(
+        col(OfficialReply.author_id),
+        col(OfficialReply.author_name),
         func.count(),
         func.sum(case((col(OfficialReply.is_interim) == false(), 1), else_=0)),
-        func.sum(OfficialReply.quality_score),
-        func.count(OfficialReply.quality_score),
+        func.sum(col(OfficialReply.quality_score)),
+        func.count(col(OfficialReply.quality_score)),
     ).where(
         col(OfficialReply.author_role).in_(("staff", "operator")),
         col(OfficialReply.sent_at) >= since,
@@ -408,8 +398,11 @@ async def operators_work(
     )
     if page_ids is not None:
         replies = replies.where(col(OfficialReply.page_id).in_(sorted(page_ids)))
+    connection = await session.connection()
     for author_id, author_name, count, finals, quality_sum, quality_count in (
-        await session.exec(replies.group_by(OfficialReply.author_id, OfficialReply.author_name))
+        await connection.execute(
+            replies.group_by(col(OfficialReply.author_id), col(OfficialReply.author_name))
+        )
     ).all():
         key = author_id or author_name or "?"
         row = rows.setdefault(

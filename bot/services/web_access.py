@@ -93,8 +93,8 @@ async def use_login_token(session: AsyncSession, token: str, now: datetime) -> s
         .values(used_at=now)
     )
     if result.rowcount == 1:
-        found = (await session.exec(select(WebLogin).where(WebLogin.secret_hash == digest))).one()
-        return found.user_id
+        used = (await session.exec(select(WebLogin).where(WebLogin.secret_hash == digest))).one()
+        return used.user_id
     found = (await session.exec(select(WebLogin).where(WebLogin.secret_hash == digest))).first()
     if found is None:
         raise AccessDenied("login link unknown")
