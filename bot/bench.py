@@ -213,6 +213,12 @@ async def run_all() -> int:
     else:
         stats = await run_stats_benchmark(rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000")))
         print(f"stats report: {stats}")
+    from web.bench import run_dashboard_benchmark
+
+    dashboard = await run_dashboard_benchmark(
+        rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000"))
+    )
+    print(f"dashboard overview (server time): {dashboard}")
     return 0
 
 
