@@ -17,8 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.export import QUALITY_PARTS_RU, citizen_label, flatten_parts
-from bot.services.stats import A
-from bot.services.stats import _conditions as conditions_at  # storage.metrics after the merge
+from storage import metrics
 from storage.models import (
     Appeal,
     CitizenMessage,
@@ -29,6 +28,7 @@ from storage.models import (
     Staff,
 )
 
+A = metrics.A
 STATUSES = ("answered_in_time", "answered_late", "overdue", "pending", "excluded")
 PER_PAGE = 50
 EXCERPT = 200
@@ -53,7 +53,7 @@ class AppealFilter:
 
 def status_condition(status: str, at: datetime) -> ColumnElement[bool]:
     """The report's definition of each status at `at` (DESIGN sec. 2)."""
-    found = conditions_at(at)
+    found = metrics.conditions(at)
     if status == "excluded":
         return A.excluded == true()
     answered = found["answered"]

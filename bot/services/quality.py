@@ -39,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
 from bot.clock import utc_now
-from bot.services.stats import core
+from storage.engine import core
 from storage.models import Appeal, OfficialReply
 
 logger = logging.getLogger(__name__)
