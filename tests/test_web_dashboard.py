@@ -268,3 +268,8 @@ async def test_list_filters_timeline_and_export(
     page = await client.get(f"/pages/{context.transport_page}", params=PERIOD)  # type: ignore[attr-defined]
     body = await page.text()
     assert "<svg" in body and "Просрочены сейчас" in body and "автобус 23" in body
+    transport = context.transport_page  # type: ignore[attr-defined]
+    city = next(p for p in (1, 2) if p != transport)
+    slowest = _plain(await (await client.get(f"/pages/{city}", params=PERIOD)).text())
+    # The slowest answer of the period comes first: A3, 49 hours (reports.slowest_answered).
+    assert slowest.split("Дольше всего ждали ответа")[1].split("ждали")[1].startswith(" 2 дн 1 ч")

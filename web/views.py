@@ -225,17 +225,8 @@ async def page_view(
         step="week",
     )
     overdue = await reports.overdue_appeals(session, at=now, page_id=page.id, limit=20)
-    slowest = await lists.find_appeals(
-        session,
-        lists.AppealFilter(
-            since=period.since,
-            until=period.until,
-            at=now,
-            page_ids=access.page_ids,
-            page_id=page.id,
-            order="wait",
-        ),
-        per_page=10,
+    slowest = await reports.slowest_answered(
+        session, since=period.since, until=period.until, at=now, limit=10, page_id=page.id
     )
     topics = sorted(figures.get("topics", {}).items(), key=lambda item: (-item[1], item[0]))
     return render(
@@ -251,7 +242,7 @@ async def page_view(
             weeks=weeks,
             topics=topics,
             overdue=overdue,
-            slowest=[item for item in slowest.items if item.status != "pending"],
+            slowest=[appeal for appeal, _ in slowest],
         ),
     )
 

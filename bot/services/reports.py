@@ -126,22 +126,29 @@ async def count_overdue(
 
 
 async def slowest_answered(
-    session: AsyncSession, *, since: datetime, until: datetime, at: datetime, limit: int
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    limit: int,
+    page_id: int | None = None,
 ) -> list[tuple[Appeal, Page]]:
     """The appeals of `[since, until)` answered by `at` that waited longest for the answer."""
-    rows = (
-        await session.exec(
-            orm_select(Appeal, Page)
-            .join(Page, col(Page.id) == col(Appeal.page_id))
-            .where(
-                Appeal.received_at >= since,
-                Appeal.received_at < until,
-                col(Appeal.excluded).is_(False),
-                col(Appeal.answered_at).is_not(None),
-                col(Appeal.answered_at) <= at,
-            )
+    query = (
+        orm_select(Appeal, Page)
+        .join(Page, col(Page.id) == col(Appeal.page_id))
+        .where(
+            Appeal.received_at >= since,
+            Appeal.received_at < until,
+            col(Appeal.excluded).is_(False),
+            col(Appeal.answered_at).is_not(None),
+            col(Appeal.answered_at) <= at,
         )
-    ).all()
+    )
+    if page_id is not None:
+        query = query.where(A.page_id == page_id)
+    rows = (await session.exec(query)).all()
     return sorted(
         rows,
         key=lambda pair: (
