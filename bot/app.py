@@ -20,6 +20,7 @@ def defaults_from(settings: Settings) -> PageDefaults:
         shorten_preholiday=settings.SHORTEN_PREHOLIDAY,
         sla_hours=settings.SLA_HOURS,
         sla_urgent_hours=settings.SLA_URGENT_HOURS,
+        dashboard_url=settings.WEB_PUBLIC_URL,
     )
 
 

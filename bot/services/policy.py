@@ -18,6 +18,8 @@ class PageDefaults:
     shorten_preholiday: bool = False
     sla_hours: float = 8.0
     sla_urgent_hours: float = 4.0
+    # WEB_PUBLIC_URL: chat cards link to the appeal in the dashboard (bot/services/web_links.py).
+    dashboard_url: str | None = None
 
 
 def page_calendar(page: Page | None, defaults: PageDefaults) -> WorkCalendar:
