@@ -242,3 +242,26 @@ def test_supervisor_signs_in_and_sees_the_stats_figures(
     browser.delete_all_cookies()
     browser.get(f"{base}/login/{served['token']}")
     assert "недействительна" in browser.page_source
+
+
+def test_mini_app_signs_in_from_telegrams_launch_parameters(
+    served: dict[str, Any], browser: Any
+) -> None:
+    """Telegram opens the Mini App with its signed initData in the URL fragment; the page's
+    script posts it to /auth/telegram and reloads signed in. Forged data leaves it out."""
+    from urllib.parse import urlencode
+
+    from test_web_access import telegram_init_data
+
+    base = served["base"]
+    forged = telegram_init_data(SUPERVISOR, token="654321:OTHER-bot-token", auth_date=utc_now())
+    browser.get(f"{base}/#" + urlencode({"tgWebAppData": forged, "tgWebAppVersion": "8.0"}))
+    WebDriverWait(browser, 20).until(
+        lambda d: "не подтвердил" in d.find_element(By.ID, "miniapp-status").text
+    )
+    assert not browser.find_elements(By.ID, "total")
+    genuine = telegram_init_data(SUPERVISOR, token=TOKEN, auth_date=utc_now())
+    browser.get(f"{base}/?from={SINCE}&to={LAST_DAY}#" + urlencode({"tgWebAppData": genuine}))
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "total"))
+    assert "#" not in browser.current_url  # the signed data does not stay in the address
+    _shot(browser, "mini-app")
