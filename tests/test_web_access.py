@@ -112,6 +112,11 @@ async def test_login_link_works_once_within_ten_minutes(sessions: SessionFactory
             await web_access.use_login_token(session, "made-up-token", NOW)
         count = (await session.exec(select(func.count()).select_from(WebLogin))).one()
     assert count == 2
+    async with sessions() as session:  # a day later the old ones are cleared away
+        await web_access.issue_login_token(session, 7001, NOW + timedelta(days=1, minutes=11))
+        await session.commit()
+        count = (await session.exec(select(func.count()).select_from(WebLogin))).one()
+    assert count == 1
 
 
 def test_session_cookie_is_signed_and_expires() -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -62,6 +62,11 @@ def _digest(secret: str) -> str:
 
 async def issue_login_token(session: AsyncSession, user_id: int | str, now: datetime) -> str:
     """A new one-time login token for `user_id`; only its hash is stored."""
+    # Credentials expired a day ago are of no use, not even to tell "used" from "unknown".
+    connection = await session.connection()
+    await connection.execute(
+        delete(WebLogin).where(col(WebLogin.expires_at) < now - timedelta(days=1))
+    )
     token = secrets.token_urlsafe(32)
     session.add(
         WebLogin(
