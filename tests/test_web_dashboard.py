@@ -273,3 +273,23 @@ async def test_list_filters_timeline_and_export(
     slowest = _plain(await (await client.get(f"/pages/{city}", params=PERIOD)).text())
     # The slowest answer of the period comes first: A3, 49 hours (reports.slowest_answered).
     assert slowest.split("Дольше всего ждали ответа")[1].split("ждали")[1].startswith(" 2 дн 1 ч")
+
+
+async def test_overview_sorts_and_filters_pages(
+    client: TestClient[Any, Any], context: AppContext
+) -> None:
+    await _login(client, context, SUPERVISOR)
+
+    async def order(**params: str) -> list[str]:
+        html = await (await client.get("/", params={**PERIOD, **params})).text()
+        return re.findall(r'<tr data-page-id="\d+">\s*<td><a [^>]*>([^<]+)</a>', html)
+
+    city, transport = "Администрация города", "Минтранс области"
+    assert await order(sort="appeals", dir="asc") == [transport, city]
+    assert await order(sort="appeals", dir="desc") == [city, transport]
+    # A page without an answered appeal has no median: last, whichever the direction.
+    assert await order(sort="frt", dir="asc") == [city, transport]
+    assert await order(sort="frt", dir="desc") == [city, transport]
+    assert await order(q="МИНТРАНС") == [transport]  # case-insensitive, Cyrillic too
+    assert await order(platform="vk") == []
+    assert await order(sort="nonsense") == [city, transport]  # the index, highest first
