@@ -88,6 +88,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     database = f"sqlite+aiosqlite:///{tmp_path}/otklik.db"
     token = asyncio.run(_fill(database))
     port = _free_port()
+    log = (tmp_path / "web.log").open("w")  # a file, not a pipe: nothing can fill up and block
     server = subprocess.Popen(
         [
             sys.executable,
@@ -102,13 +103,13 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         cwd=tmp_path,
         env=_env(database),
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     try:
         assert server.stdout is not None
         line = server.stdout.readline()
-        assert "Панель Отклика" in line, server.stderr.read() if server.stderr else line
+        assert "Панель Отклика" in line, (tmp_path / "web.log").read_text()
         yield {
             "base": f"http://127.0.0.1:{port}",
             "token": token,
@@ -117,7 +118,8 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         }
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        assert server.wait(timeout=20) == 0  # SIGTERM stops `otklik web` cleanly
+        log.close()
 
 
 @pytest.fixture
