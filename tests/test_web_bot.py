@@ -70,6 +70,7 @@ async def test_web_command_gives_a_one_time_link_served_by_run(
         [link] = re.findall(rf"{re.escape(public)}/login/\S+", sent.text or "")
         assert "10 минут" in (sent.text or "")
         assert sent.reply_markup is None  # a Mini App button needs HTTPS
+        assert sandbox.menu_button(SUPERVISOR["id"]) is None
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as client:
             anonymous = await client.get(f"{public}/")
@@ -109,6 +110,11 @@ async def test_dashboard_shares_the_webhook_server_and_offers_the_mini_app(
             "inline_keyboard": [
                 [{"text": "Открыть панель", "web_app": {"url": "https://otklik.example.ru"}}]
             ]
+        }
+        assert sandbox.menu_button(SUPERVISOR["id"]) == {
+            "type": "web_app",
+            "text": "Панель",
+            "web_app": {"url": "https://otklik.example.ru"},
         }
         async with aiohttp.ClientSession() as client:
             page = await client.get(f"http://127.0.0.1:{port}/")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Router
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
+    MenuButtonWebApp,
     Message,
     WebAppInfo,
 )
@@ -41,7 +43,7 @@ def login_text(url: str) -> str:
     )
 
 
-async def web_command(message: Message, session: AsyncSession, app: AppContext) -> None:
+async def web_command(message: Message, bot: Bot, session: AsyncSession, app: AppContext) -> None:
     """Answer /web with a login link (and a Mini App button behind HTTPS)."""
     user = message.from_user
     if user is None:
@@ -61,11 +63,17 @@ async def web_command(message: Message, session: AsyncSession, app: AppContext) 
     token = await web_access.issue_login_token(session, user.id, app.clock())
     markup = None
     if public.startswith("https://"):  # Telegram opens Mini Apps over HTTPS only
+        app_info = WebAppInfo(url=public)
         markup = InlineKeyboardMarkup(
-            inline_keyboard=[
-                [InlineKeyboardButton(text="Открыть панель", web_app=WebAppInfo(url=public))]
-            ]
+            inline_keyboard=[[InlineKeyboardButton(text="Открыть панель", web_app=app_info)]]
         )
+        # The dashboard stays one tap away in this person's chat with the bot (menu button).
+        try:
+            await bot.set_chat_menu_button(
+                chat_id=user.id, menu_button=MenuButtonWebApp(text="Панель", web_app=app_info)
+            )
+        except TelegramAPIError as error:
+            logger.warning("could not set the dashboard menu button: %s", error)
     await message.answer(
         login_text(web_access.login_url(public, token)),
         reply_markup=markup,
