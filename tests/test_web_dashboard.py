@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from openpyxl import load_workbook
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import make_settings
@@ -234,6 +235,13 @@ async def test_operator_sees_only_their_press_chats_pages(
     exported = await (await client.get("/export.csv", params=PERIOD)).read()
     rows = list(csv.reader(io.StringIO(exported.decode("utf-8-sig")), delimiter=";"))
     assert len(rows) == 2 and "автобус 23" in ";".join(rows[1])
+    # Asking for another press chat's page by id gives nothing of it, not even its figures.
+    other = await client.get("/export.xlsx", params={**PERIOD, "page": str(city)})
+    book = load_workbook(io.BytesIO(await other.read()))
+    cells = [str(c.value) for sheet in book for row in sheet.iter_rows() for c in row]
+    assert not any("Администрация" in cell or "Ленина" in cell for cell in cells)
+    listed = await (await client.get("/appeals", params={**PERIOD, "page": str(city)})).text()
+    assert 'data-total="0"' in listed
 
 
 async def test_list_filters_timeline_and_export(

@@ -135,7 +135,7 @@ async def _report(
         until=period.until,
         at=dashboard.app.clock(),
         page_id=page_id,
-        page_ids=None if page_id is not None else access.page_ids,
+        page_ids=access.page_ids,  # a page asked for by id is still only one the person sees
         defaults=dashboard.app.defaults,
     )
     return report.to_json()
