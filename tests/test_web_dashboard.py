@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from openpyxl import load_workbook
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import make_settings
+from openpyxl import load_workbook
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from test_stats import AT, DEFAULTS, load_scenario
