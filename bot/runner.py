@@ -23,14 +23,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SOURCE_SETTINGS = (
-    "TELEGRAM_BOT_TOKEN (a bot from @BotFather), or VK_GROUP_TOKENS (group_id:token,...), "
-    "or VK_SERVICE_TOKEN with VK_WALL_OWNER_IDS"
+    "TELEGRAM_BOT_TOKEN (бот от @BotFather), или VK_GROUP_TOKENS (id_сообщества:токен,...), "
+    "или VK_SERVICE_TOKEN вместе с VK_WALL_OWNER_IDS"
 )
 
 
 class NoSourceConfigured(RuntimeError):
     def __init__(self) -> None:
-        super().__init__(f"no source configured: fill {SOURCE_SETTINGS} in .env")
+        super().__init__(f"не настроен ни один источник: заполните в .env {SOURCE_SETTINGS}")
 
 
 def secrets_of(settings: Settings) -> list[str]:

@@ -24,7 +24,9 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
     from handlers.telegram import (
         business,
         discussion,
+        doubtful,
         membership,
+        onboarding,
         press,
         pressoffice,
         private,
@@ -39,6 +41,8 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         service.create_router(),
         supervisors.create_router(app),
         pressoffice.create_router(app),
+        doubtful.create_router(),
+        onboarding.create_router(app),  # after pressoffice: its startup loads the press chats
         web.create_router(app),
     )
     group_router = discussion.create_router()

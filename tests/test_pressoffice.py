@@ -59,7 +59,9 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def app(sqlite_engine: AsyncEngine, clock: SimulatedClock) -> AppContext:
-    settings = make_settings(PRESS_CHAT_ID=PRESS_CHAT_ID, ADMIN_IDS="9001", SUPERVISOR_IDS="9002")
+    settings = make_settings(
+        PRESS_CHAT_ID=PRESS_CHAT_ID, ADMIN_IDS="9001", SUPERVISOR_IDS="9002", PRESS_CHAT_OPEN=True
+    )
     return AppContext.create(settings, sqlite_engine, clock)
 
 

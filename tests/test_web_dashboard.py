@@ -23,7 +23,7 @@ from test_stats import AT, DEFAULTS, load_scenario
 from test_web_access import TOKEN, telegram_init_data
 
 from bot.app import AppContext
-from bot.clock import SimulatedClock
+from bot.clock import SimulatedClock, utc_now
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from bot.services import reports, roles, web_access
 from bot.services.ingest import IngestService
@@ -92,7 +92,7 @@ async def client(context: AppContext) -> AsyncIterator[TestClient[Any, Any]]:
 
 async def _login(client: TestClient[Any, Any], app: AppContext, user_id: int) -> None:
     async with app.sessions() as session:
-        token = await web_access.issue_login_token(session, user_id, app.clock())
+        token = await web_access.issue_login_token(session, user_id, utc_now())
         await session.commit()
     response = await client.get(f"/login/{token}", allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == "/"
@@ -121,7 +121,7 @@ async def test_login_link_opens_a_session_once(
     client: TestClient[Any, Any], context: AppContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with context.sessions() as session:
-        token = await web_access.issue_login_token(session, SUPERVISOR, context.clock())
+        token = await web_access.issue_login_token(session, SUPERVISOR, utc_now())
         await session.commit()
     caplog.set_level(logging.INFO)
     first = await client.get(f"/login/{token}", allow_redirects=False)
@@ -141,7 +141,7 @@ async def test_session_cookie_is_secure_behind_https(
     client: TestClient[Any, Any], context: AppContext
 ) -> None:
     async with context.sessions() as session:
-        token = await web_access.issue_login_token(session, SUPERVISOR, context.clock())
+        token = await web_access.issue_login_token(session, SUPERVISOR, utc_now())
         await session.commit()
     response = await client.get(
         f"/login/{token}", allow_redirects=False, headers={"X-Forwarded-Proto": "https"}
@@ -156,15 +156,15 @@ async def test_expired_link_and_stranger_get_401(
 ) -> None:
     async with context.sessions() as session:
         old = await web_access.issue_login_token(
-            session, SUPERVISOR, context.clock() - timedelta(minutes=11)
+            session, SUPERVISOR, utc_now() - timedelta(minutes=11)
         )
-        stranger = await web_access.issue_login_token(session, STRANGER, context.clock())
+        stranger = await web_access.issue_login_token(session, STRANGER, utc_now())
         await session.commit()
     assert (await client.get(f"/login/{old}", allow_redirects=False)).status == 401
     assert (await client.get(f"/login/{stranger}", allow_redirects=False)).status == 401
     # A session cookie signed with another key is nobody's.
     client.session.cookie_jar.update_cookies(
-        {web_access.SESSION_COOKIE: web_access.session_value(SUPERVISOR, "1:other", AT)}
+        {web_access.SESSION_COOKIE: web_access.session_value(SUPERVISOR, "1:other", utc_now())}
     )
     assert (await client.get("/")).status == 401
 
@@ -175,10 +175,10 @@ async def test_mini_app_signs_in_with_telegrams_signature(
     forged = telegram_init_data(SUPERVISOR, token="654321:OTHER-bot-token")
     refused = await client.post("/auth/telegram", data={"initData": forged})
     assert refused.status == 401 and "Set-Cookie" not in refused.headers
-    expired = telegram_init_data(SUPERVISOR, auth_date=AT - timedelta(hours=2))
+    expired = telegram_init_data(SUPERVISOR, auth_date=utc_now() - timedelta(hours=2))
     assert (await client.post("/auth/telegram", data={"initData": expired})).status == 401
     assert (await client.post("/auth/telegram", data={})).status == 401
-    genuine = telegram_init_data(SUPERVISOR, auth_date=AT - timedelta(minutes=1))
+    genuine = telegram_init_data(SUPERVISOR, auth_date=utc_now() - timedelta(minutes=1))
     accepted = await client.post("/auth/telegram", data={"initData": genuine})
     assert accepted.status == 200 and (await accepted.json()) == {"ok": True}
     assert (await client.get("/", params=PERIOD)).status == 200

@@ -1,5 +1,9 @@
 """Signing in and the guard every data view goes through (bot/services/web_access.py decides).
 
+Credentials live in real time (`utc_now`), whatever clock the reports use: Telegram signs
+`initData` with its own clock, and the demo's simulated clock runs faster than a login link's
+ten minutes.
+
 Anonymous requests get 401 with the sign-in page, never data. A refused login link or Mini App
 signature is logged with the reason only: the token or `initData` never reaches a log line.
 """
@@ -14,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.clock import utc_now
 from bot.services import web_access
 from bot.services.web_access import SESSION_COOKIE, Access, AccessDenied
 from web.context import DASHBOARD, Dashboard
@@ -37,7 +42,7 @@ def guarded(view: View) -> Handler:
         started = time.perf_counter()
         dashboard = request.app[DASHBOARD]
         token = dashboard.bot_token
-        now = dashboard.app.clock()
+        now = utc_now()
         cookie = request.cookies.get(SESSION_COOKIE)
         user = web_access.session_user(cookie, token, now) if token else None
         async with dashboard.app.sessions() as session:
@@ -74,7 +79,7 @@ def _start_session(
     secure = _secure(request, dashboard)
     response.set_cookie(
         SESSION_COOKIE,
-        web_access.session_value(user_id, token, dashboard.app.clock()),
+        web_access.session_value(user_id, token, utc_now()),
         max_age=int(web_access.SESSION_TTL.total_seconds()),
         path="/",
         httponly=True,
@@ -94,7 +99,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     dashboard = request.app[DASHBOARD]
     if dashboard.bot_token is None:
         return _signin_page(dashboard, 401, "Вход по ссылке недоступен: бот не настроен.")
-    now = dashboard.app.clock()
+    now = utc_now()
     async with dashboard.app.sessions() as session:
         try:
             user_id = await web_access.use_login_token(session, request.match_info["token"], now)
@@ -123,7 +128,7 @@ async def telegram_auth(request: web.Request) -> web.StreamResponse:
     token = dashboard.bot_token
     form = await request.post()
     init_data = form.get("initData")
-    now = dashboard.app.clock()
+    now = utc_now()
     if token is None or not isinstance(init_data, str):
         logger.warning("dashboard Mini App sign-in refused from %s: no initData", request.remote)
         return web.json_response({"ok": False}, status=401, headers=SECURITY_HEADERS)

@@ -23,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import AppContext
-from bot.clock import SimulatedClock
+from bot.clock import SimulatedClock, utc_now
 from bot.config import Settings
 from bot.services import stats_bench
 from bot.services.reports import build_report
@@ -72,7 +72,7 @@ async def run_dashboard_benchmark(
         try:
             async with TestClient(server) as client:
                 client.session.cookie_jar.update_cookies(
-                    {SESSION_COOKIE: session_value(SUPERVISOR, TOKEN, at)}
+                    {SESSION_COOKIE: session_value(SUPERVISOR, TOKEN, utc_now())}
                 )
                 query = {"from": "2026-11-01", "to": "2026-11-30"}
                 for _ in range(repeats):

@@ -167,6 +167,10 @@ DATETIME_KEYS = {
 }
 
 
+# «Не обращение: кто решил» of an appeal the model in use no longer takes for one.
+MODEL_EXCLUDED = "модель (otklik reclassify)"
+
+
 def status_at(appeal: Appeal, at: datetime) -> str:
     """The appeal's status at `at` (DESIGN sec. 2); answered elsewhere counts from that moment."""
     if appeal.excluded:
@@ -243,6 +247,8 @@ async def rows_of(
             ).first()
             if decision is not None:
                 excluded_by = decision.actor_name or decision.actor_id
+            else:  # no person decided: `otklik reclassify` (bot/services/reclassify.py)
+                excluded_by = MODEL_EXCLUDED
         answered = [
             m for m in (appeal.first_response_at, appeal.answered_offline_at) if m and m <= at
         ]

@@ -22,6 +22,7 @@ _DAY_RE = re.compile(r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$")
 # «01.11 – 15.11» with spaces around the dash is one period.
 _SPACED_DASH_RE = re.compile(r"(\d)\s*[-–—]\s*(\d)")
 LAST_DAYS = 7  # the period when none is given: the last 7 days with today
+MAX_WRAPPED_DAYS = 92  # «ДД.ММ-ДД.ММ» without years spans a new year only if this short
 
 
 class PeriodError(ValueError):
@@ -65,10 +66,16 @@ def period_days(word: str, today: date) -> tuple[date, date] | None:
             last = date(second_year, int(month2), int(day2))
         except ValueError:
             raise PeriodError(f"Не понимаю даты «{word}».") from None
-        if last < first and year1 is None:
-            first = first.replace(year=first.year - 1)  # 20.12-10.01 spans the new year
+        if last < first and year1 is None and first.month > last.month:
+            # 20.12-10.01 spans the new year; 11.11-01.11 is a typo, not a year-long period.
+            wrapped = first.replace(year=first.year - 1)
+            if (last - wrapped).days <= MAX_WRAPPED_DAYS:
+                first = wrapped
         if last < first:
-            raise PeriodError("Конец периода раньше начала.")
+            raise PeriodError(
+                f"Конец периода ({ru.date_short(last)}) раньше начала ({ru.date_short(first)}). "
+                f"Укажите даты по порядку, например {_ordered_example(first, last)}."
+            )
         return first, last + timedelta(days=1)
     if match := _DAY_RE.match(word):
         try:
@@ -77,6 +84,11 @@ def period_days(word: str, today: date) -> tuple[date, date] | None:
             raise PeriodError(f"Не понимаю дату «{word}».") from None
         return day, day + timedelta(days=1)
     return None
+
+
+def _ordered_example(first: date, last: date) -> str:
+    """«01.11-11.11»: the two dates of a reversed period in order."""
+    return f"{last.day:02d}.{last.month:02d}-{first.day:02d}.{first.month:02d}"
 
 
 def last_days(today: date) -> tuple[date, date]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import logging
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
@@ -32,9 +31,12 @@ from bot.services.reminders import (
     render_overdue_summary,
 )
 from bot.services.worktime import WorkSchedule
+from bot.timeparse import TimeZoneError, resolve_timezone
+from handlers.telegram import onboarding
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
+from handlers.telegram.pages import add_page
 from storage import pages
 from storage.models import Appeal, Page, Staff
 
@@ -44,8 +46,8 @@ SUPERVISOR_REFUSAL = "Извините, эта команда доступна �
 ADMIN_REFUSAL = "Извините, управлять страницами могут только администраторы Отклика."
 STAFF_REFUSAL = "Извините, назначать сотрудников и роли могут только администраторы Отклика."
 BUTTON_REFUSAL = (
-    "Эти кнопки — для сотрудников пресс-службы. Если вы работаете с обращениями, попросите "
-    "администратора добавить вас."
+    "Эти кнопки — для операторов пресс-службы. Если вы работаете с обращениями, попросите "
+    "администратора Отклика добавить вас: /staff operator ВАШ_ID (ваш ID покажет /chatid)."
 )
 TOPIC_REFUSAL = (
     "Извините, исправлять тему обращения могут операторы и руководители пресс-службы. Если вы "
@@ -53,8 +55,10 @@ TOPIC_REFUSAL = (
 )
 PAGE_HELP = (
     "Страницы: /page — список.\n"
+    "/page add @канал — подключить канал Telegram и проверить права бота "
+    "(/page add vk 12345 — сообщество ВКонтакте, /page add business — личный аккаунт)\n"
     "/page ID title Новое название\n"
-    "/page ID tz Asia/Vladivostok\n"
+    "/page ID tz Владивосток — часовой пояс (город или Asia/Vladivostok)\n"
     "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
     "/page ID hours 09:00-18:00 — рабочее время\n"
     "/page ID unbind — отвязать пресс-чат\n"
@@ -86,11 +90,11 @@ async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppConte
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
     if role < roles.Role.OPERATOR:
-        if not in_press_chat:
+        if not roles.may_join_by_pressing(app.settings, in_press_chat):
             logger.info("user %r pressed %r without a role; refused", user.id, query.data)
             await query.answer(BUTTON_REFUSAL, show_alert=True)
             return
-        # A member of the page's press chat: an operator from the first press (roles docs).
+        # An open press chat: its member is an operator from the first press (roles docs).
         await roles.register_operator(session, user.id, person_name(user), page.id)
     result = await apply_decision(
         session,
@@ -130,7 +134,8 @@ async def topic_command(
         return
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     if role < roles.Role.OPERATOR:
-        if message.chat.id != press_chat_of(page, app.settings):
+        in_press_chat = message.chat.id == press_chat_of(page, app.settings)
+        if not roles.may_join_by_pressing(app.settings, in_press_chat):
             await message.answer(TOPIC_REFUSAL)
             return
         await roles.register_operator(session, user.id, person_name(user), page.id)
@@ -314,9 +319,15 @@ async def staff_command(
         await message.answer(f"Страницы {page_id} нет. Список страниц — /page.")
         return
     platform, user_id = account
-    await roles.set_role(session, user_id, verb, page_id=page_id, platform=platform)
+    name = await onboarding.telegram_name(message.bot, user_id) if platform == "telegram" else None
+    await roles.set_role(session, user_id, verb, name=name, page_id=page_id, platform=platform)
+    if platform == roles.PLATFORM and message.bot is not None:
+        # The person's menu follows the role (staff rows are flushed: the query sees them).
+        await onboarding.refresh_menus(message.bot, session, app, changed_users=[int(user_id)])
     where = f"на странице {page_id}" if page_id else "на всех страницах"
     who = _account_label(platform, user_id)
+    if name:
+        who = f"{name} ({who})"
     if verb == "none":
         await message.answer(f"{who} больше не в списке сотрудников ({where}).")
     else:
@@ -324,16 +335,21 @@ async def staff_command(
 
 
 async def page_command(
-    message: Message, session: AsyncSession, app: AppContext, command: CommandObject
+    message: Message, bot: Bot, session: AsyncSession, app: AppContext, command: CommandObject
 ) -> None:
-    """/page: list pages; /page ID title|tz|sla|hours|unbind …: change one."""
+    """/page: list pages; /page add …: connect one; /page ID title|tz|sla|hours|unbind …."""
     if not await _require(message, session, app, roles.Role.ADMIN):
         return
     args = (command.args or "").split()
+    if args and args[0].lower() in ("add", "добавить"):
+        await add_page(message, bot, session, app, args[1:])
+        return
     if not args:
         listed = await pages.all_pages(session)
         if not listed:
-            await message.answer("Страниц пока нет: они появятся с первым сообщением.")
+            await message.answer(
+                "Страниц пока нет. Подключите первую: /page add @канал или /page add vk 12345."
+            )
             return
         lines = [_page_line(page, app) for page in listed]
         await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
@@ -349,13 +365,15 @@ async def page_command(
     field, values = args[1].lower(), args[2:]
     if field == "title" and values:
         page.title = " ".join(values)[:256]
-    elif field == "tz" and len(values) == 1:
+    elif field == "tz" and values:
         try:
-            ZoneInfo(values[0])
-        except (ZoneInfoNotFoundError, ValueError):
-            await message.answer(f"Не знаю часовой пояс {values[0]}. Пример: Asia/Vladivostok")
+            page.timezone = resolve_timezone(" ".join(values))
+        except TimeZoneError:
+            await message.answer(
+                f"Не знаю часовой пояс «{' '.join(values)}». "
+                "Пример: /page ID tz Владивосток или /page ID tz Asia/Vladivostok"
+            )
             return
-        page.timezone = values[0]
     elif field == "sla" and 1 <= len(values) <= 2:
         try:
             hours = [float(v.replace(",", ".")) for v in values]
@@ -416,6 +434,8 @@ async def bind_command(
         page.press_chat_id = message.chat.id
     app.press_chats.add(message.chat.id)
     await session.flush()
+    if message.bot is not None:
+        await onboarding.refresh_menus(message.bot, session, app)  # the new chat's menu
     titles = ", ".join(f"«{html.escape(page_title(p))}»" for p in chosen)
     pages_word = "странице" if len(chosen) == 1 else "страницам"  # not a count: one or several
     logger.info("chat %r bound to pages %r", message.chat.id, [p.id for p in chosen])

@@ -22,6 +22,7 @@ from aiogram.types import (
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
+from bot.clock import utc_now
 from bot.services import web_access
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ async def web_command(message: Message, bot: Bot, session: AsyncSession, app: Ap
         await message.answer(NOT_CONFIGURED)
         return
     # Flushed here, committed with the update (handlers/telegram/unit.py) right after the answer.
-    token = await web_access.issue_login_token(session, user.id, app.clock())
+    # Real time, as the dashboard checks it (web/auth.py), whatever clock the app runs on.
+    token = await web_access.issue_login_token(session, user.id, utc_now())
     markup = None
     if public.startswith("https://"):  # Telegram opens Mini Apps over HTTPS only
         app_info = WebAppInfo(url=public)

@@ -116,6 +116,7 @@ class TelegramApi(TelegramOutbox):
                             filename=value.filename,
                             size=len(data),
                             content_type=value.content_type,
+                            data=data,
                         )
                     else:
                         raw[key] = value
@@ -443,7 +444,11 @@ class TelegramApi(TelegramOutbox):
         commands = params.get("commands")
         if not isinstance(commands, list):
             raise _bad_request('parameter "commands" is required')
-        key = self._commands_key(params.get("scope"), params.get("language_code") or "")
+        scope = params.get("scope")
+        if isinstance(scope, dict) and "chat_id" in scope:
+            # As Telegram: a chat scope needs a chat the bot knows (a user who opened the bot).
+            self._require_chat(scope["chat_id"])
+        key = self._commands_key(scope, params.get("language_code") or "")
         account.commands[key] = copy.deepcopy(commands)
         return True
 

@@ -126,6 +126,7 @@ class UploadedFile:
     filename: str
     size: int
     content_type: str | None = None
+    data: bytes = b""  # the file itself, e.g. to save a chart
 
 
 @dataclass
@@ -152,6 +153,8 @@ class SentMessage:
         """Return a JSON-serialisable dict (date as ISO 8601)."""
         data = asdict(self)
         data["date"] = self.date.isoformat()
+        for upload in data.get("files", []):
+            upload.pop("data", None)  # bytes are not JSON; the size is there
         return data
 
 

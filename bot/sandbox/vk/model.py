@@ -19,6 +19,15 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 JsonDict = dict[str, Any]
 TokenKind = Literal["group", "service", "user"]
+# Community token permission bits as VK numbers them (dev.vk.com: access rights for communities).
+COMMUNITY_SCOPES = {
+    "stories": 1,
+    "photos": 4,
+    "app_widget": 64,
+    "messages": 4096,
+    "docs": 131072,
+    "manage": 262144,
+}
 CommentKind = Literal["wall", "photo", "video", "market", "board"]
 
 # Canonical error texts of the real API.
@@ -210,6 +219,7 @@ class _Post:
     date: int
     text: str
     comment_ids: list[int] = field(default_factory=list)
+    pinned: bool = False  # wall.get shows it first, whatever its date
 
 
 @dataclass
@@ -241,6 +251,8 @@ class _Group:
     type: str
     token: str | None
     longpoll_enabled: bool = True
+    # Scopes of the community token (groups.getTokenPermissions); what Otklik asks for by default.
+    token_scopes: tuple[str, ...] = ("manage", "messages", "photos", "docs")
     longpoll_api_version: str = API_VERSION
     longpoll_events: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(LONG_POLL_EVENT_TYPES, 1)
