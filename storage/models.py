@@ -435,6 +435,25 @@ class Relay(SQLModel, table=True):
     recorded_at: datetime = _recorded()
 
 
+class WebLogin(SQLModel, table=True):
+    """A one-time dashboard credential: a /web login link or a used Mini App `initData`.
+
+    Only the SHA-256 of the secret is kept (`secret_hash`), so the table gives nobody a way in.
+    A link is used by setting `used_at` in one conditional UPDATE (safe with many workers); a
+    Mini App `initData` is recorded when used, so the same signed data cannot be replayed.
+    """
+
+    __tablename__ = "web_login"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # link, initdata
+    secret_hash: str = Field(max_length=64, unique=True)
+    user_id: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    used_at: datetime | None = _utc()
+
+
 def _earliest(*moments: datetime | None) -> datetime | None:
     known = [moment for moment in moments if moment is not None]
     return min(known) if known else None

@@ -394,3 +394,18 @@ def test_format_duration() -> None:
     assert format_duration(2 * 3600 + 15 * 60) == "2\u00a0ч\u00a015\u00a0мин"
     assert format_duration(27 * 3600) == "1\u00a0дн\u00a03\u00a0ч"
     assert format_duration(3 * 3600) == "3\u00a0ч"
+
+
+async def test_card_links_to_the_appeal_in_the_dashboard(tmp_path: Path) -> None:
+    """With WEB_PUBLIC_URL every card links to the appeal's timeline in the dashboard."""
+    world = await make_world(tmp_path, msk(11, 2, 9), WEB_PUBLIC_URL="https://otklik.example.ru/")
+    try:
+        appeal = await world.ingest(citizen_event(msk(11, 2, 9), ROADS, "801", 501))
+        world.clock.set(msk(11, 2, 17, 30))
+        await Scheduler(world.app).tick()
+        [card, *_] = world.sandbox.sent_messages(PRESS_CHAT)
+        assert f'<a href="https://otklik.example.ru/appeals/{appeal}">В панели</a>' in (
+            card.message.get("text_html") or card.params.get("text") or ""
+        )
+    finally:
+        await close_world(world)

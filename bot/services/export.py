@@ -211,6 +211,13 @@ async def appeal_rows(
     if page_id is not None:
         query = query.where(Appeal.page_id == page_id)
     appeals = (await session.exec(query.order_by(col(Appeal.received_at), col(Appeal.id)))).all()
+    return await rows_of(session, appeals, at=at, defaults=defaults)
+
+
+async def rows_of(
+    session: AsyncSession, appeals: Sequence[Appeal], *, at: datetime, defaults: PageDefaults
+) -> list[AppealRow]:
+    """The given appeals as export rows, in their order, with their replies and decisions."""
     pages: dict[int, Page] = {}
     rows: list[AppealRow] = []
     for appeal in appeals:
@@ -527,3 +534,25 @@ async def build_export(
         session, since=since, until=until, at=at, page_id=page_id, defaults=defaults
     )
     return ExportFile(build_xlsx(rows, report.to_json(), label), filename, len(rows))
+
+
+async def export_appeals(
+    session: AsyncSession,
+    appeals: Sequence[Appeal],
+    *,
+    at: datetime,
+    defaults: PageDefaults,
+    fmt: str,
+    label: str,
+    report_json: dict[str, Any] | None,
+    first: date,
+    last: date,
+) -> ExportFile:
+    """Chosen appeals (the dashboard's list as filtered on screen) as XLSX or CSV bytes."""
+    rows = await rows_of(session, appeals, at=at, defaults=defaults)
+    filename = f"otklik_{first:%Y-%m-%d}_{last:%Y-%m-%d}.{fmt}"
+    if fmt == "csv":
+        return ExportFile(build_csv(rows), filename, len(rows))
+    if report_json is None:
+        raise ValueError("an XLSX export needs the report of its period")
+    return ExportFile(build_xlsx(rows, report_json, label), filename, len(rows))

@@ -21,6 +21,8 @@ class PageDefaults:
     # Page health (bot/services/health.py): REGION_AUDIENCE and POSTS_PER_WEEK_NORM.
     region_audience: int | None = None
     posts_per_week_norm: float = 3.0
+    # WEB_PUBLIC_URL: chat cards link to the appeal in the dashboard (bot/services/web_links.py).
+    dashboard_url: str | None = None
 
 
 def page_calendar(page: Page | None, defaults: PageDefaults) -> WorkCalendar:

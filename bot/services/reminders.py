@@ -40,6 +40,7 @@ from bot.ru import plural
 from bot.services import reminder_log
 from bot.services.notify import Button, DeliveryError, Notifier
 from bot.services.policy import PageDefaults, page_calendar
+from bot.services.web_links import appeal_url
 from bot.services.worktime import WorkCalendar, calendar_for
 from bot.text import TOPIC_TITLES_RU
 from storage.models import Appeal, CitizenMessage, Decision, Page, ReminderLog, Thread
@@ -477,6 +478,7 @@ class AppealCard:
     taken_by: str | None
     timezone: str
     working_left_s: float  # working seconds from the card's moment to the deadline
+    web_link: str | None = None  # the appeal in the web dashboard
 
 
 async def load_card(
@@ -511,6 +513,7 @@ async def load_card(
         taken_by=appeal.taken_by,
         timezone=calendar.schedule.timezone,
         working_left_s=calendar.working_seconds(moment, appeal.sla_deadline),
+        web_link=appeal_url(defaults.dashboard_url, appeal.id),
     )
 
 
@@ -635,8 +638,13 @@ def _card_lines(kind: str | None, card: AppealCard, now: datetime) -> list[str]:
             f" (просрочено на {format_duration((now - card.deadline).total_seconds())})"
         )
     lines.append(timing)
+    links = []
     if card.link:
-        lines.append(f'<a href="{html.escape(card.link, quote=True)}">{card.link_label}</a>')
+        links.append(f'<a href="{html.escape(card.link, quote=True)}">{card.link_label}</a>')
+    if card.web_link:
+        links.append(f'<a href="{html.escape(card.web_link, quote=True)}">В панели</a>')
+    if links:
+        lines.append(" · ".join(links))
     lines.append(
         f"👤 В работе: {html.escape(card.taken_by)}" if card.taken_by else "👤 Никто не взял"
     )

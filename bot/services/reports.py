@@ -37,10 +37,12 @@ async def build_report(
     until: datetime,
     at: datetime,
     page_id: int | None = None,
+    page_ids: frozenset[int] | None = None,
     defaults: PageDefaults,
     weights: MaturityWeights = DEFAULT_WEIGHTS,
 ) -> StatsReport:
-    """The report over appeals received in `[since, until)` as known at `at` (all pages or one).
+    """The report over appeals received in `[since, until)` as known at `at` (all pages or one;
+    `page_ids`: only these of all pages, as the dashboard shows an operator).
 
     Each page carries its page health for the same period (bot/services/health.py); a page with
     posts or subscriber readings but no appeals is listed too.
@@ -51,10 +53,11 @@ async def build_report(
         until=until,
         at=at,
         page_id=page_id,
+        page_ids=page_ids,
         defaults=defaults,
         weights=weights,
     )
-    await add_page_health(session, report, defaults, page_id)
+    await add_page_health(session, report, defaults, page_id, page_ids)
     return report
 
 
@@ -130,22 +133,29 @@ async def count_overdue(
 
 
 async def slowest_answered(
-    session: AsyncSession, *, since: datetime, until: datetime, at: datetime, limit: int
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    limit: int,
+    page_id: int | None = None,
 ) -> list[tuple[Appeal, Page]]:
     """The appeals of `[since, until)` answered by `at` that waited longest for the answer."""
-    rows = (
-        await session.exec(
-            orm_select(Appeal, Page)
-            .join(Page, col(Page.id) == col(Appeal.page_id))
-            .where(
-                Appeal.received_at >= since,
-                Appeal.received_at < until,
-                col(Appeal.excluded).is_(False),
-                col(Appeal.answered_at).is_not(None),
-                col(Appeal.answered_at) <= at,
-            )
+    query = (
+        orm_select(Appeal, Page)
+        .join(Page, col(Page.id) == col(Appeal.page_id))
+        .where(
+            Appeal.received_at >= since,
+            Appeal.received_at < until,
+            col(Appeal.excluded).is_(False),
+            col(Appeal.answered_at).is_not(None),
+            col(Appeal.answered_at) <= at,
         )
-    ).all()
+    )
+    if page_id is not None:
+        query = query.where(A.page_id == page_id)
+    rows = (await session.exec(query)).all()
     return sorted(
         rows,
         key=lambda pair: (
