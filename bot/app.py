@@ -20,6 +20,8 @@ def defaults_from(settings: Settings) -> PageDefaults:
         shorten_preholiday=settings.SHORTEN_PREHOLIDAY,
         sla_hours=settings.SLA_HOURS,
         sla_urgent_hours=settings.SLA_URGENT_HOURS,
+        final_answer_days=settings.FINAL_ANSWER_DAYS,
+        final_answer_urgent_days=settings.FINAL_ANSWER_URGENT_DAYS,
     )
 
 

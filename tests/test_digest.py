@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
+from bot.services.decisions import ANSWERED_OFFLINE, NOT_APPEAL, apply_decision
 from bot.services.digest import (
     Week,
     _summary_line,
@@ -18,7 +19,6 @@ from bot.services.digest import (
     parse_week,
     plain_text,
 )
-from bot.services.reminders import ANSWERED_OFFLINE, NOT_APPEAL, apply_decision
 from bot.services.scheduler import Scheduler
 from storage.models import Appeal
 from tests.test_reminders import (

@@ -28,8 +28,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import ru
 from bot.app import AppContext
 from bot.logsafe import scrub
+from bot.services.cards import page_title
 from bot.services.policy import PageDefaults, page_calendar
-from bot.services.reminders import page_title
 from bot.services.report_text import (
     PeriodError,
     join_dashes,

@@ -38,7 +38,7 @@ from bot.events import (
     RestoreEvent,
 )
 from bot.services import quality
-from bot.services.policy import PageDefaults, response_seconds, sla_deadline
+from bot.services.policy import PageDefaults, final_deadline, response_seconds, sla_deadline
 from storage import repositories as repo
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
 from storage.repositories import AppealRow, Db
@@ -216,6 +216,7 @@ class IngestService:
             "urgent": verdict.urgent,
             "sla_hours": hours,
             "sla_deadline": deadline,
+            "final_deadline": final_deadline(page, event.sent_at, verdict.urgent, self.defaults),
             "link": event.link,
         }
         values |= repo.derived_appeal_columns(values)
@@ -272,6 +273,8 @@ class IngestService:
             appeal.set("urgent", True)
             appeal.set("sla_hours", hours)
             appeal.set("sla_deadline", deadline)
+            final = final_deadline(page, appeal["received_at"], True, self.defaults)
+            appeal.set("final_deadline", final)
 
     def _official(self, db: Db, event: MessageEvent, page: Page) -> IngestResult:
         assert page.id is not None

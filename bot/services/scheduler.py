@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from bot.app import AppContext
-from bot.services import digest, quality
+from bot.services import cards, digest, quality
 from bot.services.reminders import ReminderService, TickReport
 from storage import rollup
 
@@ -66,6 +66,10 @@ class Scheduler:
                         self._warned_no_notifier = True
                     return report
                 await service.deliver(notifier, now, report)
+                # Cards follow their appeals: answers, re-opens and decisions made elsewhere.
+                report.edited += await cards.refresh_cards(
+                    session, notifier, self.app.defaults, now
+                )
                 await digest.deliver_digests(session, self.app, notifier, now, report)
                 await session.commit()
         if report.planned or report.sent or report.failed:

@@ -23,8 +23,8 @@ from bot import ru
 from bot.app import AppContext
 from bot.ids import row_id
 from bot.services import roles
+from bot.services.cards import page_title
 from bot.services.charts import stats_chart_png
-from bot.services.reminders import page_title
 from bot.services.report_text import (
     PeriodError,
     format_stats,
