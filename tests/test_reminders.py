@@ -19,8 +19,8 @@ from bot.config import Settings
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import SentMessage
-from bot.services.ingest import IngestService
 from bot.services.cards import content_kind_ru, format_duration, page_title
+from bot.services.ingest import IngestService
 from bot.services.reminders import ReminderService, TickReport
 from bot.services.scheduler import Scheduler
 from handlers.telegram.notifier import RateLimiter, TelegramNotifier
