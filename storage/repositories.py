@@ -716,7 +716,10 @@ def unfinished_rows(db: Db, thread_id: int, until: datetime) -> list[AppealRow]:
     rows = db.rows(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND excluded = :no "
         "AND received_at <= :until "
-        "AND (final_response_at IS NULL OR final_response_at > :until) ORDER BY received_at",
+        "AND (final_response_at IS NULL OR final_response_at > :until "
+        # Re-opened and waiting for a new final answer (bot/services/final_stage.py).
+        " OR (reopen_deadline IS NOT NULL AND reopened_at <= :until "
+        "     AND (reanswered_at IS NULL OR reanswered_at > :until))) ORDER BY received_at",
         {"thread": thread_id, "until": until, "no": False},
     )
     return [_appeal_row(row) for row in rows]
