@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _parsed_values(self) -> Settings:
         """Fail at start, naming the setting, rather than at the first reminder or command."""
-        from bot.services.worktime import WorkSchedule
+        from bot.workhours import WorkSchedule
 
         token = self.TELEGRAM_BOT_TOKEN
         if token is not None and not _TOKEN_RE.match(token.get_secret_value()):

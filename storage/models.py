@@ -103,8 +103,8 @@ class Appeal(SQLModel, table=True):
         Index("ix_appeal_page_received", "page_id", "received_at"),
         Index("ix_appeal_received", "received_at"),
         Index("ix_appeal_thread_citizen", "thread_id", "citizen_id"),
-        # Covering index for reports (bot/services/stats.py): one range scan per page and
-        # period, never touching the table rows.
+        # Covering index for reports (storage/metrics.py): one range scan per page and period,
+        # never touching the table rows.
         Index("ix_appeal_stats", *APPEAL_STATS_COLUMNS),
         # Report rollups (storage/rollup.py): the appeals of a page that can still change with
         # the report's `at`, and exact order statistics inside one FRT histogram bucket.

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.commands import print_digest
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from bot.services.decisions import ANSWERED_OFFLINE, NOT_APPEAL, apply_decision
 from bot.services.digest import (
     Week,
     _summary_line,
     build_digest,
-    digest_command,
     parse_week,
     plain_text,
 )
@@ -148,8 +148,9 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     assert digest.previous["total"]["appeals"] == 2
     assert text.startswith("📊 Отклик: итоги недели 2–8 ноября 2026")
     assert "Индекс цифровой зрелости:" in text
-    assert "• ответили: 80 % ▼ −20 п. п." in text  # 4/5 against 2/2
-    assert "• ответили в срок: 60 % ▲ +10 п. п." in text  # 3/5 against 1/2
+    # Every share with its base (issue 12 item 5), as in /stats.
+    assert "• ответили: 4 из 5 обращений, 80 % ▼ −20 п. п." in text  # 4/5 against 2/2
+    assert "• ответили в срок: 3 из 5 с истёкшим сроком, 60 % ▲ +10 п. п." in text  # 1/2 before
     assert "Поступило 5 обращений (неделей раньше — 2)" in text
     assert "(из них 1 вне соцсети)" in text
     assert "• Правительство области: 3 обращения" in text
@@ -253,7 +254,7 @@ async def test_digest_command_prints_and_writes_chart(
     await build_two_weeks(world)
     world.clock.set(msk(11, 12, 12))
     monkeypatch.chdir(tmp_path)
-    assert await digest_command(world.app, week="2026-W45", send=False) == 0
+    assert await print_digest(world.app, week="2026-W45", send=False) == 0
     out = capsys.readouterr().out
     assert "итоги недели 2–8 ноября 2026" in out and "<b>" not in out
     assert (tmp_path / "otklik-digest-2026-W45.png").stat().st_size > 10_000

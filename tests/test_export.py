@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from bot.services.export import ExportError, build_export, export_command, parse_period
+from bot.commands import write_export
+from bot.services.export import ExportError, build_export, parse_period
 from handlers.telegram.supervisors import parse_stats_args
 from tests.test_digest import build_two_weeks, vk_comment
 from tests.test_reminders import (
@@ -129,11 +130,11 @@ async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
     assert figures["Правительство области"]["Обращений"] == 3
     assert figures["Минздрав края"]["Обращений"] == 2
     assert figures["Всего"]["Обращений"] == 5
-    assert figures["Всего"]["Доля отвеченных"] == 0.8
+    assert figures["Всего"]["Доля отвеченных (из всех обращений)"] == 0.8
     assert figures["Всего"]["Из них вне соцсети"] == 1
     assert "90\u00a0% ответов не дольше, ч" in page_headers
     assert not any("быстрее" in str(header) for header in page_headers)
-    share = pages.cell(row=2, column=page_headers.index("Доля отвеченных") + 1)
+    share = pages.cell(row=2, column=page_headers.index("Доля отвеченных (из всех обращений)") + 1)
     assert share.number_format == "0%"
 
 
@@ -172,7 +173,7 @@ async def test_csv_for_russian_excel(
     await build_two_weeks(world)
     world.clock.set(msk(11, 9, 10))
     output = tmp_path / "week.csv"
-    assert await export_command(world.app, msk(11, 2, 0), msk(11, 9, 0), "csv", str(output)) == 0
+    assert await write_export(world.app, msk(11, 2, 0), msk(11, 9, 0), "csv", str(output)) == 0
     assert capsys.readouterr().out == f"{output}: 6\u00a0обращений\n"
     raw = output.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")

@@ -31,8 +31,8 @@ from bot.services.digest import DIGEST, DIGEST_CHART
 from bot.services.notify import Keyboard
 from bot.services.policy import PageDefaults
 from bot.services.reminders import DEADLINE, HALF_SLA, OVERDUE_DAILY, URGENT
+from bot.services.reports import build_report
 from bot.services.scheduler import Scheduler
-from bot.services.stats import build_report
 from bot.services.worktime import calendar_for
 from storage import rollup
 from storage.engine import create_engine, session_factory

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import html
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
-from bot.ids import row_id
-from bot.services.final_stage import FinalStage, final_stage
-from bot.services.notify import MAX_TEXT, Button, DeliveryError, Notifier
+from bot.services.final_stage import FinalStage, final_stage, stage_at
+from bot.services.notify import MAX_TEXT, Button
 from bot.services.policy import PageDefaults, page_calendar
 from bot.text import TOPIC_TITLES_RU
-from storage.models import Appeal, CitizenMessage, OfficialReply, Page, SentCard, Thread
+from storage.models import Appeal, CitizenMessage, OfficialReply, Page, Thread
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +116,7 @@ class AppealCard:
     answer_link: str | None = None
     final: FinalStage | None = None
     excluded_at: datetime | None = None  # «Не обращение», if so
+    shown: str = ""  # `card_state` of the appeal at `at`
 
     @property
     def answered(self) -> bool:
@@ -137,20 +135,33 @@ class AppealCard:
         return not self.answered or (self.final is not None and not self.final.answered)
 
     def state(self) -> str:
-        """What the card shows apart from the clock; a change means its messages are edited."""
-        final = self.final
-        parts = (
-            self.taken_by or "",
-            _iso(self.answered_at),
-            "off" if self.answered_offline else "",
-            _iso(final.answered_at) if final else "",
-            "formal" if final and final.formal else "",
-            _iso(final.reopened_at) if final else "",
-            _iso(self.excluded_at),
-            "undo" if self.undo_open else "",
-            self.topic,
-        )
-        return "|".join(parts)[:512]
+        return self.shown
+
+
+def card_state(appeal: Appeal, at: datetime) -> str:
+    """What a card of `appeal` shows at `at` apart from the clock, from the appeal row alone.
+
+    A change means its messages are edited; computed for every live card on every tick, so it
+    reads nothing else (the final reply's id stands for its «отписка» label).
+    """
+    known = [
+        moment
+        for moment in (appeal.first_response_at, appeal.answered_offline_at)
+        if moment is not None and moment <= at
+    ]
+    stage = stage_at(appeal, at)
+    undo = appeal.excluded and appeal.excluded_at is not None and at < appeal.excluded_at + UNDO_FOR
+    parts = (
+        appeal.taken_by or "",
+        _iso(min(known) if known else None),
+        _iso(stage.answered_at) if stage else "",
+        str(appeal.reanswer_reply_id if stage and stage.reopened_at else appeal.final_reply_id),
+        _iso(stage.reopened_at) if stage else "",
+        "excluded" if appeal.excluded else "",
+        "undo" if undo else "",
+        appeal.topic,
+    )
+    return "|".join(parts)[:512]
 
 
 def _iso(moment: datetime | None) -> str:
@@ -206,6 +217,7 @@ async def load_card(
         answer_link=answer_link,
         final=final,
         excluded_at=(appeal.excluded_at or appeal.received_at) if appeal.excluded else None,
+        shown=card_state(appeal, at),
     )
 
 
@@ -443,120 +455,3 @@ def pack(
     if current:
         groups.append(current)
     return groups
-
-
-# -- the table of sent cards -------------------------------------------------------------------
-
-
-def record_message(
-    session: AsyncSession, chat_id: int, message_id: int, message: CardMessage, at: datetime
-) -> None:
-    """Keep the cards of a sent message, to edit it when one of its appeals changes."""
-    for position, (kind, card) in enumerate(message.cards):
-        session.add(
-            SentCard(
-                chat_id=chat_id,
-                message_id=message_id,
-                appeal_id=card.appeal_id,
-                kind=kind,
-                position=position,
-                header=message.header,
-                footer=message.footer,
-                more_after=message.more_after,
-                sent_at=at,
-                state=card.state(),
-            )
-        )
-
-
-async def send_cards(
-    session: AsyncSession,
-    notifier: Notifier,
-    chat_id: int,
-    message: CardMessage,
-    now: datetime,
-    reply_to: int | None = None,
-) -> int:
-    """Send one message of cards and record it; its message id (raises `DeliveryError`)."""
-    text, buttons = render_message(message, now)
-    message_id = await notifier.send_text(chat_id, text, buttons, reply_to=reply_to)
-    record_message(session, chat_id, message_id, message, now)
-    return message_id
-
-
-async def latest_card(session: AsyncSession, chat_id: int, appeal_id: int) -> int | None:
-    """The newest message in `chat_id` with a card of `appeal_id` (to reply to it)."""
-    found = await session.exec(
-        select(SentCard.message_id)
-        .where(SentCard.chat_id == chat_id, SentCard.appeal_id == appeal_id)
-        .order_by(col(SentCard.sent_at).desc(), col(SentCard.id).desc())
-        .limit(1)
-    )
-    return found.first()
-
-
-async def refresh_cards(
-    session: AsyncSession,
-    notifier: Notifier,
-    defaults: PageDefaults,
-    now: datetime,
-    appeal_ids: Iterable[int] | None = None,
-) -> int:
-    """Edit every live message whose cards no longer show their appeals' state; how many."""
-    query = select(SentCard).where(col(SentCard.live), SentCard.sent_at >= now - LIVE_FOR)
-    if appeal_ids is not None:
-        ids = list(appeal_ids)
-        if not ids:
-            return 0
-        messages = select(SentCard.message_id).where(col(SentCard.appeal_id).in_(ids))
-        query = query.where(col(SentCard.message_id).in_(messages))
-    rows = (await session.exec(query.order_by(col(SentCard.id)))).all()
-    by_message: dict[tuple[int, int], list[SentCard]] = defaultdict(list)
-    for row in rows:
-        by_message[(row.chat_id, row.message_id)].append(row)
-    cards = await load_cards(session, {row.appeal_id for row in rows}, defaults, now)
-    edited = 0
-    for (chat_id, message_id), message_rows in by_message.items():
-        message_rows.sort(key=lambda row: row.position)
-        if all(
-            row.appeal_id in cards and cards[row.appeal_id].state() == row.state
-            for row in message_rows
-        ):
-            continue
-        first = message_rows[0]
-        message = CardMessage(
-            kind=OVERDUE if first.kind == OVERDUE else first.kind,
-            cards=[
-                (row.kind, cards[row.appeal_id]) for row in message_rows if row.appeal_id in cards
-            ],
-            header=first.header,
-            footer=first.footer,
-            more_after=first.more_after,
-        )
-        if not message.cards:
-            continue
-        text, buttons = render_message(message, now)
-        try:
-            await notifier.edit_text(chat_id, message_id, text, buttons)
-        except DeliveryError as error:
-            if error.permanent:
-                logger.info("card message %r/%r cannot be edited: %s", chat_id, message_id, error)
-                for row in message_rows:
-                    row.live = False
-            else:
-                logger.warning("card message %r/%r not edited yet: %s", chat_id, message_id, error)
-            continue
-        for row in message_rows:
-            if row.appeal_id in cards:
-                row.state = cards[row.appeal_id].state()
-        edited += 1
-    await session.flush()
-    return edited
-
-
-def parse_more(data: str) -> int | None:
-    """`ov:12` → 12 (the last appeal of the page shown); None for anything else."""
-    parts = data.split(":")
-    if len(parts) != 2 or parts[0] != MORE_PREFIX:
-        return None
-    return row_id(parts[1])

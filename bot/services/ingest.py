@@ -350,6 +350,9 @@ class IngestService:
                 "appeal_id": first.id,
                 "quality_score": score,
                 "quality_parts": parts,
+                "is_formal": quality.is_formal_reply(
+                    event.text, is_interim=is_interim, is_template=None
+                ),
                 "scored_at": utc_now(),
             },
         )

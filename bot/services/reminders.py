@@ -14,8 +14,10 @@ and for the final-answer stage (bot/services/final_stage.py):
    reply to the appeal's card;
 6. `final_deadline` — when the final answer's deadline passes without a final answer.
 
-Cards themselves (what a reminder shows, and its edits when the appeal changes) are in
-bot/services/cards.py; the buttons' decisions in bot/services/decisions.py.
+The kinds and their moments are in bot/services/ladder.py; what a card shows in
+bot/services/cards.py, the sent cards and their edits in bot/services/sent_cards.py, the
+overdue summary in bot/services/overdue.py, the buttons' decisions in
+bot/services/decisions.py.
 
 Each tick inserts a `reminder_log` row for every reminder that has become due (the unique key
 (kind, chat_id, due_key) means a restart or a second worker never plans one twice), then sends
@@ -31,164 +33,79 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import ru
 from bot.config import Settings
-from bot.services import cards as card_service
+from bot.services import sent_cards
 from bot.services.cards import (
-    OVERDUE,
     AppealCard,
     CardMessage,
     appeals_count,
     format_duration,
     load_card,
-    local,
+    pack,
     page_title,
 )
-from bot.services.final_stage import stage_at
+from bot.services.ladder import (
+    APPEAL_KINDS,
+    DAILY_AT,
+    DEADLINE,
+    FINAL_DEADLINE,
+    HALF_SLA,
+    LOOKBACK,
+    OVERDUE_DAILY,
+    REOPENED,
+    RETRY_BASE,
+    RETRY_MAX,
+    STAGES,
+    URGENT,
+    chat_calendar,
+    final_moments,
+    is_due,
+    may_send_now,
+    pages_by_chat,
+    press_chat_of,
+    stage_moments,
+)
 from bot.services.notify import DeliveryError, Notifier
+from bot.services.overdue import (
+    final_open_filter,
+    is_open,
+    open_filter,
+    overdue_cards,
+    summary_pages,
+)
 from bot.services.policy import PageDefaults, page_calendar
-from bot.services.worktime import WorkCalendar, calendar_for
+from bot.services.worktime import WorkCalendar
 from storage.models import Appeal, Page, ReminderLog
 
-__all__ = ["appeals_count", "format_duration", "page_title"]
+__all__ = [
+    "APPEAL_KINDS",
+    "DEADLINE",
+    "FINAL_DEADLINE",
+    "HALF_SLA",
+    "OVERDUE_DAILY",
+    "REOPENED",
+    "RETRY_BASE",
+    "RETRY_MAX",
+    "STAGES",
+    "URGENT",
+    "appeals_count",
+    "format_duration",
+    "may_send_now",
+    "page_title",
+    "press_chat_of",
+]
 
 logger = logging.getLogger(__name__)
-
-URGENT = "urgent"
-HALF_SLA = "half_sla"
-DEADLINE = "deadline"
-OVERDUE_DAILY = "overdue_daily"
-FINAL_DEADLINE = "final_deadline"
-REOPENED = "reopened"
-# The ladder of one appeal's first reaction, earliest stage first.
-STAGES = (URGENT, HALF_SLA, DEADLINE)
-# Reminders of the final-answer stage; each stands alone.
-FINAL_STAGES = (REOPENED, FINAL_DEADLINE)
-APPEAL_KINDS = (*STAGES, *FINAL_STAGES)
-
-# Individual reminders are planned for moments at most this old; older overdue appeals are in
-# the daily summary (this keeps a backfill of last year from flooding the press chat).
-LOOKBACK = timedelta(days=7)
-# A reminder due exactly at the end of the working day may still go out this long after it.
-END_OF_DAY_GRACE = timedelta(minutes=15)
-DAILY_AT = time(9, 0)
-# Waiting between attempts after failed sends: 1, 2, 4 … minutes, at most an hour.
-RETRY_BASE = timedelta(minutes=1)
-RETRY_MAX = timedelta(hours=1)
-
-# -- routing and calendars ---------------------------------------------------------------------
-
-
-def press_chat_of(page: Page, settings: Settings) -> int | None:
-    """The press chat of a page: its own (/bind) or PRESS_CHAT_ID."""
-    return page.press_chat_id if page.press_chat_id is not None else settings.PRESS_CHAT_ID
-
-
-async def pages_by_chat(session: AsyncSession, settings: Settings) -> dict[int, list[Page]]:
-    """Active pages grouped by the press chat their reminders go to."""
-    chats: dict[int, list[Page]] = defaultdict(list)
-    for page in (await session.exec(select(Page).order_by(col(Page.id)))).all():
-        chat = press_chat_of(page, settings)
-        if chat is not None and page.is_active:
-            chats[chat].append(page)
-    return chats
-
-
-def chat_calendar(pages: Sequence[Page], defaults: PageDefaults) -> WorkCalendar:
-    """The press office's calendar: of the first page bound to the chat, else the defaults."""
-    bound = [page for page in pages if page.press_chat_id is not None]
-    if bound:
-        return page_calendar(bound[0], defaults)
-    return calendar_for(defaults.timezone, defaults.work_hours, defaults.shorten_preholiday)
-
-
-def may_send_now(calendar: WorkCalendar, now: datetime, due_at: datetime, urgent: bool) -> bool:
-    """Whether a reminder due at `due_at` may go out at `now` (working time, or urgent)."""
-    if urgent or calendar.is_working_time(now):
-        return True
-    # Due at the very end of a working interval (a deadline at 18:00): a tick just after it is
-    # still on time; otherwise the next morning.
-    return (
-        now - due_at <= END_OF_DAY_GRACE
-        and due_at <= now
-        and calendar.is_working_time(due_at - timedelta(seconds=1))
-    )
-
-
-def stage_moments(appeal: Appeal, calendar: WorkCalendar) -> dict[str, datetime]:
-    """When each stage of the ladder falls due for `appeal`."""
-    moments = {
-        HALF_SLA: calendar.add_working_hours(appeal.received_at, appeal.sla_hours / 2),
-        DEADLINE: appeal.sla_deadline,
-    }
-    if appeal.urgent:
-        moments[URGENT] = appeal.received_at
-    return moments
-
-
-def is_open(appeal: Appeal, at: datetime) -> bool:
-    """Unanswered at `at` and still an appeal: first-reaction reminders about it make sense."""
-    if appeal.excluded or appeal.answered_offline_at is not None:
-        return False
-    return appeal.first_response_at is None or appeal.first_response_at > at
-
-
-def is_due(kind: str, appeal: Appeal, at: datetime) -> bool:
-    """Whether a reminder of `kind` about `appeal` still has something to say at `at`."""
-    if kind in STAGES:
-        return is_open(appeal, at)
-    if appeal.excluded:
-        return False
-    stage = stage_at(appeal, at)
-    if stage is None or stage.answered:
-        return False
-    return kind == FINAL_DEADLINE or stage.reopened_at is not None
-
-
-def final_moments(appeal: Appeal, at: datetime) -> dict[str, tuple[str, datetime]]:
-    """The final-stage reminders of `appeal` known at `at`: kind → (due key, moment)."""
-    stage = stage_at(appeal, at)
-    if appeal.excluded or stage is None or stage.answered:
-        return {}
-    assert appeal.id is not None
-    if stage.reopened_at is None:
-        return {FINAL_DEADLINE: (str(appeal.id), stage.deadline)}
-    key = f"{appeal.id}:r"
-    return {REOPENED: (str(appeal.id), stage.reopened_at), FINAL_DEADLINE: (key, stage.deadline)}
-
-
-def _open_filter(at: datetime) -> list[ColumnElement[bool]]:
-    return [
-        col(Appeal.excluded).is_(False),
-        col(Appeal.answered_offline_at).is_(None),
-        or_(col(Appeal.first_response_at).is_(None), col(Appeal.first_response_at) > at),
-    ]
-
-
-def _final_open_filter(at: datetime) -> ColumnElement[bool]:
-    """Appeals whose final stage may be overdue or re-opened at `at` (checked in Python)."""
-    return or_(
-        and_(
-            col(Appeal.final_deadline) <= at,
-            or_(col(Appeal.final_response_at).is_(None), col(Appeal.final_response_at) > at),
-            or_(col(Appeal.answered_offline_at).is_(None), col(Appeal.answered_offline_at) > at),
-        ),
-        and_(
-            col(Appeal.reopened_at) <= at,
-            or_(col(Appeal.reanswered_at).is_(None), col(Appeal.reanswered_at) > at),
-        ),
-    )
-
 
 # -- planning ----------------------------------------------------------------------------------
 
@@ -232,13 +149,13 @@ class ReminderService:
                     col(Appeal.excluded).is_(False),
                     or_(
                         # Every first-reaction stage falls on or before the SLA deadline.
-                        and_(col(Appeal.sla_deadline) >= now - LOOKBACK, *_open_filter(now)),
+                        and_(col(Appeal.sla_deadline) >= now - LOOKBACK, *open_filter(now)),
                         and_(
                             or_(
                                 col(Appeal.final_deadline) >= now - LOOKBACK,
                                 col(Appeal.reopened_at) >= now - LOOKBACK,
                             ),
-                            _final_open_filter(now),
+                            final_open_filter(now),
                         ),
                     ),
                 )
@@ -415,8 +332,8 @@ class ReminderService:
                 continue
             page = await self.session.get(Page, appeal.page_id)
             assert page is not None and appeal.id is not None
-            urgent = appeal.urgent or row.kind == REOPENED
-            if not may_send_now(page_calendar(page, self.defaults), now, row.due_at, urgent):
+            page_hours = page_calendar(page, self.defaults)
+            if not may_send_now(page_hours, now, row.due_at, appeal.urgent):
                 report.waiting += 1
                 continue
             # The time left as of now, when the card goes out (not as of receipt).
@@ -439,10 +356,10 @@ class ReminderService:
             items.append((row, card))
         for row, card in reopened:
             # On the appeal's card: a reply to the newest message that shows it.
-            reply_to = await card_service.latest_card(self.session, chat_id, card.appeal_id)
+            reply_to = await sent_cards.latest_card(self.session, chat_id, card.appeal_id)
             message = CardMessage(kind=REOPENED, cards=[(REOPENED, card)])
             await self._send([row], notifier, chat_id, message, now, report, reply_to)
-        for chunk in card_service.pack([(row.kind, card) for row, card in items], now):
+        for chunk in pack([(row.kind, card) for row, card in items], now):
             rows_of = [row for row, card in items if (row.kind, card) in chunk]
             header = None
             if len(chunk) > 1:
@@ -485,7 +402,7 @@ class ReminderService:
         reply_to: int | None = None,
     ) -> None:
         try:
-            message_id = await card_service.send_cards(
+            message_id = await sent_cards.send_cards(
                 self.session, notifier, chat_id, message, now, reply_to
             )
         except DeliveryError as error:
@@ -518,121 +435,3 @@ class ReminderService:
         await self.session.commit()
         report.sent += len(rows)
         report.messages += 1
-
-
-# -- the overdue summary -----------------------------------------------------------------------
-
-
-def needs_attention(appeal: Appeal, at: datetime) -> bool:
-    """Overdue at `at` (first reaction or final answer), or re-opened and waiting."""
-    if appeal.excluded:
-        return False
-    if is_open(appeal, at) and appeal.sla_deadline <= at:
-        return True
-    stage = stage_at(appeal, at)
-    if stage is None or stage.answered:
-        return False
-    return stage.deadline <= at or stage.reopened_at is not None
-
-
-async def overdue_cards(
-    session: AsyncSession,
-    page_ids: Iterable[int],
-    at: datetime,
-    defaults: PageDefaults,
-    *,
-    after: int | None = None,
-) -> list[AppealCard]:
-    """Cards of the appeals of `page_ids` that need attention at `at`, the oldest first.
-
-    With `after` (an appeal id, the last card of a summary page): only those received after it.
-    """
-    ids = list(page_ids)
-    if not ids:
-        return []
-    query = select(Appeal).where(
-        col(Appeal.page_id).in_(ids),
-        Appeal.received_at <= at,
-        col(Appeal.excluded).is_(False),
-        or_(and_(col(Appeal.sla_deadline) <= at, *_open_filter(at)), _final_open_filter(at)),
-    )
-    cursor = await session.get(Appeal, after) if after is not None else None
-    if cursor is not None:
-        query = query.where(
-            or_(
-                col(Appeal.received_at) > cursor.received_at,
-                and_(col(Appeal.received_at) == cursor.received_at, col(Appeal.id) > cursor.id),
-            )
-        )
-    appeals = (await session.exec(query.order_by(col(Appeal.received_at), col(Appeal.id)))).all()
-    cards = []
-    pages: dict[int, Page | None] = {}
-    for appeal in appeals:
-        if not needs_attention(appeal, at):
-            continue
-        if appeal.page_id not in pages:
-            pages[appeal.page_id] = await session.get(Page, appeal.page_id)
-        page = pages[appeal.page_id]
-        assert page is not None
-        cards.append(await load_card(session, appeal, page, defaults, at))
-    return cards
-
-
-def no_overdue_text(now: datetime, timezone: str) -> str:
-    today = local(now, timezone)
-    return f"✅ На {today:%H:%M} {today:%d.%m} просроченных обращений нет."
-
-
-def summary_header(cards: Sequence[AppealCard], now: datetime, timezone: str) -> str:
-    """«📋 На 09:00 03.11 просрочены 2 обращения» (and how many citizens sent back)."""
-    today = local(now, timezone)
-    reopened = sum(
-        1
-        for card in cards
-        if card.final is not None and card.final.reopened_at is not None and card.answered
-    )
-    overdue = len(cards) - reopened
-    parts = []
-    if overdue:
-        verb = ru.plural(overdue, "просрочено", "просрочены", "просрочено")
-        parts.append(f"{verb} {appeals_count(overdue)}")
-    if reopened:
-        verb = ru.plural(reopened, "возвращено", "возвращены", "возвращено")
-        parts.append(f"{verb} жителями {appeals_count(reopened)}")
-    return f"<b>📋 На {today:%H:%M} {today:%d.%m} {' и '.join(parts)}</b>"
-
-
-def summary_pages(
-    cards: Sequence[AppealCard],
-    now: datetime,
-    timezone: str,
-    *,
-    paged: bool,
-    continued: bool = False,
-) -> list[CardMessage]:
-    """The summary as messages of whole cards, each with its buttons.
-
-    `paged` (the daily summary, «Ещё»): only the first page, with a button for the next one;
-    otherwise (/overdue) every page. `continued`: the first page follows an earlier one.
-    """
-    if not cards:
-        return []
-    groups = card_service.pack([(OVERDUE, card) for card in cards], now)
-    header = summary_header(cards, now, timezone)
-    continuation = "<b>📋 Просроченные обращения, продолжение</b>"
-    messages = []
-    shown = 0
-    for number, group in enumerate(groups):
-        shown += len(group)
-        message = CardMessage(
-            kind=OVERDUE,
-            cards=group,
-            header=continuation if number or continued else header,
-        )
-        rest = len(cards) - shown
-        if paged and rest > 0:
-            message.footer = f"…и ещё {appeals_count(rest)}: кнопка «Ещё» покажет следующие."
-            message.more_after = group[-1][1].appeal_id
-            return [message]
-        messages.append(message)
-    return messages

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from bot.app import AppContext
-from bot.services import cards, digest, quality
+from bot.services import digest, quality, sent_cards
 from bot.services.reminders import ReminderService, TickReport
 from storage import rollup
 
@@ -67,7 +67,7 @@ class Scheduler:
                     return report
                 await service.deliver(notifier, now, report)
                 # Cards follow their appeals: answers, re-opens and decisions made elsewhere.
-                report.edited += await cards.refresh_cards(
+                report.edited += await sent_cards.refresh_cards(
                     session, notifier, self.app.defaults, now
                 )
                 await digest.deliver_digests(session, self.app, notifier, now, report)

@@ -21,27 +21,17 @@ from bot.ids import row_id
 from bot.services import corrections, roles
 from bot.services import digest as digest_service
 from bot.services import export as export_service
-from bot.services.cards import (
-    CALLBACK_PREFIX,
-    MORE_PREFIX,
-    latest_card,
-    page_title,
-    parse_more,
-    refresh_cards,
-    send_cards,
-)
+from bot.services.cards import CALLBACK_PREFIX, MORE_PREFIX, page_title
 from bot.services.decisions import apply_decision, parse_callback, takeover_text
 from bot.services.notify import DeliveryError, Notifier
-from bot.services.reminders import (
-    no_overdue_text,
-    overdue_cards,
-    press_chat_of,
-    summary_pages,
-)
+from bot.services.overdue import no_overdue_text, overdue_cards, summary_pages
+from bot.services.reminders import press_chat_of
+from bot.services.sent_cards import latest_card, parse_more, refresh_cards, send_cards
 from bot.services.worktime import WorkSchedule
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
+from storage import pages
 from storage.models import Appeal, Page, Staff
 
 logger = logging.getLogger(__name__)
@@ -134,8 +124,8 @@ async def on_more(query: CallbackQuery, session: AsyncSession, app: AppContext) 
         await query.answer()
         return
     user = query.from_user
-    pages = (await session.exec(select(Page).where(col(Page.is_active)))).all()
-    in_chat = [p for p in pages if press_chat_of(p, app.settings) == chat_id]
+    active = [page for page in await pages.all_pages(session) if page.is_active]
+    in_chat = [p for p in active if press_chat_of(p, app.settings) == chat_id]
     page_id = in_chat[0].id if in_chat else None
     if await roles.role_of(session, app.settings, user.id, page_id=page_id) < roles.Role.OPERATOR:
         if page_id is None:
@@ -143,7 +133,7 @@ async def on_more(query: CallbackQuery, session: AsyncSession, app: AppContext) 
             return
         # A member of the page's press chat: an operator from the first press (roles docs).
         await roles.register_operator(session, user.id, person_name(user), page_id)
-    chosen = in_chat if in_chat else list(pages)
+    chosen = in_chat if in_chat else active
     now = app.clock()
     cards = await overdue_cards(
         session, [p.id for p in chosen if p.id], now, app.defaults, after=after
@@ -222,8 +212,7 @@ async def overdue_command(
     if not await _require(message, session, app, roles.Role.SUPERVISOR):
         return
     now = app.clock()
-    pages = (await session.exec(select(Page).where(col(Page.is_active)))).all()
-    cards = await overdue_cards(session, [p.id for p in pages if p.id], now, app.defaults)
+    cards = await overdue_cards(session, await pages.active_page_ids(session), now, app.defaults)
     notifier = _notifier(app, bot)
     if not cards:
         await notifier.send_text(message.chat.id, no_overdue_text(now, app.defaults.timezone))
@@ -384,11 +373,11 @@ async def page_command(
         return
     args = (command.args or "").split()
     if not args:
-        pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
-        if not pages:
+        listed = await pages.all_pages(session)
+        if not listed:
             await message.answer("Страниц пока нет: они появятся с первым сообщением.")
             return
-        lines = [_page_line(page, app) for page in pages]
+        lines = [_page_line(page, app) for page in listed]
         await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
         return
     if len(args) < 2 or not args[0].isdigit():
@@ -449,15 +438,15 @@ async def bind_command(
         await message.answer("Команду /bind отправляют в групповом чате пресс-службы.")
         return
     arg = (command.args or "").strip().lower()
-    pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
+    known = await pages.all_pages(session)
     if arg == "all":
-        chosen = list(pages)
+        chosen = list(known)
     elif arg.isdigit():
-        chosen = [page for page in pages if page.id == row_id(arg)]
-    elif not arg and len(pages) == 1:
-        chosen = list(pages)
+        chosen = [page for page in known if page.id == row_id(arg)]
+    elif not arg and len(known) == 1:
+        chosen = list(known)
     else:
-        listing = "\n".join(f"{p.id} · {page_title(p)}" for p in pages)
+        listing = "\n".join(f"{p.id} · {page_title(p)}" for p in known)
         await message.answer(
             "Укажите страницу: /bind ID или /bind all.\n" + (listing or "Страниц пока нет.")
         )
@@ -481,12 +470,7 @@ async def bind_command(
 async def _load_press_chats(app: AppContext) -> None:
     """On startup: chats bound with /bind are press chats of this process too."""
     async with app.sessions() as session:
-        chats = (
-            await session.exec(
-                select(Page.press_chat_id).where(col(Page.press_chat_id).is_not(None))
-            )
-        ).all()
-    app.press_chats.update(chat for chat in chats if chat is not None)
+        app.press_chats.update(await pages.press_chat_ids(session))
 
 
 def create_router(app: AppContext) -> Router:

@@ -57,6 +57,48 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("final_answer_urgent_days", sa.Integer(), nullable=True))
     with op.batch_alter_table("official_reply", schema=None) as batch_op:
         batch_op.add_column(sa.Column("is_formal", sa.Boolean(), nullable=True))
+    _fill_final_deadlines()
+
+
+def _fill_final_deadlines() -> None:
+    """Give appeals stored before this revision their final deadline (docs/METRICS.md 2a).
+
+    The page's own time zone and hours, else the defaults of `.env.example` (Moscow,
+    09:00-18:00, 7 working days, 1 for urgent ones): settings are not read by migrations.
+    """
+    from bot.services.worktime import calendar_for  # the one working calendar
+
+    bind = op.get_bind()
+    pages = {
+        row[0]: row[1:]
+        for row in bind.execute(sa.text("SELECT id, timezone, work_hours FROM page")).all()
+    }
+    appeal = sa.table(
+        "appeal",
+        sa.column("id", sa.Integer()),
+        sa.column("page_id", sa.Integer()),
+        sa.column("received_at", storage.types.UTCDateTime(timezone=True)),
+        sa.column("urgent", sa.Boolean()),
+        sa.column("final_deadline", storage.types.UTCDateTime(timezone=True)),
+    )
+    rows = bind.execute(
+        sa.select(appeal.c.id, appeal.c.page_id, appeal.c.received_at, appeal.c.urgent).where(
+            appeal.c.final_deadline.is_(None)
+        )
+    ).all()
+    updates = []
+    for appeal_id, page_id, received, urgent in rows:
+        timezone, work_hours = pages.get(page_id, (None, None))
+        calendar = calendar_for(timezone or "Europe/Moscow", work_hours or "09:00-18:00")
+        due = calendar.end_of_working_day_after(received, 1 if urgent else 7)
+        updates.append({"appeal_id": appeal_id, "due": due})
+    if updates:
+        bind.execute(
+            appeal.update()
+            .where(appeal.c.id == sa.bindparam("appeal_id"))
+            .values(final_deadline=sa.bindparam("due")),
+            updates,
+        )
 
 
 def downgrade() -> None:
