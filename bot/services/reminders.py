@@ -44,7 +44,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
-from bot.services import sent_cards
+from bot.services import reminder_log, sent_cards
 from bot.services.cards import (
     AppealCard,
     CardMessage,
@@ -401,13 +401,17 @@ class ReminderService:
         report: TickReport,
         reply_to: int | None = None,
     ) -> None:
+        # «sending» committed before the call, «sent» right after it (bot/services/reminder_log);
+        # a repeat after a crash says so above the cards.
+        note = (await reminder_log.begin(self.session, rows, "", now)).strip() or None
         try:
             message_id = await sent_cards.send_cards(
-                self.session, notifier, chat_id, message, now, reply_to
+                self.session, notifier, chat_id, message, now, reply_to, note=note
             )
         except DeliveryError as error:
             attempts = max(row.attempts for row in rows) + 1
             delay = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_MAX)
+            reminder_log.failed(rows)
             for row in rows:
                 row.attempts += 1
                 row.last_error = str(error)[:500]

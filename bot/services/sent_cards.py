@@ -63,9 +63,16 @@ async def send_cards(
     message: CardMessage,
     now: datetime,
     reply_to: int | None = None,
+    *,
+    note: str | None = None,
 ) -> int:
-    """Send one message of cards and record it; its message id (raises `DeliveryError`)."""
+    """Send one message of cards and record it; its message id (raises `DeliveryError`).
+
+    `note`: a line above the cards in this sending only (edits leave it out).
+    """
     text, buttons = render_message(message, now)
+    if note:
+        text = f"{note}\n\n{text}"
     message_id = await notifier.send_text(chat_id, text, buttons, reply_to=reply_to)
     record_message(session, chat_id, message_id, message, now)
     return message_id
