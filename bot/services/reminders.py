@@ -44,6 +44,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
+from bot.ru import plural
 from bot.services import reminder_log, sent_cards
 from bot.services.cards import (
     AppealCard,
@@ -363,7 +364,8 @@ class ReminderService:
             rows_of = [row for row, card in items if (row.kind, card) in chunk]
             header = None
             if len(chunk) > 1:
-                header = f"<b>🔔 Напоминание: {appeals_count(len(chunk))} ждут ответа</b>"
+                waits = plural(len(chunk), "ждёт", "ждут", "ждут")
+                header = f"<b>🔔 Напоминание: {appeals_count(len(chunk))} {waits} ответа</b>"
             message = CardMessage(kind=chunk[0][0], cards=chunk, header=header)
             await self._send(rows_of, notifier, chat_id, message, now, report)
         # The summary after the single reminders: it is the overview of what is left.
