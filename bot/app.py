@@ -23,6 +23,8 @@ def defaults_from(settings: Settings) -> PageDefaults:
         region_audience=settings.REGION_AUDIENCE,
         posts_per_week_norm=settings.POSTS_PER_WEEK_NORM,
         dashboard_url=settings.WEB_PUBLIC_URL,
+        final_answer_days=settings.FINAL_ANSWER_DAYS,
+        final_answer_urgent_days=settings.FINAL_ANSWER_URGENT_DAYS,
     )
 
 

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     SHORTEN_PREHOLIDAY: bool = False
     SLA_HOURS: float = Field(default=8.0, gt=0)
     SLA_URGENT_HOURS: float = Field(default=4.0, gt=0)
+    # The final answer's deadline: the end of the N-th working day after the day of receipt.
+    FINAL_ANSWER_DAYS: int = Field(default=7, ge=1, le=60)
+    FINAL_ANSWER_URGENT_DAYS: int = Field(default=1, ge=1, le=60)
     WEBHOOK_URL: str | None = None
     WEBHOOK_SECRET: SecretStr | None = None
     WEBHOOK_LISTEN: str = "127.0.0.1:8080"
