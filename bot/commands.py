@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
 from bot import ru
@@ -23,6 +24,8 @@ from storage.models import Page
 if TYPE_CHECKING:
     from bot.services.digest import Digest
     from bot.text.training import TrainSummary
+
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -41,6 +44,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "bench": _bench,
         "corrections": _corrections,
         "train": _train,
+        "reclassify": _reclassify,
     }[args.command]
     try:
         return await handler(args, settings)
@@ -273,7 +277,58 @@ def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> Tr
         return train_local(corrections, path, progress)
 
 
+async def _reclassify(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.reclassify import reclassify
+    from bot.text import local_model_path, model_version
+
+    since = parse_time(args.since, settings.TIMEZONE)
+    until = parse_time(args.until, settings.TIMEZONE) if args.until else utc_now()
+    if until <= since:
+        raise CommandError("дата --until должна быть позже даты --since")
+    path = local_model_path(settings.DATABASE_URL)
+    # A local file that cannot be used was reported on start (cli.use_region_model).
+    if not getattr(args, "model_problem", None) and model_version().startswith("builtin-"):
+        where = f" (файла {path} нет)" if path is not None else ""
+        print(f"Локальной модели нет{where}: решает встроенная модель.", file=sys.stderr)
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        async with app.sessions() as session:
+            summary = await _with_progress(
+                "Пересмотр сообщений",
+                " сообщ.",
+                lambda progress: reclassify(session, app.defaults, since, until, progress),
+            )
+    print(summary.report_ru())
+    return 0
+
+
+async def _with_progress(
+    title: str, unit: str, work: Callable[[Callable[[int, int], None]], Awaitable[T]]
+) -> T:
+    """Await `work(progress)` under a tqdm bar on stderr; log records go through the bar."""
+    import logging
+
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with (
+        tqdm(total=0, desc=title, unit=unit, file=sys.stderr, leave=True) as bar,
+        logging_redirect_tqdm(loggers=[logging.getLogger()]),
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        return await work(progress)
+
+
 async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.suite == "faults":
+        from bot.faultbench import run_faults
+
+        return await run_faults(args.updates, args.outage)
     from bot.bench import run_all
 
     return await run_all()

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     VK_SERVICE_TOKEN: SecretStr | None = None
     VK_WALL_OWNER_IDS: str = ""
     VK_API_SERVER: str = VK_DEFAULT_SERVER
+    # After VK loses long-poll history, posts published this many days before the gap are read
+    # back (besides the pinned post and posts with comments known in that window).
+    VK_GAP_POST_DAYS: int = Field(default=30, ge=1, le=3650)
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     ADMIN_IDS: str = ""
     SUPERVISOR_IDS: str = ""
@@ -69,9 +72,15 @@ class Settings(BaseSettings):
     WEBHOOK_SECRET: SecretStr | None = None
     WEBHOOK_LISTEN: str = "127.0.0.1:8080"
     LOG_LEVEL: str = "INFO"
+    # Page health (DESIGN sec. 2): the region's internet audience for penetration (unset: no
+    # penetration), the posting norm per week, and views from a public channel's web preview.
+    REGION_AUDIENCE: int | None = Field(default=None, gt=0)
+    POSTS_PER_WEEK_NORM: float = Field(default=3.0, gt=0)
+    TELEGRAM_PREVIEW_VIEWS: bool = False
 
     @field_validator(
         "PRESS_CHAT_ID",
+        "REGION_AUDIENCE",
         "WEBHOOK_URL",
         "WEBHOOK_SECRET",
         "TELEGRAM_BOT_TOKEN",

@@ -23,7 +23,9 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
     """
     from handlers.telegram import (
         business,
+        channel,
         discussion,
+        doubtful,
         membership,
         onboarding,
         press,
@@ -39,6 +41,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         service.create_router(),
         supervisors.create_router(app),
         pressoffice.create_router(app),
+        doubtful.create_router(),
         onboarding.create_router(app),  # after pressoffice: its startup loads the press chats
     )
     group_router = discussion.create_router()
@@ -59,4 +62,5 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         private_router,
         open_sessions(membership.create_router()),
         open_sessions(business.create_router()),
+        channel.create_router(),  # a channel's own posts: submitted like comments
     ]

@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.logsafe import scrub
+from bot.services.health_export import add_health_sheet
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.reminders import page_title
 from bot.services.report_text import (
@@ -167,6 +168,10 @@ DATETIME_KEYS = {
 }
 
 
+# «Не обращение: кто решил» of an appeal the model in use no longer takes for one.
+MODEL_EXCLUDED = "модель (otklik reclassify)"
+
+
 def status_at(appeal: Appeal, at: datetime) -> str:
     """The appeal's status at `at` (DESIGN sec. 2); answered elsewhere counts from that moment."""
     if appeal.excluded:
@@ -236,6 +241,8 @@ async def appeal_rows(
             ).first()
             if decision is not None:
                 excluded_by = decision.actor_name or decision.actor_id
+            else:  # no person decided: `otklik reclassify` (bot/services/reclassify.py)
+                excluded_by = MODEL_EXCLUDED
         answered = [
             m for m in (appeal.first_response_at, appeal.answered_offline_at) if m and m <= at
         ]
@@ -394,7 +401,8 @@ def _header(sheet: Any, headers: Sequence[str], widths: Sequence[float]) -> None
 
 
 def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_label: str) -> bytes:
-    """The workbook: «Обращения» (one row per appeal) and «По страницам» (figures per page)."""
+    """The workbook: «Обращения» (one row per appeal), «По страницам» (figures per page) and
+    «Здоровье страниц» (page health, for the pages that have it)."""
     book = Workbook()
     sheet = book.active
     assert sheet is not None
@@ -442,6 +450,7 @@ def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_la
         column=1,
         value="Время — местное время страницы; статус — на момент выгрузки.",
     )
+    add_health_sheet(book, report_json, _header)  # «Здоровье страниц» (page health)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -18,6 +18,9 @@ class PageDefaults:
     shorten_preholiday: bool = False
     sla_hours: float = 8.0
     sla_urgent_hours: float = 4.0
+    # Page health (bot/services/health.py): REGION_AUDIENCE and POSTS_PER_WEEK_NORM.
+    region_audience: int | None = None
+    posts_per_week_norm: float = 3.0
 
 
 def page_calendar(page: Page | None, defaults: PageDefaults) -> WorkCalendar:

@@ -77,7 +77,8 @@ async def team_report(
             .order_by(col(Decision.decided_at), col(Decision.id))
         )
         for taken in decisions.all():
-            holder[taken.appeal_id] = taken  # the last take wins
+            if taken.appeal_id is not None:  # decisions on a doubtful message have no appeal
+                holder[taken.appeal_id] = taken  # the last take wins
     staff_rows = (
         await session.exec(
             select(Staff).where(col(Staff.role).in_(("operator", "supervisor", "admin")))
