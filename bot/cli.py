@@ -159,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="на сколько секунд отключается PostgreSQL (по умолчанию 10)",
     )
+    web = commands.add_parser(
+        "web", help="веб-панель отдельно от остального (otklik run тоже её показывает)"
+    )
+    web.add_argument(
+        "--listen",
+        default=None,
+        help="адрес и порт (по умолчанию WEB_LISTEN, иначе 127.0.0.1:8081)",
+        metavar="ХОСТ:ПОРТ",
+    )
     return parser
 
 

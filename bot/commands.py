@@ -45,6 +45,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "corrections": _corrections,
         "train": _train,
         "reclassify": _reclassify,
+        "web": _web,
     }[args.command]
     try:
         return await handler(args, settings)
@@ -275,6 +276,38 @@ def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> Tr
             bar.refresh()
 
         return train_local(corrections, path, progress)
+
+
+async def _web(args: argparse.Namespace, settings: Settings) -> int:
+    """`otklik web`: the dashboard alone until SIGTERM or Ctrl-C (e.g. on a read replica)."""
+    import signal
+
+    from web.server import DEFAULT_LISTEN, DashboardServer
+
+    listen = args.listen or settings.WEB_LISTEN or DEFAULT_LISTEN
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CommandError(f"--listen must look like 127.0.0.1:8081, got {listen!r}")
+    if settings.TELEGRAM_BOT_TOKEN is None:
+        print(
+            "otklik web: TELEGRAM_BOT_TOKEN is empty, so nobody can sign in "
+            "(login links and the Mini App are signed with it)",
+            file=sys.stderr,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        server = DashboardServer(app, listen)
+        await server.start()
+        print(f"Панель Отклика: http://{host or '127.0.0.1'}:{server.bound_port}/", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+    return 0
 
 
 async def _reclassify(args: argparse.Namespace, settings: Settings) -> int:

@@ -68,9 +68,15 @@ class Settings(BaseSettings):
     SHORTEN_PREHOLIDAY: bool = False
     SLA_HOURS: float = Field(default=8.0, gt=0)
     SLA_URGENT_HOURS: float = Field(default=4.0, gt=0)
+    # The final answer's deadline: the end of the N-th working day after the day of receipt.
+    FINAL_ANSWER_DAYS: int = Field(default=7, ge=1, le=60)
+    FINAL_ANSWER_URGENT_DAYS: int = Field(default=1, ge=1, le=60)
     WEBHOOK_URL: str | None = None
     WEBHOOK_SECRET: SecretStr | None = None
     WEBHOOK_LISTEN: str = "127.0.0.1:8080"
+    # The dashboard (web/): where it listens and the address people open (links, Mini App).
+    WEB_LISTEN: str | None = None
+    WEB_PUBLIC_URL: str | None = None
     LOG_LEVEL: str = "INFO"
     # Page health (DESIGN sec. 2): the region's internet audience for penetration (unset: no
     # penetration), the posting norm per week, and views from a public channel's web preview.
@@ -86,6 +92,8 @@ class Settings(BaseSettings):
         "TELEGRAM_BOT_TOKEN",
         "VK_GROUP_TOKENS",
         "VK_SERVICE_TOKEN",
+        "WEB_LISTEN",
+        "WEB_PUBLIC_URL",
         mode="before",
     )
     @classmethod
@@ -138,6 +146,18 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "WEBHOOK_LISTEN: ожидается адрес и порт, например 127.0.0.1:8080, "
                 f"указано «{self.WEBHOOK_LISTEN}»"
+            )
+        if self.WEB_LISTEN is not None:
+            _host, sep, port = self.WEB_LISTEN.rpartition(":")
+            if not sep or not port.isdigit():
+                raise SettingsError(
+                    f"WEB_LISTEN must look like 127.0.0.1:8081, got {self.WEB_LISTEN!r}"
+                )
+        if self.WEB_PUBLIC_URL is not None and not re.match(
+            r"^https?://[^/\s]+", self.WEB_PUBLIC_URL
+        ):
+            raise SettingsError(
+                "WEB_PUBLIC_URL must be the dashboard's address, e.g. https://otklik.example.ru"
             )
         # Parse every list now: a bad id fails here with the setting's name.
         _ = (self.admin_ids, self.supervisor_ids, self.digest_chat_ids, self.vk_wall_owner_ids)

@@ -416,8 +416,12 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                             "быстрее настоящего: минута в песочнице — секунда, напоминания "
                             "приходят в пресс-чат. Остановить: Ctrl-C."
                         )
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await _serve(state, ticks, later)
+                        dashboard = await _serve_dashboard(app)
+                        try:
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await _serve(state, ticks, later)
+                        finally:
+                            await dashboard.stop()
                 finally:
                     for close in closers:
                         await close()
@@ -437,6 +441,26 @@ def _period(app: AppContext, days: int) -> str:
     """«02.11-11.11»: the simulated days as /stats and /team take them."""
     last = (START + timedelta(days=days - 1)).astimezone(ZoneInfo(app.defaults.timezone))
     return f"02.11-{last:%d.%m}"
+
+
+async def _serve_dashboard(app: AppContext) -> Any:
+    """The dashboard on a free local port, with a login link for the demo's supervisor."""
+    from bot.clock import utc_now
+    from bot.services.web_access import issue_login_token, login_url
+    from web.server import DashboardServer
+
+    server = DashboardServer(app, app.settings.WEB_LISTEN or "127.0.0.1:0")
+    await server.start()
+    address = f"http://{server.host}:{server.bound_port}"
+    async with app.sessions() as session:
+        # Credentials live in real time (the demo's clock runs faster, see SERVE_SPEED).
+        token = await issue_login_token(session, SUPERVISOR["id"], utc_now())
+        await session.commit()
+    print(
+        f"Панель Отклика: {address}/ — вход для руководителя (ссылка действует 10 минут, "
+        f"один раз): {login_url(address, token)}"
+    )
+    return server
 
 
 async def _settle(state: DemoState) -> None:

@@ -75,6 +75,8 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
                 callback=callback,
                 callback_served=settings.has_telegram,
             )
+        if not dashboard_on_webhook(settings) and settings.WEB_LISTEN:
+            await _start_dashboard(app, settings.WEB_LISTEN, stoppers)
         await _start_jobs(app, tasks, stoppers)
         await _start_health(app, intake, tasks, stoppers)
         settle_after_start()  # bot/memory.py: fewer garbage-collector passes from here on
@@ -162,6 +164,10 @@ async def _start_telegram_webhook(
     if secret_value is None:
         logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post updates")
     server = TelegramWebhook(dp, bot, secret=secret_value, listen=app.settings.WEBHOOK_LISTEN)
+    if dashboard_on_webhook(app.settings):
+        from web.server import mount
+
+        mount(server.application, app)  # one port for /telegram, /vk and the dashboard
     if vk_callback is not None:
         from handlers.vk.callback import register
 
@@ -174,6 +180,25 @@ async def _start_telegram_webhook(
         await bot.session.close()
 
     stoppers.append(stop_webhook)
+
+
+def dashboard_on_webhook(settings: Settings) -> bool:
+    """The dashboard shares the Telegram webhook server unless WEB_LISTEN names another address."""
+    return (
+        settings.has_telegram
+        and bool(settings.WEBHOOK_URL)
+        and settings.WEB_LISTEN in (None, settings.WEBHOOK_LISTEN)
+    )
+
+
+async def _start_dashboard(
+    app: AppContext, listen: str, stoppers: list[Callable[[], Awaitable[None]]]
+) -> None:
+    from web.server import DashboardServer
+
+    server = DashboardServer(app, listen)
+    await server.start()
+    stoppers.append(server.stop)
 
 
 async def _start_vk(

@@ -33,6 +33,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         private,
         service,
         supervisors,
+        web,
     )
 
     commands = Router(name="commands")
@@ -43,6 +44,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         pressoffice.create_router(app),
         doubtful.create_router(),
         onboarding.create_router(app),  # after pressoffice: its startup loads the press chats
+        web.create_router(app),
     )
     group_router = discussion.create_router()
     group_router.message.filter(DiscussionChat(app))

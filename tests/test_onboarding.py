@@ -14,8 +14,8 @@ from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.sandbox import TelegramSandbox
 from bot.services import roles
+from bot.services.decisions import TAKE, apply_decision
 from bot.services.ingest import IngestService
-from bot.services.reminders import TAKE, apply_decision
 from bot.services.scheduler import Scheduler
 from handlers.telegram.notifier import TelegramNotifier
 from handlers.telegram.onboarding import (

@@ -21,11 +21,11 @@ from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.services import doubtful
 from bot.services.corrections import correct_topic
+from bot.services.decisions import NOT_APPEAL, apply_decision
 from bot.services.export import MODEL_EXCLUDED, appeal_rows
 from bot.services.ingest import IngestService
 from bot.services.policy import sla_deadline
 from bot.services.reclassify import ReclassifySummary, reclassify
-from bot.services.reminders import NOT_APPEAL, apply_decision
 from bot.services.reports import build_report
 from bot.text import MODEL_ENV, classify, model_version, train_local, use_local_model
 from bot.timeparse import TimeFormatError, parse_time

@@ -23,7 +23,7 @@ from bot import ru
 from bot.app import AppContext
 from bot.config import Settings
 from bot.ru import MONTHS_GENITIVE, NBSP
-from bot.services import reminder_log, reports
+from bot.services import reminder_log, reports, shares
 from bot.services.health_text import digest_section
 from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
 from bot.services.reminders import (
@@ -162,17 +162,35 @@ def _index_lines(total: dict[str, Any], before: dict[str, Any]) -> list[str]:
         f"<b>Индекс цифровой зрелости: {_score(index)}</b> "
         + _change(index, before.get("maturity_index"), share=False)
     ]
-    parts = (
-        ("ответили", "answered_share", True, _percent),
-        ("ответили в срок", "within_sla_share", True, _percent),
-        ("качество ответов", "quality_mean", False, _score),
-        ("довольны ответом", "csat", True, _percent),
+    figures = shares.from_json(total)
+    # Every share with its base, worded as in /stats (bot/services/shares.py).
+    parts: tuple[tuple[str, str, bool, str], ...] = (
+        ("ответили", "answered_share", True, shares.answered(figures)),
+        ("ответили в срок", "within_sla_share", True, shares.in_time(figures)),
+        ("качество ответов", "quality_mean", False, _score(total.get("quality_mean"))),
+        ("довольны ответом", "csat", True, shares.csat(figures)),
     )
-    for label, key, is_share, show in parts:
-        lines.append(
-            f"• {label}: {show(total.get(key))} "
-            + _change(total.get(key), before.get(key), share=is_share)
+    if figures.final_expired or figures.final_pending:
+        parts += (
+            (
+                "ответ по существу в срок",
+                "final_within_deadline_share",
+                True,
+                shares.final_in_time(figures),
+            ),
         )
+    for label, key, is_share, shown in parts:
+        if key == "csat" and not figures.rated:
+            continue
+        lines.append(
+            f"• {label}: {shown} " + _change(total.get(key), before.get(key), share=is_share)
+        )
+    formal = total.get("formal_replies") or 0
+    if formal:
+        lines.append(f"• похожи на отписку: {ru.quantity(formal, 'ответ', 'ответа', 'ответов')}")
+    reopened = total.get("reopened") or 0
+    if reopened:
+        lines.append(f"• вернулись недовольными: {appeals_count(reopened)}")
     return [line.rstrip() for line in lines]
 
 
@@ -213,11 +231,11 @@ def _page_lines(pages: list[dict[str, Any]], before: dict[int, dict[str, Any]]) 
         change = _change(index, previous.get("maturity_index"), share=False)
         change = change if change.startswith(("▲", "▼")) else ""
         title = html.escape(page.get("title") or f"страница {page['page_id']}")
-        answered = _percent(page.get("answered_share"))
-        in_time = _percent(page.get("within_sla_share"))
+        figures = shares.from_json(page)
         line = (
-            f"• <b>{title}</b>: {appeals_count(page.get('appeals', 0))}, ответили {answered}, "
-            f"в срок {in_time}, индекс {_score(index)} {change}"
+            f"• <b>{title}</b>: {appeals_count(page.get('appeals', 0))},"
+            f" ответили {shares.answered(figures)}, "
+            f"в срок {shares.in_time(figures)}, индекс {_score(index)} {change}"
         )
         lines.append(line.rstrip())
     rest = len(ordered) - PAGES_LISTED

@@ -33,19 +33,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings
 from bot.ids import row_id
 from bot.services import quality
+from bot.services.cards import content_kind_ru, format_moment, page_title
 from bot.services.corrections import IS_APPEAL
+from bot.services.decisions import NOT_APPEAL
 from bot.services.ingest import IngestService
 from bot.services.notify import Button, DeliveryError, Notifier
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.reminders import (
-    NOT_APPEAL,
     RETRY_BASE,
     RETRY_MAX,
     TickReport,
-    content_kind_ru,
-    format_moment,
     may_send_now,
-    page_title,
     pages_by_chat,
 )
 from bot.text import TOPIC_TITLES_RU

@@ -44,6 +44,15 @@ class Figures:
     rated_positive: int = 0
     deleted_by_page: int = 0
     topics: dict[str, int] = field(default_factory=dict)
+    # The final-answer stage (bot/services/final_stage.py); appeals recorded before it existed
+    # have no final deadline and are in none of these.
+    final_answered: int = 0
+    final_in_time: int = 0
+    final_late: int = 0
+    final_overdue: int = 0
+    final_pending: int = 0
+    formal_replies: int = 0  # final answers that are «отписка»
+    reopened: int = 0  # re-opened by a 👎 or a dissatisfied return, waiting or answered again
 
     @property
     def unanswered(self) -> int:
@@ -56,6 +65,20 @@ class Figures:
     @property
     def within_sla_share(self) -> float | None:
         return _share(self.answered_in_time, self.appeals - self.pending)
+
+    @property
+    def expired(self) -> int:
+        """The base of `within_sla_share`: answered, or unanswered past the deadline."""
+        return self.answered_in_time + self.answered_late + self.overdue
+
+    @property
+    def final_expired(self) -> int:
+        """The base of `final_within_deadline_share`: final answer given or deadline passed."""
+        return self.final_in_time + self.final_late + self.final_overdue
+
+    @property
+    def final_within_deadline_share(self) -> float | None:
+        return _share(self.final_in_time, self.final_expired)
 
     @property
     def quality_mean(self) -> float | None:
@@ -92,6 +115,13 @@ class Figures:
             "rated",
             "rated_positive",
             "deleted_by_page",
+            "final_answered",
+            "final_in_time",
+            "final_late",
+            "final_overdue",
+            "final_pending",
+            "formal_replies",
+            "reopened",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.quality_sum += other.quality_sum
@@ -121,6 +151,14 @@ class Figures:
             "answered_offline": self.answered_offline,
             "replied": self.replied,
             "rated": self.rated,
+            "final_answered": self.final_answered,
+            "final_in_time": self.final_in_time,
+            "final_late": self.final_late,
+            "final_overdue": self.final_overdue,
+            "final_pending": self.final_pending,
+            "final_within_deadline_share": self.final_within_deadline_share,
+            "formal_replies": self.formal_replies,
+            "reopened": self.reopened,
             "topics": dict(sorted(self.topics.items(), key=lambda item: (-item[1], item[0]))),
         }
 

@@ -471,14 +471,21 @@ async def health_weeks(
 
 
 async def add_page_health(
-    session: AsyncSession, report: StatsReport, defaults: PageDefaults, page_id: int | None
+    session: AsyncSession,
+    report: StatsReport,
+    defaults: PageDefaults,
+    page_id: int | None,
+    page_ids: frozenset[int] | None = None,
 ) -> None:
-    """Give every page of `report` its health; list pages with health data but no appeals."""
+    """Give every page of `report` its health; list pages with health data but no appeals
+    (only among `page_ids` when the caller may see just those)."""
     end = min(report.until, report.at)
     listed = {page.page_id for page in report.pages}
     if page_id is None:
         extra = [
-            pid for pid in await pages_with_health(session, report.since, end) if pid not in listed
+            pid
+            for pid in await pages_with_health(session, report.since, end)
+            if pid not in listed and (page_ids is None or pid in page_ids)
         ]
         if extra:
             rows = (await session.exec(select(Page).where(col(Page.id).in_(extra)))).all()

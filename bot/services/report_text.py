@@ -7,13 +7,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot import ru
+from bot.services import shares
 from bot.services.figures import Figures, StatsReport
 from bot.services.health_text import compact_line, page_block
 from bot.services.maturity import MaturityWeights
 from bot.text import TOPIC_TITLES_RU
 
 APPEALS = ("обращение", "обращения", "обращений")
-RATINGS = ("оценка", "оценки", "оценок")
+ANSWERS = ("ответ", "ответа", "ответов")
 DAYS_SHOWN_PAGES = 15  # more pages than this are summarised as "и ещё N"
 
 _RANGE_RE = re.compile(
@@ -123,7 +124,7 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
     if not figures.appeals:
         return lines
     answered = (
-        f"• ответили: {ru.number(figures.answered)} ({ru.percent(figures.answered_share)})"
+        f"• ответили: {shares.answered(figures)}"
         f" — в срок {ru.number(figures.answered_in_time)},"
         f" с опозданием {ru.number(figures.answered_late)}"
     )
@@ -134,7 +135,8 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
         f"• без ответа: {ru.number(figures.unanswered)} — просрочено {ru.number(figures.overdue)},"
         f" срок ещё не вышел {ru.number(figures.pending)}"
     )
-    lines.append(f"• ответили в срок: {ru.percent(figures.within_sla_share)}")
+    lines.append(f"• ответили в срок: {shares.in_time(figures)}")
+    lines.extend(_final_lines(figures))
     if figures.replied:
         lines.append(
             f"• первый ответ: медиана {ru.duration(figures.frt_median_s)}"
@@ -144,13 +146,10 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
     if figures.quality_mean is not None:
         lines.append(
             f"• качество ответов: {ru.number(figures.quality_mean, 1)} из 100,"
-            f" шаблонных {ru.percent(figures.templated_share)}"
+            f" шаблонных {shares.templated(figures)}"
         )
     if figures.rated:
-        lines.append(
-            f"• довольны ответом: {ru.percent(figures.csat)}"
-            f" ({ru.quantity(figures.rated, *RATINGS)})"
-        )
+        lines.append(f"• довольны ответом: {shares.csat(figures)}")
     if figures.deleted_by_page:
         lines.append(f"• удалено страницей: {ru.quantity(figures.deleted_by_page, *APPEALS)}")
     maturity = figures.maturity(weights)
@@ -162,6 +161,26 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
             "Темы: "
             + ", ".join(f"{TOPIC_TITLES_RU.get(topic, topic)} — {count}" for topic, count in top)
         )
+    return lines
+
+
+def _final_lines(figures: Figures) -> list[str]:
+    """The final-answer stage: counts, the share with its base, «отписки», re-opens."""
+    staged = figures.final_expired + figures.final_pending
+    if not staged:
+        return []
+    lines = [
+        f"• ответ по существу: дали {ru.number(figures.final_answered)}"
+        f" — в срок {ru.number(figures.final_in_time)},"
+        f" с опозданием {ru.number(figures.final_late)};"
+        f" просрочено {ru.number(figures.final_overdue)},"
+        f" срок ещё не вышел {ru.number(figures.final_pending)}",
+        f"• ответ по существу в срок: {shares.final_in_time(figures)}",
+    ]
+    if figures.formal_replies:
+        lines.append(f"• похожи на отписку: {ru.quantity(figures.formal_replies, *ANSWERS)}")
+    if figures.reopened:
+        lines.append(f"• вернулись недовольными: {ru.quantity(figures.reopened, *APPEALS)}")
     return lines
 
 
@@ -186,8 +205,8 @@ def format_stats(report: StatsReport, timezone: str) -> str:
             title = page.title or f"страница {page.page_id}"
             lines.append(
                 f"— {title}: {ru.quantity(figures.appeals, *APPEALS)},"
-                f" ответили {ru.percent(figures.answered_share)},"
-                f" в срок {ru.percent(figures.within_sla_share)},"
+                f" ответили {shares.answered(figures)},"
+                f" в срок {shares.in_time(figures)},"
                 f" медиана {ru.duration(figures.frt_median_s)},"
                 f" индекс {_index(figures.maturity(report.weights))}"
             )

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
-from bot.services.reminders import TAKE
+from bot.services.decisions import TAKE
 from storage.models import Appeal, Decision, Staff
 
 

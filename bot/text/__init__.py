@@ -198,6 +198,11 @@ def is_dissatisfied(text: str) -> bool:
     return bool(text) and _get_reader().is_dissatisfied(text)
 
 
+def is_redirect(text: str) -> bool:
+    """Return whether an official reply sends the citizen elsewhere («обратитесь в …»)."""
+    return bool(text) and _get_reader().is_redirect(text)
+
+
 def reply_content(text: str) -> ReplyContent:
     """Describe what an official reply names: action, date, body, contact, the citizen."""
     if not text:

@@ -20,16 +20,12 @@ from bot.ids import row_id
 from bot.services import corrections, roles
 from bot.services import digest as digest_service
 from bot.services import export as export_service
-from bot.services.notify import Notifier
-from bot.services.reminders import (
-    CALLBACK_PREFIX,
-    apply_decision,
-    overdue_cards,
-    page_title,
-    parse_callback,
-    press_chat_of,
-    render_overdue_summary,
-)
+from bot.services.cards import CALLBACK_PREFIX, MORE_PREFIX, page_title
+from bot.services.decisions import apply_decision, parse_callback, takeover_text
+from bot.services.notify import DeliveryError, Notifier
+from bot.services.overdue import no_overdue_text, overdue_cards, summary_pages
+from bot.services.reminders import press_chat_of
+from bot.services.sent_cards import latest_card, parse_more, refresh_cards, send_cards
 from bot.services.worktime import WorkSchedule
 from bot.timeparse import TimeZoneError, resolve_timezone
 from handlers.telegram import onboarding
@@ -98,23 +94,64 @@ async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppConte
             return
         # An open press chat: its member is an operator from the first press (roles docs).
         await roles.register_operator(session, user.id, person_name(user), page.id)
+    now = app.clock()
     result = await apply_decision(
         session,
         appeal,
         action,
         actor_id=str(user.id),
         actor_name=person_name(user),
-        at=app.clock(),
+        at=now,
+        timezone=page.timezone or app.defaults.timezone,
     )
     await query.answer(result.message, show_alert=not result.changed)
-    if result.changed and query.message is not None and chat_id is not None:
-        # Everyone in the chat sees what was decided, under the reminder it concerns.
-        await query.bot.send_message(  # type: ignore[union-attr]
-            chat_id,
-            html.escape(result.message),
-            parse_mode="HTML",
-            reply_to_message_id=query.message.message_id,
-        )
+    if not result.changed:
+        return
+    notifier = _notifier(app, query.bot)  # type: ignore[arg-type]
+    try:
+        # Every card of the appeal shows the decision at once (taken by whom, struck through…).
+        await refresh_cards(session, notifier, app.defaults, now, [appeal_id])
+        if result.taken_from is not None and chat_id is not None:
+            # A takeover is said in the chat, under the card it concerns.
+            who = person_name(user) or str(user.id)
+            text = takeover_text(appeal_id, who, result.taken_from)
+            reply_to = await latest_card(session, chat_id, appeal_id)
+            await notifier.send_text(chat_id, html.escape(text), reply_to=reply_to)
+    except DeliveryError as error:
+        # The decision stands; the scheduler's tick edits the cards later.
+        logger.warning("cards of appeal %r not updated yet: %s", appeal_id, error)
+
+
+async def on_more(query: CallbackQuery, session: AsyncSession, app: AppContext) -> None:
+    """«Ещё» under a page of the overdue summary: the next page as a new message."""
+    after = parse_more(query.data or "")
+    chat_id = query.message.chat.id if query.message is not None else None
+    if after is None or chat_id is None:
+        await query.answer()
+        return
+    user = query.from_user
+    active = [page for page in await pages.all_pages(session) if page.is_active]
+    in_chat = [p for p in active if press_chat_of(p, app.settings) == chat_id]
+    page_id = in_chat[0].id if in_chat else None
+    if await roles.role_of(session, app.settings, user.id, page_id=page_id) < roles.Role.OPERATOR:
+        if page_id is None:
+            await query.answer(BUTTON_REFUSAL, show_alert=True)
+            return
+        # A member of the page's press chat: an operator from the first press (roles docs).
+        await roles.register_operator(session, user.id, person_name(user), page_id)
+    chosen = in_chat if in_chat else active
+    now = app.clock()
+    cards = await overdue_cards(
+        session, [p.id for p in chosen if p.id], now, app.defaults, after=after
+    )
+    if not cards:
+        await query.answer("Больше просроченных обращений нет.")
+        return
+    await query.answer()
+    [page_message] = summary_pages(cards, now, app.defaults.timezone, paged=True, continued=True)[
+        :1
+    ]
+    await send_cards(session, _notifier(app, query.bot), chat_id, page_message, now)  # type: ignore[arg-type]
 
 
 async def topic_command(
@@ -183,8 +220,13 @@ async def overdue_command(
         return
     now = app.clock()
     cards = await overdue_cards(session, await pages.active_page_ids(session), now, app.defaults)
-    text, buttons = render_overdue_summary(cards, now, app.defaults.timezone)
-    await _notifier(app, bot).send_text(message.chat.id, text, buttons)
+    notifier = _notifier(app, bot)
+    if not cards:
+        await notifier.send_text(message.chat.id, no_overdue_text(now, app.defaults.timezone))
+        return
+    # Long lists go as several messages, split only between cards, each with its buttons.
+    for page_message in summary_pages(cards, now, app.defaults.timezone, paged=False):
+        await send_cards(session, notifier, message.chat.id, page_message, now)
 
 
 async def digest_command(
@@ -466,6 +508,7 @@ def create_router(app: AppContext) -> Router:
 
     router.startup.register(on_startup)
     router.callback_query.register(on_decision, CallbackData(f"{CALLBACK_PREFIX}:"))
+    router.callback_query.register(on_more, CallbackData(f"{MORE_PREFIX}:"))
     router.message.register(overdue_command, Command("overdue"))
     router.message.register(topic_command, Command("topic"))
     router.message.register(digest_command, Command("digest"))

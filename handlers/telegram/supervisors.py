@@ -20,9 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import ru
 from bot.app import AppContext
 from bot.services import roles
+from bot.services.cards import page_title
 from bot.services.charts import chart_marks, stats_chart_png
 from bot.services.policy import page_calendar, sla_hours
-from bot.services.reminders import page_title
 from bot.services.report_text import (
     PeriodError,
     format_stats,

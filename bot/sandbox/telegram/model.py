@@ -182,6 +182,8 @@ class _BotAccount:
     webhook_secret: str | None = None
     webhook_task: asyncio.Task[None] | None = None
     commands: dict[str, list[JsonDict]] = field(default_factory=dict)
+    # setChatMenuButton: chat id (0: the default for every chat) -> the MenuButton object.
+    menu_buttons: dict[int, JsonDict] = field(default_factory=dict)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
