@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     digest.add_argument(
         "--week",
         default=None,
-        help="неделя ISO ГГГГ-Wнн, например 2026-W46 (по умолчанию прошлая)",
+        help="неделя ISO (2026-W46) или дата внутри неё (02.11.2026); по умолчанию прошлая",
         metavar="НЕДЕЛЯ",
     )
     digest.add_argument("--send", action="store_true", help="отправить в чаты DIGEST_CHAT_IDS")

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from zoneinfo import ZoneInfo
 
 from bot import ru
 from bot.app import AppContext
@@ -109,15 +110,28 @@ async def _digest(args: argparse.Namespace, settings: Settings) -> int:
         return await print_digest(AppContext.create(settings, engine), args.week, args.send)
 
 
+def _week_of_date(week: str | None, app: AppContext) -> str | None:
+    """«02.11.2026» (or any date) → «2026-W45», the ISO week it falls in; other text as is."""
+    if not week or "w" in week.lower():
+        return week
+    try:
+        day = parse_time(week, app.defaults.timezone, now=app.clock())
+    except TimeFormatError:
+        return week
+    year, number, _ = day.astimezone(ZoneInfo(app.defaults.timezone)).isocalendar()
+    return f"{year}-W{number:02d}"
+
+
 async def print_digest(app: AppContext, week: str | None = None, send: bool = False) -> int:
     """`otklik digest [--week YYYY-Www] [--send]`: print it, write the chart, maybe send it."""
     from bot.services.digest import build_digest, parse_week, plain_text
 
     try:
-        chosen = parse_week(week, app.clock(), app.defaults.timezone)
+        chosen = parse_week(_week_of_date(week, app), app.clock(), app.defaults.timezone)
     except ValueError:
         raise CommandError(
-            f"--week: ожидается неделя ISO вида 2026-W46, указано «{week}»"
+            f"--week: ожидается неделя ISO вида 2026-W46 или дата внутри недели "
+            f"(02.11.2026), указано «{week}»"
         ) from None
     async with app.sessions() as session:
         digest = await build_digest(session, app, chosen)

@@ -280,3 +280,14 @@ def test_classify_errors_are_russian() -> None:
         '{"error": "строка 1: строка — не JSON"}',
         '{"error": "строка 2: ожидается объект JSON с текстом в поле \\"text\\""}',
     ]
+
+
+def test_digest_week_by_a_russian_date(tmp_path: Path) -> None:
+    by_date = otklik("digest", "--week", "04.11.2026", cwd=tmp_path)
+    by_week = otklik("digest", "--week", "2026-W45", cwd=tmp_path)
+    assert by_date.returncode == 0, by_date.stderr
+    assert by_date.stdout == by_week.stdout
+    assert "otklik-digest-2026-W45.png" in by_date.stdout
+    bad = otklik("digest", "--week", "неделя", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "--week: ожидается неделя ISO вида 2026-W46 или дата внутри недели" in bad.stderr

@@ -339,10 +339,17 @@ async def build_digest(session: AsyncSession, app: AppContext, week: Week) -> Di
     blocks.append(_topic_lines(total.get("topics") or {}))
     text = "\n\n".join("\n".join(block) for block in blocks if block)
     # Imported here: matplotlib takes a while to load and the chart is needed once a week.
-    from bot.services.charts import stats_chart_png
+    from bot.services.charts import chart_marks, stats_chart_png
+    from bot.services.policy import page_calendar
 
     title = f"Обращения за неделю {week.label()}"
-    chart = stats_chart_png(figures.series, title)
+    marks = chart_marks(
+        figures.series,
+        page_calendar(None, app.defaults),
+        sla_hours=app.defaults.sla_hours,
+        today=at.astimezone(ZoneInfo(timezone)).date(),
+    )
+    chart = stats_chart_png(figures.series, title, marks)
     caption = f"📈 {title}: по дням и по статусу ответа."[:MAX_CAPTION]
     return Digest(week, text, chart, caption, report, before)
 

@@ -236,6 +236,7 @@ class DayRow:
     pending: int
     frt_median_s: float | None
     frt_bins: tuple[int, ...]  # FRT distribution over FRT_BINS_H (+ one open bin)
+    frt_median_work_s: float | None = None  # the same median in working seconds
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -14,8 +14,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.app import AppContext
+from bot.services.cards import page_title
+from bot.services.ladder import press_chat_of
 from bot.services.page_check import check_text
-from bot.services.reminders import page_title, press_chat_of
 from handlers.telegram.discussion import group_pages
 from handlers.telegram.pages import ADMIN_STATUSES, check_telegram
 from storage import repositories as repo

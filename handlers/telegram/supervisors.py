@@ -21,7 +21,8 @@ from bot import ru
 from bot.app import AppContext
 from bot.services import roles
 from bot.services.cards import page_title
-from bot.services.charts import stats_chart_png
+from bot.services.charts import chart_marks, stats_chart_png
+from bot.services.policy import page_calendar, sla_hours
 from bot.services.report_text import (
     PeriodError,
     format_stats,
@@ -122,7 +123,13 @@ async def stats_command(
     title = f"{page.title if page and page.title else 'Все страницы'}: " + period_text(
         request.since, request.until, timezone
     )
-    png = await asyncio.to_thread(stats_chart_png, series, title)
+    marks = chart_marks(
+        series,
+        page_calendar(page, app.defaults),
+        sla_hours=sla_hours(page, False, app.defaults),
+        today=now.astimezone(ZoneInfo(timezone)).date(),
+    )
+    png = await asyncio.to_thread(stats_chart_png, series, title, marks)
     caption = f"{ru.quantity(report.total.appeals, 'обращение', 'обращения', 'обращений')} по дням"
     await message.answer_photo(BufferedInputFile(png, "stats.png"), caption=caption)
     await send_health_chart(message, session, report, title, timezone)
