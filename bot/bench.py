@@ -213,6 +213,15 @@ async def run_all() -> int:
     else:
         stats = await run_stats_benchmark(rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000")))
         print(f"отчёт /stats: {stats}")
+    from bot.health_bench import bench_health
+
+    communities = int(os.environ.get("OTKLIK_BENCH_COMMUNITIES", "1000"))
+    health = await bench_health(communities)
+    print(
+        f"здоровье страниц: счётчики {health['communities']} сообществ ВКонтакте и "
+        f"{health['posts']} постов за {health['http_requests']} HTTP-запросов, "
+        f"{health['refresh_s']} с, пик памяти {health['peak_rss_mb']} МБ ({health})"
+    )
     from web.bench import run_dashboard_benchmark
 
     dashboard = await run_dashboard_benchmark(

@@ -26,6 +26,7 @@ from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.config import Settings
 from bot.demo_admin import ADMIN, admin_tour, appoint_operator
+from bot.demo_health import plan_page_health, start_refresh
 from bot.sandbox import TelegramSandbox
 from bot.services.policy import page_calendar
 from storage.engine import open_database
@@ -347,7 +348,11 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
         async with TelegramSandbox() as sandbox:
             _setup_sandbox(sandbox)
             sandbox.now = clock
-            from bot.demo_vk import VkDemo  # it imports this module's START and DemoState
+            from bot.demo_vk import (  # it imports this module's START and DemoState
+                VK_GROUP,
+                VK_TOKEN,
+                VkDemo,
+            )
 
             vk_demo = VkDemo(clock)
             await vk_demo.start()
@@ -375,11 +380,24 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     )
                 )
                 scheduler = Scheduler(app)
+                closers: list[Any] = []
                 try:
                     await vk_demo.start_intake(app)
                     state = DemoState(sandbox, random.Random(20261102), clock, vk=vk_demo)
                     _plan(state, app, days)
                     vk_demo.plan(state, app, days)
+                    # Page health (bot/demo_health.py): media, members, views, the refresh.
+                    plan_page_health(state, days, START, channel_id=CHANNEL_ID, vk_group=VK_GROUP)
+                    ticks, close_health = await start_refresh(
+                        app,
+                        scheduler,
+                        token=TOKEN,
+                        api_server=sandbox.base_url,
+                        vk_server=vk_demo.sandbox.base_url,
+                        vk_group=VK_GROUP,
+                        vk_token=VK_TOKEN,
+                    )
+                    closers.append(close_health)
                     print(
                         f"Отклик, демонстрация: {ru.quantity(days, 'день', 'дня', 'дней')} "
                         f"с 02.11.2026 (4 ноября — праздник), "
@@ -387,7 +405,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                         "в Telegram и ВКонтакте."
                     )
                     await appoint_operator(sandbox, clock, OPERATOR)
-                    later = await _simulate(state, scheduler, days)
+                    later = await _simulate(state, ticks, days)
                     await _show(state, app, sandbox, days)
                     await admin_tour(sandbox, clock, "oblast_gov", _period(app, days))
                     if serve:
@@ -401,10 +419,12 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                         dashboard = await _serve_dashboard(app)
                         try:
                             with contextlib.suppress(asyncio.CancelledError):
-                                await _serve(state, scheduler, later)
+                                await _serve(state, ticks, later)
                         finally:
                             await dashboard.stop()
                 finally:
+                    for close in closers:
+                        await close()
                     await vk_demo.stop()
                     with contextlib.suppress(RuntimeError):
                         await dp.stop_polling()

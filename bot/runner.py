@@ -78,6 +78,7 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
         if not dashboard_on_webhook(settings) and settings.WEB_LISTEN:
             await _start_dashboard(app, settings.WEB_LISTEN, stoppers)
         await _start_jobs(app, tasks, stoppers)
+        await _start_health(app, intake, tasks, stoppers)
         settle_after_start()  # bot/memory.py: fewer garbage-collector passes from here on
         waiter = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -249,3 +250,27 @@ async def _start_jobs(
     scheduler = Scheduler(app)
     tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     stoppers.append(scheduler.stop)
+
+
+async def _start_health(
+    app: AppContext,
+    intake: Intake,
+    tasks: list[asyncio.Task[object]],
+    stoppers: list[Callable[[], Awaitable[None]]],
+) -> None:
+    """The page-health refresh: subscribers daily, post counters at 24 h, 72 h and 7 days."""
+    from bot.services.health_refresh import HealthRefresh
+    from handlers.health_sources import counter_sources
+
+    sources, closers = counter_sources(app.settings)
+    if not sources:
+        return
+    refresh = HealthRefresh(app.sessions, intake, sources, clock=app.clock)
+    tasks.append(asyncio.create_task(refresh.run(), name="page-health"))
+
+    async def stop_health() -> None:
+        await refresh.stop()
+        for close in closers:
+            await close()
+
+    stoppers.append(stop_health)

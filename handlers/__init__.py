@@ -23,6 +23,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
     """
     from handlers.telegram import (
         business,
+        channel,
         discussion,
         doubtful,
         membership,
@@ -63,4 +64,5 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         private_router,
         open_sessions(membership.create_router()),
         open_sessions(business.create_router()),
+        channel.create_router(),  # a channel's own posts: submitted like comments
     ]

@@ -497,5 +497,8 @@ def _derive_rollup_keys(appeal: Appeal) -> None:
             setattr(appeal, name, bucket)
 
 
+# The page-health tables (posts, counters, subscribers) belong to the same metadata.
+import storage.health_models  # noqa: E402
+
 # The report rollups follow every write of appeals (registers their execution hooks).
 import storage.rollup  # noqa: E402,F401

@@ -24,6 +24,7 @@ from bot.app import AppContext
 from bot.config import Settings
 from bot.ru import MONTHS_GENITIVE, NBSP
 from bot.services import reminder_log, reports
+from bot.services.health_text import digest_section
 from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
 from bot.services.reminders import (
     RETRY_BASE,
@@ -314,6 +315,7 @@ async def build_digest(session: AsyncSession, app: AppContext, week: Week) -> Di
     ]
     if report["pages"]:
         blocks.append(_page_lines(report["pages"], before_pages))
+        blocks.append(digest_section(report["pages"], before_pages, figures.best_post))
     blocks.append(_slowest_lines(figures.slowest))
     blocks.append(_overdue_lines(figures, at, timezone))
     blocks.append(_topic_lines(total.get("topics") or {}))

@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.logsafe import scrub
+from bot.services.health_export import add_health_sheet
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.reminders import page_title
 from bot.services.report_text import (
@@ -407,7 +408,8 @@ def _header(sheet: Any, headers: Sequence[str], widths: Sequence[float]) -> None
 
 
 def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_label: str) -> bytes:
-    """The workbook: «Обращения» (one row per appeal) and «По страницам» (figures per page)."""
+    """The workbook: «Обращения» (one row per appeal), «По страницам» (figures per page) and
+    «Здоровье страниц» (page health, for the pages that have it)."""
     book = Workbook()
     sheet = book.active
     assert sheet is not None
@@ -455,6 +457,7 @@ def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_la
         column=1,
         value="Время — местное время страницы; статус — на момент выгрузки.",
     )
+    add_health_sheet(book, report_json, _header)  # «Здоровье страниц» (page health)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights, maturity_index
+
+if TYPE_CHECKING:
+    from bot.services.health import PageHealth
 
 # Upper bounds (hours, calendar) of the FRT distribution bars in the chart; the last is open.
 FRT_BINS_H: tuple[float, ...] = (1, 4, 8, 24, 72)
@@ -128,6 +131,8 @@ class PageFigures:
     platform: str
     title: str | None
     figures: Figures
+    # Page health for the same period (bot/services/health.py), set by the report use case.
+    health: PageHealth | None = None
 
 
 @dataclass
@@ -154,6 +159,7 @@ class StatsReport:
                     "platform": page.platform,
                     "title": page.title,
                     **page.figures.to_json(self.weights),
+                    "health": page.health.as_json() if page.health is not None else None,
                 }
                 for page in self.pages
             ],

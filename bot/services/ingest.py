@@ -33,11 +33,14 @@ from bot.events import (
     EditEvent,
     Event,
     MessageEvent,
+    PostCountersEvent,
+    PostEvent,
     RatingEvent,
     ReactionEvent,
     RestoreEvent,
+    SubscribersEvent,
 )
-from bot.services import quality
+from bot.services import posts, quality
 from bot.services.policy import PageDefaults, response_seconds, sla_deadline
 from storage import repositories as repo
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
@@ -64,6 +67,9 @@ class Outcome(StrEnum):
     REACTION = "reaction"
     RATING = "rating"
     SKIPPED = "skipped"
+    POST = "post"  # a page's own publication, new or edited (page health)
+    COUNTERS = "counters"  # a post's views, likes, reposts, comments
+    SUBSCRIBERS = "subscribers"  # a page's subscriber count
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +137,20 @@ class IngestService:
                 return self._reaction(db, event)
             case RatingEvent():
                 return self._rating(db, event)
+            case PostEvent():
+                page_id, written = posts.record_post(db, event)
+                return _Decided(
+                    IngestResult(Outcome.POST if written else Outcome.DUPLICATE, page_id)
+                )
+            case PostCountersEvent():
+                page_id, written = posts.record_counters(db, event)
+                return _Decided(
+                    IngestResult(Outcome.COUNTERS if written else Outcome.SKIPPED, page_id)
+                )
+            case SubscribersEvent():
+                return _Decided(
+                    IngestResult(Outcome.SUBSCRIBERS, posts.record_subscribers(db, event))
+                )
         raise TypeError(f"unknown event {type(event).__name__}")  # pragma: no cover
 
     # -- new messages -------------------------------------------------------------------------

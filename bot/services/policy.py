@@ -18,6 +18,9 @@ class PageDefaults:
     shorten_preholiday: bool = False
     sla_hours: float = 8.0
     sla_urgent_hours: float = 4.0
+    # Page health (bot/services/health.py): REGION_AUDIENCE and POSTS_PER_WEEK_NORM.
+    region_audience: int | None = None
+    posts_per_week_norm: float = 3.0
     # WEB_PUBLIC_URL: chat cards link to the appeal in the dashboard (bot/services/web_links.py).
     dashboard_url: str | None = None
 

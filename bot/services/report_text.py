@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from bot import ru
 from bot.services.figures import Figures, StatsReport
+from bot.services.health_text import compact_line, page_block
 from bot.services.maturity import MaturityWeights
 from bot.text import TOPIC_TITLES_RU
 
@@ -195,4 +196,21 @@ def format_stats(report: StatsReport, timezone: str) -> str:
             lines.append(f"… и ещё {ru.quantity(hidden, 'страница', 'страницы', 'страниц')}")
     elif len(report.pages) == 1 and report.pages[0].title:
         lines.insert(2, f"Страница: {report.pages[0].title}")
+    lines += _health_lines(report)
     return "\n".join(lines)
+
+
+def _health_lines(report: StatsReport) -> list[str]:
+    """The «Страница» block (one page) or one health line per page (several)."""
+    followed = [page for page in report.pages if page.health is not None]
+    if not followed:
+        return []
+    if len(followed) == 1:
+        health = followed[0].health
+        assert health is not None
+        return ["", *page_block(health, escape=False)]
+    lines = ["", "Страницы: подписчики, публикации, охват"]
+    for page in followed[:DAYS_SHOWN_PAGES]:
+        assert page.health is not None
+        lines.append(compact_line(page.title or f"страница {page.page_id}", page.health))
+    return lines

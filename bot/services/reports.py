@@ -19,6 +19,7 @@ from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.figures import DayRow, OverdueAppeal, StatsReport
+from bot.services.health import BestPost, HealthWeek, add_page_health, best_post, health_weeks
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
 from bot.services.series import Step, compute_series
@@ -41,8 +42,12 @@ async def build_report(
     weights: MaturityWeights = DEFAULT_WEIGHTS,
 ) -> StatsReport:
     """The report over appeals received in `[since, until)` as known at `at` (all pages or one;
-    `page_ids`: only these of all pages, as the dashboard shows an operator)."""
-    return await compute_report(
+    `page_ids`: only these of all pages, as the dashboard shows an operator).
+
+    Each page carries its page health for the same period (bot/services/health.py); a page with
+    posts or subscriber readings but no appeals is listed too.
+    """
+    report = await compute_report(
         session,
         since=since,
         until=until,
@@ -52,6 +57,8 @@ async def build_report(
         defaults=defaults,
         weights=weights,
     )
+    await add_page_health(session, report, defaults, page_id)
+    return report
 
 
 async def daily_series(
@@ -169,6 +176,7 @@ class DigestFigures:
     overdue_total: int
     overdue_in_period: int
     series: list[DayRow]
+    best_post: BestPost | None = None  # page health: the most viewed post of the period
 
 
 async def digest_figures(
@@ -191,4 +199,20 @@ async def digest_figures(
     total = await count_overdue(session, at) if listed else 0
     in_period = await count_overdue(session, at, (since, until)) if listed else 0
     series = await daily_series(session, since=since, until=until, at=at, tz=defaults.timezone)
-    return DigestFigures(report.to_json(), before.to_json(), slow, listed, total, in_period, series)
+    best = await best_post(session, [page.page_id for page in report.pages], since, until, at)
+    return DigestFigures(
+        report.to_json(), before.to_json(), slow, listed, total, in_period, series, best
+    )
+
+
+async def health_series(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    page_ids: list[int],
+    tz: str,
+) -> list[HealthWeek]:
+    """Page health per local week of `tz`: posts and subscribers (the page-health chart)."""
+    return await health_weeks(session, page_ids, since, until, at, tz)

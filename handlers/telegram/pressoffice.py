@@ -36,6 +36,7 @@ from handlers.telegram import onboarding
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
+from handlers.telegram.page_health import page_health_answer
 from handlers.telegram.pages import add_page
 from storage import pages
 from storage.models import Appeal, Page, Staff
@@ -57,6 +58,7 @@ PAGE_HELP = (
     "Страницы: /page — список.\n"
     "/page add @канал — подключить канал Telegram и проверить права бота "
     "(/page add vk 12345 — сообщество ВКонтакте, /page add business — личный аккаунт)\n"
+    "/page ID — здоровье страницы за 7 дней и каких данных не хватает\n"
     "/page ID title Новое название\n"
     "/page ID tz Владивосток — часовой пояс (город или Asia/Vladivostok)\n"
     "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
@@ -353,6 +355,10 @@ async def page_command(
             return
         lines = [_page_line(page, app) for page in listed]
         await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
+        return
+    if len(args) == 1 and args[0].isdigit():
+        # Page health: the figures and which right or token would give the missing ones.
+        await page_health_answer(message, session, app, args[0])
         return
     if len(args) < 2 or not args[0].isdigit():
         await message.answer(PAGE_HELP)

@@ -33,6 +33,7 @@ from bot.services.report_text import (
 )
 from bot.services.reports import build_report, daily_series
 from bot.services.team import team_lines, team_report
+from handlers.telegram.page_health import send_health_chart
 from storage.models import Page
 from storage.pages import find_pages
 
@@ -124,6 +125,7 @@ async def stats_command(
     png = await asyncio.to_thread(stats_chart_png, series, title)
     caption = f"{ru.quantity(report.total.appeals, 'обращение', 'обращения', 'обращений')} по дням"
     await message.answer_photo(BufferedInputFile(png, "stats.png"), caption=caption)
+    await send_health_chart(message, session, report, title, timezone)
 
 
 async def team_command(

@@ -34,7 +34,7 @@ GROUP_ANONYMOUS_BOT_USER: JsonDict = {
 DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
 # Kinds of incoming messages make_message() builds.
-MESSAGE_KINDS = ("text", "photo", "voice", "sticker", "video", "document")
+MESSAGE_KINDS = ("text", "photo", "voice", "sticker", "video", "document", "video_note", "poll")
 _CHAT_PUBLIC_FIELDS = ("id", "type", "title", "username", "first_name", "last_name", "is_forum")
 # Form values that must stay strings even when they look like JSON ("123", "true").
 _STRING_PARAMS = frozenset(

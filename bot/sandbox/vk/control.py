@@ -108,10 +108,14 @@ class VkControl(VkApi):
         from_id: int | None = None,
         *,
         emit: bool = True,
+        attachments: list[JsonDict] | None = None,
+        comments_open: bool = True,
         pinned: bool = False,
     ) -> int:
         """Publish a post on a wall; returns post_id (emits wall_post_new for communities).
 
+        `attachments`: VK attachment objects, e.g. `[{"type": "video", "video": {...}}]`
+        (`attachment("video")` and friends in bot/sandbox/vk/health.py build them).
         `pinned`: the wall's pinned post (wall.get lists it first, `is_pinned: 1`).
         """
         with self._lock:
@@ -122,6 +126,8 @@ class VkControl(VkApi):
                 from_id=owner_id if from_id is None else from_id,
                 date=self._unix(date),
                 text=text,
+                attachments=list(attachments or []),
+                comments_open=comments_open,
                 pinned=pinned,
             )
             wall.posts[post.id] = post

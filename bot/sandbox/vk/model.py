@@ -38,7 +38,12 @@ ERROR_MESSAGES: dict[int, str] = {
     6: "Too many requests per second",
     8: "Invalid request: v is required",
     10: "Internal server error",
+    12: "Unable to compile code",
     15: "Access denied",
+    29: "Rate limit reached",
+    30: "This profile is private",
+    9: "Flood control",
+    13: "Runtime error occurred during code invocation",
     27: "Group authorization failed: method is unavailable with group auth.",
     28: "Application authorization failed: method is unavailable with service token.",
     100: "One of the parameters specified was missing or invalid",
@@ -220,6 +225,13 @@ class _Post:
     text: str
     comment_ids: list[int] = field(default_factory=list)
     pinned: bool = False  # wall.get shows it first, whatever its date
+    # Page health: what the post carries and its counters (views grow as days pass).
+    attachments: list[JsonDict] = field(default_factory=list)
+    views: int = 0
+    likes: int = 0
+    reposts: int = 0
+    comments_open: bool = True
+    deleted: bool = False
 
 
 @dataclass
@@ -262,6 +274,7 @@ class _Group:
     next_ts: int = 1
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     forced_poll_failures: deque[int] = field(default_factory=deque)
+    members_count: int = 0
     next_message_id: int = 1
     conversations: dict[int, list[_Message]] = field(default_factory=dict)
     messages_allowed: set[int] = field(default_factory=set)
