@@ -4,12 +4,19 @@ still to come left blank."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from matplotlib import pyplot as plt
 
 from bot.app import AppContext
-from bot.services.charts import ChartMarks, _days_panel, chart_marks, stats_chart_png
+from bot.services.charts import (
+    ChartMarks,
+    _days_panel,
+    chart_marks,
+    stats_chart,
+    stats_chart_png,
+)
 from bot.services.figures import DayRow
 from bot.services.ingest import IngestService
 from bot.services.policy import page_calendar
@@ -87,3 +94,30 @@ async def test_series_has_the_working_time_median(app: AppContext, reply_hour: i
     [monday] = series
     assert monday.frt_median_s == 17 * 3600  # Monday 17:00 → Tuesday 10:00
     assert monday.frt_median_work_s == 2 * 3600  # 17–18 on Monday, 9–10 on Tuesday
+
+
+def test_the_chart_draws_what_a_supervisor_needs(app: AppContext, tmp_path: Path) -> None:
+    """The whole chart over two weeks with a holiday, seen on Thursday 12.11: future days get
+    no bars (None, not 0), exactly the weekends and the holiday are shaded, the SLA line is at
+    the SLA, the working-time median is drawn."""
+    days = [date(2026, 11, 2) + timedelta(days=n) for n in range(14)]
+    today = date(2026, 11, 12)
+    series = [_row(day, 2 if day <= today else 0, 5.0 if day <= today else None) for day in days]
+    marks = chart_marks(series, page_calendar(None, app.defaults), sla_hours=8, today=today)
+    png, drawing = stats_chart(series, "Обращения за две недели", marks)
+    (tmp_path / "chart.png").write_bytes(png)
+    assert png.startswith(b"\x89PNG")
+    in_time = drawing.bars["ответ в срок"]
+    assert in_time[:11] == [2] * 11 and in_time[11:] == [None] * 3
+    assert all(values[11:] == [None] * 3 for values in drawing.bars.values())
+    assert drawing.future == [date(2026, 11, 13), date(2026, 11, 14), date(2026, 11, 15)]
+    assert drawing.shaded == [
+        date(2026, 11, 4),  # Unity Day
+        date(2026, 11, 7),
+        date(2026, 11, 8),
+        date(2026, 11, 14),
+        date(2026, 11, 15),
+    ]
+    assert drawing.sla_hours == 8
+    assert drawing.working_median_h[:11] == [1.25] * 11  # 5 h / 4 in working hours
+    assert drawing.working_median_h[11:] == [None] * 3

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 
 from bot.commands import write_export
 from bot.services.export import ExportError, build_export, parse_period
@@ -78,22 +80,27 @@ async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
     assert exported.filename == "otklik_2026-11-02_2026-11-08.xlsx"
     (tmp_path / exported.filename).write_bytes(exported.data)
     book = load_workbook(io.BytesIO(exported.data))
-    assert book.sheetnames == ["Обращения", "По страницам"]
+    # The summary first, then the compact appeals, the details and the page health.
+    assert book.sheetnames == ["Сводка", "Обращения", "Подробности", "Здоровье страниц"]
+    for name in book.sheetnames:
+        _assert_readable_header(book[name])
+
     sheet = book["Обращения"]
-    assert sheet.freeze_panes == "A2"
     headers = [cell.value for cell in sheet[1]]
-    assert headers[:7] == [
+    assert headers == [
         "№",
         "Страница",
-        "Платформа",
+        "Поступило",
         "Тема",
         "Срочное",
-        "Поступило",
-        "Срок ответа",
+        "Статус",
+        "Первый ответ",
+        "Итоговый ответ",
+        "Отписка",
+        "Оператор",
+        "Автор",
+        "Ссылка",
     ]
-    assert "Ответ" in headers and "Статус" in headers and "Качество ответа (0–100)" in headers
-    assert "Качество: Не шаблон" in headers and "Качество: Назван срок" in headers
-    assert sheet.column_dimensions["R"].width == 60  # the appeal's text is readable
     rows = {
         row[0]: dict(zip(headers, row, strict=True))
         for row in sheet.iter_rows(min_row=2, values_only=True)
@@ -102,40 +109,83 @@ async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
     a2 = rows[data.ids["a2"]]
     # Local (Moscow) time as a real date-time with a Russian format.
     assert a2["Поступило"] == local(11, 2, 11)
-    assert a2["Срок ответа"] == local(11, 2, 15)
     assert a2["Первый ответ"] == local(11, 3, 10)
     assert a2["Статус"] == "отвечено с опозданием" and a2["Срочное"] == "да"
     assert a2["Тема"] == "ЖКХ"
-    assert a2["Рабочих часов до ответа"] == 8.0
-    assert a2["Ответ"].startswith("Здравствуйте!")
     received = sheet.cell(row=2, column=headers.index("Поступило") + 1)
     assert received.number_format == "DD.MM.YYYY HH:MM"
     assert rows[data.ids["a3"]]["Статус"] == "просрочено"
     assert rows[data.ids["v1"]]["Статус"] == "отвечено в срок"
-    assert rows[data.ids["v1"]]["Ответ вне соцсети"] == local(11, 5, 11)
     assert rows[data.ids["v2"]]["Статус"] == "не обращение"
-    assert rows[data.ids["v2"]]["«Не обращение»: кто решил"] == "Анна Иванова"
-    assert rows[data.ids["v3"]]["Платформа"] == "ВКонтакте"
-    assert rows[data.ids["v3"]]["Ссылка"] == "https://vk.com/wall-123_55?reply=903"
-    assert rows[data.ids["v3"]]["Качество: Назван срок"] == "да"
+    assert rows[data.ids["v1"]]["Автор"]  # the author's name, not an id
+    # The link is a clickable «Открыть» leading to the comment.
+    row_of = {sheet.cell(row=n, column=1).value: n for n in range(2, sheet.max_row + 1)}
+    link = sheet.cell(row=row_of[data.ids["v3"]], column=headers.index("Ссылка") + 1)
+    assert link.value == "Открыть"
+    assert link.hyperlink is not None
+    assert link.hyperlink.target == "https://vk.com/wall-123_55?reply=903"
+    # The overdue appeal's row is highlighted, an answered one's is not.
+    overdue = sheet.cell(row=row_of[data.ids["a3"]], column=2).fill
+    assert overdue.fill_type == "solid" and overdue.fgColor.rgb.endswith("FCE4E4")
+    assert sheet.cell(row=row_of[data.ids["v1"]], column=2).fill.fill_type is None
 
-    pages = book["По страницам"]
-    assert pages.freeze_panes == "A2"
-    page_headers = [cell.value for cell in pages[1]]
-    assert page_headers[:3] == ["Страница", "Платформа", "Обращений"]
+    details = book["Подробности"]
+    detail_headers = [cell.value for cell in details[1]]
+    assert detail_headers[:4] == ["№", "Страница", "Платформа", "Срок ответа"]
+    assert "Ответ" in detail_headers and "Качество ответа (0–100)" in detail_headers
+    assert "Качество: Не шаблон" in detail_headers and "Качество: Назван срок" in detail_headers
+    assert not set(detail_headers[2:]) & set(headers)  # a column lives in one sheet only
+    text_column = get_column_letter(detail_headers.index("Текст обращения") + 1)
+    assert details.column_dimensions[text_column].width == 60  # the appeal's text is readable
+    by_id = {
+        row[0]: dict(zip(detail_headers, row, strict=True))
+        for row in details.iter_rows(min_row=2, values_only=True)
+    }
+    assert by_id[data.ids["a2"]]["Срок ответа"] == local(11, 2, 15)
+    assert by_id[data.ids["a2"]]["Рабочих часов до ответа"] == 8.0
+    assert by_id[data.ids["a2"]]["Ответ"].startswith("Здравствуйте!")
+    assert by_id[data.ids["v1"]]["Ответ вне соцсети"] == local(11, 5, 11)
+    assert by_id[data.ids["v2"]]["«Не обращение»: кто решил"] == "Анна Иванова"
+    assert by_id[data.ids["v3"]]["Платформа"] == "ВКонтакте"
+    assert by_id[data.ids["v3"]]["Качество: Назван срок"] == "да"
+    detail_rows = {details.cell(row=n, column=1).value: n for n in range(2, details.max_row + 1)}
+    assert details.cell(row=detail_rows[data.ids["a3"]], column=1).fill.fill_type == "solid"
+
+    summary = book["Сводка"]
+    page_headers = [cell.value for cell in summary[1]]
+    assert page_headers[:5] == [
+        "Страница",
+        "Платформа",
+        "Обращений",
+        "Ответили",
+        "Первый ответ в срок",
+    ]
     figures = {
         row[0]: dict(zip(page_headers, row, strict=True))
-        for row in pages.iter_rows(min_row=2, max_row=4, values_only=True)
+        for row in summary.iter_rows(min_row=2, max_row=4, values_only=True)
     }
     assert figures["Правительство области"]["Обращений"] == 3
     assert figures["Минздрав края"]["Обращений"] == 2
-    assert figures["Всего"]["Обращений"] == 5
-    assert figures["Всего"]["Доля отвеченных (из всех обращений)"] == 0.8
-    assert figures["Всего"]["Из них вне соцсети"] == 1
+    total = figures["Всего"]
+    assert total["Обращений"] == 5
+    # Every share with its base, worded as in the chat (bot/services/shares.py).
+    assert total["Ответили"] == "4 из 5\u00a0обращений, 80\u00a0%"
+    assert total["Первый ответ в срок"].startswith(f"{total['Обращений'] - 2} из ")
+    assert "с истёкшим сроком" in total["Первый ответ в срок"]
+    assert total["Из них ответили вне соцсети"] == 1
     assert "90\u00a0% ответов не дольше, ч" in page_headers
-    assert not any("быстрее" in str(header) for header in page_headers)
-    share = pages.cell(row=2, column=page_headers.index("Доля отвеченных (из всех обращений)") + 1)
-    assert share.number_format == "0%"
+    assert summary.cell(row=summary.max_row - 2, column=1).value.startswith("Период: ")
+
+
+def _assert_readable_header(sheet: Worksheet) -> None:
+    """Bold wrapped headers, no word wider than its column, frozen, with an autofilter."""
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == f"A1:{get_column_letter(sheet.max_column)}1"
+    for cell in sheet[1]:
+        assert cell.font.b and cell.alignment.wrap_text
+        width = sheet.column_dimensions[cell.column_letter].width
+        longest = max(len(word) for word in str(cell.value).split())
+        assert width >= longest + 2, (sheet.title, cell.value, width)
 
 
 async def test_author_without_a_name_is_findable(world: World) -> None:
@@ -178,8 +228,21 @@ async def test_csv_for_russian_excel(
     raw = output.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig")), delimiter=";"))
-    assert rows[0][:3] == ["№", "Страница", "Платформа"]
+    # One table: the compact appeals sheet of the XLSX, the link as its address.
+    assert rows[0] == [
+        "№",
+        "Страница",
+        "Поступило",
+        "Тема",
+        "Срочное",
+        "Статус",
+        "Первый ответ",
+        "Итоговый ответ",
+        "Отписка",
+        "Оператор",
+        "Автор",
+        "Ссылка",
+    ]
     assert len(rows) == 7
-    by_topic = {row[0]: row for row in rows[1:]}
-    assert any(row[5] == "02.11.2026 11:00" for row in by_topic.values())
-    assert any(row[12] == "8" for row in by_topic.values())  # working hours, decimal comma-ready
+    assert any(row[2] == "02.11.2026 11:00" for row in rows[1:])
+    assert "https://vk.com/wall-123_55?reply=903" in [row[11] for row in rows[1:]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -70,29 +70,50 @@ def chart_marks(
     return ChartMarks(sla_hours=sla_hours, today=today, days_off=days_off)
 
 
+@dataclass
+class DaysDrawing:
+    """What the days panel drew, for the tests and anyone checking a chart without looking."""
+
+    bars: dict[str, list[int | None]] = field(default_factory=dict)  # legend label → per day
+    shaded: list[date] = field(default_factory=list)  # days under a days-off span
+    future: list[date] = field(default_factory=list)  # days hatched as still to come
+    sla_hours: float | None = None  # the height of the SLA line, working hours
+    working_median_h: list[float | None] = field(default_factory=list)
+
+
 def stats_chart_png(series: Sequence[DayRow], title: str, marks: ChartMarks | None = None) -> bytes:
     """A PNG with two panels: the days of the period and the distribution of FRT."""
+    return stats_chart(series, title, marks)[0]
+
+
+def stats_chart(
+    series: Sequence[DayRow], title: str, marks: ChartMarks | None = None
+) -> tuple[bytes, DaysDrawing]:
+    """The PNG of `stats_chart_png` and what its days panel drew."""
     figure: Figure = plt.figure(figsize=(10, 7.2), dpi=110)
     try:
         grid = figure.add_gridspec(2, 1, height_ratios=(3, 2), hspace=0.55)
         days = figure.add_subplot(grid[0])
         spread = figure.add_subplot(grid[1])
-        _days_panel(days, series, marks or ChartMarks())
+        drawing = _days_panel(days, series, marks or ChartMarks())
         _spread_panel(spread, series)
         figure.suptitle(title, fontsize=13, fontweight="bold")
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", bbox_inches="tight")
-        return buffer.getvalue()
+        return buffer.getvalue(), drawing
     finally:
         plt.close(figure)
 
 
-def _shade_days(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> list[Patch]:
+def _shade_days(
+    axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks, drawing: DaysDrawing
+) -> list[Patch]:
     """Grey days off, hatched days still to come; the legend entries for what was shaded."""
     legend: list[Patch] = []
     off = [i for i, row in enumerate(series) if row.day in marks.days_off]
     for index in off:
         axes.axvspan(index - 0.5, index + 0.5, color=COLORS["day_off"], zorder=0, linewidth=0)
+        drawing.shaded.append(series[index].day)
     if off:
         legend.append(Patch(color=COLORS["day_off"], label="выходные и праздники"))
     future = [i for i, row in enumerate(series) if marks.today and row.day > marks.today]
@@ -101,6 +122,7 @@ def _shade_days(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> 
             future[0] - 0.5, future[-1] + 0.5, facecolor="none", hatch="//",
             edgecolor=COLORS["future"], linewidth=0, zorder=0,
         )  # fmt: skip
+        drawing.future = [series[index].day for index in future]
         legend.append(
             Patch(
                 facecolor="none", hatch="//", edgecolor=COLORS["future"], label="ещё не наступили"
@@ -113,8 +135,10 @@ def _future(row: DayRow, marks: ChartMarks) -> bool:
     return marks.today is not None and row.day > marks.today
 
 
-def _days_panel(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> None:
-    shaded = _shade_days(axes, series, marks)
+def _days_panel(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> DaysDrawing:
+    """The days of the period; days still to come get no bar at all (not a bar of zero)."""
+    drawing = DaysDrawing()
+    shaded = _shade_days(axes, series, marks, drawing)
     positions = list(range(len(series)))
     bottom = [0] * len(series)
     for key, label in (
@@ -123,11 +147,15 @@ def _days_panel(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> 
         ("overdue", "просрочено"),
         ("pending", "срок не вышел"),
     ):
-        values = [getattr(row, key) for row in series]
+        values: list[int | None] = [
+            None if _future(row, marks) else getattr(row, key) for row in series
+        ]
         if key == "pending" and not any(values):
             continue
-        axes.bar(positions, values, bottom=bottom, color=COLORS[key], label=label, width=0.75)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        drawing.bars[label] = values
+        heights = [math.nan if v is None else v for v in values]
+        axes.bar(positions, heights, bottom=bottom, color=COLORS[key], label=label, width=0.75)
+        bottom = [b + (v or 0) for b, v in zip(bottom, values, strict=True)]
     axes.set_ylabel("обращений за день")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     step = max(1, len(series) // 16)
@@ -139,22 +167,26 @@ def _days_panel(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> 
     axes.grid(axis="y", alpha=0.3)
     axes.set_title("Обращения по дням поступления и статус ответа", fontsize=11)
     handles, labels = axes.get_legend_handles_labels()
-    lines = _median_lines(axes, series, marks)
+    lines = _median_lines(axes, series, marks, drawing)
     handles.extend([*lines, *shaded])
     labels.extend(str(item.get_label()) for item in (*lines, *shaded))
     axes.legend(handles, labels, loc="upper left", fontsize=8, framealpha=0.9, ncols=3)
     top = max(bottom) if bottom else 0
     axes.set_ylim(0, max(top * 1.35, 1))
+    return drawing
 
 
 def _hours_of(values: Sequence[float | None]) -> list[float]:
     return [math.nan if value is None else value / 3600 for value in values]
 
 
-def _median_lines(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> list[Any]:
+def _median_lines(
+    axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks, drawing: DaysDrawing
+) -> list[Any]:
     """The FRT medians per day (calendar and working hours) and the SLA, on a second axis."""
     calendar = _hours_of([row.frt_median_s for row in series])
     working = _hours_of([row.frt_median_work_s for row in series])
+    drawing.working_median_h = [None if math.isnan(v) else v for v in working]
     known = [v for v in (*calendar, *working) if not math.isnan(v)]
     if not known and marks.sla_hours is None:
         return []
@@ -174,6 +206,7 @@ def _median_lines(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -
         )  # fmt: skip
     if marks.sla_hours is not None:
         sla = ru.number(marks.sla_hours, 1)
+        drawing.sla_hours = marks.sla_hours
         drawn.append(
             line_axes.axhline(
                 marks.sla_hours, color=COLORS["overdue"], linestyle=":", linewidth=1.5,

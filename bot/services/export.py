@@ -1,4 +1,4 @@
-"""Export of appeals and per-page figures: XLSX for people, CSV for other tools.
+"""Export of appeals and per-page figures: the rows (the files: bot/services/export_sheets.py).
 
 Every timestamp is written in the page's own time zone as a real spreadsheet date-time with a
 Russian format; the status is the one at the moment of export (DESIGN sec. 2). The CSV is what
@@ -7,8 +7,6 @@ Russian Excel opens by double click: UTF-8 with BOM, `;` between fields, decimal
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import re
 from collections.abc import Sequence
@@ -17,9 +15,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,7 +22,8 @@ from bot import ru
 from bot.logsafe import scrub
 from bot.services import final_stage
 from bot.services.cards import page_title
-from bot.services.health_export import add_health_sheet
+from bot.services.export_sheets import QUALITY_PARTS_RU as QUALITY_PARTS_RU
+from bot.services.export_sheets import AppealRow, build_csv, build_xlsx
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.report_text import (
     PeriodError,
@@ -43,9 +39,6 @@ from storage.models import Appeal, CitizenMessage, Decision, OfficialReply, Page
 
 logger = logging.getLogger(__name__)
 
-DATETIME_FORMAT = "DD.MM.YYYY HH:MM"
-HOURS_FORMAT = "0.0"
-SHARE_FORMAT = "0%"
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 STATUS_RU = {
@@ -56,21 +49,6 @@ STATUS_RU = {
     "excluded": "не обращение",
 }
 PLATFORM_RU = ru.PLATFORMS
-
-# Russian names of the reply quality checklist (`OfficialReply.quality_parts`, see
-# bot.services.quality); a part without a name here keeps its own, so a new check still shows.
-QUALITY_PARTS_RU = {
-    "not_template": "Не шаблон",
-    "not_interim": "Не промежуточный",
-    "concrete": "Конкретика, баллы",
-    "concrete.action": "Названо действие",
-    "concrete.date": "Назван срок",
-    "concrete.body": "Назван ответственный",
-    "concrete.contact": "Указан контакт",
-    "addresses_citizen": "Обращение к гражданину",
-    "not_reopened": "Не вернулся недовольным",
-    "rating": "Оценка гражданина",
-}
 
 
 class ExportError(ValueError):
@@ -122,55 +100,6 @@ def parse_period(text: str, now: datetime, timezone: str) -> tuple[datetime, dat
 # -- rows --------------------------------------------------------------------------------------
 
 
-@dataclass
-class AppealRow:
-    """One appeal as exported: values ready for a cell (datetimes naive, in local time)."""
-
-    values: dict[str, Any]
-    quality_parts: dict[str, Any]
-
-
-APPEAL_COLUMNS: list[tuple[str, str, float]] = [
-    # key, Russian header, column width
-    ("id", "№", 7),
-    ("page", "Страница", 28),
-    ("platform", "Платформа", 11),
-    ("topic", "Тема", 20),
-    ("urgent", "Срочное", 9),
-    ("received_at", "Поступило", 17),
-    ("deadline", "Срок ответа", 17),
-    ("first_response_at", "Первый ответ", 17),
-    ("final_response_at", "Итоговый ответ", 17),
-    ("answered_offline_at", "Ответ вне соцсети", 17),
-    ("status", "Статус", 22),
-    ("frt_h", "Время до ответа, ч", 12),
-    ("frt_work_h", "Рабочих часов до ответа", 12),
-    ("taken_by", "В работе у", 20),
-    ("taken_at", "Взято в работу", 17),
-    ("excluded_by", "«Не обращение»: кто решил", 22),
-    ("citizen", "Автор", 20),
-    ("text", "Текст обращения", 60),
-    ("messages", "Сообщений", 10),
-    ("reply", "Ответ", 60),
-    ("interim", "Промежуточный ответ", 12),
-    ("quality", "Качество ответа (0–100)", 12),
-    ("rating", "Оценка гражданина", 12),
-    ("reopened", "Вернулся недовольным", 12),
-    ("final_deadline", "Срок ответа по существу", 17),
-    ("final_status", "Ответ по существу", 22),
-    ("formal", "Отписка", 9),
-    ("deleted_by_page", "Удалено страницей", 12),
-    ("link", "Ссылка", 45),
-]
-DATETIME_KEYS = {
-    "received_at",
-    "deadline",
-    "first_response_at",
-    "final_response_at",
-    "answered_offline_at",
-    "taken_at",
-    "final_deadline",
-}
 FINAL_STATUS_RU = {
     final_stage.IN_TIME: "дан в срок",
     final_stage.LATE: "дан с опозданием",
@@ -363,170 +292,6 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 2)
     return value
-
-
-def _quality_columns(rows: Sequence[AppealRow]) -> list[str]:
-    keys: dict[str, None] = {}
-    for row in rows:
-        for key in row.quality_parts:
-            keys.setdefault(key, None)
-    return list(keys)
-
-
-PAGE_COLUMNS: list[tuple[str, str, float, str | None]] = [
-    # key in StatsReport.to_json(), header, width, number format
-    ("title", "Страница", 30, None),
-    ("platform", "Платформа", 11, None),
-    ("appeals", "Обращений", 11, "0"),
-    ("answered", "Отвечено", 10, "0"),
-    ("answered_offline", "Из них вне соцсети", 11, "0"),
-    ("answered_share", "Доля отвеченных (из всех обращений)", 13, SHARE_FORMAT),
-    ("answered_in_time", "Отвечено в срок", 11, "0"),
-    ("answered_late", "С опозданием", 11, "0"),
-    ("overdue", "Просрочено", 11, "0"),
-    ("pending", "Ожидают ответа", 11, "0"),
-    ("within_sla_share", "Доля в срок (из обращений с истёкшим сроком)", 13, SHARE_FORMAT),
-    ("final_answered", "Ответ по существу дан", 11, "0"),
-    ("final_in_time", "По существу в срок", 11, "0"),
-    ("final_late", "По существу с опозданием", 11, "0"),
-    ("final_overdue", "По существу просрочено", 11, "0"),
-    ("final_pending", "По существу срок не вышел", 11, "0"),
-    (
-        "final_within_deadline_share",
-        "Доля ответов по существу в срок (из обращений с истёкшим сроком)",
-        15,
-        SHARE_FORMAT,
-    ),
-    ("formal_replies", "Похожи на отписку", 11, "0"),
-    ("reopened", "Вернулись недовольными", 11, "0"),
-    ("frt_median_h", "Медиана первого ответа, ч", 13, HOURS_FORMAT),
-    ("frt_p90_h", f"90{ru.NBSP}% ответов не дольше, ч", 13, HOURS_FORMAT),
-    ("frt_median_work_h", "Медиана, рабочих ч", 13, HOURS_FORMAT),
-    ("quality_mean", "Качество ответов (0–100)", 13, "0"),
-    ("templated_share", "Доля шаблонных (из оценённых ответов)", 13, SHARE_FORMAT),
-    ("deleted_by_page", "Удалено страницей", 11, "0"),
-    ("csat", "Удовлетворённость", 13, SHARE_FORMAT),
-    ("maturity_index", "Индекс зрелости (0–100)", 13, "0"),
-]
-
-
-def _page_values(item: dict[str, Any], title: str | None = None) -> dict[str, Any]:
-    values = dict(item)
-    for key in ("frt_median", "frt_p90", "frt_median_work"):
-        seconds = item.get(f"{key}_s")
-        values[f"{key}_h"] = round(seconds / 3600, 2) if seconds is not None else None
-    values["platform"] = PLATFORM_RU.get(item.get("platform") or "", item.get("platform"))
-    if title is not None:
-        values["title"] = title
-    return values
-
-
-# -- XLSX --------------------------------------------------------------------------------------
-
-_HEADER_FONT = Font(bold=True, color="FFFFFF")
-_HEADER_FILL = PatternFill("solid", fgColor="305496")
-_WRAP = Alignment(wrap_text=True, vertical="top")
-_HEADER_ALIGN = Alignment(wrap_text=True, vertical="center", horizontal="center")
-
-
-def _header(sheet: Any, headers: Sequence[str], widths: Sequence[float]) -> None:
-    sheet.append(list(headers))
-    for index, width in enumerate(widths, 1):
-        cell = sheet.cell(row=1, column=index)
-        cell.font, cell.fill, cell.alignment = _HEADER_FONT, _HEADER_FILL, _HEADER_ALIGN
-        sheet.column_dimensions[get_column_letter(index)].width = width
-    sheet.row_dimensions[1].height = 45
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(headers))}1"
-
-
-def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_label: str) -> bytes:
-    """The workbook: «Обращения» (one row per appeal), «По страницам» (figures per page) and
-    «Здоровье страниц» (page health, for the pages that have it)."""
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = "Обращения"
-    parts = _quality_columns(rows)
-    headers = [header for _, header, _ in APPEAL_COLUMNS]
-    headers += [f"Качество: {QUALITY_PARTS_RU.get(part, part)}" for part in parts]
-    widths = [width for _, _, width in APPEAL_COLUMNS] + [14] * len(parts)
-    _header(sheet, headers, widths)
-    keys = [key for key, _, _ in APPEAL_COLUMNS]
-    for row in rows:
-        sheet.append(
-            [row.values.get(key) for key in keys] + [row.quality_parts.get(part) for part in parts]
-        )
-    for index, key in enumerate(keys, 1):
-        letter = get_column_letter(index)
-        for cell in sheet[letter][1:]:
-            if key in DATETIME_KEYS:
-                cell.number_format = DATETIME_FORMAT
-            elif key in ("frt_h", "frt_work_h"):
-                cell.number_format = HOURS_FORMAT
-            elif key in ("text", "reply"):
-                cell.alignment = _WRAP
-            elif key == "link" and cell.value:
-                cell.hyperlink = str(cell.value)
-                cell.font = Font(color="0563C1", underline="single")
-
-    pages = book.create_sheet("По страницам")
-    _header(pages, [h for _, h, _, _ in PAGE_COLUMNS], [w for _, _, w, _ in PAGE_COLUMNS])
-    items = [_page_values(item) for item in report_json.get("pages", [])]
-    items.append(_page_values(report_json.get("total", {}), title="Всего"))
-    for item in items:
-        pages.append([item.get(key) for key, _, _, _ in PAGE_COLUMNS])
-    for index, (_, _, _, number_format) in enumerate(PAGE_COLUMNS, 1):
-        if number_format is None:
-            continue
-        for cell in pages[get_column_letter(index)][1:]:
-            cell.number_format = number_format
-    for cell in pages[pages.max_row]:
-        cell.font = Font(bold=True)
-    note_row = pages.max_row + 2
-    pages.cell(row=note_row, column=1, value=f"Период: {period_label}")
-    pages.cell(
-        row=note_row + 1,
-        column=1,
-        value="Время — местное время страницы; статус — на момент выгрузки.",
-    )
-    add_health_sheet(book, report_json, _header)  # «Здоровье страниц» (page health)
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
-
-
-# -- CSV ---------------------------------------------------------------------------------------
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return f"{value:%d.%m.%Y %H:%M}"
-    if isinstance(value, bool):
-        return "да" if value else "нет"
-    if isinstance(value, float):
-        return f"{value:g}".replace(".", ",")  # Russian Excel reads decimal commas
-    return str(value)
-
-
-def build_csv(rows: Sequence[AppealRow]) -> bytes:
-    """The appeals as CSV for Russian Excel: UTF-8 with BOM, `;`-separated."""
-    parts = _quality_columns(rows)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(
-        [header for _, header, _ in APPEAL_COLUMNS]
-        + [f"Качество: {QUALITY_PARTS_RU.get(part, part)}" for part in parts]
-    )
-    keys = [key for key, _, _ in APPEAL_COLUMNS]
-    for row in rows:
-        writer.writerow(
-            [_csv_value(row.values.get(key)) for key in keys]
-            + [_csv_value(row.quality_parts.get(part)) for part in parts]
-        )
-    return buffer.getvalue().encode("utf-8-sig")
 
 
 # -- entry points ------------------------------------------------------------------------------
