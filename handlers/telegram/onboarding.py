@@ -59,6 +59,8 @@ ADMIN_MENU: Menu = (
     ("help", "Справка"),
 )
 
+WEB_ITEM = ("web", "Веб-панель: ссылка для входа")
+
 CITIZEN_HELP = (
     "Это официальный бот обратной связи. Напишите вопрос, жалобу или предложение обычным "
     "сообщением — его получат сотрудники, ответ придёт сюда же. Можно приложить фото."
@@ -80,6 +82,7 @@ SUPERVISOR_HELP = (
     "• /overdue — просроченные обращения с кнопками.\n"
     "• /team — работа операторов: взяли, ответили, в срок, открыто.\n"
     "• /digest — еженедельная сводка; /export — выгрузка в Excel (/export месяц).\n"
+    "• /web — ссылка для входа в веб-панель (если она включена).\n"
     "Кнопки под напоминаниями вам тоже доступны."
 )
 ADMIN_HELP = (
@@ -221,6 +224,8 @@ async def refresh_menus(
         done += await _set(bot, PRESS_CHAT_MENU, BotCommandScopeChat(chat_id=chat_id), "press chat")
     for user_id, role in people.items():
         menu = ADMIN_MENU if role >= roles.Role.ADMIN else SUPERVISOR_MENU
+        if app.settings.WEB_PUBLIC_URL:  # the dashboard is served: /web gives a login link
+            menu = (*menu[:-1], WEB_ITEM, menu[-1])
         done += await _set(bot, menu, BotCommandScopeChat(chat_id=user_id), f"user {user_id}")
         for chat_id in chats:
             scope = BotCommandScopeChatMember(chat_id=chat_id, user_id=user_id)
