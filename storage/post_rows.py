@@ -15,13 +15,14 @@ COUNTERS = ("views", "likes", "reposts", "comments")
 def post_row(db: Db, page_id: int, external_id: str) -> dict[str, Any] | None:
     """The stored post as a dict of its columns, or None."""
     row = db.row(
-        "SELECT id, published_at, views, likes, reposts, comments, deleted_at FROM post "
+        "SELECT id, published_at, views, likes, reposts, comments, deleted_at, kind, text_length "
+        "FROM post "
         "WHERE page_id = :page AND external_id = :ext",
         {"page": page_id, "ext": external_id},
     )
     if row is None:
         return None
-    keys = ("id", "published_at", *COUNTERS, "deleted_at")
+    keys = ("id", "published_at", *COUNTERS, "deleted_at", "kind", "text_length")
     found = dict(zip(keys, row, strict=True))
     found["published_at"] = as_utc(found["published_at"])
     found["deleted_at"] = as_utc(found["deleted_at"])

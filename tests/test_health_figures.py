@@ -273,3 +273,20 @@ async def test_digest_section_and_export_sheet(engine: AsyncEngine) -> None:
     assert by_title["Администрация"]["Индекс здоровья (0–100)"] == 91.9
     assert by_title["Канал"]["Просмотров на пост (72 ч)"] == "нет данных"
     assert "Telegram отказал" in by_title["Канал"]["Чего не хватает"]
+
+
+async def test_an_album_is_one_post_with_its_strongest_part(engine: AsyncEngine) -> None:
+    from sqlmodel import select
+
+    from storage.health_models import Post
+
+    app = AppContext.create(make_settings(), engine)
+    parts = (
+        post(TG, "album:77", at(5, 12), PostKind.PHOTO, 0),
+        post(TG, "album:77", at(5, 12), PostKind.VIDEO, 0),
+        post(TG, "album:77", at(5, 12), PostKind.PHOTO, 42),  # the caption came with this part
+    )
+    await Intake(app.sessions, app.defaults).deliver(IntakeJob(raw=None, events=parts))
+    async with app.sessions() as session:
+        (album,) = (await session.exec(select(Post))).all()
+    assert (album.kind, album.text_length) == ("video", 42)

@@ -234,3 +234,23 @@ async def test_telegram_members_views_from_preview_changed_preview_and_banned_bo
         assert [p.counters_note for p in posts] == [PREVIEW_OFF, PREVIEW_OFF]
     finally:
         await bot.session.close()
+
+
+async def test_telegram_flood_control_is_waited_out(tg_box: TelegramSandbox) -> None:
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)
+
+    tg_box.set_member_count(CHANNEL_ID, 777)
+    tg_box.fail_next("getChatMemberCount", 2, status=429, retry_after=3)
+    bot = make_bot(TOKEN, tg_box.base_url)
+    try:
+        source = TelegramCounterSource(
+            bot, preview_views=False, preview_server=tg_box.base_url, sleep=sleep
+        )
+        (reading,) = await source.subscribers([TG_PAGE], T0)
+    finally:
+        await bot.session.close()
+    assert (reading.subscribers, reading.note) == (777, None)
+    assert waited == [3.0, 3.0]

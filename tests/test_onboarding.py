@@ -112,7 +112,9 @@ async def test_command_menus_per_scope(intake: RunningIntake, sandbox: TelegramS
     press = sandbox.commands({"type": "chat", "chat_id": PRESS_CHAT_ID})
     assert _names(press) == ["help", "topic", "chatid"]
     supervisor = sandbox.commands({"type": "chat", "chat_id": SUPERVISOR["id"]})
-    assert {"stats", "overdue", "team", "digest", "export", "help"} == set(_names(supervisor))
+    assert {"stats", "overdue", "team", "digest", "export", "web", "help"} == set(
+        _names(supervisor)
+    )
     admin = sandbox.commands({"type": "chat", "chat_id": ADMIN["id"]})
     assert {"stats", "team", "page", "staff", "bind", "help"} <= set(_names(admin))
     in_press_chat = sandbox.commands(supervisor_in_press_chat)

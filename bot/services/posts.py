@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.events import PostCountersEvent, PostEvent, SubscribersEvent
+from bot.events import PostCountersEvent, PostEvent, PostKind, SubscribersEvent
 from storage import post_rows
 from storage import repositories as repo
 from storage.repositories import Db
@@ -20,6 +20,7 @@ from storage.repositories import Db
 logger = logging.getLogger(__name__)
 
 GONE_NOTE = "пост удалён"
+VIDEO_KINDS = frozenset({PostKind.VIDEO, PostKind.CLIP, "video", "clip"})
 
 
 def record_post(db: Db, event: PostEvent) -> tuple[int, bool]:
@@ -43,7 +44,16 @@ def record_post(db: Db, event: PostEvent) -> tuple[int, bool]:
         )
         return page.id, post_rows.insert_post(db, values) is not None
     if event.edited_at is None:
-        return page.id, False  # the same post again (a redelivery, a refresh from wall.get)
+        # The same post again (a redelivery, a refresh), or another part of an album: an
+        # album with a video is a video post, and its caption may come with any part.
+        grown: dict[str, Any] = {}
+        if event.kind in VIDEO_KINDS and found["kind"] not in VIDEO_KINDS:
+            grown["kind"] = event.kind.value
+        if event.text_length > int(found["text_length"] or 0):
+            grown["text_length"] = event.text_length
+        if grown:
+            post_rows.update_post(db, int(found["id"]), grown)
+        return page.id, bool(grown)
     values["edited_at"] = event.edited_at
     post_rows.update_post(db, int(found["id"]), values)
     return page.id, True

@@ -48,6 +48,7 @@ SUPERVISOR_MENU: Menu = (
     ("team", "Работа операторов"),
     ("digest", "Еженедельная сводка"),
     ("export", "Выгрузка в Excel"),
+    ("web", "Веб-панель: ссылка для входа"),
     ("help", "Справка"),
 )
 ADMIN_MENU: Menu = (
@@ -58,8 +59,6 @@ ADMIN_MENU: Menu = (
     ("chatid", "ID чата и ваш"),
     ("help", "Справка"),
 )
-
-WEB_ITEM = ("web", "Веб-панель: ссылка для входа")
 
 CITIZEN_HELP = (
     "Это официальный бот обратной связи. Напишите вопрос, жалобу или предложение обычным "
@@ -73,7 +72,8 @@ OPERATOR_HELP = (
     "• Личные сообщения боту пересылаются в пресс-чат: ответьте на пересланное сообщение — "
     "ответ уйдёт жителю.\n"
     "• /topic 12 дороги — исправить тему обращения №12.\n"
-    "• /chatid — ID чата и ваш."
+    "• /chatid — ID чата и ваш.\n"
+    "• /web — в личном чате с ботом: ссылка для входа в веб-панель по страницам вашего пресс-чата."
 )
 SUPERVISOR_HELP = (
     "Вы руководитель пресс-службы.\n"
@@ -82,7 +82,7 @@ SUPERVISOR_HELP = (
     "• /overdue — просроченные обращения с кнопками.\n"
     "• /team — работа операторов: взяли, ответили, в срок, открыто.\n"
     "• /digest — еженедельная сводка; /export — выгрузка в Excel (/export месяц).\n"
-    "• /web — ссылка для входа в веб-панель (если она включена).\n"
+    "• /web — в личном чате с ботом: ссылка для входа в веб-панель (действует 10 минут).\n"
     "Кнопки под напоминаниями вам тоже доступны."
 )
 ADMIN_HELP = (
@@ -224,8 +224,6 @@ async def refresh_menus(
         done += await _set(bot, PRESS_CHAT_MENU, BotCommandScopeChat(chat_id=chat_id), "press chat")
     for user_id, role in people.items():
         menu = ADMIN_MENU if role >= roles.Role.ADMIN else SUPERVISOR_MENU
-        if app.settings.WEB_PUBLIC_URL:  # the dashboard is served: /web gives a login link
-            menu = (*menu[:-1], WEB_ITEM, menu[-1])
         done += await _set(bot, menu, BotCommandScopeChat(chat_id=user_id), f"user {user_id}")
         for chat_id in chats:
             scope = BotCommandScopeChatMember(chat_id=chat_id, user_id=user_id)

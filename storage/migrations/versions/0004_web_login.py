@@ -1,6 +1,6 @@
 """web_login: one-time dashboard credentials (issue 14)
 
-Revision ID: 0003_web_login
+Revision ID: 0004_web_login
 Revises: 0003_page_health
 Create Date: 2026-12-07 00:10:00
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 import storage.types
 
-revision: str = "0003_web_login"
+revision: str = "0004_web_login"
 down_revision: str | None = "0003_page_health"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,7 +1,7 @@
 """live cards, the final-answer stage, re-open deadlines, «Вернуть», «отписка»
 
 Revision ID: 0002_cards
-Revises: 0003_web_login
+Revises: 0004_web_login
 Create Date: 2026-12-07 00:05:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import storage.types
 
 revision: str = "0002_cards"
-down_revision: str | None = "0003_web_login"
+down_revision: str | None = "0004_web_login"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
