@@ -344,3 +344,31 @@ async def test_formal_replies_filter_and_label(
     assert 'data-total="9"' in others and f'data-appeal-id="{formal_id}"' not in others
     story = _plain(await (await client.get(f"/appeals/{formal_id}")).text())
     assert "похоже на отписку" in story.lower()
+
+
+async def test_operators_page_and_operator_filter(
+    client: TestClient[Any, Any], context: AppContext
+) -> None:
+    """«Взять в работу» pressed in the chat shows on the operators' page and filters the list."""
+    from bot.services.decisions import TAKE, apply_decision
+    from storage.models import Appeal
+
+    async with context.sessions() as session:
+        appeal = (
+            await session.exec(select(Appeal).where(Appeal.page_id == context.transport_page))  # type: ignore[attr-defined]
+        ).one()
+        await apply_decision(
+            session,
+            appeal,
+            TAKE,
+            actor_id=str(OPERATOR),
+            actor_name="Ольга",
+            at=datetime(2026, 11, 10, 8, 0, tzinfo=UTC),
+        )
+        await session.commit()
+    await _login(client, context, SUPERVISOR)
+    team = _plain(await (await client.get("/operators", params=PERIOD)).text())
+    assert "Ольга 1 0 0" in team  # taken 1, no replies of her own
+    listed = await (await client.get("/appeals", params={**PERIOD, "operator": "Ольга"})).text()
+    assert re.findall(r'data-appeal-id="(\d+)"', listed) == [str(appeal.id)]
+    assert "в работе: Ольга" in listed
