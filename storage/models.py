@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utc_now
-from storage.buckets import day_number, frt_bucket, settle_moment
+from storage.buckets import DERIVED_FROM, derived_appeal_columns
 from storage.types import UTCDateTime
 
 
@@ -305,6 +305,11 @@ class OfficialReply(SQLModel, table=True):
     recorded_at: datetime = _recorded()
 
 
+# Staff roles; a message by any of them on their page is official, not a citizen's (a
+# supervisor's comment is not an appeal). bot/services/roles.py ranks them.
+OFFICIAL_ROLES = ("staff", "operator", "supervisor", "admin")
+
+
 class Staff(SQLModel, table=True):
     """Accounts whose messages are official (staff) and people with roles in the press office."""
 
@@ -419,48 +424,16 @@ class Relay(SQLModel, table=True):
     recorded_at: datetime = _recorded()
 
 
-def _earliest(*moments: datetime | None) -> datetime | None:
-    known = [moment for moment in moments if moment is not None]
-    return min(known) if known else None
-
-
 @sa_event.listens_for(OrmSession, "before_flush")
 def _derive_appeal_columns(session: OrmSession, _context: Any, _instances: Any) -> None:
-    """Keep `Appeal.answered_at` equal to min(first_response_at, answered_offline_at).
+    """Keep the derived appeal columns (storage/buckets.py) current on every ORM write.
 
-    Every ORM write (ingest, press-office decisions, imports) passes here, so reports can range
-    over one indexed column. Bulk `UPDATE` statements bypass the ORM and must set it themselves.
+    Ingest, press-office decisions and imports pass here; plain-SQL writers
+    (storage/repositories.py `save_appeal`) call the same function themselves.
     """
     for instance in (*session.new, *session.dirty):
         if isinstance(instance, Appeal):
-            answered = _earliest(instance.first_response_at, instance.answered_offline_at)
-            if instance.answered_at != answered:
-                instance.answered_at = answered
-            _derive_rollup_keys(instance)
-
-
-def _derive_rollup_keys(appeal: Appeal) -> None:
-    """Keep `settle_day`, `frt_bucket` and `frt_work_bucket` (storage/buckets.py) current."""
-    settle = None
-    if appeal.sla_deadline is not None:
-        settle = day_number(
-            settle_moment(
-                answered_at=appeal.answered_at,
-                first_response_at=appeal.first_response_at,
-                final_response_at=appeal.final_response_at,
-                reopened_at=appeal.reopened_at,
-                rating=appeal.rating,
-                rated_at=appeal.rated_at,
-                sla_deadline=appeal.sla_deadline,
-            )
-        )
-    if appeal.settle_day != settle:
-        appeal.settle_day = settle
-    for name, seconds in (("frt_bucket", appeal.frt_s), ("frt_work_bucket", appeal.frt_work_s)):
-        bucket = frt_bucket(seconds)
-        if getattr(appeal, name) != bucket:
-            setattr(appeal, name, bucket)
-
-
-# The report rollups follow every write of appeals (registers their execution hooks).
-import storage.rollup  # noqa: E402,F401
+            values = {name: getattr(instance, name) for name in DERIVED_FROM}
+            for name, value in derived_appeal_columns(values).items():
+                if getattr(instance, name) != value:
+                    setattr(instance, name, value)
