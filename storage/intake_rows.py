@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.clock import utc_now
-from storage.repositories import Db
+from storage.db import Db
 
 
 def claim_raw_update(

@@ -219,7 +219,7 @@ def mark_sql(sqlite: bool) -> str:
 def mark_rows(
     run: Callable[[str, dict[str, Any]], Any], sqlite: bool, keys: Iterable[tuple[int, int]]
 ) -> None:
-    """Mark page-days stale through a plain-SQL runner (storage/repositories.py `Db.run`)."""
+    """Mark page-days stale through a plain-SQL runner (storage/db.py `Db.run`)."""
     sql = mark_sql(sqlite)
     for page_id, day in sorted(set(keys)):
         run(sql, {"page_id": page_id, "day": day})

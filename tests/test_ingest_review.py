@@ -20,6 +20,7 @@ from bot.services import roles
 from bot.services.ingest import IngestService, Outcome
 from bot.services.policy import PageDefaults
 from storage import repositories as repo
+from storage.db import run_in_transaction
 from storage.engine import SessionFactory
 from storage.models import Appeal, OfficialReply
 from tests.conftest import MONDAY_10_MSK
@@ -58,7 +59,7 @@ async def test_supervisor_comment_is_official_not_a_citizens(sessions: SessionFa
                 reply_to_id="-1002:1",
             )
         )
-        assert await repo.run_in_transaction(
+        assert await run_in_transaction(
             session, lambda db: repo.writes_officially(db, "telegram", "boss", 1)
         )
         await session.commit()
@@ -104,12 +105,12 @@ async def test_new_message_after_offline_answer_is_a_new_appeal(sessions: Sessio
         assert citizen_id is not None
         at = MONDAY_10_MSK + hours(2)
         assert (
-            await repo.run_in_transaction(
+            await run_in_transaction(
                 session, lambda db: repo.open_appeal_row(db, thread_id, citizen_id, at)
             )
             is None
         )
-        answered = await repo.run_in_transaction(
+        answered = await run_in_transaction(
             session, lambda db: repo.last_answered_row(db, thread_id, citizen_id, at)
         )
         assert answered is not None and answered.id == first.id

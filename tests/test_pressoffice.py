@@ -26,8 +26,9 @@ from handlers.telegram.pressoffice import (
     TOPIC_REFUSAL,
 )
 from handlers.telegram.private import RECEIVED
+from storage.db import run_in_transaction
 from storage.models import Appeal, Decision, Page, RawUpdate, Staff
-from storage.repositories import run_in_transaction, writes_officially
+from storage.repositories import writes_officially
 from tests.conftest import make_settings
 from tests.telegram_harness import (
     GROUP_ID,

@@ -11,6 +11,7 @@ from sqlmodel import select
 from bot.services.ingest import IngestService, Outcome
 from storage import repositories as repo
 from storage.buckets import derived_appeal_columns
+from storage.db import run_in_transaction
 from storage.engine import SessionFactory
 from storage.migrate import current_revision, downgrade, upgrade
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page, RawUpdate
@@ -99,10 +100,10 @@ async def test_same_event_twice_stores_one_row(sessions: SessionFactory) -> None
 
 async def test_raw_update_stored_once(sessions: SessionFactory) -> None:
     async with sessions() as session:
-        first = await repo.run_in_transaction(
+        first = await run_in_transaction(
             session, lambda db: repo.store_raw_update(db, "telegram", "5", "message", {"a": 1})
         )
-        again = await repo.run_in_transaction(
+        again = await run_in_transaction(
             session, lambda db: repo.store_raw_update(db, "telegram", "5", "message", {"a": 1})
         )
         await session.commit()

@@ -40,8 +40,9 @@ from bot.events import (
 from bot.services import quality
 from bot.services.policy import PageDefaults, response_seconds, sla_deadline
 from storage import repositories as repo
+from storage.db import Db, insert_row, run_in_transaction
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
-from storage.repositories import AppealRow, Db
+from storage.repositories import AppealRow
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class IngestService:
 
     async def handle(self, event: Event) -> IngestResult:
         assert self.session is not None, "IngestService.handle needs a session"
-        decided = await repo.run_in_transaction(self.session, partial(self._decide, event))
+        decided = await run_in_transaction(self.session, partial(self._decide, event))
         for appeal_id in decided.rescore:
             await quality.rescore_appeal(self.session, appeal_id)
         return decided.result
@@ -173,7 +174,7 @@ class IngestService:
         if open_appeal is not None:
             # DESIGN sec. 2: a second message while the first is unanswered joins that appeal.
             message["appeal_id"] = open_appeal.id
-            message_row_id = repo.insert_row(db, CitizenMessage, message)
+            message_row_id = insert_row(db, CitizenMessage, message)
             self._join(open_appeal, verdict, page)
             linked = self._link_waiting(db, page, open_appeal, event.message_id)
             repo.save_appeal(db, open_appeal)
@@ -194,7 +195,7 @@ class IngestService:
                     rescore = (answered.id,)
 
         if not verdict.is_appeal:
-            message_row_id = repo.insert_row(db, CitizenMessage, message)
+            message_row_id = insert_row(db, CitizenMessage, message)
             if event.reply_to_id is not None and repo.waiting_reply_rows(
                 db, page.id, event.message_id
             ):
@@ -219,11 +220,11 @@ class IngestService:
             "link": event.link,
         }
         values |= repo.derived_appeal_columns(values)
-        appeal_id = repo.insert_row(db, Appeal, values)
+        appeal_id = insert_row(db, Appeal, values)
         assert appeal_id is not None
         db.touch_appeal(page.id, event.sent_at)
         message["appeal_id"] = appeal_id
-        message_row_id = repo.insert_row(db, CitizenMessage, message)
+        message_row_id = insert_row(db, CitizenMessage, message)
         assert message_row_id is not None
         # Only this column changes (no index, no derived column), unless replies were waiting.
         db.update(Appeal, appeal_id, {"first_message_id": message_row_id})
@@ -278,7 +279,7 @@ class IngestService:
         thread_id = repo.ensure_thread_row(db, page.id, event.thread)
         staff_role = {AuthorRole.PAGE: "page", AuthorRole.OPERATOR: "operator"}
         is_interim = text_analysis.is_interim(event.text)
-        reply_id = repo.insert_row(
+        reply_id = insert_row(
             db,
             OfficialReply,
             {
