@@ -39,8 +39,8 @@ def as_utc(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-    return value.astimezone(UTC)  # type: ignore[no-any-return]
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _sqlite_value(value: Any) -> Any:

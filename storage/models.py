@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Table, UniqueConstraint
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, SQLModel
@@ -18,6 +18,13 @@ from sqlmodel import Field, SQLModel
 from bot.clock import utc_now
 from storage.buckets import DERIVED_FROM, derived_appeal_columns
 from storage.types import UTCDateTime
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a model, for SQL expressions over its columns."""
+    # SQLAlchemy's declarative mapping sets `__table__` on every table model; SQLModel does not
+    # declare the attribute, so mypy cannot see it.
+    return model.__table__  # type: ignore[attr-defined]
 
 
 def _utc(*, nullable: bool = True, index: bool = False) -> Any:
@@ -159,7 +166,7 @@ class Appeal(SQLModel, table=True):
     rated_at: datetime | None = _utc()
     quality_score: float | None = None  # of the answer that closed it, 0..100
     # Of the first reply (interim or final): what a report counts while the final answer is
-    # still after its `at` (DESIGN sec. 2: replies after `at` do not count).
+    # still after its `at` (docs/METRICS.md: replies after `at` do not count).
     first_quality_score: float | None = None
     recorded_at: datetime = _recorded()
     # Derived for reports, kept by `_derive_appeal_columns` on every ORM flush: the moment the

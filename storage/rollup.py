@@ -51,16 +51,17 @@ from storage.models import (
     AppealRollup,
     AppealTopicRollup,
     RollupStale,
+    table_of,
 )
 
 logger = logging.getLogger(__name__)
 
-APPEAL = Appeal.__table__  # type: ignore[attr-defined]
+APPEAL = table_of(Appeal)
 A = APPEAL.c
-R = AppealRollup.__table__  # type: ignore[attr-defined]
-T = AppealTopicRollup.__table__  # type: ignore[attr-defined]
-H = AppealFrtRollup.__table__  # type: ignore[attr-defined]
-S = RollupStale.__table__  # type: ignore[attr-defined]
+R = table_of(AppealRollup)
+T = table_of(AppealTopicRollup)
+H = table_of(AppealFrtRollup)
+S = table_of(RollupStale)
 
 _STACK = "otklik_rollup_keys"
 _ALL = None  # marker: the statement's rows cannot be told, rebuild

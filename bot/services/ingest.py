@@ -172,7 +172,7 @@ class IngestService:
         if event.author_id is not None:
             open_appeal = repo.open_appeal_row(db, thread_id, event.author_id, event.sent_at)
         if open_appeal is not None:
-            # DESIGN sec. 2: a second message while the first is unanswered joins that appeal.
+            # docs/METRICS.md: a second message while the first is unanswered joins that appeal.
             message["appeal_id"] = open_appeal.id
             message_row_id = insert_row(db, CitizenMessage, message)
             self._join(open_appeal, verdict, page)
@@ -312,7 +312,7 @@ class IngestService:
                     event.reply_to_id,
                 )
         if event.answers_conversation:
-            # DESIGN sec. 2: in a conversation the next outgoing message answers every unanswered
+            # docs/METRICS.md: in a conversation the next outgoing message answers every unanswered
             # appeal before it, also when it quotes one (the relay and VK replies always quote);
             # the quoted one stays first, so the reply is filed under it.
             known = {appeal.id for appeal in appeals}

@@ -29,7 +29,7 @@ async def bot_membership(update: ChatMemberUpdated, bot: Bot, session: AsyncSess
             logger.warning("channel %r has no discussion group; comments cannot be read", chat.id)
             return
         group = await bot.get_chat(full.linked_chat_id)
-        ref = await group_pages.discover(bot, group)  # type: ignore[arg-type]
+        ref = await group_pages.discover(bot, group)
     elif chat.type in ("group", "supergroup"):
         ref = await group_pages.discover(bot, chat)
     else:

@@ -135,13 +135,13 @@ class TelegramNotifier:
             markup = _keyboard(buttons) if number == len(pieces) else None
 
             def call(
-                target: int, piece: str = piece, markup: object = markup
+                target: int, piece: str = piece, markup: InlineKeyboardMarkup | None = markup
             ) -> Awaitable[Message]:
                 return self.bot.send_message(
                     target,
                     piece,
                     parse_mode="HTML",
-                    reply_markup=markup,  # type: ignore[arg-type]
+                    reply_markup=markup,
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
                 )
 

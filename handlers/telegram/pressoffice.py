@@ -69,7 +69,9 @@ def _notifier(app: AppContext, bot: Bot) -> Notifier:
 # -- reminder buttons --------------------------------------------------------------------------
 
 
-async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppContext) -> None:
+async def on_decision(
+    query: CallbackQuery, bot: Bot, session: AsyncSession, app: AppContext
+) -> None:
     """«Взять в работу», «Не обращение», «Ответили вне соцсети» under a reminder."""
     parsed = parse_callback(query.data or "")
     if parsed is None:
@@ -103,7 +105,7 @@ async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppConte
     await query.answer(result.message, show_alert=not result.changed)
     if result.changed and query.message is not None and chat_id is not None:
         # Everyone in the chat sees what was decided, under the reminder it concerns.
-        await query.bot.send_message(  # type: ignore[union-attr]
+        await bot.send_message(
             chat_id,
             html.escape(result.message),
             parse_mode="HTML",
