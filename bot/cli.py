@@ -71,7 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "train", help="fold the corrections into a local classifier model next to the database"
     )
-    commands.add_parser("bench", help="the performance benchmarks")
+    bench = commands.add_parser("bench", help="the performance benchmarks")
+    bench.add_argument(
+        "suite",
+        nargs="?",
+        choices=["faults"],
+        help="faults: updates through live `otklik run` processes under kill -9, a database "
+        "outage and API faults (needs PostgreSQL on 127.0.0.1:5432)",
+    )
+    bench.add_argument(
+        "--updates", type=int, default=300, help="comments per path (bench faults; default 300)"
+    )
+    bench.add_argument(
+        "--outage", type=float, default=10.0, help="seconds PostgreSQL is cut (default 10)"
+    )
     return parser
 
 

@@ -254,6 +254,10 @@ def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> Tr
 
 
 async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.suite == "faults":
+        from bot.faultbench import run_faults
+
+        return await run_faults(args.updates, args.outage)
     from bot.bench import run_all
 
     return await run_all()

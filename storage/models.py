@@ -378,7 +378,8 @@ class ReminderLog(SQLModel, table=True):
     due_key: str = Field(max_length=128)  # appeal id, date or ISO week
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
     due_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    # pending (due or being retried), sent, cancelled (answered before it went out), skipped
+    # pending (due or being retried), sending (the Bot API call is under way, or a crash
+    # interrupted it: bot/services/reminder_log.py), sent, cancelled (answered before), skipped
     status: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
     next_attempt_at: datetime | None = _utc()  # after a failed send: not before this moment

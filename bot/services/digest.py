@@ -23,7 +23,7 @@ from bot import ru
 from bot.app import AppContext
 from bot.config import Settings
 from bot.ru import MONTHS_GENITIVE, NBSP
-from bot.services import reports
+from bot.services import reminder_log, reports
 from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
 from bot.services.reminders import (
     RETRY_BASE,
@@ -395,14 +395,17 @@ async def deliver_digests(
                 session, app, parse_week(row.due_key, now, app.defaults.timezone)
             )
         digest = built[row.due_key]
+        # «sending» committed before the call, «sent» right after it (bot/services/reminder_log).
+        text = await reminder_log.begin(session, [row], digest.text, now)
         try:
             if row.kind == DIGEST:
-                row.message_id = await notifier.send_text(row.chat_id, digest.text)
-            else:
+                row.message_id = await notifier.send_text(row.chat_id, text)
+            else:  # the caption has no room for the repeat note
                 row.message_id = await notifier.send_photo(
                     row.chat_id, digest.chart_png, digest.chart_caption
                 )
         except DeliveryError as error:
+            reminder_log.failed([row])
             row.attempts += 1
             row.last_error = str(error)[:500]
             row.next_attempt_at = now + min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)

@@ -100,16 +100,20 @@ class IngestService:
 
     async def handle(self, event: Event) -> IngestResult:
         assert self.session is not None, "IngestService.handle needs a session"
-        decided = await run_in_transaction(self.session, partial(self._decide, event))
-        for appeal_id in decided.rescore:
-            await quality.rescore_appeal(self.session, appeal_id)
+        decided = await run_in_transaction(self.session, partial(self._decide_scored, event))
         return decided.result
+
+    def _decide_scored(self, event: Event, db: Db) -> _Decided:
+        decided = self._decide(event, db)
+        for appeal_id in decided.rescore:
+            quality.rescore_appeal(db, appeal_id)  # a rating, a re-open: in the same transaction
+        return decided
 
     def decide(self, db: Db, event: Event) -> tuple[IngestResult, tuple[int, ...]]:
         """Decide and store `event` synchronously on `db` (storage/writer.py's thread).
 
         Returns the result and the appeals whose replies `quality.rescore_appeal` must rescore
-        afterwards (a rating or a re-open; rare), which needs an ORM session.
+        in the same transaction (a rating, a re-open, a newly linked reply).
         """
         decided = self._decide(event, db)
         return decided.result, decided.rescore

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from bot.app import AppContext
-from bot.services import digest, quality
+from bot.services import digest, quality, reminder_log
 from bot.services.reminders import ReminderService, TickReport
 from storage import rollup
 
@@ -65,6 +65,8 @@ class Scheduler:
                         logger.warning("no notifier configured: reminders are planned, not sent")
                         self._warned_no_notifier = True
                     return report
+                # Sends a crash interrupted are due again after their lease (at least once).
+                await reminder_log.recover(session, now)
                 await service.deliver(notifier, now, report)
                 await digest.deliver_digests(session, self.app, notifier, now, report)
                 await session.commit()
