@@ -270,7 +270,7 @@ class Intake:
         from bot.services.intake_writer import WriterBridge
 
         intake = cls(sessions, defaults)
-        intake.writer = WriterBridge.for_engine(engine, intake)
+        intake.writer = WriterBridge.for_engine(engine, intake, job_runner)
         return intake
 
     # -- outages -------------------------------------------------------------------------------
