@@ -54,6 +54,9 @@ class Page(SQLModel, table=True):
     work_hours: str | None = Field(default=None, max_length=64)
     sla_hours: float | None = None
     sla_urgent_hours: float | None = None
+    # Working days for the final answer (DESIGN sec. 2, two answer stages); None: the default.
+    final_answer_days: int | None = None
+    final_answer_urgent_days: int | None = None
     press_chat_id: int | None = Field(default=None, sa_type=BigInteger)  # > 32 bits
     is_active: bool = True
     recorded_at: datetime = _recorded()
@@ -153,8 +156,15 @@ class Appeal(SQLModel, table=True):
     frt_work_s: float | None = None  # working seconds in the page's calendar
     final_response_at: datetime | None = _utc()
     final_reply_id: int | None = None
+    # The final-answer stage (bot/services/final_stage.py): its deadline counted from receipt;
+    # after a re-open, a deadline counted from `reopened_at` and the first final reply since.
+    final_deadline: datetime | None = _utc()
+    reopen_deadline: datetime | None = _utc()
+    reanswered_at: datetime | None = _utc()
+    reanswer_reply_id: int | None = None
     # Press-office decisions (who and when are also in `decision`).
     excluded: bool = Field(default=False, index=True)  # «Не обращение»
+    excluded_at: datetime | None = _utc()  # when; «Вернуть» undoes it for a day
     answered_offline_at: datetime | None = _utc()  # «Ответили вне соцсети»
     taken_by: str | None = Field(default=None, max_length=128)  # «Взять в работу»
     taken_at: datetime | None = _utc()
@@ -269,6 +279,13 @@ class CitizenMessage(SQLModel, table=True):
     is_appeal: bool = False  # the classifier's (or a correction's) verdict
     topic: str | None = Field(default=None, max_length=32)
     urgent: bool = False
+    # How sure the classifier was (0..1) and which model decided (bot.text.model_version()):
+    # `otklik reclassify` re-decides with a newer model, corrections are traced to a model.
+    confidence: float | None = None
+    model_version: str | None = Field(default=None, max_length=64)
+    # Probably not an appeal but not sure (bot.text.is_doubtful): the press chat is asked
+    # «Возможно, обращение» (bot/services/doubtful.py).
+    doubtful: bool = Field(default=False, index=True)
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
     is_reopen: bool = False  # came back dissatisfied after an answer
     edited_at: datetime | None = _utc()
@@ -305,6 +322,9 @@ class OfficialReply(SQLModel, table=True):
     quality_score: float | None = None
     quality_parts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     is_template: bool | None = None  # near-duplicate of replies to other appeals; None: unchecked
+    is_formal: bool | None = (
+        None  # «отписка» (bot/services/quality.is_formal_reply); None: unchecked
+    )
     scored_at: datetime | None = _utc()  # when quality was last computed (recording time)
     edited_at: datetime | None = _utc()
     deleted_at: datetime | None = _utc()
@@ -335,13 +355,21 @@ class Staff(SQLModel, table=True):
 
 
 class Decision(SQLModel, table=True):
-    """A press-office decision on an appeal with who and when; also classifier corrections."""
+    """A press-office decision on an appeal with who and when; also classifier corrections.
+
+    A decision on a citizen message that is no appeal («Не обращение» under «Возможно,
+    обращение») has no appeal: it names the message instead.
+    """
 
     __tablename__ = "decision"
 
     id: int | None = Field(default=None, primary_key=True)
-    appeal_id: int = Field(foreign_key="appeal.id", index=True)
-    action: str = Field(max_length=32)  # taken, not_appeal, answered_offline, topic, restore
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    citizen_message_id: int | None = Field(
+        default=None, foreign_key="citizen_message.id", index=True
+    )
+    # taken, not_appeal, answered_offline, topic, restore, is_appeal
+    action: str = Field(max_length=32)
     value: str | None = Field(default=None, max_length=64)
     actor_id: str | None = Field(default=None, max_length=64)
     actor_name: str | None = Field(default=None, max_length=256)
@@ -389,6 +417,36 @@ class ReminderLog(SQLModel, table=True):
     recorded_at: datetime = _recorded()
 
 
+class SentCard(SQLModel, table=True):
+    """One appeal's card in a message the bot sent, so that the message can be edited later.
+
+    A message holds one or several cards (a reminder, a page of the overdue summary); every card
+    of it has a row here with its position. `state` is what the card showed when last rendered
+    (bot/services/cards.py): a different state now means the message is edited.
+    """
+
+    __tablename__ = "sent_card"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "message_id", "appeal_id", name="uq_sent_card"),
+        Index("ix_sent_card_live_sent", "live", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger)  # Telegram chat ids exceed 32 bits
+    message_id: int = Field(sa_type=BigInteger)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    # urgent, half_sla, deadline, final_deadline, reopened (reminders), overdue (summary pages)
+    kind: str = Field(max_length=32)
+    position: int = 0
+    header: str | None = Field(default=None, max_length=512)  # the message's first line (HTML)
+    footer: str | None = Field(default=None, max_length=512)  # «…и ещё 9 обращений» (HTML)
+    more_after: int | None = None  # the «Ещё» button: the next page starts after this appeal
+    sent_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    state: str = Field(default="", max_length=512)
+    live: bool = True  # False once the message cannot be edited (deleted, too old)
+    recorded_at: datetime = _recorded()
+
+
 class IntakeCursor(SQLModel, table=True):
     """Where an intake stopped (Telegram offset, VK long-poll ts, backfill progress)."""
 
@@ -430,6 +488,25 @@ class Relay(SQLModel, table=True):
     citizen_chat_id: int = Field(sa_type=BigInteger)
     citizen_message_id: int
     recorded_at: datetime = _recorded()
+
+
+class WebLogin(SQLModel, table=True):
+    """A one-time dashboard credential: a /web login link or a used Mini App `initData`.
+
+    Only the SHA-256 of the secret is kept (`secret_hash`), so the table gives nobody a way in.
+    A link is used by setting `used_at` in one conditional UPDATE (safe with many workers); a
+    Mini App `initData` is recorded when used, so the same signed data cannot be replayed.
+    """
+
+    __tablename__ = "web_login"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # link, initdata
+    secret_hash: str = Field(max_length=64, unique=True)
+    user_id: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    used_at: datetime | None = _utc()
 
 
 @sa_event.listens_for(OrmSession, "before_flush")

@@ -131,14 +131,14 @@ def set_raw_update_status(db: Db, raw_id: int, status: str, note: str | None = N
 
 PAGE_COLUMNS = (
     "id, platform, external_id, kind, title, username, linked_chat_id, timezone, work_hours, "
-    "sla_hours, sla_urgent_hours"
+    "sla_hours, sla_urgent_hours, final_answer_days, final_answer_urgent_days"
 )
 APPEAL_COLUMNS = (
     "id, page_id, thread_id, citizen_id, received_at, topic, urgent, sla_hours, sla_deadline, "
     "messages_count, first_message_id, first_response_at, first_reply_id, frt_s, frt_work_s, "
     "final_response_at, final_reply_id, excluded, answered_offline_at, rating, rated_at, "
     "reopened_at, answered_at, quality_score, answer_templated, first_quality_score, "
-    "first_answer_templated"
+    "first_answer_templated, final_deadline, reopen_deadline, reanswered_at, reanswer_reply_id"
 )
 _APPEAL_TIMES = frozenset(
     {
@@ -150,6 +150,9 @@ _APPEAL_TIMES = frozenset(
         "rated_at",
         "reopened_at",
         "answered_at",
+        "final_deadline",
+        "reopen_deadline",
+        "reanswered_at",
     }
 )
 _APPEAL_FIELDS = tuple(name.strip() for name in APPEAL_COLUMNS.split(","))
@@ -324,6 +327,57 @@ def writes_officially(db: Db, platform: str, user_id: str, page_id: int) -> bool
     return row is not None
 
 
+def page_by_id_row(db: Db, page_id: int) -> Page | None:
+    row = db.row(f"SELECT {PAGE_COLUMNS} FROM page WHERE id = :id", {"id": page_id})
+    return None if row is None else _page_from_row(row)
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenMessageRow:
+    """The fields of a stored citizen message that making it an appeal needs."""
+
+    id: int
+    page_id: int
+    thread_id: int
+    external_id: str
+    author_id: str | None
+    author_name: str | None
+    sent_at: datetime
+    link: str | None
+    appeal_id: int | None
+
+
+def citizen_message_row(
+    db: Db, message_id: int, *, for_update: bool = False
+) -> CitizenMessageRow | None:
+    """A stored citizen message; `for_update` locks its row until the transaction ends.
+
+    SQLite has one writer at a time anyway; on PostgreSQL the lock makes two concurrent
+    deciders (two operators pressing «Это обращение») take turns.
+    """
+    lock = "" if db.sqlite or not for_update else " FOR UPDATE"
+    row = db.row(
+        "SELECT id, page_id, thread_id, external_id, author_id, author_name, sent_at, link, "
+        f"appeal_id FROM citizen_message WHERE id = :id{lock}",
+        {"id": message_id},
+    )
+    if row is None:
+        return None
+    sent_at = as_utc(row[6])
+    assert sent_at is not None
+    return CitizenMessageRow(
+        int(row[0]),
+        int(row[1]),
+        int(row[2]),
+        row[3],
+        row[4],
+        row[5],
+        sent_at,
+        row[7],
+        None if row[8] is None else int(row[8]),
+    )
+
+
 def appeal_row(db: Db, appeal_id: int) -> AppealRow | None:
     row = db.row(f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE id = :id", {"id": appeal_id})
     return None if row is None else _appeal_row(row)
@@ -358,7 +412,10 @@ def unfinished_rows(db: Db, thread_id: int, until: datetime) -> list[AppealRow]:
     rows = db.rows(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND excluded = :no "
         "AND received_at <= :until "
-        "AND (final_response_at IS NULL OR final_response_at > :until) ORDER BY received_at",
+        "AND (final_response_at IS NULL OR final_response_at > :until "
+        # Re-opened and waiting for a new final answer (bot/services/final_stage.py).
+        " OR (reopen_deadline IS NOT NULL AND reopened_at <= :until "
+        "     AND (reanswered_at IS NULL OR reanswered_at > :until))) ORDER BY received_at",
         {"thread": thread_id, "until": until, "no": False},
     )
     return [_appeal_row(row) for row in rows]

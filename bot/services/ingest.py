@@ -33,12 +33,15 @@ from bot.events import (
     EditEvent,
     Event,
     MessageEvent,
+    PostCountersEvent,
+    PostEvent,
     RatingEvent,
     ReactionEvent,
     RestoreEvent,
+    SubscribersEvent,
 )
-from bot.services import quality
-from bot.services.policy import PageDefaults, response_seconds, sla_deadline
+from bot.services import posts, quality
+from bot.services.policy import PageDefaults, final_deadline, response_seconds, sla_deadline
 from storage import repositories as repo
 from storage.db import Db, insert_row, run_in_transaction
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
@@ -57,6 +60,7 @@ class Outcome(StrEnum):
     COMMENT = "comment"  # a citizen message that is not an appeal
     APPEAL = "appeal"  # a new appeal
     FOLLOW_UP = "follow_up"  # joined the citizen's open appeal
+    REOPEN = "reopen"  # a dissatisfied return: joined and re-opened the appeal it answers
     REPLY = "reply"  # an official reply that answered at least one appeal
     OFFICIAL = "official"  # an official message that answered nothing we know
     EDIT = "edit"
@@ -65,6 +69,9 @@ class Outcome(StrEnum):
     REACTION = "reaction"
     RATING = "rating"
     SKIPPED = "skipped"
+    POST = "post"  # a page's own publication, new or edited (page health)
+    COUNTERS = "counters"  # a post's views, likes, reposts, comments
+    SUBSCRIBERS = "subscribers"  # a page's subscriber count
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,20 @@ class IngestService:
                 return self._reaction(db, event)
             case RatingEvent():
                 return self._rating(db, event)
+            case PostEvent():
+                page_id, written = posts.record_post(db, event)
+                return _Decided(
+                    IngestResult(Outcome.POST if written else Outcome.DUPLICATE, page_id)
+                )
+            case PostCountersEvent():
+                page_id, written = posts.record_counters(db, event)
+                return _Decided(
+                    IngestResult(Outcome.COUNTERS if written else Outcome.SKIPPED, page_id)
+                )
+            case SubscribersEvent():
+                return _Decided(
+                    IngestResult(Outcome.SUBSCRIBERS, posts.record_subscribers(db, event))
+                )
         raise TypeError(f"unknown event {type(event).__name__}")  # pragma: no cover
 
     # -- new messages -------------------------------------------------------------------------
@@ -171,6 +192,8 @@ class IngestService:
             "is_appeal": verdict.is_appeal,
             "topic": verdict.topic,
             "urgent": verdict.urgent,
+            "confidence": verdict.confidence,
+            "model_version": text_analysis.model_version(),
         }
         open_appeal = None
         if event.author_id is not None:
@@ -191,14 +214,22 @@ class IngestService:
         if event.author_id is not None and text_analysis.is_dissatisfied(event.text):
             answered = repo.last_answered_row(db, thread_id, event.author_id, event.sent_at)
             if answered is not None:
+                # DESIGN sec. 2 «Reopen»: the return goes back to the appeal it answers (its
+                # final stage waits for a new final reply), not to a new appeal.
                 message["is_reopen"] = True
-                reopened = answered["reopened_at"]
-                if reopened is None or event.sent_at < reopened:
-                    answered.set("reopened_at", event.sent_at)
-                    repo.save_appeal(db, answered)
-                    rescore = (answered.id,)
+                message["appeal_id"] = answered.id
+                message_row_id = repo.insert_row(db, CitizenMessage, message)
+                answered.set("messages_count", answered["messages_count"] + 1)
+                self._reopen(answered, event.sent_at, page)
+                repo.save_appeal(db, answered)
+                return _Decided(
+                    IngestResult(Outcome.REOPEN, page.id, (answered.id,), message_row_id),
+                    (answered.id,),
+                )
 
         if not verdict.is_appeal:
+            # Probably not an appeal, not sure: the press chat is asked (bot/services/doubtful).
+            message["doubtful"] = text_analysis.is_doubtful(verdict)
             message_row_id = insert_row(db, CitizenMessage, message)
             if event.reply_to_id is not None and repo.waiting_reply_rows(
                 db, page.id, event.message_id
@@ -210,38 +241,118 @@ class IngestService:
                     rescore = tuple(dict.fromkeys((*rescore, target.id)))
             return _Decided(IngestResult(Outcome.COMMENT, page.id, (), message_row_id), rescore)
 
-        hours, deadline = sla_deadline(page, event.sent_at, verdict.urgent, self.defaults)
-        values: dict[str, object] = {
-            "page_id": page.id,
-            "thread_id": thread_id,
-            "citizen_id": event.author_id,
-            "citizen_name": event.author_name,
-            "received_at": event.sent_at,
-            "topic": verdict.topic,
-            "urgent": verdict.urgent,
-            "sla_hours": hours,
-            "sla_deadline": deadline,
-            "link": event.link,
-        }
-        values |= repo.derived_appeal_columns(values)
-        appeal_id = insert_row(db, Appeal, values)
-        assert appeal_id is not None
-        db.touch_appeal(page.id, event.sent_at)
+        appeal_id = self._new_appeal(
+            db,
+            page,
+            thread_id,
+            citizen_id=event.author_id,
+            citizen_name=event.author_name,
+            received_at=event.sent_at,
+            topic=verdict.topic,
+            urgent=verdict.urgent,
+            link=event.link,
+        )
         message["appeal_id"] = appeal_id
         message_row_id = insert_row(db, CitizenMessage, message)
         assert message_row_id is not None
         # Only this column changes (no index, no derived column), unless replies were waiting.
         db.update(Appeal, appeal_id, {"first_message_id": message_row_id})
-        waiting = repo.waiting_reply_rows(db, page.id, event.message_id)
-        if waiting:
-            appeal = repo.appeal_row(db, appeal_id)
-            assert appeal is not None
-            if self._link_waiting(db, page, appeal, event.message_id, waiting):
-                rescore = (*rescore, appeal_id)
-            repo.save_appeal(db, appeal)
+        if self._link_new(db, page, appeal_id, event.message_id):
+            rescore = (*rescore, appeal_id)
         return _Decided(
             IngestResult(Outcome.APPEAL, page.id, (appeal_id,), message_row_id), rescore
         )
+
+    def _new_appeal(
+        self,
+        db: Db,
+        page: Page,
+        thread_id: int,
+        *,
+        citizen_id: str | None,
+        citizen_name: str | None,
+        received_at: datetime,
+        topic: str,
+        urgent: bool,
+        link: str | None,
+        first_message_id: int | None = None,
+    ) -> int:
+        """Insert a new appeal received at `received_at` with its SLA deadline; its id."""
+        assert page.id is not None
+        hours, deadline = sla_deadline(page, received_at, urgent, self.defaults)
+        values: dict[str, object] = {
+            "page_id": page.id,
+            "thread_id": thread_id,
+            "citizen_id": citizen_id,
+            "citizen_name": citizen_name,
+            "received_at": received_at,
+            "topic": topic,
+            "urgent": urgent,
+            "sla_hours": hours,
+            "sla_deadline": deadline,
+            "final_deadline": final_deadline(page, received_at, urgent, self.defaults),
+            "link": link,
+        }
+        if first_message_id is not None:
+            values["first_message_id"] = first_message_id
+        values |= repo.derived_appeal_columns(values)
+        appeal_id = repo.insert_row(db, Appeal, values)
+        assert appeal_id is not None
+        db.touch_appeal(page.id, received_at)
+        return appeal_id
+
+    def _link_new(self, db: Db, page: Page, appeal_id: int, external_id: str) -> bool:
+        """A new appeal takes the replies stored before its message; any linked?"""
+        assert page.id is not None
+        waiting = repo.waiting_reply_rows(db, page.id, external_id)
+        if not waiting:
+            return False
+        appeal = repo.appeal_row(db, appeal_id)
+        assert appeal is not None
+        linked = self._link_waiting(db, page, appeal, external_id, waiting)
+        repo.save_appeal(db, appeal)
+        return linked
+
+    def promote(
+        self, db: Db, message_row_id: int, topic: str, urgent: bool
+    ) -> tuple[int | None, tuple[int, ...]]:
+        """Make a stored citizen message that is no appeal into a new appeal (one writer).
+
+        A person's «Это обращение» and `otklik reclassify` come here. The appeal is received at
+        the message's own date, so its SLA clock is right even if part of it is used up;
+        replies to the message stored meanwhile answer it. Returns the appeal id (None if the
+        message is unknown or belongs to an appeal already) and the appeals to rescore.
+        """
+        message = repo.citizen_message_row(db, message_row_id, for_update=True)
+        if message is None or message.appeal_id is not None:
+            return None, ()
+        page = repo.page_by_id_row(db, message.page_id)
+        assert page is not None
+        appeal_id = self._new_appeal(
+            db,
+            page,
+            message.thread_id,
+            citizen_id=message.author_id,
+            citizen_name=message.author_name,
+            received_at=message.sent_at,
+            topic=topic,
+            urgent=urgent,
+            link=message.link,
+            first_message_id=message_row_id,
+        )
+        db.update(
+            CitizenMessage,
+            message_row_id,
+            {
+                "appeal_id": appeal_id,
+                "is_appeal": True,
+                "topic": topic,
+                "urgent": urgent,
+                "doubtful": False,
+            },
+        )
+        linked = self._link_new(db, page, appeal_id, message.external_id)
+        return appeal_id, (appeal_id,) if linked else ()
 
     def _link_waiting(
         self,
@@ -277,6 +388,8 @@ class IngestService:
             appeal.set("urgent", True)
             appeal.set("sla_hours", hours)
             appeal.set("sla_deadline", deadline)
+            final = final_deadline(page, appeal["received_at"], True, self.defaults)
+            appeal.set("final_deadline", final)
 
     def _official(self, db: Db, event: MessageEvent, page: Page) -> IngestResult:
         assert page.id is not None
@@ -345,6 +458,9 @@ class IngestService:
                 "appeal_id": first.id,
                 "quality_score": score,
                 "quality_parts": parts,
+                "is_formal": quality.is_formal_reply(
+                    event.text, is_interim=is_interim, is_template=None
+                ),
                 "scored_at": utc_now(),
             },
         )
@@ -393,7 +509,41 @@ class IngestService:
         ):
             appeal.set("final_response_at", reply.sent_at)
             appeal.set("final_reply_id", reply.id)
+        reopened, reanswered = appeal["reopened_at"], appeal["reanswered_at"]
+        if (
+            not reply.is_interim
+            and appeal["reopen_deadline"] is not None
+            and reopened is not None
+            and reply.sent_at >= reopened
+            and (reanswered is None or reply.sent_at < reanswered)
+        ):
+            # The new final answer after a re-open.
+            appeal.set("reanswered_at", reply.sent_at)
+            appeal.set("reanswer_reply_id", reply.id)
         return True
+
+    def _reopen(self, appeal: AppealRow, at: datetime, page: Page) -> None:
+        """A 👎 or a dissatisfied return at `at`: the appeal goes back to work.
+
+        `reopened_at` (a quality signal) is the first such moment. If the appeal had its final
+        answer by then, the final stage starts again: a new deadline counted from `at`, and the
+        next final reply is awaited (`reanswered_at`). An appeal with only an interim answer is
+        still in work; its final deadline stays.
+        """
+        reopened = appeal["reopened_at"]
+        if reopened is not None and reopened <= at:
+            return
+        appeal.set("reopened_at", at)
+        finals = [
+            moment
+            for moment in (appeal["final_response_at"], appeal["answered_offline_at"])
+            if moment is not None and moment <= at
+        ]
+        if finals:
+            deadline = final_deadline(page, at, appeal["urgent"], self.defaults)
+            appeal.set("reopen_deadline", deadline)
+            appeal.set("reanswered_at", None)
+            appeal.set("reanswer_reply_id", None)
 
     # -- changes to known messages ------------------------------------------------------------
 
@@ -521,6 +671,8 @@ class IngestService:
                 if rating is not None:
                     appeal.set("rating", rating)
                     appeal.set("rated_at", event.reacted_at)
+                    if rating == 0:
+                        self._reopen(appeal, event.reacted_at, page)
                     repo.save_appeal(db, appeal)
                     rescore = (appeal.id,)
         return _Decided(IngestResult(Outcome.REACTION, page.id), rescore)
@@ -541,6 +693,8 @@ class IngestService:
             )
         appeal.set("rating", 1 if event.positive else 0)
         appeal.set("rated_at", event.rated_at)
+        if not event.positive:
+            self._reopen(appeal, event.rated_at, page)
         repo.save_appeal(db, appeal)
         return _Decided(IngestResult(Outcome.RATING, page.id, (appeal.id,)), (appeal.id,))
 
