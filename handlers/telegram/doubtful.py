@@ -63,6 +63,7 @@ async def on_doubt(query: CallbackQuery, session: AsyncSession, app: AppContext)
         return
     card = await doubtful.load_card(session, message, page, app.defaults)
     try:
+        # aiogram types CallbackQuery.bot as optional; a dispatched query always has its bot.
         await query.bot.edit_message_text(  # type: ignore[union-attr]
             text=doubtful.render_decided(card, result.verdict, now),
             chat_id=chat_id,
