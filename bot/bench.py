@@ -129,7 +129,7 @@ async def bench_intake(count: int = 10_000, *, bound: bool = False) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
         await upgrade(engine)
-        app = AppContext.create(Settings(_env_file=None), engine)  # type: ignore[call-arg]
+        app = AppContext.create(Settings(_env_file=None), engine)
         async with app.sessions() as session:
             # The page is known already, so no handler needs to call the Bot API.
             await repo.ensure_page(

@@ -301,3 +301,74 @@ async def test_overview_sorts_and_filters_pages(
     assert await order(q="МИНТРАНС") == [transport]  # case-insensitive, Cyrillic too
     assert await order(platform="vk") == []
     assert await order(sort="nonsense") == [city, transport]  # the index, highest first
+
+
+async def test_formal_replies_filter_and_label(
+    client: TestClient[Any, Any], context: AppContext
+) -> None:
+    """An answer that only sends the citizen elsewhere is «отписка»: listed by the filter and
+    labelled in the timeline."""
+    thread = ThreadRef("post:2", ThreadKind.COMMENTS)
+    async with context.sessions() as session:
+        ingest = IngestService(session, DEFAULTS)
+        asked = await ingest.handle(
+            MessageEvent(
+                page=TRANSPORT,
+                thread=thread,
+                message_id="-1006:2",
+                sent_at=datetime(2026, 11, 11, 7, 0, tzinfo=UTC),
+                author_role=AuthorRole.PERSON,
+                author_id="c901",
+                author_name="Житель 901",
+                text="Когда отремонтируют остановку на улице Гагарина? Крыша течёт.",
+            )
+        )
+        await ingest.handle(
+            MessageEvent(
+                page=TRANSPORT,
+                thread=thread,
+                message_id="-1006:3",
+                sent_at=datetime(2026, 11, 11, 8, 0, tzinfo=UTC),
+                author_role=AuthorRole.PAGE,
+                author_id="-1005",
+                text="Рекомендуем обратиться по месту жительства.",
+                reply_to_id="-1006:2",
+            )
+        )
+        await session.commit()
+    [formal_id] = asked.appeal_ids
+    await _login(client, context, SUPERVISOR)
+    only = await (await client.get("/appeals", params={**PERIOD, "formal": "yes"})).text()
+    assert re.findall(r'data-appeal-id="(\d+)"', only) == [str(formal_id)]
+    others = await (await client.get("/appeals", params={**PERIOD, "formal": "no"})).text()
+    assert 'data-total="9"' in others and f'data-appeal-id="{formal_id}"' not in others
+    story = _plain(await (await client.get(f"/appeals/{formal_id}")).text())
+    assert "похоже на отписку" in story.lower()
+
+
+async def test_operators_page_and_operator_filter(
+    client: TestClient[Any, Any], context: AppContext
+) -> None:
+    """«Взять в работу» pressed in the chat shows on the operators' page and filters the list."""
+    from bot.services.decisions import TAKE, apply_decision
+    from storage.models import Appeal
+
+    async with context.sessions() as session:
+        appeal = (
+            await session.exec(select(Appeal).where(Appeal.page_id == context.transport_page))  # type: ignore[attr-defined]
+        ).one()
+        await apply_decision(
+            session,
+            appeal,
+            TAKE,
+            actor_id=str(OPERATOR),
+            actor_name="Ольга",
+            at=datetime(2026, 11, 10, 8, 0, tzinfo=UTC),
+        )
+        await session.commit()
+    await _login(client, context, SUPERVISOR)
+    team = _plain(await (await client.get("/operators", params=PERIOD)).text())
+    assert "Ольга 1 0 0" in team  # taken 1, no replies of her own
+    listed = await (await client.get("/appeals", params={**PERIOD, "operator": "Ольга"})).text()
+    assert re.findall(r'data-appeal-id="(\d+)"', listed) == [str(appeal.id)]
+    assert "в работе: Ольга" in listed

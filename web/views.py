@@ -256,6 +256,7 @@ def _appeal_filter(
     status = q.get("status") if q.get("status") in lists.STATUSES else None
     topic = q.get("topic") if q.get("topic") in TOPIC_TITLES_RU else None
     urgent = {"yes": True, "no": False}.get(q.get("urgent", ""))
+    formal = {"yes": True, "no": False}.get(q.get("formal", ""))
     operator = q.get("operator", "").strip()[:128] or None
     text = q.get("q", "").strip()[:200] or None
     order = "wait" if q.get("order") == "wait" else "new"
@@ -269,6 +270,7 @@ def _appeal_filter(
         status=status,
         urgent=urgent,
         operator=operator,
+        formal=formal,
         text=text,
         order=order,
     )
@@ -279,6 +281,7 @@ def _appeal_filter(
         "topic": topic or "",
         "urgent": q.get("urgent", "") if urgent is not None else "",
         "operator": operator or "",
+        "formal": q.get("formal", "") if formal is not None else "",
         "q": text or "",
         "order": order if order != "new" else "",
     }

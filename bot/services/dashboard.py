@@ -47,6 +47,7 @@ class AppealFilter:
     status: str | None = None
     urgent: bool | None = None
     operator: str | None = None
+    formal: bool | None = None  # the answer is labelled «отписка» (or, False, is not)
     text: str | None = None
     order: str = "new"  # new: newest first; wait: the longest wait for an answer first
 
@@ -63,6 +64,19 @@ def status_condition(status: str, at: datetime) -> ColumnElement[bool]:
         "overdue": found["overdue"],
         "pending": and_(not_(answered), not_(found["overdue"])),
     }[status]
+
+
+def formal_condition(at: datetime) -> ColumnElement[bool]:
+    """The appeal's answer by `at` — the final reply, or the new one after a reopen — carries
+    the «отписка» label that quality.is_formal_reply stored on it (bot/services/final_stage.py
+    counts the same replies)."""
+    R = OfficialReply.__table__.c  # type: ignore[attr-defined]  # SQLModel does not type it
+    labelled = sa_select(R.id).where(R.is_formal == true(), R.sent_at <= at)
+    # Never NULL (an appeal without a final reply is simply not one), so NOT works as well.
+    return or_(
+        and_(A.final_reply_id.is_not(None), A.final_reply_id.in_(labelled)),
+        and_(A.reanswer_reply_id.is_not(None), A.reanswer_reply_id.in_(labelled)),
+    )
 
 
 def _text_condition(text: str) -> ColumnElement[bool]:
@@ -88,6 +102,9 @@ def _where(query: AppealFilter) -> list[ColumnElement[bool]]:
         where.append(A.urgent == query.urgent)
     if query.operator:
         where.append(A.taken_by == query.operator)
+    if query.formal is not None:
+        formal = formal_condition(query.at)
+        where.append(formal if query.formal else not_(formal))
     if query.text:
         where.append(_text_condition(query.text))
     return where
@@ -293,6 +310,8 @@ async def appeal_timeline(session: AsyncSession, appeal_id: int, at: datetime) -
             note = f"Качество: {round(reply.quality_score)} из 100"
             if reply.is_template:
                 note += ", шаблон"
+        if reply.is_formal:
+            note = f"{note}, похоже на отписку" if note else "Похоже на отписку"
         events.append(
             TimelineEvent(
                 reply.sent_at,

@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 # A non-appeal decided with less confidence than this is doubtful: the press chat is asked
-# «Возможно, обращение» (DESIGN sec. 5). Chosen from cross-validation (docs/CLASSIFIER.md).
+# «Возможно, обращение» (docs/CLASSIFIER.md). Chosen from cross-validation (docs/CLASSIFIER.md).
 DOUBTFUL_CONFIDENCE = 0.75
 # The local model file chosen by use_local_model(), for child processes (the intake writer runs
 # in its own process and classifies there): they inherit the environment.

@@ -113,4 +113,4 @@ class Params:
     def from_dict(cls, data: dict[str, float]) -> Params:
         """Load from to_dict() output, ignoring unknown keys."""
         known = {key: float(value) for key, value in data.items() if key in cls().to_dict()}
-        return cls(**known)  # type: ignore[arg-type]
+        return cls(**known)

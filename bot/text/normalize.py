@@ -43,7 +43,7 @@ def words(text: str) -> list[str]:
 def _snowball() -> Callable[[str], str]:
     """Return the Snowball Russian stemmer as a word function."""
     stemmer = snowballstemmer.stemmer("russian")
-    return stemmer.stemWord  # type: ignore[no-any-return]
+    return stemmer.stemWord
 
 
 def _pymorphy() -> Callable[[str], str]:
@@ -51,7 +51,7 @@ def _pymorphy() -> Callable[[str], str]:
     morph = _morph_analyzer()
 
     def lemma(word: str) -> str:
-        return morph.parse(word)[0].normal_form  # type: ignore[no-any-return]
+        return morph.parse(word)[0].normal_form
 
     return lemma
 
