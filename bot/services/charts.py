@@ -34,7 +34,7 @@ COLORS = {
     "overdue": "#d64545",
     "pending": "#b8c2cc",
     "median": "#1f4e99",
-    "day_off": "#eceff3",
+    "day_off": "#dfe4ec",
     "future": "#9aa5b1",
 }
 
@@ -163,6 +163,9 @@ def _days_panel(axes: plt.Axes, series: Sequence[DayRow], marks: ChartMarks) -> 
     axes.set_xticklabels(
         [f"{row.day.day:02d}.{row.day.month:02d}" for row in series][::step], rotation=45
     )
+    for tick, row in zip(axes.get_xticklabels(), series[::step], strict=True):
+        if row.day in marks.days_off:
+            tick.set_color(COLORS["overdue"])  # a day off reads as one in the calendar
     axes.set_xlim(-0.6, max(len(series) - 0.4, 0.6))
     axes.grid(axis="y", alpha=0.3)
     axes.set_title("Обращения по дням поступления и статус ответа", fontsize=11)
