@@ -71,7 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "train", help="fold the corrections into a local classifier model next to the database"
     )
-    commands.add_parser("bench", help="the performance benchmarks")
+    reclassify = commands.add_parser(
+        "reclassify",
+        help="заново решить сохранённые сообщения текущей моделью (решения людей остаются)",
+        description="Заново решает, какие сообщения граждан — обращения, их темы и срочность, "
+        "моделью, которая сейчас в работе (локальной после otklik train или встроенной). "
+        "Решения людей («Не обращение», /topic, «Это обращение» …) не меняются.",
+    )
+    reclassify.add_argument(
+        "--since", required=True, help="с какой даты: 2026-11-02 или 02.11.2026 (включительно)"
+    )
+    reclassify.add_argument(
+        "--until", default=None, help="по какую дату, не включая её (по умолчанию — сейчас)"
+    )
+    bench = commands.add_parser("bench", help="the performance benchmarks")
+    bench.add_argument(
+        "suite",
+        nargs="?",
+        choices=["faults"],
+        help="faults: updates through live `otklik run` processes under kill -9, a database "
+        "outage and API faults (needs PostgreSQL on 127.0.0.1:5432)",
+    )
+    bench.add_argument(
+        "--updates", type=int, default=300, help="comments per path (bench faults; default 300)"
+    )
+    bench.add_argument(
+        "--outage", type=float, default=10.0, help="seconds PostgreSQL is cut (default 10)"
+    )
     return parser
 
 
@@ -92,11 +118,14 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger("aiogram.event").setLevel(logging.WARNING)
 
 
-def use_region_model(database_url: str) -> None:
-    """Every command classifies with the region's local model when there is a usable one."""
+def use_region_model(database_url: str) -> str | None:
+    """Every command classifies with the region's local model when there is a usable one.
+
+    Returns why a local model file that exists is not used (logged too), or None.
+    """
     from bot.text import local_model_path, use_local_model
 
-    use_local_model(local_model_path(database_url))  # a bad file is logged, never fatal
+    return use_local_model(local_model_path(database_url))  # a bad file: never fatal
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -126,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logsafe.register(settings.secret_values())
     configure_logging(settings.LOG_LEVEL)
     logsafe.install(())
-    use_region_model(settings.DATABASE_URL)
+    args.model_problem = use_region_model(settings.DATABASE_URL)
     from bot import commands
 
     try:

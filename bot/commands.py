@@ -6,21 +6,24 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from sqlmodel import col, select
+from typing import TYPE_CHECKING, TypeVar
 
 from bot.app import AppContext
 from bot.clock import utc_now
 from bot.config import Settings
 from bot.timeparse import TimeFormatError, parse_time
-
-if TYPE_CHECKING:
-    from bot.text.training import TrainSummary
+from storage import pages
 from storage.engine import open_database
 from storage.models import Page
+
+if TYPE_CHECKING:
+    from bot.services.digest import Digest
+    from bot.text.training import TrainSummary
+
+T = TypeVar("T")
 
 
 class CommandError(Exception):
@@ -39,6 +42,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "bench": _bench,
         "corrections": _corrections,
         "train": _train,
+        "reclassify": _reclassify,
     }[args.command]
     try:
         return await handler(args, settings)
@@ -64,7 +68,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     from bot.services.report_text import format_stats
-    from bot.services.stats import build_report
+    from bot.services.reports import build_report
 
     since = parse_time(args.since, settings.TIMEZONE)
     until = parse_time(args.until, settings.TIMEZONE)
@@ -75,8 +79,8 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
         app = AppContext.create(settings, engine)
         async with app.sessions() as session:
             if args.page is not None and await session.get(Page, args.page) is None:
-                pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
-                known = ", ".join(f"{p.id} ({p.title or p.external_id})" for p in pages)
+                listed = await pages.all_pages(session)
+                known = ", ".join(f"{p.id} ({p.title or p.external_id})" for p in listed)
                 raise CommandError(f"no page {args.page}; pages: {known or 'none yet'}")
             report = await build_report(
                 session, since=since, until=until, at=at, page_id=args.page, defaults=app.defaults
@@ -91,21 +95,79 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _digest(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.services.digest import digest_command
-
     async with open_database(settings.DATABASE_URL) as engine:
-        app = AppContext.create(settings, engine)
-        return await digest_command(app, week=args.week, send=args.send)
+        return await print_digest(AppContext.create(settings, engine), args.week, args.send)
+
+
+async def print_digest(app: AppContext, week: str | None = None, send: bool = False) -> int:
+    """`otklik digest [--week YYYY-Www] [--send]`: print it, write the chart, maybe send it."""
+    from bot.services.digest import build_digest, parse_week, plain_text
+
+    try:
+        chosen = parse_week(week, app.clock(), app.defaults.timezone)
+    except ValueError:
+        raise CommandError(f"--week must look like 2026-W46, got {week!r}") from None
+    async with app.sessions() as session:
+        digest = await build_digest(session, app, chosen)
+    print(plain_text(digest.text))
+    chart_path = Path.cwd() / f"otklik-digest-{chosen.key}.png"
+    await asyncio.to_thread(chart_path.write_bytes, digest.chart_png)
+    print(f"\nГрафик: {chart_path}")
+    if send:
+        await _send_digest(app.settings, digest)
+    return 0
+
+
+async def _send_digest(settings: Settings, digest: Digest) -> None:
+    """Send a built digest to DIGEST_CHAT_IDS through the Telegram notifier."""
+    from bot.services.digest import send_digest
+    from bot.services.notify import DeliveryError
+    from handlers.telegram.notifier import TelegramNotifier
+    from handlers.telegram.setup import make_bot
+
+    token = settings.TELEGRAM_BOT_TOKEN
+    if token is None:
+        raise CommandError("--send needs TELEGRAM_BOT_TOKEN in .env")
+    if not settings.digest_chat_ids:
+        raise CommandError("--send needs DIGEST_CHAT_IDS in .env")
+    bot = make_bot(token.get_secret_value(), settings.TELEGRAM_API_SERVER)
+    try:
+        notifier = TelegramNotifier(bot)
+        for chat_id in settings.digest_chat_ids:
+            try:
+                await send_digest(notifier, chat_id, digest)
+            except DeliveryError as error:
+                raise CommandError(f"digest not delivered to {chat_id}: {error}") from None
+            print(f"Отправлено в чат {chat_id}")
+    finally:
+        await bot.session.close()
 
 
 async def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.services.export import export_command
-
     since = parse_time(args.since, settings.TIMEZONE)
     until = parse_time(args.until, settings.TIMEZONE)
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
-        return await export_command(app, since, until, args.format, args.output)
+        return await write_export(app, since, until, args.format, args.output)
+
+
+async def write_export(
+    app: AppContext, since: datetime, until: datetime, fmt: str, output: str | None
+) -> int:
+    """`otklik export`: write the file and print its path."""
+    from bot import ru
+    from bot.services.export import build_export
+
+    if until <= since:
+        raise CommandError("--until must be later than --since")
+    async with app.sessions() as session:
+        exported = await build_export(
+            session, since=since, until=until, at=app.clock(), defaults=app.defaults, fmt=fmt
+        )
+    path = Path(output or exported.filename)
+    await asyncio.to_thread(path.write_bytes, exported.data)
+    print(f"{path}: {ru.quantity(exported.appeals, 'обращение', 'обращения', 'обращений')}")
+    return 0
 
 
 async def _import(args: argparse.Namespace, settings: Settings) -> int:
@@ -195,7 +257,58 @@ def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> Tr
         return train_local(corrections, path, progress)
 
 
+async def _reclassify(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services.reclassify import reclassify
+    from bot.text import local_model_path, model_version
+
+    since = parse_time(args.since, settings.TIMEZONE)
+    until = parse_time(args.until, settings.TIMEZONE) if args.until else utc_now()
+    if until <= since:
+        raise CommandError("дата --until должна быть позже даты --since")
+    path = local_model_path(settings.DATABASE_URL)
+    # A local file that cannot be used was reported on start (cli.use_region_model).
+    if not getattr(args, "model_problem", None) and model_version().startswith("builtin-"):
+        where = f" (файла {path} нет)" if path is not None else ""
+        print(f"Локальной модели нет{where}: решает встроенная модель.", file=sys.stderr)
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        async with app.sessions() as session:
+            summary = await _with_progress(
+                "Пересмотр сообщений",
+                " сообщ.",
+                lambda progress: reclassify(session, app.defaults, since, until, progress),
+            )
+    print(summary.report_ru())
+    return 0
+
+
+async def _with_progress(
+    title: str, unit: str, work: Callable[[Callable[[int, int], None]], Awaitable[T]]
+) -> T:
+    """Await `work(progress)` under a tqdm bar on stderr; log records go through the bar."""
+    import logging
+
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with (
+        tqdm(total=0, desc=title, unit=unit, file=sys.stderr, leave=True) as bar,
+        logging_redirect_tqdm(loggers=[logging.getLogger()]),
+    ):
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        return await work(progress)
+
+
 async def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    if args.suite == "faults":
+        from bot.faultbench import run_faults
+
+        return await run_faults(args.updates, args.outage)
     from bot.bench import run_all
 
     return await run_all()

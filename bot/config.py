@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     VK_SERVICE_TOKEN: SecretStr | None = None
     VK_WALL_OWNER_IDS: str = ""
     VK_API_SERVER: str = VK_DEFAULT_SERVER
+    # After VK loses long-poll history, posts published this many days before the gap are read
+    # back (besides the pinned post and posts with comments known in that window).
+    VK_GAP_POST_DAYS: int = Field(default=30, ge=1, le=3650)
     DATABASE_URL: str = DEFAULT_DATABASE_URL
     ADMIN_IDS: str = ""
     SUPERVISOR_IDS: str = ""
@@ -111,7 +114,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _parsed_values(self) -> Settings:
         """Fail at start, naming the setting, rather than at the first reminder or command."""
-        from bot.services.worktime import WorkSchedule
+        from bot.workhours import WorkSchedule
 
         token = self.TELEGRAM_BOT_TOKEN
         if token is not None and not _TOKEN_RE.match(token.get_secret_value()):

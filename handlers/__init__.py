@@ -24,6 +24,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
     from handlers.telegram import (
         business,
         discussion,
+        doubtful,
         membership,
         press,
         pressoffice,
@@ -38,6 +39,7 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         service.create_router(),
         supervisors.create_router(app),
         pressoffice.create_router(app),
+        doubtful.create_router(),
     )
     group_router = discussion.create_router()
     group_router.message.filter(DiscussionChat(app))

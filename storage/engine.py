@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Executable, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -66,3 +66,18 @@ async def open_database(url: str, *, migrate: bool = True) -> AsyncIterator[Asyn
         yield engine
     finally:
         await engine.dispose()
+
+
+async def core(
+    session: AsyncSession, statement: Executable, params: list[dict[str, Any]] | None = None
+) -> Any:
+    """Run a Core statement on the session's connection after flushing pending ORM changes.
+
+    SQLModel deprecates `AsyncSession.execute`; Core rows (sums, tuples, executemany updates)
+    are what reports and bulk updates need, so they go to the connection directly.
+    """
+    await session.flush()
+    connection = await session.connection()
+    if params is None:
+        return await connection.execute(statement)
+    return await connection.execute(statement, params)

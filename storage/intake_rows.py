@@ -1,4 +1,4 @@
-"""Plain-SQL writes of the intake use case (bot/services/intake.py), in the caller's transaction.
+"""Plain-SQL rows of the intake use case (bot/services/intake.py), in the caller's transaction.
 
 Over `storage.repositories.Db`, so that they run alike in the intake writer process and through
 an ORM session, on SQLite and PostgreSQL.
@@ -6,6 +6,7 @@ an ORM session, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from bot.clock import utc_now
@@ -65,3 +66,18 @@ def raise_cursor_row(db: Db, source: str, value: int) -> None:
         "WHERE CAST(intake_cursor.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
         {"source": source, "value": str(value), "now": utc_now()},
     )
+
+
+def active_thread_ids(
+    db: Db, platform: str, page_external_id: str, prefix: str, since: datetime
+) -> list[str]:
+    """External ids (`prefix`…) of the page's threads with a message sent at or after `since`."""
+    found = db.rows(
+        "SELECT t.external_id FROM thread t JOIN page p ON p.id = t.page_id "
+        "WHERE p.platform = :platform AND p.external_id = :page AND t.external_id LIKE :prefix "
+        "AND (EXISTS (SELECT 1 FROM citizen_message m WHERE m.thread_id = t.id "
+        "AND m.sent_at >= :since) OR EXISTS (SELECT 1 FROM official_reply r "
+        "WHERE r.thread_id = t.id AND r.sent_at >= :since)) ORDER BY t.id",
+        {"platform": platform, "page": page_external_id, "prefix": f"{prefix}%", "since": since},
+    )
+    return [str(row[0]) for row in found]

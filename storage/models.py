@@ -100,8 +100,8 @@ class Appeal(SQLModel, table=True):
         Index("ix_appeal_page_received", "page_id", "received_at"),
         Index("ix_appeal_received", "received_at"),
         Index("ix_appeal_thread_citizen", "thread_id", "citizen_id"),
-        # Covering index for reports (bot/services/stats.py): one range scan per page and
-        # period, never touching the table rows.
+        # Covering index for reports (storage/metrics.py): one range scan per page and period,
+        # never touching the table rows.
         Index("ix_appeal_stats", *APPEAL_STATS_COLUMNS),
         # Report rollups (storage/rollup.py): the appeals of a page that can still change with
         # the report's `at`, and exact order statistics inside one FRT histogram bucket.
@@ -262,6 +262,13 @@ class CitizenMessage(SQLModel, table=True):
     is_appeal: bool = False  # the classifier's (or a correction's) verdict
     topic: str | None = Field(default=None, max_length=32)
     urgent: bool = False
+    # How sure the classifier was (0..1) and which model decided (bot.text.model_version()):
+    # `otklik reclassify` re-decides with a newer model, corrections are traced to a model.
+    confidence: float | None = None
+    model_version: str | None = Field(default=None, max_length=64)
+    # Probably not an appeal but not sure (bot.text.is_doubtful): the press chat is asked
+    # «Возможно, обращение» (bot/services/doubtful.py).
+    doubtful: bool = Field(default=False, index=True)
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
     is_reopen: bool = False  # came back dissatisfied after an answer
     edited_at: datetime | None = _utc()
@@ -323,13 +330,21 @@ class Staff(SQLModel, table=True):
 
 
 class Decision(SQLModel, table=True):
-    """A press-office decision on an appeal with who and when; also classifier corrections."""
+    """A press-office decision on an appeal with who and when; also classifier corrections.
+
+    A decision on a citizen message that is no appeal («Не обращение» under «Возможно,
+    обращение») has no appeal: it names the message instead.
+    """
 
     __tablename__ = "decision"
 
     id: int | None = Field(default=None, primary_key=True)
-    appeal_id: int = Field(foreign_key="appeal.id", index=True)
-    action: str = Field(max_length=32)  # taken, not_appeal, answered_offline, topic, restore
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    citizen_message_id: int | None = Field(
+        default=None, foreign_key="citizen_message.id", index=True
+    )
+    # taken, not_appeal, answered_offline, topic, restore, is_appeal
+    action: str = Field(max_length=32)
     value: str | None = Field(default=None, max_length=64)
     actor_id: str | None = Field(default=None, max_length=64)
     actor_name: str | None = Field(default=None, max_length=256)
@@ -366,7 +381,8 @@ class ReminderLog(SQLModel, table=True):
     due_key: str = Field(max_length=128)  # appeal id, date or ISO week
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
     due_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    # pending (due or being retried), sent, cancelled (answered before it went out), skipped
+    # pending (due or being retried), sending (the Bot API call is under way, or a crash
+    # interrupted it: bot/services/reminder_log.py), sent, cancelled (answered before), skipped
     status: str = Field(default="pending", max_length=16, index=True)
     attempts: int = 0
     next_attempt_at: datetime | None = _utc()  # after a failed send: not before this moment

@@ -679,6 +679,57 @@ def writes_officially(db: Db, platform: str, user_id: str, page_id: int) -> bool
     return row is not None
 
 
+def page_by_id_row(db: Db, page_id: int) -> Page | None:
+    row = db.row(f"SELECT {PAGE_COLUMNS} FROM page WHERE id = :id", {"id": page_id})
+    return None if row is None else _page_from_row(row)
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenMessageRow:
+    """The fields of a stored citizen message that making it an appeal needs."""
+
+    id: int
+    page_id: int
+    thread_id: int
+    external_id: str
+    author_id: str | None
+    author_name: str | None
+    sent_at: datetime
+    link: str | None
+    appeal_id: int | None
+
+
+def citizen_message_row(
+    db: Db, message_id: int, *, for_update: bool = False
+) -> CitizenMessageRow | None:
+    """A stored citizen message; `for_update` locks its row until the transaction ends.
+
+    SQLite has one writer at a time anyway; on PostgreSQL the lock makes two concurrent
+    deciders (two operators pressing «Это обращение») take turns.
+    """
+    lock = "" if db.sqlite or not for_update else " FOR UPDATE"
+    row = db.row(
+        "SELECT id, page_id, thread_id, external_id, author_id, author_name, sent_at, link, "
+        f"appeal_id FROM citizen_message WHERE id = :id{lock}",
+        {"id": message_id},
+    )
+    if row is None:
+        return None
+    sent_at = as_utc(row[6])
+    assert sent_at is not None
+    return CitizenMessageRow(
+        int(row[0]),
+        int(row[1]),
+        int(row[2]),
+        row[3],
+        row[4],
+        row[5],
+        sent_at,
+        row[7],
+        None if row[8] is None else int(row[8]),
+    )
+
+
 def appeal_row(db: Db, appeal_id: int) -> AppealRow | None:
     row = db.row(f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE id = :id", {"id": appeal_id})
     return None if row is None else _appeal_row(row)

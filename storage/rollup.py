@@ -25,15 +25,12 @@ from sqlalchemy import (
     Insert,
     Update,
     and_,
-    case,
     delete,
-    false,
     func,
     insert,
     literal,
     select,
     text,
-    true,
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
@@ -43,7 +40,9 @@ from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClau
 from sqlalchemy.sql.operators import and_ as and_op
 from sqlalchemy.sql.operators import eq
 
+from storage import metrics
 from storage.buckets import day_number, day_start
+from storage.metrics import FRT_KINDS
 from storage.models import (
     APPEAL_STATS_COLUMNS,
     Appeal,
@@ -65,14 +64,8 @@ S = RollupStale.__table__  # type: ignore[attr-defined]
 _STACK = "otklik_rollup_keys"
 _ALL = None  # marker: the statement's rows cannot be told, rebuild
 
-# FRT histogram kinds: (kind, value column, bucket column).
-FRT_KINDS = ((0, A.frt_s, A.frt_bucket), (1, A.frt_work_s, A.frt_work_bucket))
 
 Keys = set[tuple[int, int]]
-
-
-def _sum(condition: Any) -> Any:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 def _param_sets(multiparams: Any, params: Any) -> list[Mapping[str, Any]]:
@@ -299,54 +292,16 @@ def recompute(connection: Connection, keys: Iterable[tuple[int, int]]) -> None:
 def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
     for table in (R, T, H):
         connection.execute(delete(table).where(table.c.page_id == page_id, table.c.day == day))
-    where = and_(
-        A.page_id == page_id,
-        A.received_at >= day_start(day),
-        A.received_at < day_start(day + 1),
-        A.excluded == false(),
-    )
-    answered = A.answered_at.is_not(None)
-    replied = A.first_response_at.is_not(None)
-    scored = and_(replied, A.quality_score.is_not(None))
-    counts = select(
-        literal(page_id),
-        literal(day),
-        A.settle_day,
-        func.count(),
-        _sum(answered),
-        _sum(and_(answered, A.answered_at <= A.sla_deadline)),
-        _sum(A.answered_at.is_(None)),
-        _sum(and_(answered, A.first_response_at.is_(None))),
-        _sum(replied),
-        _sum(scored),
-        func.coalesce(func.sum(case((scored, A.quality_score))), 0.0),
-        _sum(and_(scored, A.answer_templated == true())),
-        _sum(A.rating.is_not(None)),
-        _sum(A.rating == 1),
-        _sum(A.deleted_by_page == true()),
-    ).where(where)
-    columns = [
-        "page_id",
-        "day",
-        "settle_day",
-        "appeals",
-        "answered",
-        "answered_in_time",
-        "overdue",
-        "answered_offline",
-        "replied",
-        "quality_count",
-        "quality_sum",
-        "templated",
-        "rated",
-        "rated_positive",
-        "deleted_by_page",
-    ]
-    connection.execute(insert(R).from_select(columns, counts.group_by(A.settle_day)))
+    where = metrics.received(page_id, day_start(day), day_start(day + 1))
+    # The final figures of each appeal (storage/metrics.py), grouped by the day they settled.
+    counts = select(literal(page_id), literal(day), A.settle_day, *metrics.counted(None))
+    columns = ["page_id", "day", "settle_day", "appeals", *metrics.COUNTED, "quality_sum"]
+    connection.execute(insert(R).from_select(columns, counts.where(where).group_by(A.settle_day)))
     topics = select(literal(page_id), literal(day), A.topic, func.count()).where(where)
     connection.execute(
         insert(T).from_select(["page_id", "day", "topic", "appeals"], topics.group_by(A.topic))
     )
+    replied = metrics.conditions(None)["replied"]
     for kind, value, bucket in FRT_KINDS:
         histogram = select(
             literal(page_id), literal(kind), literal(day), A.settle_day, bucket, func.count()

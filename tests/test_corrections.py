@@ -11,7 +11,7 @@ from bot.app import AppContext
 from bot.services.corrections import UnknownTopic, corpus_lines, correct_topic, topic_code
 from bot.services.ingest import IngestService
 from bot.services.reminders import NOT_APPEAL, apply_decision
-from bot.services.stats import build_report
+from bot.services.reports import build_report
 from storage.models import Appeal, Decision
 from tests.conftest import MONDAY_10_MSK
 from tests.factories import citizen, hours

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.commands import print_digest
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from bot.services.digest import (
     Week,
     _summary_line,
     build_digest,
-    digest_command,
     parse_week,
     plain_text,
 )
@@ -253,7 +253,7 @@ async def test_digest_command_prints_and_writes_chart(
     await build_two_weeks(world)
     world.clock.set(msk(11, 12, 12))
     monkeypatch.chdir(tmp_path)
-    assert await digest_command(world.app, week="2026-W45", send=False) == 0
+    assert await print_digest(world.app, week="2026-W45", send=False) == 0
     out = capsys.readouterr().out
     assert "итоги недели 2–8 ноября 2026" in out and "<b>" not in out
     assert (tmp_path / "otklik-digest-2026-W45.png").stat().st_size > 10_000

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from bot.services.export import ExportError, build_export, export_command, parse_period
+from bot.commands import write_export
+from bot.services.export import ExportError, build_export, parse_period
 from handlers.telegram.supervisors import parse_stats_args
 from tests.test_digest import build_two_weeks, vk_comment
 from tests.test_reminders import (
@@ -172,7 +173,7 @@ async def test_csv_for_russian_excel(
     await build_two_weeks(world)
     world.clock.set(msk(11, 9, 10))
     output = tmp_path / "week.csv"
-    assert await export_command(world.app, msk(11, 2, 0), msk(11, 9, 0), "csv", str(output)) == 0
+    assert await write_export(world.app, msk(11, 2, 0), msk(11, 9, 0), "csv", str(output)) == 0
     assert capsys.readouterr().out == f"{output}: 6\u00a0обращений\n"
     raw = output.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")

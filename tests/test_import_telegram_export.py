@@ -22,7 +22,7 @@ from bot.importers.telegram_export import (
 )
 from bot.services.intake import Intake
 from bot.services.policy import PageDefaults
-from bot.services.stats import build_report
+from bot.services.reports import build_report
 from storage.engine import SessionFactory
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
 

@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from bot.services.ingest import IngestService
 from bot.services.policy import PageDefaults
-from bot.services.stats import build_report
+from bot.services.reports import build_report
 from storage.buckets import day_number
 from storage.engine import SessionFactory
 from storage.models import AppealRollup, RollupStale

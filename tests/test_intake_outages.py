@@ -9,7 +9,6 @@ and lost (issue 16, items 1 and 3).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import uuid
@@ -27,7 +26,9 @@ from sqlmodel import select
 from bot.app import AppContext
 from bot.events import PageKind, PageRef, Platform
 from bot.sandbox import TelegramSandbox
+from bot.sandbox.proxy import TcpProxy
 from bot.sandbox.vk import VkSandbox
+from handlers.telegram.notifier import TelegramNotifier
 from handlers.vk.intake import ts_cursor
 from storage import repositories as repo
 from storage.engine import create_engine
@@ -52,60 +53,6 @@ from tests.test_vk_intake import GROUP_ID as VK_GROUP_ID
 from tests.test_vk_intake import Running, make_sandbox, vk_settings
 
 APPEAL = "Когда отремонтируют дорогу на улице Ленина? Сплошные ямы."
-
-
-class TcpProxy:
-    """127.0.0.1:port → PostgreSQL, that can be cut (connections reset, new ones refused)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.Transport] = set()
-        self._pipes: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        self._server = None
-        for transport in list(self._transports):
-            transport.abort()
-        self._transports.clear()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await self.cut()
-        for pipe in list(self._pipes):
-            pipe.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        for stream in (writer, up_writer):
-            transport = stream.transport
-            assert isinstance(transport, asyncio.Transport)
-            self._transports.add(transport)
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.ensure_future(_pipe(source, sink))
-            self._pipes.add(task)
-            task.add_done_callback(self._pipes.discard)
-
-
-async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(OSError, asyncio.CancelledError):
-        while chunk := await source.read(65536):
-            sink.write(chunk)
-            await sink.drain()
-    sink.transport.abort()
 
 
 @pytest.fixture
@@ -165,7 +112,7 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
     tg_sandbox: TelegramSandbox,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    app = AppContext.create(make_settings(), pg_engine)
+    app = AppContext.create(make_settings(PRESS_CHAT_ID=PRESS_CHAT_ID), pg_engine)
     async with app.sessions() as session:
         await repo.ensure_page(
             session,
@@ -181,6 +128,8 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
         await session.commit()
     running = RunningIntake(app, tg_sandbox)
     await running.start()
+    assert running.bot is not None
+    app.notifier = TelegramNotifier(running.bot)  # the press chat hears of the outage
     try:
         for n in range(1, 11):
             tg_sandbox.inject_message(GROUP_ID, _citizen(n), f"{APPEAL} Дом {n}.")
@@ -192,6 +141,11 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
             await asyncio.sleep(2.0)  # polling goes on; the database is gone
             await proxy.start()
             await eventually(lambda: _ready(app, 40), timeout=60)
+
+        async def both_notices() -> bool:
+            return len(tg_sandbox.sent_messages(PRESS_CHAT_ID)) >= 2
+
+        await eventually(both_notices, timeout=10)
     finally:
         await running.stop()
     assert await _count(app, RawUpdate) == 40
@@ -199,6 +153,11 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
     assert await _statuses(app) == ["done"]
     outage = [m for m in caplog.messages if "database is unavailable" in m]
     assert len(outage) == 1  # said once, not once per try
+    # ... and once in the press chat, in Russian, with the end of it (issue 16).
+    told = [m.text or "" for m in tg_sandbox.sent_messages(PRESS_CHAT_ID)]
+    assert len(told) == 2, told
+    assert told[0].startswith("Отклик: база данных недоступна")
+    assert told[1].startswith("Отклик: база данных снова доступна (перерыв ")
 
 
 async def _ready(app: AppContext, n: int) -> bool:

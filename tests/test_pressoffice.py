@@ -15,8 +15,8 @@ from bot.clock import SimulatedClock
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import SentMessage
 from bot.services.ingest import IngestService
+from bot.services.reports import build_report
 from bot.services.scheduler import Scheduler
-from bot.services.stats import build_report
 from handlers.telegram.notifier import TelegramNotifier
 from handlers.telegram.pressoffice import (
     BUTTON_REFUSAL,

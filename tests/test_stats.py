@@ -23,7 +23,7 @@ the real ingest path. Report period [Mon 02.11 00:00, Mon 16.11 00:00) MSK, `at`
 from __future__ import annotations
 
 import statistics
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -47,15 +47,10 @@ from bot.events import (
 )
 from bot.services.ingest import IngestService, Outcome
 from bot.services.maturity import MaturityWeights, maturity_index
+from bot.services.order_stats import median_of, p90_of
 from bot.services.policy import PageDefaults
 from bot.services.quality import score_replies
-from bot.services.stats import (
-    build_report,
-    daily_series,
-    median_of,
-    overdue_appeals,
-    p90_of,
-)
+from bot.services.reports import build_report, daily_series, overdue_appeals
 from storage.engine import SessionFactory
 from storage.models import Appeal, OfficialReply
 
@@ -374,3 +369,34 @@ def test_maturity_index_weights() -> None:
     assert maturity_index(0.5, 0.5, None, None, MaturityWeights(1, 1, 1, 1)) == 50.0
     with pytest.raises(ValueError):
         MaturityWeights(-1, 0, 0, 0)
+
+
+async def test_weekly_series_sums_the_days_and_matches_the_week_reports(
+    sessions: SessionFactory,
+) -> None:
+    await load_scenario(sessions)
+    tz = "Europe/Moscow"
+    async with sessions() as session:
+        days = await daily_series(session, since=SINCE, until=UNTIL, at=AT, tz=tz)
+        weeks = await daily_series(session, since=SINCE, until=UNTIL, at=AT, tz=tz, step="week")
+        reports = [
+            await build_report(session, since=start, until=end, at=AT, defaults=DEFAULTS)
+            for start, end in ((SINCE, msk(9, 0)), (msk(9, 0), UNTIL))
+        ]
+        # A period starting on a Wednesday: its row is keyed by the Monday, counts from Wednesday.
+        midweek = await daily_series(
+            session, since=msk(4, 0), until=msk(9, 0), at=AT, tz=tz, step="week"
+        )
+    assert [row.day for row in weeks] == [date(2026, 11, 2), date(2026, 11, 9)]
+    for week, report in zip(weeks, reports, strict=True):
+        in_week = [row for row in days if week.day <= row.day < week.day + timedelta(days=7)]
+        for name in ("appeals", "in_time", "late", "overdue", "pending"):
+            assert getattr(week, name) == sum(getattr(row, name) for row in in_week)
+        bins = [row.frt_bins for row in in_week]
+        assert week.frt_bins == tuple(map(sum, zip(*bins, strict=True)))
+        total = report.to_json()["total"]
+        assert (week.appeals, week.frt_median_s) == (total["appeals"], total["frt_median_s"])
+    assert reports[0].total.appeals == 4 and reports[0].total.frt_median_s is not None
+    [partial] = midweek
+    assert partial.day == date(2026, 11, 2)
+    assert partial.appeals == sum(row.appeals for row in days if 4 <= row.day.day < 9)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bot.app import AppContext
-from bot.services import stats
+from bot.services import order_stats, reports
 from bot.services.ingest import IngestService
 from tests.conftest import MONDAY_10_MSK
 from tests.factories import citizen, hours, official
@@ -17,7 +17,7 @@ from tests.factories import citizen, hours, official
 async def test_missing_rank_falls_back_to_one_consistent_read(
     app: AppContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="bot.services.stats")
+    caplog.set_level("INFO", logger="bot.services.order_stats")
     delays = [0.5, 1, 2, 3, 5]
     async with app.sessions() as session:
         service = IngestService(session, app.defaults)
@@ -28,7 +28,7 @@ async def test_missing_rank_falls_back_to_one_consistent_read(
             )
         await session.commit()
 
-    real_core = stats.core
+    real_core = order_stats.core
 
     async def losing_core(session: Any, statement: Any, params: Any = None) -> Any:
         # The rank reads (ORDER BY … LIMIT … OFFSET) come back empty, as if another worker
@@ -37,9 +37,9 @@ async def test_missing_rank_falls_back_to_one_consistent_read(
             statement = statement.limit(0)
         return await real_core(session, statement, params)
 
-    monkeypatch.setattr(stats, "core", losing_core)
+    monkeypatch.setattr(order_stats, "core", losing_core)
     async with app.sessions() as session:
-        report = await stats.build_report(
+        report = await reports.build_report(
             session,
             since=MONDAY_10_MSK - hours(1),
             until=MONDAY_10_MSK + hours(48),

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from bot.services.ingest import IngestService
 from bot.services.policy import PageDefaults
-from bot.services.stats import build_report, daily_series
+from bot.services.reports import build_report, daily_series
 from storage.engine import SessionFactory
 from storage.models import Appeal, OfficialReply
 from tests.conftest import MONDAY_10_MSK

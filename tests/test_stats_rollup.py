@@ -23,9 +23,10 @@ from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import AppContext
+from bot.services.figures import Figures
 from bot.services.policy import PageDefaults
+from bot.services.reports import build_report
 from bot.services.scheduler import Scheduler
-from bot.services.stats import Figures, build_report
 from storage import rollup
 from storage.buckets import day_number, frt_bucket
 from storage.engine import SessionFactory, create_engine, session_factory

@@ -13,7 +13,7 @@ from sqlmodel import select
 from bot import runner
 from bot.sandbox import TelegramSandbox
 from storage.engine import create_engine, session_factory
-from storage.models import Appeal
+from storage.models import Appeal, RawUpdate
 from tests.conftest import MONDAY_10_MSK, make_settings
 from tests.telegram_harness import CHANNEL, GROUP, TOKEN, setup_sandbox
 
@@ -69,6 +69,26 @@ async def test_webhook_receives_updates_and_checks_the_secret(
                         if (await session.exec(select(Appeal))).first() is not None:
                             break
                     await asyncio.sleep(0.05)
+            # An update that does not fit the schema is kept as failed and answered 200; the
+            # ones after it still come (issue 16 item 10).
+            bad_id = sandbox.inject_update({"message": {"message_id": "x", "chat": {"id": 1}}})
+            sandbox.inject_message(
+                GROUP["id"],
+                {"id": 502, "is_bot": False, "first_name": "Олег"},
+                "А когда починят освещение у дома 5?",
+                reply_to=forward["message_id"],
+                date=MONDAY_10_MSK,
+            )
+            async with asyncio.timeout(20):
+                while True:
+                    async with sessions() as session:
+                        rows = (await session.exec(select(RawUpdate))).all()
+                        appeals = (await session.exec(select(Appeal))).all()
+                    if len(appeals) == 2:
+                        break
+                    await asyncio.sleep(0.05)
+            [bad] = [row for row in rows if row.update_key == str(bad_id)]
+            assert bad.status == "failed" and bad.note and "message_id" in bad.note
         finally:
             await engine.dispose()
         async with aiohttp.ClientSession() as client:

@@ -19,7 +19,7 @@ from bot.app import AppContext
 from bot.config import Settings
 from bot.events import Deleter
 from bot.sandbox.vk import VkSandbox
-from bot.services.stats import build_report
+from bot.services.reports import build_report
 from handlers.vk.intake import VkIntake, gap_cursor, ts_cursor
 from handlers.vk.sync import Retry
 from storage import repositories as repo

@@ -4,10 +4,15 @@ The sandboxes plan API errors (`fail_next`). Some faults are below the API: a re
 (aiohttp's `TooManyRedirects`, whose text carries the request URL and so the bot token), or a
 body that is not JSON (a proxy's HTML page: aiogram's `ClientDecodeError`). `FaultProxy`
 forwards every call to the sandbox unchanged unless such an answer is planned for its method.
+
+`TcpProxy` stands between Otklik and PostgreSQL: cut, it resets every open connection and
+refuses new ones (a database outage), until it is started again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 from dataclasses import dataclass
 from types import TracebackType
@@ -136,3 +141,57 @@ class FaultProxy:
                 status=answer.status,
                 headers={"Content-Type": answer.headers.get("Content-Type", "application/json")},
             )
+
+
+class TcpProxy:
+    """127.0.0.1:port → PostgreSQL, that can be cut (connections reset, new ones refused)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._transports: set[asyncio.Transport] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+        for transport in list(self._transports):
+            transport.abort()
+        self._transports.clear()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self.cut()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        for stream in (writer, up_writer):
+            transport = stream.transport
+            assert isinstance(transport, asyncio.Transport)
+            self._transports.add(transport)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.ensure_future(_pipe(source, sink))
+            self._pipes.add(task)
+            task.add_done_callback(self._pipes.discard)
+
+
+async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError, asyncio.CancelledError):
+        while chunk := await source.read(65536):
+            sink.write(chunk)
+            await sink.drain()
+    sink.transport.abort()

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from bot import ru
-from bot.services.stats import FRT_BINS_H, DayRow
+from bot.services.figures import FRT_BINS_H, DayRow
 
 COLORS = {
     "in_time": "#2e9e5b",

@@ -23,6 +23,8 @@ from storage.models import Appeal, CitizenMessage, Decision
 logger = logging.getLogger(__name__)
 
 TOPIC = "topic"
+# «Это обращение» under «Возможно, обращение»: a message the model took for no appeal is one.
+IS_APPEAL = "is_appeal"
 
 
 class UnknownTopic(ValueError):
@@ -78,18 +80,30 @@ async def correct_topic(
 
 
 async def corpus_lines(session: AsyncSession) -> list[str]:
-    """Every correction as a labelled corpus line (JSON), the latest decision per appeal."""
-    rows = await session.exec(
-        select(Decision, CitizenMessage.text)
+    """Every correction as a labelled corpus line (JSON), the latest decision per message.
+
+    Decisions on appeals label the appeal's first message; «Не обращение» under «Возможно,
+    обращение» names its message directly (there is no appeal).
+    """
+    on_appeals = await session.exec(
+        select(Decision, CitizenMessage.id, CitizenMessage.text)
         .join(Appeal, col(Appeal.id) == col(Decision.appeal_id))
         .join(CitizenMessage, col(CitizenMessage.id) == col(Appeal.first_message_id))
-        .where(col(Decision.action).in_((TOPIC, NOT_APPEAL)))
-        .order_by(col(Decision.decided_at), col(Decision.id))
+        .where(col(Decision.action).in_((TOPIC, NOT_APPEAL, IS_APPEAL)))
+    )
+    on_messages = await session.exec(
+        select(Decision, CitizenMessage.id, CitizenMessage.text)
+        .join(CitizenMessage, col(CitizenMessage.id) == col(Decision.citizen_message_id))
+        .where(col(Decision.appeal_id).is_(None), col(Decision.action) == NOT_APPEAL)
+    )
+    rows = sorted(
+        [*on_appeals.all(), *on_messages.all()],
+        key=lambda row: (row[0].decided_at, row[0].id or 0),
     )
     latest: dict[int, tuple[str, bool, str | None]] = {}
-    for decision, text in rows.all():
+    for decision, message_id, text in rows:
         if decision.action == NOT_APPEAL:
-            latest[decision.appeal_id] = (text, False, None)
+            latest[message_id] = (text, False, None)
         else:
-            latest[decision.appeal_id] = (text, True, decision.value)
+            latest[message_id] = (text, True, decision.value)
     return corrections_to_corpus(latest.values())

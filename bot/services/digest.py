@@ -8,17 +8,14 @@ the week before is shown as it was known at its own digest moment.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import false, func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,6 +23,7 @@ from bot import ru
 from bot.app import AppContext
 from bot.config import Settings
 from bot.ru import MONTHS_GENITIVE, NBSP
+from bot.services import reminder_log, reports
 from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
 from bot.services.reminders import (
     RETRY_BASE,
@@ -36,7 +34,7 @@ from bot.services.reminders import (
     may_send_now,
     page_title,
 )
-from bot.services.stats import build_report, daily_series, overdue_appeals
+from bot.services.reports import DigestFigures
 from bot.services.worktime import calendar_for
 from bot.text import TOPIC_TITLES_RU
 from storage.models import Appeal, Page, ReminderLog
@@ -234,33 +232,11 @@ def _link(url: str | None, label: str = "открыть") -> str:
     return f' · <a href="{html.escape(url, quote=True)}">{label}</a>'
 
 
-async def _slowest_lines(
-    session: AsyncSession, since: datetime, until: datetime, at: datetime
-) -> list[str]:
-    rows = (
-        await session.exec(
-            select(Appeal, Page)
-            .join(Page, col(Page.id) == col(Appeal.page_id))
-            .where(
-                Appeal.received_at >= since,
-                Appeal.received_at < until,
-                col(Appeal.excluded).is_(False),
-                col(Appeal.answered_at).is_not(None),
-                col(Appeal.answered_at) <= at,
-            )
-        )
-    ).all()
-    answered = sorted(
-        rows,
-        key=lambda pair: (
-            -(pair[0].answered_at - pair[0].received_at).total_seconds(),  # type: ignore[operator]
-            pair[0].id or 0,
-        ),
-    )[:SLOWEST]
-    if not answered:
+def _slowest_lines(slowest: list[tuple[Appeal, Page]]) -> list[str]:
+    if not slowest:
         return []
     lines = ["<b>Дольше всего ждали ответа</b>"]
-    for appeal, page in answered:
+    for appeal, page in slowest:
         assert appeal.answered_at is not None
         waited = (appeal.answered_at - appeal.received_at).total_seconds()
         topic = TOPIC_TITLES_RU.get(appeal.topic, appeal.topic)
@@ -273,36 +249,19 @@ async def _slowest_lines(
     return lines
 
 
-async def _count_overdue(
-    session: AsyncSession, at: datetime, received: tuple[datetime, datetime] | None = None
-) -> int:
-    """How many appeals are overdue at `at` (the condition of stats.overdue_appeals)."""
-    query = select(func.count()).where(
-        col(Appeal.excluded) == false(),
-        Appeal.received_at <= at,
-        Appeal.sla_deadline < at,
-        or_(col(Appeal.answered_at).is_(None), col(Appeal.answered_at) > at),
-    )
-    if received is not None:
-        query = query.where(Appeal.received_at >= received[0], Appeal.received_at < received[1])
-    return (await session.exec(query)).one()
-
-
-async def _overdue_lines(
-    session: AsyncSession, at: datetime, week: tuple[datetime, datetime], timezone: str
-) -> list[str]:
+def _overdue_lines(figures: DigestFigures, at: datetime, timezone: str) -> list[str]:
     """Every appeal still unanswered past its deadline at `at`, of any week, oldest first."""
     moment = at.astimezone(ZoneInfo(timezone))
     when = f"{ru.date_long(moment)} {ru.time_short(moment)}"
-    overdue = await overdue_appeals(session, at=at, limit=OVERDUE_LISTED)
+    overdue = figures.overdue
     if not overdue:
         return [f"✅ На {when} просроченных обращений без ответа нет."]
-    total = await _count_overdue(session, at)
-    this_week = await _count_overdue(session, at, week)
+    total = figures.overdue_total
     # The summary above counts this week's appeals only; this list is of every week.
     heading = (
         f"<b>Просрочены и всё ещё без ответа на {when}: {appeals_count(total)}</b>"
-        f" (за все недели; из них поступили на этой неделе — {ru.number(this_week)})"
+        f" (за все недели; из них поступили на этой неделе — "
+        f"{ru.number(figures.overdue_in_period)})"
     )
     if total > len(overdue):
         heading += f".\nПоказаны {ru.number(len(overdue))} самых давних:"
@@ -337,14 +296,15 @@ async def build_digest(session: AsyncSession, app: AppContext, week: Week) -> Di
     previous = week.previous()
     prev_since, prev_until = previous.bounds(timezone)
     prev_at = min(previous.digest_moment(timezone), now)
-    report = (
-        await build_report(session, since=since, until=until, at=at, defaults=app.defaults)
-    ).to_json()
-    before = (
-        await build_report(
-            session, since=prev_since, until=prev_until, at=prev_at, defaults=app.defaults
-        )
-    ).to_json()
+    figures = await reports.digest_figures(
+        session,
+        period=(since, until, at),
+        previous=(prev_since, prev_until, prev_at),
+        defaults=app.defaults,
+        slowest=SLOWEST,
+        overdue=OVERDUE_LISTED,
+    )
+    report, before = figures.report, figures.previous
     total, before_total = report["total"], before["total"]
     before_pages = {page["page_id"]: page for page in before["pages"]}
     blocks = [
@@ -354,16 +314,15 @@ async def build_digest(session: AsyncSession, app: AppContext, week: Week) -> Di
     ]
     if report["pages"]:
         blocks.append(_page_lines(report["pages"], before_pages))
-    blocks.append(await _slowest_lines(session, since, until, at))
-    blocks.append(await _overdue_lines(session, at, (since, until), timezone))
+    blocks.append(_slowest_lines(figures.slowest))
+    blocks.append(_overdue_lines(figures, at, timezone))
     blocks.append(_topic_lines(total.get("topics") or {}))
     text = "\n\n".join("\n".join(block) for block in blocks if block)
     # Imported here: matplotlib takes a while to load and the chart is needed once a week.
     from bot.services.charts import stats_chart_png
 
-    series = await daily_series(session, since=since, until=until, at=at, tz=timezone)
     title = f"Обращения за неделю {week.label()}"
-    chart = stats_chart_png(series, title)
+    chart = stats_chart_png(figures.series, title)
     caption = f"📈 {title}: по дням и по статусу ответа."[:MAX_CAPTION]
     return Digest(week, text, chart, caption, report, before)
 
@@ -436,14 +395,17 @@ async def deliver_digests(
                 session, app, parse_week(row.due_key, now, app.defaults.timezone)
             )
         digest = built[row.due_key]
+        # «sending» committed before the call, «sent» right after it (bot/services/reminder_log).
+        text = await reminder_log.begin(session, [row], digest.text, now)
         try:
             if row.kind == DIGEST:
-                row.message_id = await notifier.send_text(row.chat_id, digest.text)
-            else:
+                row.message_id = await notifier.send_text(row.chat_id, text)
+            else:  # the caption has no room for the repeat note
                 row.message_id = await notifier.send_photo(
                     row.chat_id, digest.chart_png, digest.chart_caption
                 )
         except DeliveryError as error:
+            reminder_log.failed([row])
             row.attempts += 1
             row.last_error = str(error)[:500]
             row.next_attempt_at = now + min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
@@ -467,41 +429,3 @@ def plain_text(text: str) -> str:
     """The digest for a terminal: tags removed, links kept in brackets."""
     text = re.sub(r'<a href="([^"]+)">([^<]*)</a>', r"\2 [\1]", text)
     return html.unescape(_TAG_RE.sub("", text))
-
-
-async def digest_command(app: AppContext, week: str | None = None, send: bool = False) -> int:
-    """`otklik digest [--week YYYY-Www] [--send]`: print it, write the chart, maybe send it."""
-    from bot.commands import CommandError
-
-    try:
-        chosen = parse_week(week, app.clock(), app.defaults.timezone)
-    except ValueError:
-        raise CommandError(f"--week must look like 2026-W46, got {week!r}") from None
-    async with app.sessions() as session:
-        digest = await build_digest(session, app, chosen)
-    print(plain_text(digest.text))
-    chart_path = Path.cwd() / f"otklik-digest-{chosen.key}.png"
-    await asyncio.to_thread(chart_path.write_bytes, digest.chart_png)
-    print(f"\nГрафик: {chart_path}")
-    if not send:
-        return 0
-    token = app.settings.TELEGRAM_BOT_TOKEN
-    if token is None:
-        raise CommandError("--send needs TELEGRAM_BOT_TOKEN in .env")
-    if not app.settings.digest_chat_ids:
-        raise CommandError("--send needs DIGEST_CHAT_IDS in .env")
-    from handlers.telegram.notifier import TelegramNotifier
-    from handlers.telegram.setup import make_bot
-
-    bot = make_bot(token.get_secret_value(), app.settings.TELEGRAM_API_SERVER)
-    try:
-        notifier = TelegramNotifier(bot)
-        for chat_id in app.settings.digest_chat_ids:
-            try:
-                await send_digest(notifier, chat_id, digest)
-            except DeliveryError as error:
-                raise CommandError(f"digest not delivered to {chat_id}: {error}") from None
-            print(f"Отправлено в чат {chat_id}")
-    finally:
-        await bot.session.close()
-    return 0

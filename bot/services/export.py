@@ -7,7 +7,6 @@ Russian Excel opens by double click: UTF-8 with BOM, `;` between fields, decimal
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
@@ -15,7 +14,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +24,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
-from bot.app import AppContext
 from bot.logsafe import scrub
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.reminders import page_title
@@ -38,7 +35,7 @@ from bot.services.report_text import (
     period_days,
     period_text,
 )
-from bot.services.stats import build_report
+from bot.services.reports import build_report
 from bot.text import TOPIC_TITLES_RU
 from storage.models import Appeal, CitizenMessage, Decision, OfficialReply, Page
 
@@ -170,6 +167,10 @@ DATETIME_KEYS = {
 }
 
 
+# «Не обращение: кто решил» of an appeal the model in use no longer takes for one.
+MODEL_EXCLUDED = "модель (otklik reclassify)"
+
+
 def status_at(appeal: Appeal, at: datetime) -> str:
     """The appeal's status at `at` (DESIGN sec. 2); answered elsewhere counts from that moment."""
     if appeal.excluded:
@@ -239,6 +240,8 @@ async def appeal_rows(
             ).first()
             if decision is not None:
                 excluded_by = decision.actor_name or decision.actor_id
+            else:  # no person decided: `otklik reclassify` (bot/services/reclassify.py)
+                excluded_by = MODEL_EXCLUDED
         answered = [
             m for m in (appeal.first_response_at, appeal.answered_offline_at) if m and m <= at
         ]
@@ -521,21 +524,3 @@ async def build_export(
         session, since=since, until=until, at=at, page_id=page_id, defaults=defaults
     )
     return ExportFile(build_xlsx(rows, report.to_json(), label), filename, len(rows))
-
-
-async def export_command(
-    app: AppContext, since: datetime, until: datetime, fmt: str, output: str | None
-) -> int:
-    """`otklik export`: write the file and print its path."""
-    if until <= since:
-        from bot.commands import CommandError
-
-        raise CommandError("--until must be later than --since")
-    async with app.sessions() as session:
-        exported = await build_export(
-            session, since=since, until=until, at=app.clock(), defaults=app.defaults, fmt=fmt
-        )
-    path = Path(output or exported.filename)
-    await asyncio.to_thread(path.write_bytes, exported.data)
-    print(f"{path}: {ru.quantity(exported.appeals, 'обращение', 'обращения', 'обращений')}")
-    return 0

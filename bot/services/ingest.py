@@ -99,16 +99,20 @@ class IngestService:
 
     async def handle(self, event: Event) -> IngestResult:
         assert self.session is not None, "IngestService.handle needs a session"
-        decided = await repo.run_in_transaction(self.session, partial(self._decide, event))
-        for appeal_id in decided.rescore:
-            await quality.rescore_appeal(self.session, appeal_id)
+        decided = await repo.run_in_transaction(self.session, partial(self._decide_scored, event))
         return decided.result
+
+    def _decide_scored(self, event: Event, db: Db) -> _Decided:
+        decided = self._decide(event, db)
+        for appeal_id in decided.rescore:
+            quality.rescore_appeal(db, appeal_id)  # a rating, a re-open: in the same transaction
+        return decided
 
     def decide(self, db: Db, event: Event) -> tuple[IngestResult, tuple[int, ...]]:
         """Decide and store `event` synchronously on `db` (storage/writer.py's thread).
 
         Returns the result and the appeals whose replies `quality.rescore_appeal` must rescore
-        afterwards (a rating or a re-open; rare), which needs an ORM session.
+        in the same transaction (a rating, a re-open, a newly linked reply).
         """
         decided = self._decide(event, db)
         return decided.result, decided.rescore
@@ -166,6 +170,8 @@ class IngestService:
             "is_appeal": verdict.is_appeal,
             "topic": verdict.topic,
             "urgent": verdict.urgent,
+            "confidence": verdict.confidence,
+            "model_version": text_analysis.model_version(),
         }
         open_appeal = None
         if event.author_id is not None:
@@ -194,6 +200,8 @@ class IngestService:
                     rescore = (answered.id,)
 
         if not verdict.is_appeal:
+            # Probably not an appeal, not sure: the press chat is asked (bot/services/doubtful).
+            message["doubtful"] = text_analysis.is_doubtful(verdict)
             message_row_id = repo.insert_row(db, CitizenMessage, message)
             if event.reply_to_id is not None and repo.waiting_reply_rows(
                 db, page.id, event.message_id
@@ -205,38 +213,117 @@ class IngestService:
                     rescore = tuple(dict.fromkeys((*rescore, target.id)))
             return _Decided(IngestResult(Outcome.COMMENT, page.id, (), message_row_id), rescore)
 
-        hours, deadline = sla_deadline(page, event.sent_at, verdict.urgent, self.defaults)
-        values: dict[str, object] = {
-            "page_id": page.id,
-            "thread_id": thread_id,
-            "citizen_id": event.author_id,
-            "citizen_name": event.author_name,
-            "received_at": event.sent_at,
-            "topic": verdict.topic,
-            "urgent": verdict.urgent,
-            "sla_hours": hours,
-            "sla_deadline": deadline,
-            "link": event.link,
-        }
-        values |= repo.derived_appeal_columns(values)
-        appeal_id = repo.insert_row(db, Appeal, values)
-        assert appeal_id is not None
-        db.touch_appeal(page.id, event.sent_at)
+        appeal_id = self._new_appeal(
+            db,
+            page,
+            thread_id,
+            citizen_id=event.author_id,
+            citizen_name=event.author_name,
+            received_at=event.sent_at,
+            topic=verdict.topic,
+            urgent=verdict.urgent,
+            link=event.link,
+        )
         message["appeal_id"] = appeal_id
         message_row_id = repo.insert_row(db, CitizenMessage, message)
         assert message_row_id is not None
         # Only this column changes (no index, no derived column), unless replies were waiting.
         db.update(Appeal, appeal_id, {"first_message_id": message_row_id})
-        waiting = repo.waiting_reply_rows(db, page.id, event.message_id)
-        if waiting:
-            appeal = repo.appeal_row(db, appeal_id)
-            assert appeal is not None
-            if self._link_waiting(db, page, appeal, event.message_id, waiting):
-                rescore = (*rescore, appeal_id)
-            repo.save_appeal(db, appeal)
+        if self._link_new(db, page, appeal_id, event.message_id):
+            rescore = (*rescore, appeal_id)
         return _Decided(
             IngestResult(Outcome.APPEAL, page.id, (appeal_id,), message_row_id), rescore
         )
+
+    def _new_appeal(
+        self,
+        db: Db,
+        page: Page,
+        thread_id: int,
+        *,
+        citizen_id: str | None,
+        citizen_name: str | None,
+        received_at: datetime,
+        topic: str,
+        urgent: bool,
+        link: str | None,
+        first_message_id: int | None = None,
+    ) -> int:
+        """Insert a new appeal received at `received_at` with its SLA deadline; its id."""
+        assert page.id is not None
+        hours, deadline = sla_deadline(page, received_at, urgent, self.defaults)
+        values: dict[str, object] = {
+            "page_id": page.id,
+            "thread_id": thread_id,
+            "citizen_id": citizen_id,
+            "citizen_name": citizen_name,
+            "received_at": received_at,
+            "topic": topic,
+            "urgent": urgent,
+            "sla_hours": hours,
+            "sla_deadline": deadline,
+            "link": link,
+        }
+        if first_message_id is not None:
+            values["first_message_id"] = first_message_id
+        values |= repo.derived_appeal_columns(values)
+        appeal_id = repo.insert_row(db, Appeal, values)
+        assert appeal_id is not None
+        db.touch_appeal(page.id, received_at)
+        return appeal_id
+
+    def _link_new(self, db: Db, page: Page, appeal_id: int, external_id: str) -> bool:
+        """A new appeal takes the replies stored before its message; any linked?"""
+        assert page.id is not None
+        waiting = repo.waiting_reply_rows(db, page.id, external_id)
+        if not waiting:
+            return False
+        appeal = repo.appeal_row(db, appeal_id)
+        assert appeal is not None
+        linked = self._link_waiting(db, page, appeal, external_id, waiting)
+        repo.save_appeal(db, appeal)
+        return linked
+
+    def promote(
+        self, db: Db, message_row_id: int, topic: str, urgent: bool
+    ) -> tuple[int | None, tuple[int, ...]]:
+        """Make a stored citizen message that is no appeal into a new appeal (one writer).
+
+        A person's «Это обращение» and `otklik reclassify` come here. The appeal is received at
+        the message's own date, so its SLA clock is right even if part of it is used up;
+        replies to the message stored meanwhile answer it. Returns the appeal id (None if the
+        message is unknown or belongs to an appeal already) and the appeals to rescore.
+        """
+        message = repo.citizen_message_row(db, message_row_id, for_update=True)
+        if message is None or message.appeal_id is not None:
+            return None, ()
+        page = repo.page_by_id_row(db, message.page_id)
+        assert page is not None
+        appeal_id = self._new_appeal(
+            db,
+            page,
+            message.thread_id,
+            citizen_id=message.author_id,
+            citizen_name=message.author_name,
+            received_at=message.sent_at,
+            topic=topic,
+            urgent=urgent,
+            link=message.link,
+            first_message_id=message_row_id,
+        )
+        db.update(
+            CitizenMessage,
+            message_row_id,
+            {
+                "appeal_id": appeal_id,
+                "is_appeal": True,
+                "topic": topic,
+                "urgent": urgent,
+                "doubtful": False,
+            },
+        )
+        linked = self._link_new(db, page, appeal_id, message.external_id)
+        return appeal_id, (appeal_id,) if linked else ()
 
     def _link_waiting(
         self,

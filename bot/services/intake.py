@@ -40,11 +40,13 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, Inter
 from sqlalchemy.exc import OperationalError as SqlOperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from bot import ru
 from bot import text as text_analysis
 from bot.events import Event
 from bot.memory import settle_after_start
 from bot.services import quality
 from bot.services.ingest import IngestResult, IngestService, Outcome
+from bot.services.notices import tell_press
 from bot.services.policy import PageDefaults
 from storage import intake_rows
 from storage import repositories as repo
@@ -63,6 +65,14 @@ logger = logging.getLogger(__name__)
 # Waiting out an outage: the first retry after this many seconds, doubling up to the cap.
 RETRY_S = 0.25
 RETRY_CAP_S = 10.0
+# Said once per outage in the press chat (as in the log): when it starts, and when it ends.
+OUTAGE_NOTICE = (
+    "Отклик: база данных недоступна, приём сообщений приостановлен. Ничего не теряется: "
+    "Telegram и ВКонтакте хранят новые сообщения, пока база не вернётся."
+)
+RECOVERY_NOTICE = (
+    "Отклик: база данных снова доступна (перерыв {lasted}), приём сообщений продолжается."
+)
 # SQLite result codes that mean the database, not the update, is in trouble: busy, locked,
 # read-only, I/O error, disk full, cannot open.
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14})
@@ -104,7 +114,7 @@ class Stored:
     """What became of an `IntakeJob` once committed."""
 
     duplicate: bool = False  # the update was processed before: nothing else was done
-    rescore: tuple[int, ...] = ()  # appeals whose replies `quality.rescore_appeal` must rescore
+    rescore: tuple[int, ...] = ()  # appeals whose replies were rescored in the job's transaction
     failure: str | None = None  # deciding an event failed: the raw copy is kept as "failed"
     outcomes: tuple[Outcome, ...] = ()  # one per event, in order
 
@@ -194,6 +204,9 @@ def _decide(service: IngestService, db: Db, job: IntakeJob, raw_id: int | None) 
             return Stored(failure=note)
         db.run("RELEASE intake_events", {})
         rescore = tuple(dict.fromkeys(a for _, appeals in decided for a in appeals))
+        # In the job's own transaction (issue 16 item 7): stored together, or not at all.
+        for appeal_id in rescore:
+            quality.rescore_appeal(db, appeal_id)
         return Stored(rescore=rescore, outcomes=tuple(result.outcome for result, _ in decided))
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -236,11 +249,18 @@ class Intake:
         self.retry_s = retry_s
         self.retry_cap_s = retry_cap_s
         self._outage_since: float | None = None
+        self.app: AppContext | None = None  # whose press chat hears of outages
+        self._notices: set[asyncio.Task[bool]] = set()
 
     @classmethod
     def for_app(cls, app: AppContext) -> Intake:
-        """The app's intake; on a SQLite file with its writer process (started when used)."""
-        return cls.for_database(app.engine, app.sessions, app.defaults)
+        """The app's intake; on a SQLite file with its writer process (started when used).
+
+        Outages are told to the app's press chat as well as logged.
+        """
+        intake = cls.for_database(app.engine, app.sessions, app.defaults)
+        intake.app = app
+        return intake
 
     @classmethod
     def for_database(
@@ -265,16 +285,26 @@ class Intake:
                 "until it is back",
                 note_of(error),
             )
+            self._tell_press(OUTAGE_NOTICE)
         await asyncio.sleep(min(self.retry_s * 2 ** min(attempt, 16), self.retry_cap_s))
 
     def available(self) -> None:
         """A write went through: if the database was unavailable, it is back."""
         if self._outage_since is not None:
+            lasted = time.monotonic() - self._outage_since
             logger.warning(
-                "the database is available again after %.0f s; the intake goes on",
-                time.monotonic() - self._outage_since,
+                "the database is available again after %.0f s; the intake goes on", lasted
             )
             self._outage_since = None
+            self._tell_press(RECOVERY_NOTICE.format(lasted=ru.duration(lasted)))
+
+    def _tell_press(self, text: str) -> None:
+        """The press chat hears it too; in the background: the intake must not wait on it."""
+        if self.app is None:
+            return
+        task = asyncio.get_running_loop().create_task(tell_press(self.app, text))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
 
     @property
     def waiting(self) -> bool:
@@ -331,9 +361,7 @@ class Intake:
         try:
             for attempt in (1, 2):
                 try:
-                    return await self._in_session(
-                        lambda db: store_job(service, db, job), rescore=True
-                    )
+                    return await self._in_session(lambda db: store_job(service, db, job))
                 except IntegrityError:
                     if attempt == 2:
                         raise
@@ -351,13 +379,10 @@ class Intake:
             await self.keep_failed(job.raw, error, wait=False)
             return Stored(failure=note_of(error))
 
-    async def _in_session(self, work: Callable[[Db], Stored], *, rescore: bool) -> Stored:
+    async def _in_session(self, work: Callable[[Db], Stored]) -> Stored:
         async with self.sessions() as session:
             try:
                 stored = await repo.run_in_transaction(session, work)
-                if rescore:
-                    for appeal_id in stored.rescore:
-                        await quality.rescore_appeal(session, appeal_id)
                 await session.commit()
             except BaseException:
                 # Nothing of it may stay on the pooled connection (see IntakeSession.commit).
@@ -385,7 +410,7 @@ class Intake:
         attempt = 0
         while True:
             try:
-                await self._in_session(failed, rescore=False)
+                await self._in_session(failed)
                 self.available()
                 return
             except Exception as store_error:
@@ -395,19 +420,6 @@ class Intake:
                     raise DatabaseUnavailable(note_of(store_error)) from store_error
                 await self.wait_out(store_error, attempt)
                 attempt += 1
-
-    async def rescore(self, appeal_ids: tuple[int, ...]) -> None:
-        """Quality after a rating or a re-open (ORM code, in its own transaction)."""
-        if not appeal_ids:
-            return
-        try:
-            async with self.sessions() as session:
-                for appeal_id in appeal_ids:
-                    await quality.rescore_appeal(session, appeal_id)
-                await session.commit()
-        except Exception:
-            # Scores are recomputed by the scheduler's hourly `quality.score_replies` as well.
-            logger.exception("rescoring appeals %s failed", appeal_ids)
 
     # -- in the background (the writer) ---------------------------------------------------------
 

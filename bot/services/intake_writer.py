@@ -4,7 +4,7 @@ The writer process commits jobs in groups on the second core; this side adds wha
 promises on top of it: a job the writer cannot store (it keeps exiting, SQLite refused the
 batch) is stored through a session at the next `flush`, waiting while the database is
 unavailable, so that nothing handed over is dropped and nothing is confirmed before it is
-committed; the appeals a job asks to rescore are rescored before `flush` returns.
+committed. (Ratings and re-opens are rescored inside the job's own transaction.)
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ class WriterBridge:
         self._unstored: list[tuple[IntakeJob, Then, Stored | None]] = []
         # One flush at a time drains `_unstored` (webhook requests flush concurrently).
         self._draining = asyncio.Lock()
-        self._followups: set[asyncio.Task[None]] = set()
 
     @classmethod
     def for_engine(cls, engine: AsyncEngine, intake: Intake) -> WriterBridge | None:
@@ -68,7 +67,6 @@ class WriterBridge:
                 )
                 self._unstored.append((job, then, None))
                 return
-            self._rescore_later(stored.rescore)
             if self._unstored:
                 self._unstored.append((job, then, stored))
             else:
@@ -83,7 +81,6 @@ class WriterBridge:
         except WriterError as error:
             logger.error("the writer could not store a job (%s); storing it directly", error)
             return None
-        await self.intake.rescore(stored.rescore)
         return stored
 
     async def flush(self) -> None:
@@ -96,8 +93,6 @@ class WriterBridge:
                     stored = await self.intake.deliver(job, session_only=True)
                 self._unstored.pop(0)
                 then(stored)
-        while self._followups:
-            await asyncio.wait(set(self._followups))
 
     async def close(self) -> None:
         await self.flush()
@@ -107,10 +102,3 @@ class WriterBridge:
         """Kill the writer; what it had not committed is not stored (nor confirmed)."""
         await self.writer.abandon()
         self._unstored.clear()
-
-    def _rescore_later(self, appeal_ids: tuple[int, ...]) -> None:
-        if not appeal_ids:
-            return
-        task = asyncio.get_running_loop().create_task(self.intake.rescore(appeal_ids))
-        self._followups.add(task)
-        task.add_done_callback(self._followups.discard)

@@ -39,8 +39,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
 from bot.clock import utc_now
-from bot.services.stats import core
+from storage.engine import core
 from storage.models import Appeal, OfficialReply
+from storage.repositories import Db, as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -239,19 +240,79 @@ async def score_reply_on_ingest(session: AsyncSession, reply: OfficialReply) -> 
     await session.flush()
 
 
-async def rescore_appeal(session: AsyncSession, appeal_id: int) -> None:
-    """Rescore the replies of one appeal after a rating or a re-open (templates unchanged)."""
-    replies = await session.exec(
-        orm_select(OfficialReply).where(col(OfficialReply.appeal_id) == appeal_id)
+def rescore_appeal(db: Db, appeal_id: int) -> None:
+    """Rescore the replies of one appeal after a rating or a re-open (templates unchanged).
+
+    On the intake's plain connection, inside the caller's transaction: a rating is folded into
+    the scores in the transaction that stores it (issue 16 item 7), so a crash after the commit,
+    or a redelivery taken as a duplicate, can no longer leave it out of the reply's quality.
+    """
+    found = db.row(
+        "SELECT rating, rated_at, reopened_at FROM appeal WHERE id = :appeal", {"appeal": appeal_id}
     )
-    ids = []
-    for reply in replies.all():
-        await _score_reply(session, reply)
-        assert reply.id is not None
-        ids.append(reply.id)
-    await session.flush()
-    await _refresh_appeals_of(session, ids)
-    await session.flush()
+    if found is None:
+        return
+    judged = Judged(found[0], as_utc(found[1]), as_utc(found[2]))
+    now = utc_now()
+    replies = db.rows(
+        "SELECT id, text, is_interim, is_template, sent_at FROM official_reply "
+        "WHERE appeal_id = :appeal ORDER BY id",
+        {"appeal": appeal_id},
+    )
+    for reply_id, text, is_interim, is_template, sent_at in replies:
+        score, parts = score_parts(
+            text or "",
+            is_interim=bool(is_interim),
+            is_template=None if is_template is None else bool(is_template),
+            sent_at=as_utc(sent_at) or now,
+            judged=judged,
+        )
+        db.update(
+            OfficialReply,
+            int(reply_id),
+            {"quality_score": score, "quality_parts": parts, "scored_at": now},
+        )
+    for reply_id, *_rest in replies:
+        _refresh_appeal_rows(db, int(reply_id))
+
+
+def _refresh_appeal_rows(db: Db, reply_id: int) -> None:
+    """Copy the closing answer's score to the appeals `reply_id` answers (plain connection)."""
+    appeals = db.rows(
+        "SELECT id, page_id, received_at, first_reply_id, final_reply_id FROM appeal "
+        "WHERE first_reply_id = :reply OR final_reply_id = :reply",
+        {"reply": reply_id},
+    )
+    for appeal_id, page_id, received_at, first_id, final_id in appeals:
+        closing = _score_row(db, final_id or first_id)
+        first = _score_row(db, first_id)
+        db.update(
+            Appeal,
+            int(appeal_id),
+            {
+                "quality_score": closing[0],
+                "answer_templated": closing[1],
+                "first_quality_score": first[0],
+                "first_answer_templated": first[1],
+            },
+        )
+        received = as_utc(received_at)
+        if received is not None:
+            db.touch_appeal(int(page_id), received)
+
+
+def _score_row(db: Db, reply_id: int | None) -> tuple[float | None, bool | None]:
+    found = (
+        db.row(
+            "SELECT quality_score, is_template FROM official_reply WHERE id = :reply",
+            {"reply": reply_id},
+        )
+        if reply_id is not None
+        else None
+    )
+    if found is None:
+        return None, None
+    return found[0], None if found[1] is None else bool(found[1])
 
 
 # -- batch --------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from bot import ru
 from bot.config import Settings
 from bot.ids import row_id
 from bot.ru import plural
+from bot.services import reminder_log
 from bot.services.notify import Button, DeliveryError, Notifier
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.worktime import WorkCalendar, calendar_for
@@ -418,11 +419,14 @@ class ReminderService:
         now: datetime,
         report: TickReport,
     ) -> None:
+        # «sending» committed before the call, «sent» right after it (bot/services/reminder_log).
+        text = await reminder_log.begin(self.session, rows, text, now)
         try:
             message_id = await notifier.send_text(chat_id, text, buttons)
         except DeliveryError as error:
             attempts = max(row.attempts for row in rows) + 1
             delay = min(RETRY_BASE * 2 ** (attempts - 1), RETRY_MAX)
+            reminder_log.failed(rows)
             for row in rows:
                 row.attempts += 1
                 row.last_error = str(error)[:500]

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot import ru
+from bot.services.figures import Figures, StatsReport
 from bot.services.maturity import MaturityWeights
-from bot.services.stats import Figures, StatsReport
 from bot.text import TOPIC_TITLES_RU
 
 APPEALS = ("обращение", "обращения", "обращений")

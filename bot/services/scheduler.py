@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from bot.app import AppContext
-from bot.services import digest, quality
+from bot.services import digest, quality, reminder_log
+from bot.services.doubtful import DoubtfulService
 from bot.services.reminders import ReminderService, TickReport
 from storage import rollup
 
@@ -53,6 +54,8 @@ class Scheduler:
             async with self.app.sessions() as session:
                 service = ReminderService(session, self.app.settings, self.app.defaults)
                 await service.plan(now, report)
+                doubts = DoubtfulService(session, self.app.settings, self.app.defaults)
+                await doubts.plan(now, report)
                 if self._scored_at is None or now - self._scored_at >= QUALITY_EVERY:
                     scored = await quality.score_replies(session, since=now - QUALITY_LOOKBACK)
                     self._scored_at = now
@@ -65,7 +68,10 @@ class Scheduler:
                         logger.warning("no notifier configured: reminders are planned, not sent")
                         self._warned_no_notifier = True
                     return report
+                # Sends a crash interrupted are due again after their lease (at least once).
+                await reminder_log.recover(session, now)
                 await service.deliver(notifier, now, report)
+                await doubts.deliver(notifier, now, report)
                 await digest.deliver_digests(session, self.app, notifier, now, report)
                 await session.commit()
         if report.planned or report.sent or report.failed:

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import create_engine as create_sync_engine
 
 from bot.services.policy import PageDefaults
-from bot.services.stats import build_report
+from bot.services.reports import build_report
 from storage import rollup
 from storage.buckets import day_number, frt_bucket, settle_moment
 from storage.engine import create_engine, session_factory

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import holidays
+
+from bot.workhours import WorkSchedule
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +28,6 @@ _PUBLIC_HOLIDAYS_MD: frozenset[tuple[int, int]] = frozenset(
 # The longest run of non-working days in the RU calendar is the New Year break (about 12 days);
 # a search that finds no working time in this many days means the schedule has none at all.
 _MAX_IDLE_DAYS = 62
-
-_RANGE_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*[-–]\s*(\d{1,2}):(\d{2})\s*$")
 
 
 @dataclass(frozen=True)
@@ -64,80 +63,13 @@ def _is_ru_working_day(day: date) -> bool:
     return day.weekday() < 5 or day in year.weekend_workdays
 
 
-def _parse_range(text: str, what: str) -> tuple[time, time]:
-    """Parse "HH:MM-HH:MM" into two times, the first strictly earlier."""
-    match = _RANGE_RE.match(text)
-    if match is None:
-        raise ValueError(f"{what} must look like 09:00-18:00, got {text!r}")
-    hour1, minute1, hour2, minute2 = (int(group) for group in match.groups())
-    try:
-        first, second = time(hour1, minute1), time(hour2, minute2)
-    except ValueError:
-        raise ValueError(f"{what} has an impossible time of day: {text!r}") from None
-    if first >= second:
-        raise ValueError(f"{what} must start before it ends (no overnight ranges): {text!r}")
-    return first, second
-
-
 def _require_aware(moment: datetime, name: str) -> None:
     """Reject naive datetimes: a wall-clock time without a zone is ambiguous across pages."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got naive {moment!r}")
 
 
-@dataclass(frozen=True)
-class WorkSchedule:
-    """Working hours of one page: local time zone, day span, optional lunch break."""
-
-    timezone: str = "Europe/Moscow"
-    start: time = time(9, 0)
-    end: time = time(18, 0)
-    lunch: tuple[time, time] | None = None
-    shorten_preholiday: bool = False
-
-    def __post_init__(self) -> None:
-        """Validate the schedule so that a calendar built from it cannot misbehave."""
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone: {self.timezone!r}") from None
-        if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise ValueError("working hours must be local wall-clock times without tzinfo")
-        if self.start >= self.end:
-            raise ValueError(
-                f"working day must start before it ends (no overnight shifts): "
-                f"{self.start:%H:%M}-{self.end:%H:%M}"
-            )
-        if self.lunch is not None:
-            lunch_start, lunch_end = self.lunch
-            if not (self.start <= lunch_start < lunch_end <= self.end):
-                raise ValueError(
-                    f"lunch break {lunch_start:%H:%M}-{lunch_end:%H:%M} must lie inside the "
-                    f"working day {self.start:%H:%M}-{self.end:%H:%M}"
-                )
-
-    @classmethod
-    def parse(
-        cls,
-        timezone: str = "Europe/Moscow",
-        work_hours: str = "09:00-18:00",
-        shorten_preholiday: bool = False,
-    ) -> WorkSchedule:
-        """Build from settings: "09:00-18:00" or "09:00-18:00,13:00-14:00" (second = lunch)."""
-        parts = work_hours.split(",")
-        if len(parts) > 2:
-            raise ValueError(
-                f"work hours must be a day range and at most one lunch range, got {work_hours!r}"
-            )
-        start, end = _parse_range(parts[0], "work hours")
-        lunch = _parse_range(parts[1], "lunch break") if len(parts) == 2 else None
-        return cls(
-            timezone=timezone.strip(),
-            start=start,
-            end=end,
-            lunch=lunch,
-            shorten_preholiday=shorten_preholiday,
-        )
+DEFAULT_SCHEDULE = WorkSchedule()  # Mon-Fri 09:00-18:00, Europe/Moscow
 
 
 class WorkCalendar:
@@ -151,7 +83,7 @@ class WorkCalendar:
     before a mere transferred day off (2025-05-07, 2025-12-30) is not shortened.
     """
 
-    def __init__(self, schedule: WorkSchedule = WorkSchedule()) -> None:
+    def __init__(self, schedule: WorkSchedule = DEFAULT_SCHEDULE) -> None:
         """Remember the schedule; day intervals are computed lazily and cached."""
         self.schedule = schedule
         self._zone = ZoneInfo(schedule.timezone)

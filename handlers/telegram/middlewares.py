@@ -60,6 +60,7 @@ from handlers.telegram.unit import (
     raw_copy,
     update_type,
 )
+from handlers.telegram.unparsed import Unparsed, unparsed_of
 from storage.writer import IntakeWriter
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,10 @@ class UpdateStoreMiddleware(BaseMiddleware):
         raises `NeedsTask` before doing anything, and the update runs again in the task.
         """
         assert isinstance(event, Update)
+        unparsed = unparsed_of(data.get("bot"))
+        held = unparsed.pop(event.update_id) if unparsed is not None else None
+        if held is not None:
+            return await _finish_shielded(self._keep_unparsed(held))
         if self.intake.background and self.defer_commits:
             eager = self._process(handler, event, dict(data), eager=True)
             try:
@@ -270,6 +275,13 @@ class UpdateStoreMiddleware(BaseMiddleware):
         await self.intake.flush()
         await self.intake.keep_failed(raw_copy(update), error)
         self._confirm(update.update_id)
+
+    async def _keep_unparsed(self, held: Unparsed) -> None:
+        """An update aiogram could not parse: its raw copy kept as failed, then confirmed."""
+        await self.intake.flush()  # every earlier update committed first
+        await self.intake.keep_failed(held.raw, held.error)
+        logger.error("update %s kept as failed: %s", held.raw.key, held.error)
+        self._confirm(int(held.raw.key))
 
     def _confirm(self, update_id: int) -> None:
         """Remember the newest update that is committed (or was stored before)."""

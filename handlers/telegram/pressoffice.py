@@ -35,6 +35,7 @@ from bot.services.worktime import WorkSchedule
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
+from storage import pages
 from storage.models import Appeal, Page, Staff
 
 logger = logging.getLogger(__name__)
@@ -174,8 +175,7 @@ async def overdue_command(
     if not await _require(message, session, app, roles.Role.SUPERVISOR):
         return
     now = app.clock()
-    pages = (await session.exec(select(Page).where(col(Page.is_active)))).all()
-    cards = await overdue_cards(session, [p.id for p in pages if p.id], now, app.defaults)
+    cards = await overdue_cards(session, await pages.active_page_ids(session), now, app.defaults)
     text, buttons = render_overdue_summary(cards, now, app.defaults.timezone)
     await _notifier(app, bot).send_text(message.chat.id, text, buttons)
 
@@ -331,11 +331,11 @@ async def page_command(
         return
     args = (command.args or "").split()
     if not args:
-        pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
-        if not pages:
+        listed = await pages.all_pages(session)
+        if not listed:
             await message.answer("Страниц пока нет: они появятся с первым сообщением.")
             return
-        lines = [_page_line(page, app) for page in pages]
+        lines = [_page_line(page, app) for page in listed]
         await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
         return
     if len(args) < 2 or not args[0].isdigit():
@@ -396,15 +396,15 @@ async def bind_command(
         await message.answer("Команду /bind отправляют в групповом чате пресс-службы.")
         return
     arg = (command.args or "").strip().lower()
-    pages = (await session.exec(select(Page).order_by(col(Page.id)))).all()
+    known = await pages.all_pages(session)
     if arg == "all":
-        chosen = list(pages)
+        chosen = list(known)
     elif arg.isdigit():
-        chosen = [page for page in pages if page.id == row_id(arg)]
-    elif not arg and len(pages) == 1:
-        chosen = list(pages)
+        chosen = [page for page in known if page.id == row_id(arg)]
+    elif not arg and len(known) == 1:
+        chosen = list(known)
     else:
-        listing = "\n".join(f"{p.id} · {page_title(p)}" for p in pages)
+        listing = "\n".join(f"{p.id} · {page_title(p)}" for p in known)
         await message.answer(
             "Укажите страницу: /bind ID или /bind all.\n" + (listing or "Страниц пока нет.")
         )
@@ -428,12 +428,7 @@ async def bind_command(
 async def _load_press_chats(app: AppContext) -> None:
     """On startup: chats bound with /bind are press chats of this process too."""
     async with app.sessions() as session:
-        chats = (
-            await session.exec(
-                select(Page.press_chat_id).where(col(Page.press_chat_id).is_not(None))
-            )
-        ).all()
-    app.press_chats.update(chat for chat in chats if chat is not None)
+        app.press_chats.update(await pages.press_chat_ids(session))
 
 
 def create_router(app: AppContext) -> Router:

@@ -15,6 +15,7 @@ from bot.events import AuthorRole, MessageEvent, RatingEvent
 from bot.services.ingest import Outcome
 from handlers.telegram.common import (
     bot_page_ref,
+    clean_text,
     content_kind,
     conversation,
     message_key,
@@ -96,7 +97,8 @@ async def _relay(
         if message.text is not None:
             sent = await bot.send_message(
                 press_chat,
-                f"{header}:\n\n{message.text}\n\n{REPLY_HINT}",
+                # Cleaned: a lone surrogate cannot be sent as UTF-8 (issue 16 item 9).
+                f"{header}:\n\n{clean_text(message.text)}\n\n{REPLY_HINT}",
             )
             relayed_id = sent.message_id
         else:

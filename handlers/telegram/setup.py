@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 from aiogram import Bot, Dispatcher
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.exceptions import TelegramAPIError
@@ -16,6 +15,7 @@ from bot.app import AppContext
 from bot.services.intake import Intake
 from handlers import setup_telegram_routers
 from handlers.telegram.middlewares import STOP_TIMEOUT, UpdateStoreMiddleware
+from handlers.telegram.unparsed import TolerantSession
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ REQUIRED_UPDATES = (
 
 def make_bot(token: str, api_server: str) -> Bot:
     """An aiogram Bot talking to `api_server` (Telegram, a local Bot API server or the sandbox)."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
+    # An update aiogram cannot parse must not stall polling (handlers/telegram/unparsed.py).
+    session = TolerantSession(api=TelegramAPIServer.from_base(api_server.rstrip("/")))
     return Bot(token, session=session)
 
 

@@ -15,13 +15,10 @@ from zoneinfo import ZoneInfo
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, Message
-from sqlalchemy import func
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.app import AppContext
-from bot.ids import row_id
 from bot.services import roles
 from bot.services.charts import stats_chart_png
 from bot.services.reminders import page_title
@@ -34,8 +31,9 @@ from bot.services.report_text import (
     period_days,
     period_text,
 )
-from bot.services.stats import build_report, daily_series
+from bot.services.reports import build_report, daily_series
 from storage.models import Page
+from storage.pages import find_pages
 
 logger = logging.getLogger(__name__)
 
@@ -77,25 +75,6 @@ def parse_stats_args(args: str | None, now: datetime, timezone: str) -> StatsReq
     return StatsRequest(since, until, " ".join(rest).strip() or None)
 
 
-async def find_page(session: AsyncSession, query: str) -> list[Page]:
-    """Pages matching an id or a part of the title (case-insensitive)."""
-    if query.isdigit():
-        number = row_id(query)  # None: a number no page can have
-        page = await session.get(Page, number) if number is not None else None
-        return [page] if page is not None else []
-    result = await session.exec(
-        select(Page)
-        .where(func.lower(col(Page.title)).contains(query.lower()))
-        .order_by(col(Page.id))
-    )
-    found = list(result.all())
-    if not found:
-        # SQLite lower() only folds ASCII: compare Cyrillic titles in Python.
-        everything = await session.exec(select(Page).order_by(col(Page.id)))
-        found = [p for p in everything.all() if p.title and query.lower() in p.title.lower()]
-    return found
-
-
 async def stats_command(
     message: Message, command: CommandObject, session: AsyncSession, app: AppContext
 ) -> None:
@@ -113,7 +92,7 @@ async def stats_command(
         return
     page: Page | None = None
     if request.page_query:
-        pages = await find_page(session, request.page_query)
+        pages = await find_pages(session, request.page_query)
         if not pages:
             await message.answer(f"Не нашёл страницу «{request.page_query}».")
             return

@@ -15,6 +15,8 @@ from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
+from handlers.telegram.unparsed import unparsed_of
+
 logger = logging.getLogger(__name__)
 
 TELEGRAM_PATH = "/telegram"
@@ -39,7 +41,8 @@ class StoreThenAnswer(SimpleRequestHandler):
     Telegram never sends a 200-answered update again. Here a slow update gets 503 instead: it
     goes on, and when Telegram posts it again it is recognised as stored (or stored then).
     A failure answers 500, and Telegram posts the update again as well. A body that does not
-    parse as a JSON object answers 400 (issue 16 item 11): it is not an update.
+    parse as a JSON object answers 400 (issue 16 item 11): it is not an update. An object that
+    does not fit the schema is kept as failed (handlers/telegram/unparsed.py) and answered 200.
     """
 
     async def _handle_request(self, bot: Bot, request: web.Request) -> web.Response:
@@ -51,7 +54,17 @@ class StoreThenAnswer(SimpleRequestHandler):
         if not isinstance(update, dict):
             logger.warning("webhook body is JSON but not an update object; answered 400")
             return web.Response(status=400, text="the body is not a JSON object")
-        work = asyncio.ensure_future(self.dispatcher.feed_raw_update(bot, update, **self.data))
+        unparsed = unparsed_of(bot)
+        if unparsed is None:
+            feeding = self.dispatcher.feed_raw_update(bot, update, **self.data)
+        else:
+            # An update that does not parse is kept as failed and answered 200 (issue 16
+            # item 10): posting it again would not make it parse, and would hold the queue.
+            parsed = unparsed.parse(update, bot)
+            if parsed is None:
+                return web.Response(status=400, text="the body is not an update")
+            feeding = self.dispatcher.feed_update(bot, parsed, **self.data)
+        work = asyncio.ensure_future(feeding)
         done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN)
         if not done:
             logger.warning(

@@ -28,15 +28,17 @@ import vk_api
 
 from bot.app import AppContext
 from bot.services.intake import Cursor, DecisionFailed, Intake, is_unavailable
+from bot.services.notices import tell_press
 from handlers.vk.client import VkCallError, call, make_vk_session
 from handlers.vk.delivery import process_event
 from handlers.vk.longpoll import NETWORK_ERRORS, GapAwareLongPoll, PollResult
 from handlers.vk.sync import (
     DEFAULT_RETRY,
-    GAP_MAX_POSTS,
-    GAP_POST_WINDOW,
     Retry,
+    active_posts,
     api,
+    fill_wall_gap,
+    gap_notice,
     sync_dialogues,
     sync_wall,
 )
@@ -389,15 +391,18 @@ class VkIntake:
             return
         since = from_unix(int(pending))
         page = self._page(group_id)
+        window = timedelta(days=self.app.settings.VK_GAP_POST_DAYS)
+        tz = self.app.settings.TIMEZONE
         try:
             if self.service_token is not None:
-                counts = await sync_wall(
+                active = await active_posts(self.app.sessions, page, since - window)
+                counts = await fill_wall_gap(
                     self.intake,
                     self._service(),
                     page,
-                    posts_since=since - GAP_POST_WINDOW,
-                    comments_since=since,
-                    max_posts=GAP_MAX_POSTS,
+                    since,
+                    post_window=window,
+                    active_posts=active,
                     retry=self.retry,
                 )
                 logger.info(
@@ -406,6 +411,10 @@ class VkIntake:
                     since.isoformat(),
                     counts.new_messages,
                 )
+                if counts.unread_posts:
+                    await tell_press(
+                        self.app, gap_notice(page, group_id, since, tz, counts.unread_posts)
+                    )
             else:
                 logger.error(
                     "VK community %r: wall comments since %s cannot be read back without "
@@ -416,6 +425,7 @@ class VkIntake:
                     group_id,
                     since.date().isoformat(),
                 )
+                await tell_press(self.app, gap_notice(page, group_id, since, tz, None))
             counts = await sync_dialogues(
                 self.intake, self._community_vk(group_id), page, since, retry=self.retry
             )

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import vk_api
 
+from bot import ru
 from bot.events import Event
 from bot.services.ingest import Outcome
 from bot.services.intake import Intake, IntakeJob
@@ -29,6 +31,9 @@ from handlers.vk.translate import (
     dialogue_event,
     from_unix,
 )
+from storage import intake_rows
+from storage import repositories as repo
+from storage.engine import SessionFactory
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +43,8 @@ JsonDict = dict[str, Any]
 RETRYABLE_CODES = frozenset({6, 9, 10, -1})
 PAGE_SIZE = 100
 THREAD_ITEMS = 10
-# A gap fill reads posts published this long before the gap: older posts still get comments.
-GAP_POST_WINDOW = timedelta(days=14)
-GAP_MAX_POSTS = 200
+# A gap fill reads at most this many posts from wall.get (VK_GAP_POST_DAYS sets how far back).
+GAP_MAX_POSTS = 500
 
 
 @dataclass
@@ -87,10 +91,12 @@ class SyncCounts:
     appeals: int = 0
     replies: int = 0
     skipped: int = 0
+    unread_posts: list[int] = field(default_factory=list)  # comments could not be read
 
     def add(self, other: SyncCounts) -> None:
         for name in ("posts", "comments", "new_messages", "appeals", "replies", "skipped"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.unread_posts.extend(other.unread_posts)
 
 
 async def fetch_posts(
@@ -100,8 +106,12 @@ async def fetch_posts(
     *,
     max_posts: int | None = None,
     retry: Retry = DEFAULT_RETRY,
+    pinned: bool = False,
 ) -> list[JsonDict]:
-    """Posts of the wall published at or after `since`, newest first (paging wall.get)."""
+    """Posts of the wall published at or after `since`, newest first (paging wall.get).
+
+    `pinned`: the pinned post too, however old (it gathers comments for months).
+    """
     posts: list[JsonDict] = []
     offset = 0
     while True:
@@ -116,7 +126,7 @@ async def fetch_posts(
             except TranslationError:
                 logger.warning("post without a date on wall %r skipped", owner_id)
                 continue
-            if published >= since:
+            if published >= since or (pinned and post.get("is_pinned")):
                 posts.append(dict(post))
             elif not post.get("is_pinned"):
                 # Newest first; only a pinned post may be older than the ones after it.
@@ -270,7 +280,7 @@ async def sync_post(
 ) -> SyncCounts:
     """Read and ingest every comment under one post (a deleted post is logged and skipped)."""
     post_id = int(post["id"])
-    comments_info = post.get("comments") or {}
+    comments_info = post.get("comments")
     if isinstance(comments_info, Mapping) and int(comments_info.get("count") or 0) == 0:
         return SyncCounts(posts=1)
     try:
@@ -279,7 +289,7 @@ async def sync_post(
         if exc.code in (15, 18, 100, 212):
             # Deleted post, closed comments, or no access: nothing to read, say so.
             logger.warning("comments of post %r on %r unavailable: %s", post_id, page.owner_id, exc)
-            return SyncCounts(posts=1, skipped=1)
+            return SyncCounts(posts=1, skipped=1, unread_posts=[post_id])
         raise
     counts = await ingest_comments(intake, page, post_id, comments, names, since=since)
     counts.posts = 1
@@ -307,6 +317,49 @@ async def sync_wall(
         total.add(await sync_post(intake, vk, page, post, since=comments_since, retry=retry))
         if on_post is not None:
             on_post(post)
+    return total
+
+
+async def fill_wall_gap(
+    intake: Intake,
+    vk: vk_api.VkApi,
+    page: VkPage,
+    since: datetime,
+    *,
+    post_window: timedelta,
+    active_posts: Collection[int] = (),
+    retry: Retry = DEFAULT_RETRY,
+) -> SyncCounts:
+    """Read back the comments since `since` of every post that may have had them (issue 16 #5).
+
+    The pinned post, the posts published within `post_window` before the gap, and
+    `active_posts` (the posts the database knows had comments in that time, however old).
+    Posts whose comments could not be read are in `unread_posts`.
+    """
+    posts = await fetch_posts(
+        vk, page.owner_id, since - post_window, max_posts=GAP_MAX_POSTS, retry=retry, pinned=True
+    )
+    if len(posts) >= GAP_MAX_POSTS:
+        logger.warning(
+            "wall %r: more than %r posts in the gap's window; the oldest are not read back",
+            page.owner_id,
+            GAP_MAX_POSTS,
+        )
+    listed = {int(post["id"]) for post in posts}
+    known = [{"id": post_id} for post_id in sorted(set(active_posts) - listed)]
+    logger.info(
+        "wall %r: reading back comments since %s under %r posts (%r published since %s, "
+        "%r older ones with comments known)",
+        page.owner_id,
+        since.isoformat(),
+        len(posts) + len(known),
+        len(posts),
+        (since - post_window).date().isoformat(),
+        len(known),
+    )
+    total = SyncCounts()
+    for post in [*known, *reversed(posts)]:  # oldest first
+        total.add(await sync_post(intake, vk, page, post, since=since, retry=retry))
     return total
 
 
@@ -372,3 +425,44 @@ async def sync_dialogues(
             events.append(event)
         await _ingest(intake, events, total)
     return total
+
+
+async def active_posts(sessions: SessionFactory, page: VkPage, since: datetime) -> list[int]:
+    """Posts of `page` the database knows had a comment or a reply at or after `since`."""
+    ref = page.ref
+    async with sessions() as session:
+        threads = await repo.run_in_transaction(
+            session,
+            lambda db: intake_rows.active_thread_ids(
+                db, ref.platform.value, ref.external_id, "post:", since
+            ),
+        )
+    return [int(key) for key in (t.partition(":")[2] for t in threads) if key.isdigit()]
+
+
+def gap_notice(
+    page: VkPage, group_id: int, since: datetime, timezone: str, unread: list[int] | None
+) -> str:
+    """The press chat's notice of wall comments a gap fill could not read back (Russian).
+
+    `unread`: the posts whose comments could not be read; None: none could (no service token).
+    """
+    local = since.astimezone(ZoneInfo(timezone))
+    title = f"«{page.title}»" if page.title else f"сообщество {group_id}"
+    head = (
+        f"ВКонтакте, {title}: события Long Poll с {ru.date_short(local)} "
+        f"{ru.time_short(local)} потеряны на стороне ВКонтакте."
+    )
+    command = f"otklik backfill vk --group {group_id} --since {local.date().isoformat()}"
+    if unread is None:
+        return (
+            f"{head} Комментарии на стене за это время не перечитаны: не задан VK_SERVICE_TOKEN. "
+            f"Задайте его и выполните: {command}"
+        )
+    links = ", ".join(f"https://vk.com/wall{page.owner_id}_{post}" for post in unread[:10])
+    more = f" и ещё {len(unread) - 10}" if len(unread) > 10 else ""
+    posts = ru.quantity(len(unread), "постом", "постами", "постами")
+    return (
+        f"{head} Не удалось перечитать комментарии под {posts} (закрыты, удалены или нет "
+        f"доступа): {links}{more}. Проверьте их вручную."
+    )

@@ -208,7 +208,8 @@ class VkApi(VkUpdates):
         wall = self._wall_of(params)
         offset = max(0, _int(params, "offset", default=0))
         count = min(100, max(0, _int(params, "count", default=20)))
-        posts = sorted(wall.posts.values(), key=lambda p: p.id, reverse=True)
+        # The pinned post first, then newest first (as VK lists a wall).
+        posts = sorted(wall.posts.values(), key=lambda p: (p.pinned, p.id), reverse=True)
         page = posts[offset : offset + count]
         result: JsonDict = {"count": len(posts), "items": [self._post_object(p) for p in page]}
         if _int(params, "extended", default=0):

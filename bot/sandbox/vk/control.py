@@ -97,8 +97,12 @@ class VkControl(VkApi):
         from_id: int | None = None,
         *,
         emit: bool = True,
+        pinned: bool = False,
     ) -> int:
-        """Publish a post on a wall; returns post_id (emits wall_post_new for communities)."""
+        """Publish a post on a wall; returns post_id (emits wall_post_new for communities).
+
+        `pinned`: the wall's pinned post (wall.get lists it first, `is_pinned: 1`).
+        """
         with self._lock:
             wall = self._walls.setdefault(owner_id, _Wall(owner_id))
             post = _Post(
@@ -107,6 +111,7 @@ class VkControl(VkApi):
                 from_id=owner_id if from_id is None else from_id,
                 date=self._unix(date),
                 text=text,
+                pinned=pinned,
             )
             wall.posts[post.id] = post
             if emit:

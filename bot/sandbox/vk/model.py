@@ -210,6 +210,7 @@ class _Post:
     date: int
     text: str
     comment_ids: list[int] = field(default_factory=list)
+    pinned: bool = False  # wall.get shows it first, whatever its date
 
 
 @dataclass

@@ -206,6 +206,7 @@ class VkWorld:
             "reposts": {"count": 0, "user_reposted": 0},
             "views": {"count": 0},
             "is_favorite": False,
+            **({"is_pinned": 1} if post.pinned else {}),
         }
 
     def _comment_object(self, comment: _Comment, thread_items_count: int | None = None) -> JsonDict:
