@@ -9,7 +9,8 @@ with the given JSONL files (duplicates dropped, the first label kept), splits th
 stratified by (is_appeal, topic, urgent) with a fixed seed and rewrites both files.
 Training reads only corpus_dev.jsonl (the training part) plus --extra files; the held-out part
 is never read for training or tuning. --quick skips the hyper-parameter search (keeps the
-current model's hyper-parameters).
+current model's hyper-parameters). --calibrate only refits the confidence temperature of the
+model at --out on out-of-fold scores of the training part (weights and decisions unchanged).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bot.text.corpus import (
     split_stratified,
     write_corpus,
 )
-from bot.text.training import SEED, builtin_hyper, train
+from bot.text.training import SEED, Hyper, analyse, builtin_hyper, out_of_fold, temperature, train
 
 HELDOUT_SHARE = 0.2
 
@@ -57,6 +58,21 @@ def rebuild(sources: list[Path]) -> None:
     )
 
 
+def calibrate(path: Path) -> int:
+    """Refit the confidence temperature of the model at path (out of fold, training part)."""
+    model = json.loads(path.read_text("utf-8"))
+    examples = load_corpus(DEV_CORPUS)
+    hyper = Hyper.from_dict(model["hyper"])
+    oof = out_of_fold(analyse(examples), examples, hyper)
+    value = temperature(oof, examples, hyper.appeal_shift)
+    model["hyper"]["appeal_temperature"] = value
+    model["linear"]["appeal_temperature"] = value
+    data = json.dumps(model, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    path.write_text(data, "utf-8")
+    print(json.dumps({"appeal_temperature": value}))
+    return 0
+
+
 def main() -> int:
     """Optionally rebuild the corpus; train and write the model JSON; print the CV figures."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -64,8 +80,11 @@ def main() -> int:
     parser.add_argument("--extra", type=Path, action="append", default=[])
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--calibrate", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
+    if args.calibrate:
+        return calibrate(args.out)
     if args.rebuild_corpus:
         rebuild(args.rebuild_corpus)
     examples = load_corpus(DEV_CORPUS)

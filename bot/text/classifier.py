@@ -104,19 +104,20 @@ class Classifier:
         """
         self.analyzer = Analyzer(mode)
         analyzer = self.analyzer
-        self.appeal = PhraseMatcher(
-            analyzer, (("appeal", p, w) for p, w in read_weighted(lexicon_dir / "appeal.tsv"))
-        )
+        appeal_items = [("appeal", p, w) for p, w in read_weighted(lexicon_dir / "appeal.tsv")]
         topic_items = read_labelled(lexicon_dir / "topics.tsv", weighted=True)
         for topic, phrase, _ in topic_items:
             if topic not in TOPICS:
                 logger.warning("Unknown topic %r for phrase %r in topics.tsv", topic, phrase)
         self.topics = PhraseMatcher(analyzer, [item for item in topic_items if item[0] in TOPICS])
-        self.urgent = PhraseMatcher(
-            analyzer, (("urgent", p, w) for p, w in read_weighted(lexicon_dir / "urgent.tsv"))
-        )
-        concept_items = read_labelled(lexicon_dir / "urgent_concepts.tsv", weighted=True)
-        self.concepts = PhraseMatcher(analyzer, concept_items)
+        urgent_items = [("urgent", p, w) for p, w in read_weighted(lexicon_dir / "urgent.tsv")]
+        concept_items = [
+            item
+            for item in read_labelled(lexicon_dir / "urgent_concepts.tsv", weighted=True)
+            if item[0] not in ("appeal", "urgent")
+        ]
+        # Appeal cues, urgency cues and danger concepts in one pass over the words (labels).
+        self.cues = PhraseMatcher(analyzer, [*appeal_items, *urgent_items, *concept_items])
         seeds = [(c, p) for c, p, _ in concept_items if " " not in p and not p.endswith("*")]
         self.names = frozenset(read_phrases(lexicon_dir / "names.txt"))
         self.linear: LinearModel | None = None
@@ -124,10 +125,10 @@ class Classifier:
             self.linear = LinearModel.from_dict(model["linear"])
         if embeddings is True:
             embeddings = shared_embeddings()
-        self.featurizer = Featurizer(analyzer, self.concepts, seeds, embeddings or None)
+        self.featurizer = Featurizer(analyzer, seeds, embeddings or None)
         # Typo repair maps unknown words onto lexicon stems only, so that training and
         # classifying see the same stems whatever the model's vocabulary.
-        lexicon_keys = self.appeal.keys | self.topics.keys | self.urgent.keys | self.concepts.keys
+        lexicon_keys = self.cues.keys | self.topics.keys
         known = {key for key in lexicon_keys if not key.endswith("*")}
         prefixes = {key for key in lexicon_keys if key.endswith("*")}
         analyzer.set_vocabulary(known, prefixes)
@@ -176,11 +177,12 @@ class Classifier:
         letters = len(_LETTER_RE.findall(text))
         if letters >= 8 and len(_UPPER_RE.findall(text)) > 0.6 * letters:
             marks.append(CAPS)
-        appeal_lexicon = self.appeal.scores(tokens).get("appeal", 0.0)
+        cues = self.cues.scores(tokens)
+        appeal_lexicon = cues.pop("appeal", 0.0)
+        urgent_lexicon = cues.pop("urgent", 0.0)
         topic_lexicon = self._topic_lexicon(tokens)
-        urgent_lexicon = self.urgent.scores(tokens).get("urgent", 0.0)
         features = self.featurizer.extract(
-            word_list, tokens, marks, (appeal_lexicon, urgent_lexicon, topic_lexicon)
+            word_list, tokens, marks, (appeal_lexicon, urgent_lexicon, topic_lexicon), cues
         )
         return Analysis(
             features=features,
@@ -217,7 +219,7 @@ class Classifier:
             return Classification(is_appeal, lexicon_topic(analysis), urgent, round(confidence, 4))
         scores = self.linear.scores(analysis.features)
         is_appeal = scores.is_appeal(self.linear.danger_margin)
-        probability = scores.appeal_probability()
+        probability = scores.appeal_probability(self.linear.appeal_temperature)
         if is_appeal and scores.appeal <= 0:  # a danger report: as sure as the danger is
             probability = 1.0 / (1.0 + math.exp(-min(scores.urgent, 30.0)))
         topic = TOPICS[int(scores.topics.argmax())]

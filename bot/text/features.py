@@ -27,7 +27,6 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.text.embeddings import DIM, Embeddings
-from bot.text.lexicon import PhraseMatcher
 from bot.text.normalize import Analyzer
 
 __all__ = ["CONCEPTS", "DENSE_NAMES", "Featurizer", "TextFeatures"]
@@ -77,6 +76,8 @@ DENSE_NAMES: tuple[str, ...] = (
 )
 _CONCEPT_OFFSET = 2 + len(TOPICS)
 _NEAR_OFFSET = _CONCEPT_OFFSET + len(CONCEPTS)
+_TOPIC_COLUMN = {topic: 2 + index for index, topic in enumerate(TOPICS)}
+_CONCEPT_COLUMN = {concept: _CONCEPT_OFFSET + index for index, concept in enumerate(CONCEPTS)}
 # Cosine similarity to a seed word below this is noise (unrelated words sit at 0.1–0.3).
 _NEAR_FLOOR = 0.45
 _CACHE_LIMIT = 200_000
@@ -86,11 +87,24 @@ Vector = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class TextFeatures:
-    """The three feature blocks of one text."""
+    """The three feature blocks of one text.
 
-    sparse: frozenset[str]
+    The sparse names are kept as the per-word tuples (the cached objects, so that a model can
+    cache their columns per word) plus the text's own names (marks, bigrams, the first stem).
+    """
+
+    groups: tuple[tuple[str, ...], ...]
+    extra: tuple[str, ...]
     dense: npt.NDArray[np.float64]
     embedding: Vector
+
+    @property
+    def sparse(self) -> frozenset[str]:
+        """Every sparse name present (binary features)."""
+        names = set(self.extra)
+        for group in self.groups:
+            names.update(group)
+        return frozenset(names)
 
 
 @dataclass(frozen=True)
@@ -108,13 +122,11 @@ class Featurizer:
     def __init__(
         self,
         analyzer: Analyzer,
-        concepts: PhraseMatcher,
         seeds: Sequence[tuple[str, str]],
         embeddings: Embeddings | None,
     ) -> None:
         """Seeds are (concept, word) pairs looked up in navec for the «near:» features."""
         self.analyzer = analyzer
-        self.concepts = concepts
         self.embeddings = embeddings
         self._cache: dict[str, _Word] = {}
         self._lock = threading.Lock()
@@ -174,41 +186,44 @@ class Featurizer:
         tokens: Sequence[tuple[str, ...]],
         marks: Sequence[str],
         lexicon: tuple[float, float, dict[str, float]],
+        concepts: dict[str, float],
     ) -> TextFeatures:
-        """Build the blocks from the words, their lexicon keys, shape marks and lexicon scores."""
-        sparse: set[str] = set(marks)
-        embedding = np.zeros(DIM, np.float32)
-        near = np.zeros(len(CONCEPTS), np.float32)
-        vectors = 0
+        """Build the blocks from the words, their keys, shape marks, lexicon and concept scores."""
+        extra: list[str] = list(marks)
+        groups: list[tuple[str, ...]] = []
+        vectors: list[Vector] = []
+        nears: list[Vector] = []
         previous = ""
         for word, keys in zip(word_list, tokens, strict=True):
             stem = keys[0]
             material = self._word(word, stem)
-            sparse.update(material.names)
+            groups.append(material.names)
             if previous:
-                sparse.add(f"b:{previous}_{stem}")
+                extra.append(f"b:{previous}_{stem}")
             previous = stem
             if material.vector is not None:
-                embedding += material.vector
-                vectors += 1
+                vectors.append(material.vector)
             if material.near is not None:
-                np.maximum(near, material.near, out=near)
+                nears.append(material.near)
         if tokens:
-            sparse.add(f"f:{tokens[0][0]}")
-        if vectors:
-            embedding /= vectors
+            extra.append(f"f:{tokens[0][0]}")
+        # One numpy call per block, not one per word: this is the warm classifier's hot path.
+        embedding = np.mean(vectors, axis=0) if vectors else np.zeros(DIM, np.float32)
+        near = np.max(nears, axis=0) if nears else np.zeros(len(CONCEPTS), np.float32)
         appeal_lexicon, urgent_lexicon, topic_lexicon = lexicon
         dense = np.zeros(len(DENSE_NAMES))
         dense[0] = appeal_lexicon
         dense[1] = urgent_lexicon
-        for index, topic in enumerate(TOPICS):
-            dense[2 + index] = topic_lexicon.get(topic, 0.0)
-        for concept, score in self.concepts.scores(tokens).items():
-            dense[_CONCEPT_OFFSET + CONCEPTS.index(concept)] = score
+        for topic, score in topic_lexicon.items():
+            dense[_TOPIC_COLUMN[topic]] = score
+        for concept, score in concepts.items():
+            column = _CONCEPT_COLUMN.get(concept)
+            if column is not None:
+                dense[column] = score
         dense[_NEAR_OFFSET : _NEAR_OFFSET + len(CONCEPTS)] = near
         concept_scores = dense[_CONCEPT_OFFSET:_NEAR_OFFSET]
         dense[-4] = concept_scores.sum()
         dense[-3] = concept_scores.max()
         dense[-2] = float(near.max())
         dense[-1] = math.log1p(len(word_list))
-        return TextFeatures(frozenset(sparse), dense, embedding)
+        return TextFeatures(tuple(groups), tuple(extra), dense, embedding)

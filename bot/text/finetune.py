@@ -36,7 +36,7 @@ def _inputs(model: LinearModel, analyses: Sequence[Analysis]) -> Any:
 
     rows, cols, values = [], [], []
     for row, analysis in enumerate(analyses):
-        ids = model.sparse_ids(analysis.features.sparse)
+        ids = model.sparse_ids(analysis.features)
         rows.extend([row] * len(ids))
         cols.extend(ids)
         values.extend([1.0 / np.sqrt(len(ids))] * len(ids))
@@ -122,6 +122,7 @@ def fine_tune(
         base.appeal_shift,
         base.urgent_shift,
         base.danger_margin,
+        base.appeal_temperature,
     )
     x = _inputs(extended, analyses)
     weights = np.concatenate([sparse, base.dense, base.embedding]).astype(np.float64)
@@ -155,4 +156,5 @@ def fine_tune(
         base.appeal_shift,
         base.urgent_shift,
         base.danger_margin,
+        base.appeal_temperature,
     )

@@ -30,6 +30,7 @@ from bot.text.features import DENSE_NAMES, TOPICS, TextFeatures
 __all__ = ["HEADS", "LinearModel", "Scores", "decode_array", "encode_array"]
 
 HEADS = 1 + len(TOPICS) + 1
+_CACHE_LIMIT = 200_000
 _TOPIC = slice(1, 1 + len(TOPICS))
 
 Matrix = npt.NDArray[np.float32]
@@ -61,9 +62,9 @@ class Scores:
         """An appeal by the appeal head, or a clear danger report (a plea for help as such)."""
         return self.appeal > 0 or self.urgent > danger_margin
 
-    def appeal_probability(self) -> float:
-        """The shifted logistic of the appeal score (0.5 at the decision boundary)."""
-        return 1.0 / (1.0 + math.exp(-max(min(self.appeal, 30.0), -30.0)))
+    def appeal_probability(self, temperature: float = 1.0) -> float:
+        """The logistic of the shifted appeal score (0.5 at the decision boundary)."""
+        return 1.0 / (1.0 + math.exp(-max(min(temperature * self.appeal, 30.0), -30.0)))
 
 
 class LinearModel:
@@ -82,10 +83,13 @@ class LinearModel:
         appeal_shift: float,
         urgent_shift: float,
         danger_margin: float = 1e9,
+        appeal_temperature: float = 1.0,
     ) -> None:
         """Build from the arrays (shapes: F×HEADS, D×HEADS, DIM×HEADS, HEADS, D, D)."""
         self.vocabulary = tuple(vocabulary)
         self.index = {name: number for number, name in enumerate(self.vocabulary)}
+        # Per-word name tuples → their columns (the words' tuples are cached objects upstream).
+        self._group_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
         if sparse.shape != (len(self.vocabulary), HEADS):
             raise ValueError("sparse weights do not match the vocabulary")
         if dense.shape != (len(DENSE_NAMES), HEADS) or embedding.shape != (DIM, HEADS):
@@ -100,11 +104,35 @@ class LinearModel:
         self.appeal_shift = float(appeal_shift)
         self.urgent_shift = float(urgent_shift)
         self.danger_margin = float(danger_margin)
+        # Confidence = logistic(temperature × shifted appeal score); the temperature is fitted
+        # on out-of-fold scores, because in-sample scores of a fitted model are overconfident.
+        self.appeal_temperature = float(appeal_temperature)
+        # The dense standardisation and the embedding scale folded into one matrix and bias,
+        # so that a text costs one matrix product for both blocks.
+        folded = self.dense.astype(np.float64) / self.dense_scale[:, None]
+        self._bias_folded = self.bias - (self.dense_mean / self.dense_scale) @ self.dense
+        self._dense_embedding = np.vstack(
+            [folded, self.embedding.astype(np.float64) * self.emb_scale]
+        )
 
-    def sparse_ids(self, names: frozenset[str]) -> list[int]:
-        """Column numbers of the known sparse names, sorted."""
+    def sparse_ids(self, features: TextFeatures) -> list[int]:
+        """Column numbers of the text's known sparse names, distinct and sorted."""
         index = self.index
-        return sorted(index[name] for name in names if name in index)
+        cache = self._group_cache
+        ids: set[int] = set()
+        for group in features.groups:
+            known = cache.get(group)
+            if known is None:
+                known = tuple(index[name] for name in group if name in index)
+                if len(cache) > _CACHE_LIMIT:
+                    cache.clear()
+                cache[group] = known
+            ids.update(known)
+        for name in features.extra:
+            column = index.get(name)
+            if column is not None:
+                ids.add(column)
+        return sorted(ids)
 
     def dense_input(self, dense: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Standardised dense block."""
@@ -112,12 +140,11 @@ class LinearModel:
 
     def scores(self, features: TextFeatures) -> Scores:
         """Score one text."""
-        total = self.bias.copy()
-        ids = self.sparse_ids(features.sparse)
+        ids = self.sparse_ids(features)
+        inputs: npt.NDArray[np.float64] = np.concatenate((features.dense, features.embedding))
+        total = self._bias_folded + inputs @ self._dense_embedding
         if ids:
             total += self.sparse[ids].sum(axis=0) / math.sqrt(len(ids))
-        total += self.dense_input(features.dense) @ self.dense
-        total += (features.embedding * self.emb_scale) @ self.embedding
         return Scores(
             appeal=float(total[0]) - self.appeal_shift,
             topics=total[_TOPIC],
@@ -140,6 +167,7 @@ class LinearModel:
             "appeal_shift": round(self.appeal_shift, 6),
             "urgent_shift": round(self.urgent_shift, 6),
             "danger_margin": round(self.danger_margin, 6),
+            "appeal_temperature": round(self.appeal_temperature, 6),
         }
 
     @classmethod
@@ -165,4 +193,5 @@ class LinearModel:
             float(data["appeal_shift"]),
             float(data["urgent_shift"]),
             float(data["danger_margin"]),
+            float(data.get("appeal_temperature", 1.0)),
         )

@@ -53,6 +53,7 @@ class Hyper:
     appeal_shift: float = 0.0
     urgent_shift: float = 0.0
     danger_margin: float = 1e9
+    appeal_temperature: float = 1.0
     blocks: tuple[str, ...] = ("sparse", "dense", "embedding")
     char_ngrams: bool = True
     # Urgency by danger concept: lexicon and concept scores and navec closeness to the concepts'
@@ -212,6 +213,7 @@ def fit(analyses: Sequence[Analysis], examples: Sequence[Example], hyper: Hyper)
         hyper.appeal_shift,
         hyper.urgent_shift,
         hyper.danger_margin,
+        hyper.appeal_temperature,
     )
 
 
@@ -286,6 +288,17 @@ def pick_danger_margin(
     return max(0.0, ordered[allowed] + 1e-6)
 
 
+def temperature(oof: OutOfFold, examples: Sequence[Example], appeal_shift: float) -> float:
+    """Scale of the shifted appeal score that makes its logistic a calibrated confidence.
+
+    A one-feature logistic regression of the labels on the out-of-fold shifted scores; its
+    slope is the temperature (the intercept is dropped: the decision stays at the shift).
+    """
+    x = (oof.appeal - appeal_shift).reshape(-1, 1)
+    coef, _ = _logistic(x, [e.is_appeal for e in examples], 1e4)
+    return round(float(max(coef[0][0], 0.05)), 4)
+
+
 def figures(
     oof: OutOfFold,
     examples: Sequence[Example],
@@ -353,7 +366,11 @@ def tune(
     )
     margin = pick_danger_margin(oof, examples, appeal_shift, urgent_shift)
     hyper = replace(
-        hyper, appeal_shift=appeal_shift, urgent_shift=urgent_shift, danger_margin=margin
+        hyper,
+        appeal_shift=appeal_shift,
+        urgent_shift=urgent_shift,
+        danger_margin=margin,
+        appeal_temperature=temperature(oof, examples, appeal_shift),
     )
     cv = figures(oof, examples, appeal_shift, urgent_shift, margin)
     report = {f"cv_{k}": v for k, v in cv.items()}
