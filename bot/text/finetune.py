@@ -3,7 +3,7 @@
 Refitting on the whole corpus takes minutes; instead the built-in weights are the prior. For
 each head we minimise, over the corrections only,
 
-    Σ_i weight · logloss(z0_i + x_i·Δ + δ) + ||Δ||² / (2·C)
+    Σ_i weight · logloss(z0_i + x_i·Δ + δ) + (||Δ||² + ||δ||²) / (2·C)
 
 where z0 is the built-in model's score and C the head's regularisation chosen when the built-in
 model was trained: the built-in model (which carries the corpus) changes only as far as the
@@ -28,6 +28,11 @@ from bot.text.linear import HEADS, LinearModel
 __all__ = ["fine_tune"]
 
 Array = npt.NDArray[np.float64]
+# The intercepts stay where the corpus put them (a huge penalty on moving them).
+_FROZEN = 1e6
+# A person's decision on a text of the region is strong evidence: the words' weights may move
+# this many times more freely than the corpus fit allowed.
+_FREEDOM = 20.0
 
 
 def _inputs(model: LinearModel, analyses: Sequence[Analysis]) -> Any:
@@ -81,9 +86,12 @@ def _fit_delta(x: Any, base: Array, targets: Array, weight: float, c: float) -> 
             log_p = shifted - log_norm
             value = -(targets * log_p).sum(axis=1, keepdims=True)
             residual = np.exp(log_p) - targets
-        total = weight * float(value.sum()) + float((delta**2).sum()) / (2 * c)
+        # The intercepts are pulled to the prior too: corrections of one kind only (all
+        # «appeal») must not move every other text's decision.
+        penalty = float((delta**2).sum()) / (2 * c) + float((bias**2).sum()) * _FROZEN
+        total = weight * float(value.sum()) + penalty
         grad_w = weight * np.asarray(x.T @ residual) + delta / c
-        grad_b = weight * residual.sum(axis=0)
+        grad_b = weight * residual.sum(axis=0) + 2 * _FROZEN * bias
         return total, np.concatenate([grad_w.ravel(), grad_b])
 
     start = np.zeros(features * heads + heads)
@@ -131,18 +139,27 @@ def fine_tune(
     appeals = [i for i, e in enumerate(corrections) if e.is_appeal]
 
     def apply(columns: slice, rows: list[int], targets: Array, c: float) -> None:
-        delta, delta_bias = _fit_delta(x[rows], z0[rows][:, columns], targets, weight, c)
-        weights[:, columns] += delta
+        # Only inputs some correction has can move (elsewhere the gradient is the prior's
+        # alone, whose optimum is no change): a few hundred parameters instead of 20,000+.
+        part = x[rows]
+        active = np.flatnonzero(part.getnnz(axis=0) > 0)
+        # Only the words' and n-grams' own weights move: the dense and navec weights are shared
+        # by every text, and a handful of corrections must not shift all other decisions.
+        active = active[active < len(vocabulary)]
+        delta, delta_bias = _fit_delta(part[:, active], z0[rows][:, columns], targets, weight, c)
+        block = weights[:, columns]
+        block[active] += delta
+        weights[:, columns] = block
         bias[columns] += delta_bias
 
     labels = np.array([[float(e.is_appeal)] for e in corrections]).reshape(-1, 1)
-    apply(slice(0, 1), list(range(len(corrections))), labels, hyper.c_appeal)
+    apply(slice(0, 1), list(range(len(corrections))), labels, _FREEDOM * hyper.c_appeal)
     one_hot = np.zeros((len(appeals), len(TOPICS)))
     for row, i in enumerate(appeals):
         one_hot[row, TOPICS.index(corrections[i].topic or "other")] = 1.0
-    apply(slice(1, 1 + len(TOPICS)), appeals, one_hot, hyper.c_topic)
+    apply(slice(1, 1 + len(TOPICS)), appeals, one_hot, _FREEDOM * hyper.c_topic)
     urgent = np.array([[float(corrections[i].urgent)] for i in appeals]).reshape(-1, 1)
-    apply(slice(HEADS - 1, HEADS), appeals, urgent, hyper.c_urgent)
+    apply(slice(HEADS - 1, HEADS), appeals, urgent, _FREEDOM * hyper.c_urgent)
     vocab_size, dense_size = len(vocabulary), len(DENSE_NAMES)
     return LinearModel(
         vocabulary,
