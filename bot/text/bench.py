@@ -114,22 +114,35 @@ def run_quality() -> dict[str, dict[str, Any]]:
     return quality
 
 
+_FIGURE_NAMES_RU = {
+    "appeal_accuracy": "обращения: доля верных",
+    "appeal_recall": "обращения: полнота",
+    "topic_accuracy": "темы: доля верных",
+    "urgent_recall": "срочные: полнота",
+    "urgent_precision": "срочные: точность",
+}
+_SET_NAMES_RU = {"heldout": "отложенная часть", "blind": "слепой набор"}
+
+
 def summary_lines(speed: dict[str, Any], quality: dict[str, dict[str, Any]]) -> list[str]:
-    """The classifier lines of `otklik bench`."""
+    """The classifier lines of `otklik bench` (in Russian, as the rest of its output)."""
     from bot.text.evaluate import FIGURES
 
     lines = [
-        f"classifier: {speed['texts_per_second']} texts/s warm on one thread "
-        f"({speed['texts_per_cpu_second']} per CPU second; {speed['cold_texts_per_second']} "
-        f"cold), model load {speed['load_seconds']} s, resident memory {speed['rss_mb']} MB "
-        f"(load average {speed['load_average_1min']})"
+        f"классификатор: {speed['texts_per_second']} текстов/с в одном потоке "
+        f"({speed['texts_per_cpu_second']} на секунду процессора; без кэшей "
+        f"{speed['cold_texts_per_second']}), загрузка модели {speed['load_seconds']} с, "
+        f"память {speed['rss_mb']} МБ (средняя загрузка машины {speed['load_average_1min']})"
     ]
     names = list(quality)
     lines.append(
-        "classifier quality: " + " | ".join(f"{name} ({quality[name]['texts']})" for name in names)
+        "качество классификатора: "
+        + " | ".join(f"{_SET_NAMES_RU.get(n, n)} ({quality[n]['texts']})" for n in names)
     )
     for key in FIGURES:
-        lines.append(f"  {key:<17}" + "".join(f"{quality[name][key]!s:>12}" for name in names))
+        lines.append(
+            f"  {_FIGURE_NAMES_RU[key]:<24}" + "".join(f"{quality[n][key]!s:>12}" for n in names)
+        )
     return lines
 
 
