@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast run bench lint clean
+.PHONY: install browser demo test test-fast run bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,10 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The dashboard's browser tests drive Debian's chromium through chromedriver (as root on a
+# fresh machine; elsewhere install both packages by hand, or the browser tests are skipped).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update && apt-get install -y chromium chromium-driver; \
+	else echo "chromium and chromium-driver are missing: browser tests will be skipped"; fi
+
 demo: $(STAMP)
 	$(BIN)/otklik demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Unit tier only (no database, sandbox, server or subprocess); tiers: tests/conftest.py.
@@ -31,8 +39,8 @@ bench: $(STAMP)
 	$(BIN)/otklik bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot handlers storage tests
-	$(BIN)/mypy bot handlers storage
+	$(BIN)/ruff check bot handlers storage web tests
+	$(BIN)/mypy bot handlers storage web
 	$(BIN)/lint-imports
 
 clean:

@@ -20,6 +20,11 @@ def defaults_from(settings: Settings) -> PageDefaults:
         shorten_preholiday=settings.SHORTEN_PREHOLIDAY,
         sla_hours=settings.SLA_HOURS,
         sla_urgent_hours=settings.SLA_URGENT_HOURS,
+        region_audience=settings.REGION_AUDIENCE,
+        posts_per_week_norm=settings.POSTS_PER_WEEK_NORM,
+        dashboard_url=settings.WEB_PUBLIC_URL,
+        final_answer_days=settings.FINAL_ANSWER_DAYS,
+        final_answer_urgent_days=settings.FINAL_ANSWER_URGENT_DAYS,
     )
 
 

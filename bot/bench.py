@@ -192,12 +192,12 @@ async def bench_intake(count: int = 10_000, *, bound: bool = False) -> dict[str,
 
 async def run_all() -> int:
     results: dict[str, Any] = {"machine": machine()}
-    print(f"machine: {results['machine']}")
+    print(f"машина: {results['machine']}")
     intake = await bench_intake()
     print(
-        f"intake: {intake['real_handlers_sqlite_per_s']} updates/s with real handlers and SQLite, "
-        f"{intake['noop_handler_per_s']} updates/s with a no-op handler "
-        f"(ratio {intake['ratio']}) over {intake['updates']} updates"
+        f"приём: {intake['real_handlers_sqlite_per_s']} обновлений/с с настоящими обработчиками "
+        f"и SQLite, {intake['noop_handler_per_s']} обновлений/с с пустым обработчиком "
+        f"(отношение {intake['ratio']}), замер на {intake['updates']} обновлениях"
     )
     from bot.text.bench import run_benchmark, run_quality, summary_lines
 
@@ -210,7 +210,22 @@ async def run_all() -> int:
         pass
     else:
         stats = await run_stats_benchmark(rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000")))
-        print(f"stats report: {stats}")
+        print(f"отчёт /stats: {stats}")
+    from bot.health_bench import bench_health
+
+    communities = int(os.environ.get("OTKLIK_BENCH_COMMUNITIES", "1000"))
+    health = await bench_health(communities)
+    print(
+        f"здоровье страниц: счётчики {health['communities']} сообществ ВКонтакте и "
+        f"{health['posts']} постов за {health['http_requests']} HTTP-запросов, "
+        f"{health['refresh_s']} с, пик памяти {health['peak_rss_mb']} МБ ({health})"
+    )
+    from web.bench import run_dashboard_benchmark
+
+    dashboard = await run_dashboard_benchmark(
+        rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000"))
+    )
+    print(f"обзор панели (время сервера): {dashboard}")
     return 0
 
 

@@ -5,71 +5,126 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import sys
 from collections.abc import Sequence
 
+from bot.argparse_ru import RussianArgumentParser, integer
+
 logger = logging.getLogger(__name__)
 
 
+SINCE_HELP = "начало периода: 02.11.2026, 02.11 или 2026-11-02 (дата — с 00:00 местного времени)"
+UNTIL_HELP = "конец периода, не включая: 09.11.2026, 09.11 или 2026-11-09"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The `otklik` parser; help and errors in Russian (bot/argparse_ru.py)."""
+    parser = RussianArgumentParser(
         prog="otklik",
-        description="Otklik: how fast and how well official pages answer citizens.",
+        description="Отклик: как быстро и как хорошо официальные страницы отвечают жителям.",
+        epilog="Справка по команде: otklik КОМАНДА --help. Руководство: docs/GUIDE_RU.md",
     )
-    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--env-file", default=".env", help="файл настроек (по умолчанию .env)", metavar="ФАЙЛ"
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="КОМАНДА", title="команды"
+    )
 
-    commands.add_parser("run", help="start the Telegram and VK intake, reminders and digests")
+    commands.add_parser(
+        "run", help="запустить приём сообщений Telegram и ВКонтакте, напоминания и сводки"
+    )
 
-    demo = commands.add_parser("demo", help="the whole tracker against built-in sandboxes")
-    demo.add_argument("--serve", action="store_true", help="keep the sandboxes up to explore")
-    demo.add_argument("--days", type=int, default=10, help="simulated days (default 10)")
-    demo.add_argument("--database", default=None, help="database URL (default: a temporary file)")
+    demo = commands.add_parser(
+        "demo", help="весь трекер на встроенных песочницах, с примером данных"
+    )
+    demo.add_argument(
+        "--serve", action="store_true", help="оставить песочницы работать для знакомства"
+    )
+    demo.add_argument(
+        "--days",
+        type=integer,
+        default=10,
+        help="сколько дней имитировать (по умолчанию 10)",
+        metavar="ДНИ",
+    )
+    demo.add_argument(
+        "--database", default=None, help="адрес базы (по умолчанию временный файл)", metavar="URL"
+    )
 
-    stats = commands.add_parser("stats", help="the /stats report from the database")
-    stats.add_argument("--since", required=True, help="ISO 8601; a bare date is local midnight")
-    stats.add_argument("--until", required=True, help="ISO 8601, exclusive")
-    stats.add_argument("--at", default=None, help="report time (default: now)")
-    stats.add_argument("--page", type=int, default=None, help="one page's id")
-    stats.add_argument("--json", action="store_true", help="print the JSON object")
+    stats = commands.add_parser("stats", help="отчёт /stats из базы")
+    stats.add_argument("--since", required=True, help=SINCE_HELP, metavar="ДАТА")
+    stats.add_argument("--until", required=True, help=UNTIL_HELP, metavar="ДАТА")
+    stats.add_argument(
+        "--at", default=None, help="момент отчёта (по умолчанию сейчас)", metavar="ДАТА"
+    )
+    stats.add_argument(
+        "--page", type=integer, default=None, help="номер одной страницы", metavar="ID"
+    )
+    stats.add_argument("--json", action="store_true", help="вывести JSON (поля — docs/METRICS.md)")
 
-    digest = commands.add_parser("digest", help="the weekly digest")
-    digest.add_argument("--week", default=None, help="ISO week YYYY-Www (default: last week)")
-    digest.add_argument("--send", action="store_true", help="send it to DIGEST_CHAT_IDS")
+    digest = commands.add_parser("digest", help="еженедельная сводка")
+    digest.add_argument(
+        "--week",
+        default=None,
+        help="неделя ISO (2026-W46) или дата внутри неё (02.11.2026); по умолчанию прошлая",
+        metavar="НЕДЕЛЯ",
+    )
+    digest.add_argument("--send", action="store_true", help="отправить в чаты DIGEST_CHAT_IDS")
 
-    export = commands.add_parser("export", help="appeals and per-page figures as XLSX or CSV")
-    export.add_argument("--since", required=True, help="ISO 8601; a bare date is local midnight")
-    export.add_argument("--until", required=True, help="ISO 8601, exclusive")
+    export = commands.add_parser("export", help="обращения и показатели страниц в XLSX или CSV")
+    export.add_argument("--since", required=True, help=SINCE_HELP, metavar="ДАТА")
+    export.add_argument("--until", required=True, help=UNTIL_HELP, metavar="ДАТА")
     export.add_argument(
-        "--format", choices=("xlsx", "csv"), default="xlsx", help="xlsx (default) or csv"
+        "--format", choices=("xlsx", "csv"), default="xlsx", help="xlsx (по умолчанию) или csv"
     )
     export.add_argument(
         "--output",
         "-o",
         default=None,
-        help="file to write (default: otklik_SINCE_UNTIL.xlsx in the current folder)",
+        metavar="ФАЙЛ",
+        help="куда записать (по умолчанию otklik_НАЧАЛО_КОНЕЦ.xlsx в текущей папке)",
     )
 
-    imports = commands.add_parser("import", help="load history from an export file")
-    import_kinds = imports.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    tg_export = import_kinds.add_parser("telegram-export", help="Telegram Desktop result.json")
-    tg_export.add_argument("file")
-    tg_export.add_argument("--staff", default="", help="ids of staff accounts, comma-separated")
+    imports = commands.add_parser("import", help="загрузить историю из файла выгрузки")
+    import_kinds = imports.add_subparsers(
+        dest="source", required=True, metavar="ИСТОЧНИК", title="источники"
+    )
+    tg_export = import_kinds.add_parser(
+        "telegram-export", help="выгрузка Telegram Desktop (result.json)"
+    )
+    tg_export.add_argument("file", metavar="ФАЙЛ", help="result.json из Telegram Desktop")
+    tg_export.add_argument(
+        "--staff", default="", help="id официальных аккаунтов через запятую", metavar="ID,..."
+    )
 
-    backfill = commands.add_parser("backfill", help="load a past period from a platform")
-    backfill_kinds = backfill.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    vk = backfill_kinds.add_parser("vk", help="a VK community's or wall's posts and comments")
-    vk.add_argument("--group", required=True, type=int, help="community id (or wall owner id)")
-    vk.add_argument("--since", required=True, help="ISO 8601 date")
+    backfill = commands.add_parser("backfill", help="загрузить прошлый период с платформы")
+    backfill_kinds = backfill.add_subparsers(
+        dest="source", required=True, metavar="ИСТОЧНИК", title="источники"
+    )
+    vk = backfill_kinds.add_parser("vk", help="посты и комментарии сообщества или стены ВКонтакте")
+    vk.add_argument(
+        "--group",
+        required=True,
+        type=integer,
+        help="id сообщества (или владельца стены)",
+        metavar="ID",
+    )
+    vk.add_argument(
+        "--since", required=True, help="с какой даты: 01.10.2026 или 2026-10-01", metavar="ДАТА"
+    )
 
-    commands.add_parser("classify", help="JSON lines {text} on stdin → classification on stdout")
+    commands.add_parser("classify", help="строки JSON {text} на входе → классификация на выходе")
     corrections = commands.add_parser(
-        "corrections", help="press-office corrections as labelled corpus lines (JSON lines)"
+        "corrections", help="исправления пресс-службы как размеченные строки JSON"
     )
-    corrections.add_argument("--output", "-o", default=None, help="file (default: stdout)")
+    corrections.add_argument(
+        "--output", "-o", default=None, help="файл (по умолчанию вывод на экран)", metavar="ФАЙЛ"
+    )
     commands.add_parser(
-        "train", help="fold the corrections into a local classifier model next to the database"
+        "train", help="обучить местную модель классификатора на исправлениях (рядом с базой)"
     )
     reclassify = commands.add_parser(
         "reclassify",
@@ -84,21 +139,59 @@ def build_parser() -> argparse.ArgumentParser:
     reclassify.add_argument(
         "--until", default=None, help="по какую дату, не включая её (по умолчанию — сейчас)"
     )
-    bench = commands.add_parser("bench", help="the performance benchmarks")
+    bench = commands.add_parser("bench", help="замеры производительности")
     bench.add_argument(
         "suite",
         nargs="?",
         choices=["faults"],
-        help="faults: updates through live `otklik run` processes under kill -9, a database "
-        "outage and API faults (needs PostgreSQL on 127.0.0.1:5432)",
+        help="faults: обновления через живые процессы `otklik run` под kill -9, отключением базы "
+        "и сбоями API (нужен PostgreSQL на 127.0.0.1:5432)",
     )
     bench.add_argument(
-        "--updates", type=int, default=300, help="comments per path (bench faults; default 300)"
+        "--updates",
+        type=int,
+        default=300,
+        help="комментариев на каждый путь (bench faults; по умолчанию 300)",
     )
     bench.add_argument(
-        "--outage", type=float, default=10.0, help="seconds PostgreSQL is cut (default 10)"
+        "--outage",
+        type=float,
+        default=10.0,
+        help="на сколько секунд отключается PostgreSQL (по умолчанию 10)",
+    )
+    web = commands.add_parser(
+        "web", help="веб-панель отдельно от остального (otklik run тоже её показывает)"
+    )
+    web.add_argument(
+        "--listen",
+        default=None,
+        help="адрес и порт (по умолчанию WEB_LISTEN, иначе 127.0.0.1:8081)",
+        metavar="ХОСТ:ПОРТ",
     )
     return parser
+
+
+# The system's own texts for these are English; what an administrator should read instead.
+_OS_ERRORS_RU = {
+    errno.ENOENT: "нет такого файла или папки",
+    errno.EACCES: "нет прав доступа",
+    errno.EPERM: "действие не разрешено",
+    errno.EISDIR: "это папка, а не файл",
+    errno.ENOTDIR: "часть пути — не папка",
+    errno.ENOSPC: "на диске нет места",
+    errno.EROFS: "диск только для чтения",
+    errno.ECONNREFUSED: "сервер не принимает соединения",
+    errno.ETIMEDOUT: "сервер не ответил вовремя",
+    errno.EHOSTUNREACH: "сервер недоступен",
+}
+
+
+def os_error_ru(error: OSError) -> str:
+    """«нет такого файла или папки: /x/y.xlsx» for an OSError; its own text when unknown."""
+    reason = _OS_ERRORS_RU.get(error.errno) if error.errno is not None else None
+    if reason is None:
+        return str(error)
+    return f"{reason}: {error.filename}" if error.filename else reason
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -149,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings(args.env_file)
     except SettingsError as error:
         print(
-            f"otklik: bad settings in {args.env_file} or the environment: {error}", file=sys.stderr
+            f"otklik: ошибка в настройках ({args.env_file} или переменные окружения): {error}",
+            file=sys.stderr,
         )
         raise SystemExit(2) from None
     logsafe.register(settings.secret_values())
@@ -169,6 +263,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"otklik: {error}", file=sys.stderr)
         code = 2
     except OSError as error:  # a file that cannot be written, a database that cannot be reached
-        print(f"otklik: {error}", file=sys.stderr)
+        print(f"otklik: {os_error_ru(error)}", file=sys.stderr)
         code = 2
     raise SystemExit(code)

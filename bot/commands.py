@@ -10,7 +10,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from zoneinfo import ZoneInfo
 
+from bot import ru
 from bot.app import AppContext
 from bot.clock import utc_now
 from bot.config import Settings
@@ -43,6 +45,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         "corrections": _corrections,
         "train": _train,
         "reclassify": _reclassify,
+        "web": _web,
     }[args.command]
     try:
         return await handler(args, settings)
@@ -74,14 +77,14 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     until = parse_time(args.until, settings.TIMEZONE)
     at = parse_time(args.at, settings.TIMEZONE) if args.at else utc_now()
     if until <= since:
-        raise CommandError("--until must be later than --since")
+        raise CommandError(_reversed_period(args.since, args.until))
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
         async with app.sessions() as session:
             if args.page is not None and await session.get(Page, args.page) is None:
                 listed = await pages.all_pages(session)
                 known = ", ".join(f"{p.id} ({p.title or p.external_id})" for p in listed)
-                raise CommandError(f"no page {args.page}; pages: {known or 'none yet'}")
+                raise CommandError(f"страницы {args.page} нет; есть: {known or 'пока ни одной'}")
             report = await build_report(
                 session, since=since, until=until, at=at, page_id=args.page, defaults=app.defaults
             )
@@ -94,9 +97,29 @@ async def _stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _reversed_period(since: str, until: str) -> str:
+    """The error for a period whose end is not after its start, in Russian."""
+    return (
+        f"конец периода (--until {until}) должен быть позже начала (--since {since}); "
+        "--until не входит в период: за 2 ноября — --since 02.11.2026 --until 03.11.2026"
+    )
+
+
 async def _digest(args: argparse.Namespace, settings: Settings) -> int:
     async with open_database(settings.DATABASE_URL) as engine:
         return await print_digest(AppContext.create(settings, engine), args.week, args.send)
+
+
+def _week_of_date(week: str | None, app: AppContext) -> str | None:
+    """«02.11.2026» (or any date) → «2026-W45», the ISO week it falls in; other text as is."""
+    if not week or "w" in week.lower():
+        return week
+    try:
+        day = parse_time(week, app.defaults.timezone, now=app.clock())
+    except TimeFormatError:
+        return week
+    year, number, _ = day.astimezone(ZoneInfo(app.defaults.timezone)).isocalendar()
+    return f"{year}-W{number:02d}"
 
 
 async def print_digest(app: AppContext, week: str | None = None, send: bool = False) -> int:
@@ -104,9 +127,12 @@ async def print_digest(app: AppContext, week: str | None = None, send: bool = Fa
     from bot.services.digest import build_digest, parse_week, plain_text
 
     try:
-        chosen = parse_week(week, app.clock(), app.defaults.timezone)
+        chosen = parse_week(_week_of_date(week, app), app.clock(), app.defaults.timezone)
     except ValueError:
-        raise CommandError(f"--week must look like 2026-W46, got {week!r}") from None
+        raise CommandError(
+            f"--week: ожидается неделя ISO вида 2026-W46 или дата внутри недели "
+            f"(02.11.2026), указано «{week}»"
+        ) from None
     async with app.sessions() as session:
         digest = await build_digest(session, app, chosen)
     print(plain_text(digest.text))
@@ -127,9 +153,9 @@ async def _send_digest(settings: Settings, digest: Digest) -> None:
 
     token = settings.TELEGRAM_BOT_TOKEN
     if token is None:
-        raise CommandError("--send needs TELEGRAM_BOT_TOKEN in .env")
+        raise CommandError("--send: заполните TELEGRAM_BOT_TOKEN в .env")
     if not settings.digest_chat_ids:
-        raise CommandError("--send needs DIGEST_CHAT_IDS in .env")
+        raise CommandError("--send: заполните DIGEST_CHAT_IDS в .env (id чатов для сводки)")
     bot = make_bot(token.get_secret_value(), settings.TELEGRAM_API_SERVER)
     try:
         notifier = TelegramNotifier(bot)
@@ -137,7 +163,7 @@ async def _send_digest(settings: Settings, digest: Digest) -> None:
             try:
                 await send_digest(notifier, chat_id, digest)
             except DeliveryError as error:
-                raise CommandError(f"digest not delivered to {chat_id}: {error}") from None
+                raise CommandError(f"сводка не доставлена в чат {chat_id}: {error}") from None
             print(f"Отправлено в чат {chat_id}")
     finally:
         await bot.session.close()
@@ -155,11 +181,10 @@ async def write_export(
     app: AppContext, since: datetime, until: datetime, fmt: str, output: str | None
 ) -> int:
     """`otklik export`: write the file and print its path."""
-    from bot import ru
     from bot.services.export import build_export
 
     if until <= since:
-        raise CommandError("--until must be later than --since")
+        raise CommandError("конец периода (--until) должен быть позже начала (--since)")
     async with app.sessions() as session:
         exported = await build_export(
             session, since=since, until=until, at=app.clock(), defaults=app.defaults, fmt=fmt
@@ -178,7 +203,9 @@ async def _import(args: argparse.Namespace, settings: Settings) -> int:
         # Exports name accounts "user123"; a bare 123 is the same account.
         number = part.removeprefix("user")
         if not number.isdigit():
-            raise CommandError(f"--staff: {part!r} is not a Telegram user id (123 or user123)")
+            raise CommandError(
+                f"--staff: «{part}» — не id пользователя Telegram (ожидается 123 или user123)"
+            )
         staff.append(number)
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
@@ -190,7 +217,7 @@ async def _backfill(args: argparse.Namespace, settings: Settings) -> int:
 
     since = parse_time(args.since, settings.TIMEZONE)
     if since > datetime.now(UTC) + timedelta(minutes=1):
-        raise CommandError("--since is in the future")
+        raise CommandError(f"--since: дата {args.since} ещё не наступила")
     async with open_database(settings.DATABASE_URL) as engine:
         app = AppContext.create(settings, engine)
         return await backfill_command(app, args.group, since)
@@ -206,7 +233,8 @@ async def _corrections(args: argparse.Namespace, settings: Settings) -> int:
     text = "".join(f"{line}\n" for line in lines)
     if args.output:
         await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
-        print(f"{len(lines)} corrections written to {args.output}", file=sys.stderr)
+        written = ru.quantity(len(lines), "исправление", "исправления", "исправлений")
+        print(f"{written} записано в {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -236,18 +264,11 @@ async def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> TrainSummary:
-    """Run train_local under a tqdm bar on stderr; log records go through the bar."""
-    import logging
-
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
+    """Run train_local under a progress bar on stderr; log records go above the bar."""
+    from bot.progress import progress_bar
     from bot.text import train_local
 
-    with (
-        tqdm(total=1, desc="Обучение модели", unit="шаг", file=sys.stderr, leave=True) as bar,
-        logging_redirect_tqdm(loggers=[logging.getLogger()]),
-    ):
+    with progress_bar(total=1, desc="Обучение модели", unit="шаг", leave=True) as bar:
 
         def progress(done: int, total: int) -> None:
             bar.total = total
@@ -255,6 +276,38 @@ def _train_with_progress(corrections: list[dict[str, object]], path: Path) -> Tr
             bar.refresh()
 
         return train_local(corrections, path, progress)
+
+
+async def _web(args: argparse.Namespace, settings: Settings) -> int:
+    """`otklik web`: the dashboard alone until SIGTERM or Ctrl-C (e.g. on a read replica)."""
+    import signal
+
+    from web.server import DEFAULT_LISTEN, DashboardServer
+
+    listen = args.listen or settings.WEB_LISTEN or DEFAULT_LISTEN
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise CommandError(f"--listen must look like 127.0.0.1:8081, got {listen!r}")
+    if settings.TELEGRAM_BOT_TOKEN is None:
+        print(
+            "otklik web: TELEGRAM_BOT_TOKEN is empty, so nobody can sign in "
+            "(login links and the Mini App are signed with it)",
+            file=sys.stderr,
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_database(settings.DATABASE_URL) as engine:
+        app = AppContext.create(settings, engine)
+        server = DashboardServer(app, listen)
+        await server.start()
+        print(f"Панель Отклика: http://{host or '127.0.0.1'}:{server.bound_port}/", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+    return 0
 
 
 async def _reclassify(args: argparse.Namespace, settings: Settings) -> int:

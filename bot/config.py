@@ -34,7 +34,10 @@ def _split_ids(raw: str, name: str) -> tuple[int, ...]:
         try:
             ids.append(int(part))
         except ValueError:
-            raise SettingsError(f"{name}: {part!r} is not a numeric id") from None
+            raise SettingsError(
+                f"{name}: «{part}» — не числовой id; ожидаются числа через запятую, "
+                "например 123456789,987654321"
+            ) from None
     return tuple(ids)
 
 
@@ -59,23 +62,38 @@ class Settings(BaseSettings):
     SUPERVISOR_IDS: str = ""
     PRESS_CHAT_ID: int | None = None
     DIGEST_CHAT_IDS: str = ""
+    PRESS_CHAT_OPEN: bool = False  # anyone in a press chat may press the reminder buttons
     TIMEZONE: str = "Europe/Moscow"
     WORK_HOURS: str = "09:00-18:00"
     SHORTEN_PREHOLIDAY: bool = False
     SLA_HOURS: float = Field(default=8.0, gt=0)
     SLA_URGENT_HOURS: float = Field(default=4.0, gt=0)
+    # The final answer's deadline: the end of the N-th working day after the day of receipt.
+    FINAL_ANSWER_DAYS: int = Field(default=7, ge=1, le=60)
+    FINAL_ANSWER_URGENT_DAYS: int = Field(default=1, ge=1, le=60)
     WEBHOOK_URL: str | None = None
     WEBHOOK_SECRET: SecretStr | None = None
     WEBHOOK_LISTEN: str = "127.0.0.1:8080"
+    # The dashboard (web/): where it listens and the address people open (links, Mini App).
+    WEB_LISTEN: str | None = None
+    WEB_PUBLIC_URL: str | None = None
     LOG_LEVEL: str = "INFO"
+    # Page health (DESIGN sec. 2): the region's internet audience for penetration (unset: no
+    # penetration), the posting norm per week, and views from a public channel's web preview.
+    REGION_AUDIENCE: int | None = Field(default=None, gt=0)
+    POSTS_PER_WEEK_NORM: float = Field(default=3.0, gt=0)
+    TELEGRAM_PREVIEW_VIEWS: bool = False
 
     @field_validator(
         "PRESS_CHAT_ID",
+        "REGION_AUDIENCE",
         "WEBHOOK_URL",
         "WEBHOOK_SECRET",
         "TELEGRAM_BOT_TOKEN",
         "VK_GROUP_TOKENS",
         "VK_SERVICE_TOKEN",
+        "WEB_LISTEN",
+        "WEB_PUBLIC_URL",
         mode="before",
     )
     @classmethod
@@ -85,19 +103,16 @@ class Settings(BaseSettings):
     @field_validator("TIMEZONE")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        """An IANA name or a Russian city (`Владивосток`), kept as the IANA name."""
+        from bot.timeparse import resolve_timezone
 
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
+        return resolve_timezone(value)
 
     @field_validator("LOG_LEVEL")
     @classmethod
     def _known_level(cls, value: str) -> str:
         if value.upper() not in LOG_LEVELS:
-            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+            raise ValueError(f"ожидается одно из {', '.join(LOG_LEVELS)}, указано «{value}»")
         return value.upper()
 
     @field_validator("DATABASE_URL")
@@ -106,8 +121,8 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0] if "://" in value else ""
         if scheme not in DATABASE_SCHEMES:
             raise ValueError(
-                "must start with sqlite+aiosqlite:/// (a file) or postgresql+asyncpg:// "
-                f"(a server), e.g. {DEFAULT_DATABASE_URL}"
+                "ожидается адрес базы, начинающийся с sqlite+aiosqlite:/// (файл) или "
+                f"postgresql+asyncpg:// (сервер), например {DEFAULT_DATABASE_URL}"
             )
         return value
 
@@ -119,7 +134,8 @@ class Settings(BaseSettings):
         token = self.TELEGRAM_BOT_TOKEN
         if token is not None and not _TOKEN_RE.match(token.get_secret_value()):
             raise SettingsError(
-                "TELEGRAM_BOT_TOKEN does not look like a token from @BotFather (123456:ABC…)"
+                "TELEGRAM_BOT_TOKEN: не похоже на токен от @BotFather "
+                "(ожидается число, двоеточие и ключ: 123456:ABC…)"
             )
         try:
             WorkSchedule.parse(self.TIMEZONE, self.WORK_HOURS, self.SHORTEN_PREHOLIDAY)
@@ -128,7 +144,20 @@ class Settings(BaseSettings):
         _host, sep, port = self.WEBHOOK_LISTEN.rpartition(":")
         if not sep or not port.isdigit():
             raise SettingsError(
-                f"WEBHOOK_LISTEN must look like 127.0.0.1:8080, got {self.WEBHOOK_LISTEN!r}"
+                "WEBHOOK_LISTEN: ожидается адрес и порт, например 127.0.0.1:8080, "
+                f"указано «{self.WEBHOOK_LISTEN}»"
+            )
+        if self.WEB_LISTEN is not None:
+            _host, sep, port = self.WEB_LISTEN.rpartition(":")
+            if not sep or not port.isdigit():
+                raise SettingsError(
+                    f"WEB_LISTEN must look like 127.0.0.1:8081, got {self.WEB_LISTEN!r}"
+                )
+        if self.WEB_PUBLIC_URL is not None and not re.match(
+            r"^https?://[^/\s]+", self.WEB_PUBLIC_URL
+        ):
+            raise SettingsError(
+                "WEB_PUBLIC_URL must be the dashboard's address, e.g. https://otklik.example.ru"
             )
         # Parse every list now: a bad id fails here with the setting's name.
         _ = (self.admin_ids, self.supervisor_ids, self.digest_chat_ids, self.vk_wall_owner_ids)
@@ -166,12 +195,14 @@ class Settings(BaseSettings):
                 continue
             group, sep, token = part.partition(":")
             if not sep or not token.strip():
-                raise SettingsError(f"VK_GROUP_TOKENS: entry {position} is not group_id:token")
+                raise SettingsError(
+                    f"VK_GROUP_TOKENS: запись {position} — не в виде id_сообщества:токен"
+                )
             try:
                 group_id = abs(int(group.strip()))
             except ValueError:
                 raise SettingsError(
-                    f"VK_GROUP_TOKENS: entry {position} has a non-numeric group id"
+                    f"VK_GROUP_TOKENS: в записи {position} id сообщества не число"
                 ) from None
             result[group_id] = SecretStr(token.strip())
         return result
@@ -209,11 +240,50 @@ def load_settings(env_file: str | None = ".env") -> Settings:
         raise SettingsError(describe(error)) from None
 
 
+# pydantic's error types in the words an administrator reads (its own messages are English).
+_EXPECTED_RU = {
+    "int_parsing": "ожидается целое число, например 12",
+    "int_from_float": "ожидается целое число, без дробной части",
+    "float_parsing": "ожидается число, например 8 или 4.5",
+    "bool_parsing": "ожидается true или false (также 1/0, yes/no)",
+    "greater_than": "ожидается число больше {gt}",
+    "greater_than_equal": "ожидается число не меньше {ge}",
+    "less_than": "ожидается число меньше {lt}",
+    "less_than_equal": "ожидается число не больше {le}",
+    "string_type": "ожидается текст",
+    "missing": "не указано",
+}
+# Settings whose submitted value may be shown back: no secrets, no URLs with passwords.
+_SHOWN_VALUES = frozenset(
+    {
+        "PRESS_CHAT_ID",
+        "PRESS_CHAT_OPEN",
+        "SLA_HOURS",
+        "SLA_URGENT_HOURS",
+        "SHORTEN_PREHOLIDAY",
+        "TIMEZONE",
+    }
+)
+
+
 def describe(error: ValidationError) -> str:
-    """One line per bad setting, without the submitted value of a secret."""
+    """One line per bad setting in Russian: what is expected; never the value of a secret."""
     lines = []
-    for problem in error.errors(include_url=False, include_input=False):
+    for problem in error.errors(include_url=False):
         name = ".".join(str(part) for part in problem["loc"])
-        message = str(problem["msg"]).removeprefix("Value error, ")
+        template = _EXPECTED_RU.get(problem["type"])
+        if template is not None:
+            limits = {
+                key: f"{value:g}" if isinstance(value, float) else value
+                for key, value in problem.get("ctx", {}).items()
+            }
+            message = template.format(**limits)
+            given = problem.get("input")
+            if name in _SHOWN_VALUES or (
+                name.endswith(("_DAYS", "_HOURS", "_NORM", "_AUDIENCE")) and "TOKEN" not in name
+            ):
+                message += f", указано «{given}»"
+        else:
+            message = str(problem["msg"]).removeprefix("Value error, ")
         lines.append(f"{name}: {message}" if name else message)
     return "; ".join(lines)

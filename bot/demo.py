@@ -25,6 +25,8 @@ from bot import ru
 from bot.app import AppContext
 from bot.clock import SimulatedClock
 from bot.config import Settings
+from bot.demo_admin import ADMIN, admin_tour, appoint_operator
+from bot.demo_health import plan_page_health, start_refresh
 from bot.sandbox import TelegramSandbox
 from bot.services.policy import page_calendar
 from storage.engine import open_database
@@ -51,6 +53,8 @@ OPERATOR: dict[str, Any] = {
 # Monday 2 November 2026, 08:00 Moscow: the week has the 4 November public holiday.
 START = datetime(2026, 11, 2, 5, 0, tzinfo=UTC)
 OUTPUT = Path("out") / "demo"
+SERVE_SPEED = 60  # --serve: simulated seconds per real second
+SERVE_TICK = timedelta(minutes=5)  # --serve: how often (simulated) the scheduler looks
 
 POSTS = (
     "Губернатор провёл совещание по подготовке к зиме",
@@ -158,6 +162,7 @@ def _demo_settings(
         TELEGRAM_API_SERVER=sandbox.base_url,
         DATABASE_URL=database_url,
         PRESS_CHAT_ID=PRESS_CHAT_ID,
+        ADMIN_IDS=str(ADMIN["id"]),  # appoints the operator (bot/demo_admin.py)
         SUPERVISOR_IDS=str(SUPERVISOR["id"]),
         DIGEST_CHAT_IDS=str(SUPERVISOR["id"]),
         **(vk or {}),
@@ -186,6 +191,10 @@ def _setup_sandbox(sandbox: TelegramSandbox) -> None:
     sandbox.add_chat({"id": PRESS_CHAT_ID, "type": "supergroup", "title": "Пресс-служба"})
     sandbox.add_user(SUPERVISOR)
     sandbox.add_user(OPERATOR)
+    sandbox.add_user(ADMIN)
+    # The bot is an administrator of the channel and of its discussion group (docs/SETUP.md).
+    sandbox.set_admins(CHANNEL_ID, [ADMIN], bot_is_admin=True)
+    sandbox.set_admins(GROUP_ID, [ADMIN], bot_is_admin=True)
 
 
 def _plan(state: DemoState, app: AppContext, days: int) -> None:
@@ -339,6 +348,12 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
         async with TelegramSandbox() as sandbox:
             _setup_sandbox(sandbox)
             sandbox.now = clock
+            from bot.demo_vk import (  # it imports this module's START and DemoState
+                VK_GROUP,
+                VK_TOKEN,
+                VkDemo,
+            )
+
             vk_demo = VkDemo(clock)
             await vk_demo.start()
             settings = _demo_settings(sandbox, url, vk_demo.settings())
@@ -365,28 +380,51 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     )
                 )
                 scheduler = Scheduler(app)
+                closers: list[Any] = []
                 try:
                     await vk_demo.start_intake(app)
                     state = DemoState(sandbox, random.Random(20261102), clock, vk=vk_demo)
                     _plan(state, app, days)
                     vk_demo.plan(state, app, days)
+                    # Page health (bot/demo_health.py): media, members, views, the refresh.
+                    plan_page_health(state, days, START, channel_id=CHANNEL_ID, vk_group=VK_GROUP)
+                    ticks, close_health = await start_refresh(
+                        app,
+                        scheduler,
+                        token=TOKEN,
+                        api_server=sandbox.base_url,
+                        vk_server=vk_demo.sandbox.base_url,
+                        vk_group=VK_GROUP,
+                        vk_token=VK_TOKEN,
+                    )
+                    closers.append(close_health)
                     print(
                         f"Отклик, демонстрация: {ru.quantity(days, 'день', 'дня', 'дней')} "
                         f"с 02.11.2026 (4 ноября — праздник), "
                         f"{ru.quantity(len(state.steps), 'событие', 'события', 'событий')} "
                         "в Telegram и ВКонтакте."
                     )
-                    await _simulate(state, scheduler, days)
+                    await appoint_operator(sandbox, clock, OPERATOR)
+                    later = await _simulate(state, ticks, days)
                     await _show(state, app, sandbox, days)
+                    await admin_tour(sandbox, clock, "oblast_gov", _period(app, days))
                     if serve:
                         print(
                             f"\nПесочницы работают. Telegram Bot API: {sandbox.base_url}, "
                             f"VK API: {vk_demo.sandbox.base_url} "
-                            f"(управление — /_sandbox/). Остановить: Ctrl-C."
+                            f"(управление — /_sandbox/). Время идёт в {SERVE_SPEED} раз "
+                            "быстрее настоящего: минута в песочнице — секунда, напоминания "
+                            "приходят в пресс-чат. Остановить: Ctrl-C."
                         )
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await asyncio.Event().wait()
+                        dashboard = await _serve_dashboard(app)
+                        try:
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await _serve(state, ticks, later)
+                        finally:
+                            await dashboard.stop()
                 finally:
+                    for close in closers:
+                        await close()
                     await vk_demo.stop()
                     with contextlib.suppress(RuntimeError):
                         await dp.stop_polling()
@@ -399,6 +437,32 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
     return 0
 
 
+def _period(app: AppContext, days: int) -> str:
+    """«02.11-11.11»: the simulated days as /stats and /team take them."""
+    last = (START + timedelta(days=days - 1)).astimezone(ZoneInfo(app.defaults.timezone))
+    return f"02.11-{last:%d.%m}"
+
+
+async def _serve_dashboard(app: AppContext) -> Any:
+    """The dashboard on a free local port, with a login link for the demo's supervisor."""
+    from bot.clock import utc_now
+    from bot.services.web_access import issue_login_token, login_url
+    from web.server import DashboardServer
+
+    server = DashboardServer(app, app.settings.WEB_LISTEN or "127.0.0.1:0")
+    await server.start()
+    address = f"http://{server.host}:{server.bound_port}"
+    async with app.sessions() as session:
+        # Credentials live in real time (the demo's clock runs faster, see SERVE_SPEED).
+        token = await issue_login_token(session, SUPERVISOR["id"], utc_now())
+        await session.commit()
+    print(
+        f"Панель Отклика: {address}/ — вход для руководителя (ссылка действует 10 минут, "
+        f"один раз): {login_url(address, token)}"
+    )
+    return server
+
+
 async def _settle(state: DemoState) -> None:
     """Wait until the intake has handled everything injected so far."""
     if state.last_update:
@@ -407,11 +471,18 @@ async def _settle(state: DemoState) -> None:
         await state.vk.settle()
 
 
-async def _simulate(state: DemoState, scheduler: Any, days: int) -> None:
+async def _simulate(state: DemoState, scheduler: Any, days: int) -> list[Step]:
+    """Run the planned days; the steps planned after their end are returned, not run.
+
+    The clock never goes past the end and back: what the press chat got and what /stats and
+    the digest show are as of the same moment. `--serve` runs the later steps as time goes on.
+    """
     end = START + timedelta(days=days)
     tick_every = timedelta(minutes=30)
     next_tick = START
-    for step in sorted(state.steps):
+    steps = sorted(state.steps)
+    later = [step for step in steps if step.at > end]
+    for step in steps[: len(steps) - len(later)]:
         while next_tick <= step.at:
             state.clock.set(next_tick)
             await _settle(state)
@@ -426,6 +497,29 @@ async def _simulate(state: DemoState, scheduler: Any, days: int) -> None:
         next_tick += tick_every
     state.clock.set(end)
     await _settle(state)
+    return later
+
+
+async def _serve(state: DemoState, scheduler: Any, later: list[Step]) -> None:
+    """Keep time running, SERVE_SPEED times faster than real time, until cancelled.
+
+    The steps planned after the simulated days happen when their time comes, and the scheduler
+    ticks every few simulated minutes, so reminders can be watched arriving in the press chat.
+    """
+    pending = list(later)
+    next_tick = state.clock()
+    while True:
+        await asyncio.sleep(1)
+        now = state.clock() + timedelta(seconds=SERVE_SPEED)
+        while pending and pending[0].at <= now:
+            step = pending.pop(0)
+            state.clock.set(step.at)
+            step.action()
+            await _settle(state)
+        state.clock.set(now)
+        if now >= next_tick:
+            await scheduler.tick()
+            next_tick = now + SERVE_TICK
 
 
 async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, days: int) -> None:
@@ -449,21 +543,17 @@ async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, day
         if sandbox.callback_answers:
             print(f"«{buttons[0]}» → {sandbox.callback_answers[-1].get('text', 'ок')}")
 
-    end_day = (
-        (START + timedelta(days=days - 1))
-        .astimezone(ZoneInfo(app.defaults.timezone))
-        .strftime("%d.%m")
-    )
     already = len(sandbox.sent_messages(SUPERVISOR["id"]))
     command = sandbox.inject_message(
-        SUPERVISOR["id"], SUPERVISOR, f"/stats 02.11-{end_day}", date=state.clock()
+        SUPERVISOR["id"], SUPERVISOR, f"/stats {_period(app, days)}", date=state.clock()
     )
     await sandbox.wait_for_confirmed(command["update_id"], timeout=30)
     answers = sandbox.sent_messages(SUPERVISOR["id"])[already:]
-    print(f"\n=== Руководитель: /stats 02.11-{end_day} ===")
+    print(f"\n=== Руководитель: /stats {_period(app, days)} ===")
     for message in answers:
         for upload in message.files:
-            print(f"[график {upload.filename}, {upload.size // 1024} КБ, отправлен в чат]")
+            (OUTPUT / upload.filename).write_bytes(upload.data)
+            print(f"[график отправлен в чат и сохранён: {OUTPUT / upload.filename}]")
         if message.text:
             print(_plain(message.text))
 
@@ -474,145 +564,3 @@ async def _show(state: DemoState, app: AppContext, sandbox: TelegramSandbox, day
     print("\n=== Еженедельная сводка (понедельник 09:00) ===")
     print(digest_service.plain_text(built.text))
     print(f"[график: {OUTPUT / 'digest-2026-W45.png'}]")
-
-
-# ------------------------------------------------------------------------------------- VK part
-# A VK community beside the Telegram channel: the real VkIntake (vk_api's Bots Long Poll over
-# HTTP) against the VK sandbox, fed over the same simulated days.
-
-VK_GROUP = 230_000_001
-VK_TOKEN = "vk1.a.DEMO-community-token"
-VK_ADMIN = 9300
-VK_APPEALS = (
-    "Когда починят дорогу на Заречной? Ямы по колено",
-    "Почему не вывозят мусор с площадки на Полевой, 3? Неделю стоит",
-    "В доме 9 на Школьной нет холодной воды с утра, когда дадут?",
-    "Прошу проверить детскую площадку во дворе Мира, 20 — сломаны качели",
-    "Когда откроют новую поликлинику в микрорайоне Северный?",
-)
-VK_REPLIES = (
-    "Здравствуйте! Ремонт дороги включён в план на май 2027 года, подрядчик — «Дорстрой».",
-    "Добрый день! Управляющая компания вывезла мусор сегодня, график восстановлен.",
-    "Здравствуйте! Аварийная служба водоканала устранила порыв, вода будет до 17:00.",
-)
-
-
-class VkDemo:
-    """The VK sandbox, the VK intake and the simulated community for the demo."""
-
-    def __init__(self, clock: SimulatedClock) -> None:
-        from bot.sandbox.vk import VkSandbox
-
-        self.sandbox = VkSandbox(clock=clock, history_limit=100_000)
-        self.intake: Any = None
-        self.task: asyncio.Task[None] | None = None
-        self.post_id = 0
-
-    async def start(self) -> str:
-        base_url = await self.sandbox.start()
-        self.sandbox.add_group(VK_GROUP, "Администрация областного центра", VK_TOKEN)
-        self.sandbox.add_user(VK_ADMIN, "Ирина", "Соколова")
-        return base_url
-
-    def settings(self) -> dict[str, Any]:
-        return {"VK_GROUP_TOKENS": f"{VK_GROUP}:{VK_TOKEN}", "VK_API_SERVER": self.sandbox.base_url}
-
-    async def start_intake(self, app: AppContext) -> None:
-        from handlers.vk.intake import VkIntake
-
-        self.intake = VkIntake(app, wait=1, rps_delay=0)
-        self.task = asyncio.create_task(self.intake.run(), name="vk-intake")
-        await asyncio.wait_for(self.intake.wait_ready(), 20)
-
-    async def settle(self) -> None:
-        """Until the intake has handled every event the sandbox emitted."""
-        emitted = len(self.sandbox.pending_events(VK_GROUP))
-        async with asyncio.timeout(20):
-            while self.intake.processed < emitted:  # noqa: ASYNC110  (counter of another task)
-                await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        if self.intake is not None:
-            await self.intake.stop()
-        if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-        await self.sandbox.stop()
-
-    def plan(self, state: DemoState, app: AppContext, days: int) -> None:
-        """Wall comments, the community's replies and one dialogue a working day."""
-        rng = random.Random(4_11_2026)
-        calendar = page_calendar(None, app.defaults)
-        box, wall = self.sandbox, -VK_GROUP
-        for day in range(days):
-            morning = START + timedelta(days=day)
-            if (morning + timedelta(hours=3)).weekday() >= 5:
-                continue
-            post_at = morning + timedelta(hours=1, minutes=30)
-
-            def publish(post_at: datetime = post_at, day: int = day) -> None:
-                self.post_id = box.add_post(wall, f"Новости города, день {day + 1}", post_at)
-
-            state.at(post_at, publish)
-            for n in range(rng.randint(2, 4)):
-                moment = post_at + timedelta(minutes=rng.randint(15, 9 * 60))
-                citizen = 300_000 + day * 10 + n
-                text = rng.choice(VK_APPEALS)
-                holder: dict[str, int] = {}
-
-                def comment(
-                    citizen: int = citizen,
-                    text: str = text,
-                    moment: datetime = moment,
-                    holder: dict = holder,
-                ) -> None:
-                    box.add_user(citizen, "Житель", f"№{citizen}")
-                    holder["id"] = box.add_comment(wall, self.post_id, citizen, text, moment)
-                    holder["post"] = self.post_id
-
-                state.at(moment, comment)
-                fate = rng.random()
-                if fate < 0.6:
-                    hours = rng.uniform(0.5, 6) if fate < 0.45 else rng.uniform(9, 16)
-                    reply_at = calendar.add_working_hours(moment, hours)
-
-                    def reply(at: datetime = reply_at, holder: dict = holder) -> None:
-                        box.add_comment(
-                            wall, holder["post"], wall, rng.choice(VK_REPLIES), at, holder["id"]
-                        )
-
-                    state.at(reply_at, reply)
-                elif fate < 0.7:
-                    # Rude, or just inconvenient: the community deletes it.
-                    delete_at = moment + timedelta(hours=1)
-
-                    def delete(holder: dict = holder) -> None:
-                        box.delete_comment(wall, holder["id"], wall)
-
-                    state.at(delete_at, delete)
-            # A dialogue: two messages, then the community answers both at once.
-            peer = 400_000 + day
-            asked = morning + timedelta(hours=rng.uniform(2, 7))
-            for k, text in enumerate(
-                ("Здравствуйте! Когда включат отопление в доме 4 на Лесной?", "В квартире +15")
-            ):
-
-                def write(
-                    peer: int = peer, text: str = text, at: datetime = asked + timedelta(minutes=k)
-                ) -> None:
-                    box.send_community_message(VK_GROUP, peer, peer, text, at)
-
-                state.at(asked + timedelta(minutes=k), write)
-            answer_at = calendar.add_working_hours(asked, rng.uniform(0.5, 4))
-
-            def answer(peer: int = peer, at: datetime = answer_at) -> None:
-                box.send_community_message(
-                    VK_GROUP,
-                    peer,
-                    VK_ADMIN,
-                    "Здравствуйте! Теплосеть подключит дом сегодня до 18:00, проверим лично.",
-                    at,
-                    out=True,
-                )
-
-            state.at(answer_at, answer)

@@ -151,4 +151,78 @@ class RatingEvent:
         _check_aware(self.rated_at, "rated_at")
 
 
-Event = MessageEvent | EditEvent | DeleteEvent | RestoreEvent | ReactionEvent | RatingEvent
+class PostKind(StrEnum):
+    """What a page's own publication carries (page health: the share of video)."""
+
+    VIDEO = "video"
+    CLIP = "clip"  # short vertical video: VK clips, Telegram video notes
+    PHOTO = "photo"
+    TEXT = "text"  # text only
+    POLL = "poll"
+    REPOST = "repost"
+
+
+@dataclass(frozen=True, slots=True)
+class PostEvent:
+    """A page's own publication, new or edited (Telegram channel post, VK wall post)."""
+
+    page: PageRef
+    post_id: str  # unique within the page
+    published_at: datetime  # the platform's own date, aware
+    kind: PostKind
+    text_length: int = 0
+    link: str | None = None
+    comments_open: bool | None = None  # None: the platform did not say
+    edited_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_aware(self.published_at, "published_at")
+        if self.edited_at is not None:
+            _check_aware(self.edited_at, "edited_at")
+
+
+@dataclass(frozen=True, slots=True)
+class PostCountersEvent:
+    """What a platform said about a post's counters at `observed_at`; None: it did not say.
+
+    `gone`: the post is no longer there (deleted); `note`: why some counters are unknown.
+    """
+
+    page: PageRef
+    post_id: str
+    observed_at: datetime
+    views: int | None = None
+    likes: int | None = None  # likes, or the sum of Telegram's reactions
+    reposts: int | None = None
+    comments: int | None = None
+    gone: bool = False
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_aware(self.observed_at, "observed_at")
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribersEvent:
+    """A page's subscriber count at `observed_at` (None with a `note`: it could not be read)."""
+
+    page: PageRef
+    observed_at: datetime
+    subscribers: int | None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_aware(self.observed_at, "observed_at")
+
+
+Event = (
+    MessageEvent
+    | EditEvent
+    | DeleteEvent
+    | RestoreEvent
+    | ReactionEvent
+    | RatingEvent
+    | PostEvent
+    | PostCountersEvent
+    | SubscribersEvent
+)

@@ -23,14 +23,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SOURCE_SETTINGS = (
-    "TELEGRAM_BOT_TOKEN (a bot from @BotFather), or VK_GROUP_TOKENS (group_id:token,...), "
-    "or VK_SERVICE_TOKEN with VK_WALL_OWNER_IDS"
+    "TELEGRAM_BOT_TOKEN (бот от @BotFather), или VK_GROUP_TOKENS (id_сообщества:токен,...), "
+    "или VK_SERVICE_TOKEN вместе с VK_WALL_OWNER_IDS"
 )
 
 
 class NoSourceConfigured(RuntimeError):
     def __init__(self) -> None:
-        super().__init__(f"no source configured: fill {SOURCE_SETTINGS} in .env")
+        super().__init__(f"не настроен ни один источник: заполните в .env {SOURCE_SETTINGS}")
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -75,7 +75,10 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
                 callback=callback,
                 callback_served=settings.has_telegram,
             )
+        if not dashboard_on_webhook(settings) and settings.WEB_LISTEN:
+            await _start_dashboard(app, settings.WEB_LISTEN, stoppers)
         await _start_jobs(app, tasks, stoppers)
+        await _start_health(app, intake, tasks, stoppers)
         settle_after_start()  # bot/memory.py: fewer garbage-collector passes from here on
         waiter = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -161,6 +164,10 @@ async def _start_telegram_webhook(
     if secret_value is None:
         logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post updates")
     server = TelegramWebhook(dp, bot, secret=secret_value, listen=app.settings.WEBHOOK_LISTEN)
+    if dashboard_on_webhook(app.settings):
+        from web.server import mount
+
+        mount(server.application, app)  # one port for /telegram, /vk and the dashboard
     if vk_callback is not None:
         from handlers.vk.callback import register
 
@@ -173,6 +180,25 @@ async def _start_telegram_webhook(
         await bot.session.close()
 
     stoppers.append(stop_webhook)
+
+
+def dashboard_on_webhook(settings: Settings) -> bool:
+    """The dashboard shares the Telegram webhook server unless WEB_LISTEN names another address."""
+    return (
+        settings.has_telegram
+        and bool(settings.WEBHOOK_URL)
+        and settings.WEB_LISTEN in (None, settings.WEBHOOK_LISTEN)
+    )
+
+
+async def _start_dashboard(
+    app: AppContext, listen: str, stoppers: list[Callable[[], Awaitable[None]]]
+) -> None:
+    from web.server import DashboardServer
+
+    server = DashboardServer(app, listen)
+    await server.start()
+    stoppers.append(server.stop)
 
 
 async def _start_vk(
@@ -224,3 +250,27 @@ async def _start_jobs(
     scheduler = Scheduler(app)
     tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     stoppers.append(scheduler.stop)
+
+
+async def _start_health(
+    app: AppContext,
+    intake: Intake,
+    tasks: list[asyncio.Task[object]],
+    stoppers: list[Callable[[], Awaitable[None]]],
+) -> None:
+    """The page-health refresh: subscribers daily, post counters at 24 h, 72 h and 7 days."""
+    from bot.services.health_refresh import HealthRefresh
+    from handlers.health_sources import counter_sources
+
+    sources, closers = counter_sources(app.settings)
+    if not sources:
+        return
+    refresh = HealthRefresh(app.sessions, intake, sources, clock=app.clock)
+    tasks.append(asyncio.create_task(refresh.run(), name="page-health"))
+
+    async def stop_health() -> None:
+        await refresh.stop()
+        for close in closers:
+            await close()
+
+    stoppers.append(stop_health)

@@ -18,14 +18,16 @@ def _parse_range(text: str, what: str) -> tuple[time, time]:
     """Parse "HH:MM-HH:MM" into two times, the first strictly earlier."""
     match = _RANGE_RE.match(text)
     if match is None:
-        raise ValueError(f"{what} must look like 09:00-18:00, got {text!r}")
+        raise ValueError(f"{what}: ожидается интервал вида 09:00-18:00, указано «{text}»")
     hour1, minute1, hour2, minute2 = (int(group) for group in match.groups())
     try:
         first, second = time(hour1, minute1), time(hour2, minute2)
     except ValueError:
-        raise ValueError(f"{what} has an impossible time of day: {text!r}") from None
+        raise ValueError(f"{what}: такого времени суток нет: «{text}»") from None
     if first >= second:
-        raise ValueError(f"{what} must start before it ends (no overnight ranges): {text!r}")
+        raise ValueError(
+            f"{what}: начало должно быть раньше конца (без перехода через полночь): «{text}»"
+        )
     return first, second
 
 
@@ -56,8 +58,8 @@ class WorkSchedule:
             lunch_start, lunch_end = self.lunch
             if not (self.start <= lunch_start < lunch_end <= self.end):
                 raise ValueError(
-                    f"lunch break {lunch_start:%H:%M}-{lunch_end:%H:%M} must lie inside the "
-                    f"working day {self.start:%H:%M}-{self.end:%H:%M}"
+                    f"обеденный перерыв {lunch_start:%H:%M}-{lunch_end:%H:%M} должен быть "
+                    f"внутри рабочего дня {self.start:%H:%M}-{self.end:%H:%M}"
                 )
 
     @classmethod
@@ -71,10 +73,11 @@ class WorkSchedule:
         parts = work_hours.split(",")
         if len(parts) > 2:
             raise ValueError(
-                f"work hours must be a day range and at most one lunch range, got {work_hours!r}"
+                "ожидается рабочий день и не больше одного перерыва, например "
+                f"09:00-18:00,13:00-14:00; указано «{work_hours}»"
             )
-        start, end = _parse_range(parts[0], "work hours")
-        lunch = _parse_range(parts[1], "lunch break") if len(parts) == 2 else None
+        start, end = _parse_range(parts[0], "рабочее время")
+        lunch = _parse_range(parts[1], "обеденный перерыв") if len(parts) == 2 else None
         return cls(
             timezone=timezone.strip(),
             start=start,

@@ -23,14 +23,17 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
     """
     from handlers.telegram import (
         business,
+        channel,
         discussion,
         doubtful,
         membership,
+        onboarding,
         press,
         pressoffice,
         private,
         service,
         supervisors,
+        web,
     )
 
     commands = Router(name="commands")
@@ -40,6 +43,8 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         supervisors.create_router(app),
         pressoffice.create_router(app),
         doubtful.create_router(),
+        onboarding.create_router(app),  # after pressoffice: its startup loads the press chats
+        web.create_router(app),
     )
     group_router = discussion.create_router()
     group_router.message.filter(DiscussionChat(app))
@@ -59,4 +64,5 @@ def setup_telegram_routers(app: AppContext) -> list[Router]:
         private_router,
         open_sessions(membership.create_router()),
         open_sessions(business.create_router()),
+        channel.create_router(),  # a channel's own posts: submitted like comments
     ]

@@ -47,6 +47,9 @@ class Page(SQLModel, table=True):
     work_hours: str | None = Field(default=None, max_length=64)
     sla_hours: float | None = None
     sla_urgent_hours: float | None = None
+    # Working days for the final answer (DESIGN sec. 2, two answer stages); None: the default.
+    final_answer_days: int | None = None
+    final_answer_urgent_days: int | None = None
     press_chat_id: int | None = Field(default=None, sa_type=BigInteger)  # > 32 bits
     is_active: bool = True
     recorded_at: datetime = _recorded()
@@ -146,8 +149,15 @@ class Appeal(SQLModel, table=True):
     frt_work_s: float | None = None  # working seconds in the page's calendar
     final_response_at: datetime | None = _utc()
     final_reply_id: int | None = None
+    # The final-answer stage (bot/services/final_stage.py): its deadline counted from receipt;
+    # after a re-open, a deadline counted from `reopened_at` and the first final reply since.
+    final_deadline: datetime | None = _utc()
+    reopen_deadline: datetime | None = _utc()
+    reanswered_at: datetime | None = _utc()
+    reanswer_reply_id: int | None = None
     # Press-office decisions (who and when are also in `decision`).
     excluded: bool = Field(default=False, index=True)  # «Не обращение»
+    excluded_at: datetime | None = _utc()  # when; «Вернуть» undoes it for a day
     answered_offline_at: datetime | None = _utc()  # «Ответили вне соцсети»
     taken_by: str | None = Field(default=None, max_length=128)  # «Взять в работу»
     taken_at: datetime | None = _utc()
@@ -305,6 +315,9 @@ class OfficialReply(SQLModel, table=True):
     quality_score: float | None = None
     quality_parts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     is_template: bool | None = None  # near-duplicate of replies to other appeals; None: unchecked
+    is_formal: bool | None = (
+        None  # «отписка» (bot/services/quality.is_formal_reply); None: unchecked
+    )
     scored_at: datetime | None = _utc()  # when quality was last computed (recording time)
     edited_at: datetime | None = _utc()
     deleted_at: datetime | None = _utc()
@@ -392,6 +405,36 @@ class ReminderLog(SQLModel, table=True):
     recorded_at: datetime = _recorded()
 
 
+class SentCard(SQLModel, table=True):
+    """One appeal's card in a message the bot sent, so that the message can be edited later.
+
+    A message holds one or several cards (a reminder, a page of the overdue summary); every card
+    of it has a row here with its position. `state` is what the card showed when last rendered
+    (bot/services/cards.py): a different state now means the message is edited.
+    """
+
+    __tablename__ = "sent_card"
+    __table_args__ = (
+        UniqueConstraint("chat_id", "message_id", "appeal_id", name="uq_sent_card"),
+        Index("ix_sent_card_live_sent", "live", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger)  # Telegram chat ids exceed 32 bits
+    message_id: int = Field(sa_type=BigInteger)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    # urgent, half_sla, deadline, final_deadline, reopened (reminders), overdue (summary pages)
+    kind: str = Field(max_length=32)
+    position: int = 0
+    header: str | None = Field(default=None, max_length=512)  # the message's first line (HTML)
+    footer: str | None = Field(default=None, max_length=512)  # «…и ещё 9 обращений» (HTML)
+    more_after: int | None = None  # the «Ещё» button: the next page starts after this appeal
+    sent_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    state: str = Field(default="", max_length=512)
+    live: bool = True  # False once the message cannot be edited (deleted, too old)
+    recorded_at: datetime = _recorded()
+
+
 class IntakeCursor(SQLModel, table=True):
     """Where an intake stopped (Telegram offset, VK long-poll ts, backfill progress)."""
 
@@ -433,6 +476,25 @@ class Relay(SQLModel, table=True):
     citizen_chat_id: int = Field(sa_type=BigInteger)
     citizen_message_id: int
     recorded_at: datetime = _recorded()
+
+
+class WebLogin(SQLModel, table=True):
+    """A one-time dashboard credential: a /web login link or a used Mini App `initData`.
+
+    Only the SHA-256 of the secret is kept (`secret_hash`), so the table gives nobody a way in.
+    A link is used by setting `used_at` in one conditional UPDATE (safe with many workers); a
+    Mini App `initData` is recorded when used, so the same signed data cannot be replayed.
+    """
+
+    __tablename__ = "web_login"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # link, initdata
+    secret_hash: str = Field(max_length=64, unique=True)
+    user_id: str = Field(max_length=64)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+    used_at: datetime | None = _utc()
 
 
 def _earliest(*moments: datetime | None) -> datetime | None:
@@ -477,6 +539,9 @@ def _derive_rollup_keys(appeal: Appeal) -> None:
         if getattr(appeal, name) != bucket:
             setattr(appeal, name, bucket)
 
+
+# The page-health tables (posts, counters, subscribers) belong to the same metadata.
+import storage.health_models  # noqa: E402
 
 # The report rollups follow every write of appeals (registers their execution hooks).
 import storage.rollup  # noqa: E402,F401

@@ -488,14 +488,14 @@ def set_raw_update_status(db: Db, raw_id: int, status: str, note: str | None = N
 
 PAGE_COLUMNS = (
     "id, platform, external_id, kind, title, username, linked_chat_id, timezone, work_hours, "
-    "sla_hours, sla_urgent_hours"
+    "sla_hours, sla_urgent_hours, final_answer_days, final_answer_urgent_days"
 )
 APPEAL_COLUMNS = (
     "id, page_id, thread_id, citizen_id, received_at, topic, urgent, sla_hours, sla_deadline, "
     "messages_count, first_message_id, first_response_at, first_reply_id, frt_s, frt_work_s, "
     "final_response_at, final_reply_id, excluded, answered_offline_at, rating, rated_at, "
     "reopened_at, answered_at, quality_score, answer_templated, first_quality_score, "
-    "first_answer_templated"
+    "first_answer_templated, final_deadline, reopen_deadline, reanswered_at, reanswer_reply_id"
 )
 _APPEAL_TIMES = frozenset(
     {
@@ -507,6 +507,9 @@ _APPEAL_TIMES = frozenset(
         "rated_at",
         "reopened_at",
         "answered_at",
+        "final_deadline",
+        "reopen_deadline",
+        "reanswered_at",
     }
 )
 _APPEAL_FIELDS = tuple(name.strip() for name in APPEAL_COLUMNS.split(","))
@@ -764,7 +767,10 @@ def unfinished_rows(db: Db, thread_id: int, until: datetime) -> list[AppealRow]:
     rows = db.rows(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND excluded = :no "
         "AND received_at <= :until "
-        "AND (final_response_at IS NULL OR final_response_at > :until) ORDER BY received_at",
+        "AND (final_response_at IS NULL OR final_response_at > :until "
+        # Re-opened and waiting for a new final answer (bot/services/final_stage.py).
+        " OR (reopen_deadline IS NOT NULL AND reopened_at <= :until "
+        "     AND (reanswered_at IS NULL OR reanswered_at > :until))) ORDER BY received_at",
         {"thread": thread_id, "until": until, "no": False},
     )
     return [_appeal_row(row) for row in rows]

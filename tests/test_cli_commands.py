@@ -147,7 +147,7 @@ def test_stats_for_an_unknown_page_names_the_known_ones(tmp_path: Path) -> None:
         "stats", "--since", "2026-11-02", "--until", "2026-11-09", "--page", "99", cwd=tmp_path
     )
     assert done.returncode == 2
-    assert "no page 99" in done.stderr and "Traceback" not in done.stderr
+    assert "страницы 99 нет" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
@@ -162,4 +162,4 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 2
-    assert "No such file or directory" in done.stderr and "Traceback" not in done.stderr
+    assert "нет такого файла или папки" in done.stderr and "Traceback" not in done.stderr

@@ -9,8 +9,8 @@ from sqlmodel import select
 
 from bot.app import AppContext
 from bot.services.corrections import UnknownTopic, corpus_lines, correct_topic, topic_code
+from bot.services.decisions import NOT_APPEAL, apply_decision
 from bot.services.ingest import IngestService
-from bot.services.reminders import NOT_APPEAL, apply_decision
 from bot.services.reports import build_report
 from storage.models import Appeal, Decision
 from tests.conftest import MONDAY_10_MSK

@@ -11,6 +11,7 @@ import pytest
 
 from bot.commands import print_digest
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
+from bot.services.decisions import ANSWERED_OFFLINE, NOT_APPEAL, apply_decision
 from bot.services.digest import (
     Week,
     _summary_line,
@@ -18,7 +19,6 @@ from bot.services.digest import (
     parse_week,
     plain_text,
 )
-from bot.services.reminders import ANSWERED_OFFLINE, NOT_APPEAL, apply_decision
 from bot.services.scheduler import Scheduler
 from storage.models import Appeal
 from tests.test_reminders import (
@@ -148,8 +148,9 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     assert digest.previous["total"]["appeals"] == 2
     assert text.startswith("📊 Отклик: итоги недели 2–8 ноября 2026")
     assert "Индекс цифровой зрелости:" in text
-    assert "• ответили: 80 % ▼ −20 п. п." in text  # 4/5 against 2/2
-    assert "• ответили в срок: 60 % ▲ +10 п. п." in text  # 3/5 against 1/2
+    # Every share with its base (issue 12 item 5), as in /stats.
+    assert "• ответили: 4 из 5 обращений, 80 % ▼ −20 п. п." in text  # 4/5 against 2/2
+    assert "• ответили в срок: 3 из 5 с истёкшим сроком, 60 % ▲ +10 п. п." in text  # 1/2 before
     assert "Поступило 5 обращений (неделей раньше — 2)" in text
     assert "(из них 1 вне соцсети)" in text
     assert "• Правительство области: 3 обращения" in text

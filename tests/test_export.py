@@ -130,11 +130,11 @@ async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
     assert figures["Правительство области"]["Обращений"] == 3
     assert figures["Минздрав края"]["Обращений"] == 2
     assert figures["Всего"]["Обращений"] == 5
-    assert figures["Всего"]["Доля отвеченных"] == 0.8
+    assert figures["Всего"]["Доля отвеченных (из всех обращений)"] == 0.8
     assert figures["Всего"]["Из них вне соцсети"] == 1
     assert "90\u00a0% ответов не дольше, ч" in page_headers
     assert not any("быстрее" in str(header) for header in page_headers)
-    share = pages.cell(row=2, column=page_headers.index("Доля отвеченных") + 1)
+    share = pages.cell(row=2, column=page_headers.index("Доля отвеченных (из всех обращений)") + 1)
     assert share.number_format == "0%"
 
 

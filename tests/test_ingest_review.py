@@ -120,9 +120,11 @@ async def test_dissatisfied_return_after_offline_answer_reopens(sessions: Sessio
             citizen(MONDAY_10_MSK + hours(30), "Ничего не сделали, ямы как были, это отписка!")
         )
         await session.commit()
-    assert back.outcome is not Outcome.FOLLOW_UP
-    [appeal, *_] = await _appeals(sessions)
+    # Back to the appeal it answers (issue 12 item 3), not a new appeal under «Другое».
+    assert back.outcome is Outcome.REOPEN
+    [appeal] = await _appeals(sessions)
     assert appeal.reopened_at == MONDAY_10_MSK + hours(30)
+    assert appeal.messages_count == 2
 
 
 async def test_conversation_reply_quoting_one_message_answers_all_unanswered(

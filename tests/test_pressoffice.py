@@ -59,7 +59,9 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def app(sqlite_engine: AsyncEngine, clock: SimulatedClock) -> AppContext:
-    settings = make_settings(PRESS_CHAT_ID=PRESS_CHAT_ID, ADMIN_IDS="9001", SUPERVISOR_IDS="9002")
+    settings = make_settings(
+        PRESS_CHAT_ID=PRESS_CHAT_ID, ADMIN_IDS="9001", SUPERVISOR_IDS="9002", PRESS_CHAT_OPEN=True
+    )
     return AppContext.create(settings, sqlite_engine, clock)
 
 
@@ -164,11 +166,20 @@ async def test_buttons_change_the_metrics_and_keep_who_decided(
     assert [(s.user_id, s.role, s.page_id) for s in staff] == [
         ("7001", "operator", appeals[taken].page_id)
     ]
-    confirmations = [m.text for m in sandbox.sent_messages(PRESS_CHAT_ID)[1:]]
-    assert confirmations == [
-        f"Обращение №{taken} взято в работу: Анна Иванова.",
-        f"Обращение №{not_appeal} отмечено как «не обращение» и не войдёт в показатели.",
-        f"Обращение №{offline} засчитано как отвеченное вне соцсети.",
+    # No message per press: the card itself says what was decided (edited in place).
+    assert sandbox.sent_messages(PRESS_CHAT_ID)[1:] == []
+    card = sandbox.message(PRESS_CHAT_ID, reminder.message_id)
+    assert card is not None
+    text = card["text"].replace("\u00a0", " ")
+    assert "В работе: Анна Иванова с сегодня в 13:10" in text
+    assert "Отмечено как «не обращение» сегодня в 13:15; «Вернуть» — до вт 03.11 в 13:15" in text
+    assert "Ответили вне соцсети сегодня в 13:20" in text
+    buttons = [b["text"] for row in card["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == [
+        f"№{taken} · Взять в работу",
+        f"№{taken} · Не обращение",
+        f"№{taken} · Ответили вне соцсети",
+        f"№{not_appeal} · Вернуть",
     ]
 
     # The deadline reminder is only about the appeal still open, and shows who has it.
@@ -186,7 +197,7 @@ async def test_strangers_are_refused(
     assert intake.bot is not None
     # A reminder that ended up outside the press chat (the discussion group).
     notifier = TelegramNotifier(intake.bot)
-    from bot.services.reminders import appeal_buttons
+    from bot.services.cards import appeal_buttons
 
     await notifier.send_text(GROUP_ID, "Напоминание", appeal_buttons(appeal_id))
     [stray] = sandbox.sent_messages(GROUP_ID)

@@ -33,10 +33,17 @@ class DiesInSend:
         self.notifier = notifier
         self.after_call = after_call
 
-    async def send_text(self, chat_id: int, text: str, buttons: object = None) -> int:
+    async def send_text(
+        self, chat_id: int, text: str, buttons: object = None, *, reply_to: int | None = None
+    ) -> int:
         if not self.after_call:
             raise Killed
-        await self.notifier.send_text(chat_id, text, buttons)  # type: ignore[arg-type]
+        await self.notifier.send_text(chat_id, text, buttons, reply_to=reply_to)  # type: ignore[arg-type]
+        raise Killed
+
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, buttons: object = None
+    ) -> None:
         raise Killed
 
     async def send_photo(self, chat_id: int, png: bytes, caption: str) -> int:

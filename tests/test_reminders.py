@@ -19,14 +19,9 @@ from bot.config import Settings
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from bot.sandbox import TelegramSandbox
 from bot.sandbox.telegram import SentMessage
+from bot.services.cards import content_kind_ru, format_duration, page_title
 from bot.services.ingest import IngestService
-from bot.services.reminders import (
-    ReminderService,
-    TickReport,
-    content_kind_ru,
-    format_duration,
-    page_title,
-)
+from bot.services.reminders import ReminderService, TickReport
 from bot.services.scheduler import Scheduler
 from handlers.telegram.notifier import RateLimiter, TelegramNotifier
 from handlers.telegram.setup import make_bot
@@ -225,6 +220,8 @@ async def test_ladder_across_weekend_and_holiday_with_restart(world: World) -> N
         ("Mon 02.11 13:00", [u]),  # urgent deadline
         ("Mon 02.11 15:00", [a]),  # deadline
         ("Tue 03.11 09:00", sorted([a, u])),  # daily summary of overdue appeals
+        # The urgent appeal's final answer (1 working day from Monday, the day it counts from).
+        ("Tue 03.11 18:00", [u]),
         # Wednesday 4 November is a holiday: nothing at all.
         ("Thu 05.11 09:00", sorted([a, u])),
         ("Thu 05.11 10:00", [b]),  # half of B: Tue 15-18 + Thu 09-10
@@ -234,6 +231,7 @@ async def test_ladder_across_weekend_and_holiday_with_restart(world: World) -> N
     assert ids["C"] not in {i for _, group in timeline for i in group}
     texts = [re.sub(r"<[^>]+>", "", m.text or "").replace("\u00a0", " ") for m in sent]
     assert "Срочное обращение" in texts[0]
+    assert "Истёк срок ответа по существу" in texts[5]
     assert "Напоминание: 2 обращения ждут ответа" in texts[1]
     # Each card and its buttons carry the appeal id (as the confirmation and /topic do), never
     # a position in the list.
@@ -249,7 +247,7 @@ async def test_ladder_across_weekend_and_holiday_with_restart(world: World) -> N
     assert "Прошла половина срока ответа" in texts[1]
     assert "Срок ответа истёк" in texts[3]
     assert "просрочены 2 обращения" in texts[4]
-    assert "просрочено 3 обращения" not in texts[8] and "просрочены 3 обращения" in texts[8]
+    assert "просрочено 3 обращения" not in texts[9] and "просрочены 3 обращения" in texts[9]
     # Every reminder links straight to the comment and has the three buttons.
     assert 'href="https://t.me/c/1000000002/101?thread=10"' in sent[3].params["text"]
     labels = [b["text"] for row in sent[3].reply_markup["inline_keyboard"] for b in row]  # type: ignore[index]
@@ -259,7 +257,7 @@ async def test_ladder_across_weekend_and_holiday_with_restart(world: World) -> N
     keys = [(r.kind, r.chat_id, r.due_key) for r in rows]
     assert len(keys) == len(set(keys))
     assert sorted((r.kind, r.status) for r in rows) == sorted(
-        [("urgent", "sent")]
+        [("urgent", "sent"), ("final_deadline", "sent")]
         + [("half_sla", "sent"), ("deadline", "sent")] * 3
         # Friday and Monday at 09:00 nothing was overdue yet: no summary went out.
         + [("overdue_daily", "skipped")] * 2
@@ -341,8 +339,8 @@ async def test_deadline_at_end_of_day_is_sent_on_time(world: World) -> None:
     assert "Срок ответа истёк" in (world.sandbox.sent_messages(PRESS_CHAT)[0].text or "")
 
 
-async def test_summary_of_many_overdue_says_what_an_operator_can_do(world: World) -> None:
-    """17 overdue appeals: 15 listed oldest first, the rest counted, no command operators lack."""
+async def test_summary_of_many_overdue_is_a_page_of_whole_cards_with_more(world: World) -> None:
+    """17 overdue appeals: the first 8, oldest first, each with its buttons, then «Ещё»."""
     ids = []
     for number in range(17):
         sent_at = msk(11, 2, 9, number)
@@ -357,22 +355,19 @@ async def test_summary_of_many_overdue_says_what_an_operator_can_do(world: World
     before = len(world.sandbox.sent_messages(PRESS_CHAT))
     world.clock.set(msk(11, 3, 9))
     await Scheduler(world.app).tick()
-    # A long summary is split into several messages; the buttons come with the last one.
-    parts = world.sandbox.sent_messages(PRESS_CHAT)[before:]
-    summary = parts[-1]
-    text = re.sub(r"<[^>]+>", "", "\n".join(m.text or "" for m in parts)).replace("\u00a0", " ")
+    # One message: a page of whole cards, every one of them with its buttons.
+    [summary] = world.sandbox.sent_messages(PRESS_CHAT)[before:]
+    text = re.sub(r"<[^>]+>", "", summary.text or "").replace("\u00a0", " ")
     assert "просрочено 17 обращений" in text
-    assert all(f"№{i} ·" in text for i in ids[:15])
-    assert all(f"№{i} ·" not in text for i in ids[15:])
-    assert text.endswith(
-        "…и ещё 2 обращения, просроченных позже. Здесь — 15 самых давних; остальные появятся"
-        " в сводке, когда с этими разберутся. Полный список — в выгрузке /export"
-        " (статус «просрочено»), её получают руководители пресс-службы."
-    )
+    assert all(f"№{i} ·" in text for i in ids[:8])
+    assert all(f"№{i} ·" not in text for i in ids[8:])
+    assert text.endswith("…и ещё 9 обращений: кнопка «Ещё» покажет следующие.")
     assert "/overdue" not in text
     assert appeal_ids(summary) == ids[:8]
     labels = [b["text"] for row in summary.reply_markup["inline_keyboard"] for b in row]  # type: ignore[index]
     assert labels[0] == f"№{ids[0]} · Взять в работу"
+    more = summary.reply_markup["inline_keyboard"][-1]  # type: ignore[index]
+    assert more == [{"text": "Ещё ›", "callback_data": f"ov:{ids[7]}"}]
 
 
 def test_content_kinds_and_page_titles_are_russian() -> None:
@@ -394,3 +389,18 @@ def test_format_duration() -> None:
     assert format_duration(2 * 3600 + 15 * 60) == "2\u00a0ч\u00a015\u00a0мин"
     assert format_duration(27 * 3600) == "1\u00a0дн\u00a03\u00a0ч"
     assert format_duration(3 * 3600) == "3\u00a0ч"
+
+
+async def test_card_links_to_the_appeal_in_the_dashboard(tmp_path: Path) -> None:
+    """With WEB_PUBLIC_URL every card links to the appeal's timeline in the dashboard."""
+    world = await make_world(tmp_path, msk(11, 2, 9), WEB_PUBLIC_URL="https://otklik.example.ru/")
+    try:
+        appeal = await world.ingest(citizen_event(msk(11, 2, 9), ROADS, "801", 501))
+        world.clock.set(msk(11, 2, 17, 30))
+        await Scheduler(world.app).tick()
+        [card, *_] = world.sandbox.sent_messages(PRESS_CHAT)
+        assert f'<a href="https://otklik.example.ru/appeals/{appeal}">В панели</a>' in (
+            card.message.get("text_html") or card.params.get("text") or ""
+        )
+    finally:
+        await close_world(world)

@@ -117,6 +117,7 @@ class Outbox:
 
     sent: list[Outgoing] = field(default_factory=list)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    edits: list[tuple[int, int, str]] = field(default_factory=list)
 
     def to(self, chat_id: int) -> list[Outgoing]:
         return [m for m in self.sent if m.chat_id == chat_id]
@@ -149,8 +150,20 @@ class RecordingNotifier:
         self.sends += 1
         return message_id
 
-    async def send_text(self, chat_id: int, text: str, buttons: Keyboard | None = None) -> int:
+    async def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        buttons: Keyboard | None = None,
+        *,
+        reply_to: int | None = None,
+    ) -> int:
         return await self._send(chat_id, "text", text, buttons)
+
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, buttons: Keyboard | None = None
+    ) -> None:
+        self.outbox.edits.append((chat_id, message_id, text))
 
     async def send_photo(self, chat_id: int, png: bytes, caption: str) -> int:
         assert png.startswith(b"\x89PNG")

@@ -61,10 +61,25 @@ def test_parse_stats_args(
     assert (request.since, request.until, request.page_query) == (since, until, page)
 
 
-@pytest.mark.parametrize("args", ["31.02-01.03", "15.11.2026-01.11.2026"])
+@pytest.mark.parametrize(
+    "args", ["31.02-01.03", "15.11.2026-01.11.2026", "11.11-01.11", "01.06-01.03", "32.11"]
+)
 def test_parse_stats_args_rejects(args: str) -> None:
     with pytest.raises(StatsRequestError):
         parse_stats_args(args, NOW, "Europe/Moscow")
+
+
+def test_reversed_period_is_refused_in_russian_not_taken_as_a_year() -> None:
+    with pytest.raises(StatsRequestError) as caught:
+        parse_stats_args("11.11-01.11", NOW, "Europe/Moscow")
+    message = str(caught.value)
+    assert "Конец периода (01.11.2026) раньше начала (11.11.2026)" in message
+    assert "01.11-11.11" in message  # the same dates in order, as a hint
+
+
+def test_russian_dates_with_short_years_in_stats() -> None:
+    request = parse_stats_args("2.11.26-15.11.26", NOW, "Europe/Moscow")
+    assert (request.since, request.until) == (local(2), local(16))
 
 
 @pytest.fixture

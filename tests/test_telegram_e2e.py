@@ -165,7 +165,8 @@ async def test_stop_mid_stream_and_restart_loses_nothing(
     assert done_before >= 1
     assert await _count(tg_app, CitizenMessage) == total
     assert await _count(tg_app, Appeal) == total
-    assert await _count(tg_app, RawUpdate) == total + 1  # + the post's automatic forward
+    # + the channel post (page health) and its automatic forward
+    assert await _count(tg_app, RawUpdate) == total + 2
     assert sandbox.pending_updates() == 0  # the graceful stop confirmed the last offset
 
 
@@ -308,8 +309,8 @@ async def test_bad_input_is_stored_or_skipped_never_lost(
         reply_to=never_seen,
         date=MONDAY_10_MSK,
     )
-    await intake.wait_processed(7)
-    assert await _count(tg_app, RawUpdate) == 7
+    await intake.wait_processed(8)
+    assert await _count(tg_app, RawUpdate) == 8  # with the channel post itself (page health)
     async with tg_app.sessions() as session:
         kinds = sorted(m.content_kind for m in (await session.exec(select(CitizenMessage))).all())
         unknown = (await session.exec(select(RawUpdate).where(RawUpdate.status == "skipped"))).all()

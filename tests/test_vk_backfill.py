@@ -104,7 +104,8 @@ async def test_backfill_loads_posts_threads_and_dialogues_with_retries(
     code = await backfill_command(app, GROUP_ID, SINCE, rps_delay=0, retry=FAST_RETRY)
     assert code == 0
     out, err = capsys.readouterr()
-    assert "3 posts" in out and "VK" in err  # summary on stdout, tqdm bar on stderr
+    # The summary on stdout, in Russian; the progress bar on stderr.
+    assert "прочитано постов: 3," in out and "ВКонтакте" in err
     # 105 + 13 in the thread + 1 + the dialogue's citizen message: all citizen messages.
     assert await count(app, CitizenMessage) == 105 + 13 + 1 + 1
     assert await count(app, OfficialReply) == 2
@@ -130,7 +131,7 @@ async def test_backfill_resumes_after_an_interruption(
     # The token dies on the second post: the run stops, the first post is done.
     sandbox.fail_next("wall.getComments", 5, when={"post_id": threaded})
     assert await backfill_command(app, GROUP_ID, SINCE, rps_delay=0, retry=FAST_RETRY) == 1
-    assert "Run the same command again" in capsys.readouterr().err
+    assert "Запустите ту же команду ещё раз" in capsys.readouterr().err
     async with app.sessions() as session:
         cursor = json.loads(await repo.get_cursor(session, backfill_cursor(WALL)) or "{}")
     assert cursor["post"] == busy

@@ -26,6 +26,7 @@ from handlers.vk import callback as vk_callback
 from handlers.vk import delivery as vk_delivery
 from handlers.vk.callback import VkCallbackHandler, VkCallbackServer
 from storage.engine import create_engine, session_factory
+from storage.health_models import Post
 from storage.models import Appeal, CitizenMessage, Page, RawUpdate
 from tests.conftest import MONDAY_10_MSK, make_settings
 from tests.telegram_harness import TOKEN as TELEGRAM_TOKEN
@@ -141,6 +142,11 @@ async def test_confirmation_then_comment_and_reply_make_an_answered_appeal(
     assert [r.source for r in raws] == [f"vk:{GROUP_ID}"] * 3
     assert [r.update_key for r in raws] == [d.event_id for d in sandbox.deliveries]
     assert all("secret" not in r.payload for r in raws)  # the secret is not stored
+    async with app.sessions() as session:
+        # wall_post_new by the Callback API: the community's post, for page health.
+        (recorded,) = (await session.exec(select(Post))).all()
+        assert (recorded.external_id, recorded.kind) == (str(post), "text")
+        assert recorded.published_at == T0 - timedelta(days=1)
 
 
 async def test_wrong_secret_and_unknown_community_are_refused(

@@ -265,14 +265,18 @@ def test_parse_valid() -> None:
 @pytest.mark.parametrize(
     ("timezone", "work_hours", "message"),
     [
-        ("Europe/Moscow", "9-18", "must look like"),
-        ("Europe/Moscow", "", "must look like"),
-        ("Europe/Moscow", "09:00-25:00", "impossible time"),
-        ("Europe/Moscow", "18:00-09:00", "start before it ends"),
-        ("Europe/Moscow", "09:00-09:00", "start before it ends"),
-        ("Europe/Moscow", "09:00-18:00,19:00-20:00", "inside the working day"),
-        ("Europe/Moscow", "09:00-18:00,14:00-13:00", "start before it ends"),
-        ("Europe/Moscow", "09:00-18:00,13:00-14:00,15:00-16:00", "at most one lunch"),
+        ("Europe/Moscow", "9-18", "ожидается интервал вида 09:00-18:00"),
+        ("Europe/Moscow", "", "ожидается интервал вида"),
+        ("Europe/Moscow", "09:00-25:00", "такого времени суток нет"),
+        ("Europe/Moscow", "18:00-09:00", "начало должно быть раньше конца"),
+        ("Europe/Moscow", "09:00-09:00", "начало должно быть раньше конца"),
+        ("Europe/Moscow", "09:00-18:00,19:00-20:00", "внутри рабочего дня"),
+        (
+            "Europe/Moscow",
+            "09:00-18:00,14:00-13:00",
+            "обеденный перерыв: начало должно быть раньше",
+        ),
+        ("Europe/Moscow", "09:00-18:00,13:00-14:00,15:00-16:00", "не больше одного перерыва"),
         ("Europe/Moskva", "09:00-18:00", "unknown time zone"),
         ("", "09:00-18:00", "unknown time zone"),
     ],
@@ -370,3 +374,35 @@ def test_next_working_moment_is_working(calendar: WorkCalendar, moment: datetime
     if not calendar.is_working_time(moment):
         # Every working interval is far longer than 3.6 s.
         assert calendar.add_working_hours(moment, 1e-3) == nxt + timedelta(seconds=3.6)
+
+
+@pytest.mark.parametrize(
+    ("received", "days", "due"),
+    [
+        # DESIGN sec. 2: Monday 10:00, N = 7 → the next Wednesday 18:00.
+        (msk(2026, 11, 9, 10), 7, msk(2026, 11, 18, 18)),
+        # Wednesday 4 November is a holiday: Mon 2 → Tue 3, Thu 5, Fri 6, Mon 9 … Thu 12.
+        (msk(2026, 11, 2, 10), 7, msk(2026, 11, 12, 18)),
+        # After hours: counted from Tuesday, the next working day → Thursday of the next week.
+        (msk(2026, 11, 9, 20), 7, msk(2026, 11, 19, 18)),
+        # Before the working day starts: that day is the day of receipt.
+        (msk(2026, 11, 9, 7), 7, msk(2026, 11, 18, 18)),
+        # Urgent (N = 1) on a Saturday: from Monday → Tuesday 18:00.
+        (msk(2026, 11, 7, 12), 1, msk(2026, 11, 10, 18)),
+        # Tuesday 3 November, N = 1: the holiday is skipped → Thursday 5 November.
+        (msk(2026, 11, 3, 17, 59), 1, msk(2026, 11, 5, 18)),
+    ],
+)
+def test_final_answer_deadline_is_the_end_of_the_nth_working_day(
+    received: datetime, days: int, due: datetime
+) -> None:
+    calendar = calendar_for("Europe/Moscow", "09:00-18:00")
+    assert calendar.end_of_working_day_after(received, days) == due
+
+
+def test_final_answer_deadline_in_the_pages_zone_and_hours() -> None:
+    """Vladivostok, 08:00-17:00 with lunch: the end of the last interval of the day."""
+    calendar = calendar_for("Asia/Vladivostok", "08:00-17:00,12:00-13:00")
+    vvo = ZoneInfo("Asia/Vladivostok")
+    received = datetime(2026, 11, 9, 10, tzinfo=vvo)
+    assert calendar.end_of_working_day_after(received, 7) == datetime(2026, 11, 18, 17, tzinfo=vvo)

@@ -38,6 +38,7 @@ from bot.events import (
     ThreadKind,
     ThreadRef,
 )
+from bot.progress import progress_bar
 from bot.services.ingest import Outcome
 from bot.services.intake import Intake, IntakeJob
 from bot.services.quality import score_replies
@@ -94,7 +95,9 @@ class ExportReader:
     def read_header(self) -> dict[str, Any]:
         while (match := _MESSAGES_RE.search(self.buffer)) is None:
             if not self._read():
-                raise ExportFormatError('no "messages" array: not a Telegram Desktop chat export')
+                raise ExportFormatError(
+                    "нет массива messages: это не выгрузка чата из Telegram Desktop"
+                )
         prefix = self.buffer[: match.start()].rstrip().rstrip(",")
         try:
             self.header = json.loads(prefix + "}") if prefix.lstrip().startswith("{") else {}
@@ -113,7 +116,7 @@ class ExportReader:
                     break
                 self.buffer, position = "", 0
                 if not self._read():
-                    raise ExportFormatError("the export ends inside the messages array")
+                    raise ExportFormatError("файл обрывается посреди списка сообщений")
             if self.buffer[position] == "]":
                 return
             try:
@@ -122,7 +125,9 @@ class ExportReader:
                 # Most likely the object continues in the next chunk.
                 self.buffer, position = self.buffer[position:], 0
                 if not self._read():
-                    raise ExportFormatError("a message in the export is not valid JSON") from None
+                    raise ExportFormatError(
+                        "одно из сообщений в выгрузке — не корректный JSON"
+                    ) from None
                 continue
             position = end
             if position > CHUNK_CHARS:
@@ -299,7 +304,7 @@ async def import_telegram_export(
     with open(path, encoding="utf-8") as stream:  # noqa: ASYNC230
         header = ExportReader(stream).read_header()
     if "id" not in header:
-        raise ExportFormatError("the export has no chat id: export a single chat as JSON")
+        raise ExportFormatError("в выгрузке нет id чата: выгрузите один чат в формате JSON")
     internal_id = str(header["id"])
     group_chat_id = f"-100{internal_id}"
     page = find_page(path, group_chat_id, header.get("name"))
@@ -314,37 +319,34 @@ async def import_telegram_export(
             await repo.add_staff(session, Platform.TELEGRAM.value, staff_id, page_id=page_id)
         await session.commit()
 
-    bar = tqdm(
-        total=os.path.getsize(path),  # noqa: ASYNC240
-        unit="B",
-        unit_scale=True,
-        desc="import",
-        file=sys.stderr,
-        disable=not progress,
-    )
-    try:
-        with open(path, encoding="utf-8") as stream:  # noqa: ASYNC230
-            reader = ExportReader(stream, bar)
-            reader.read_header()
-            batch: list[Event] = []
-            for item in reader.messages():
-                if item.get("type") != "message" or "id" not in item:
-                    summary.skipped += 1
-                    continue
-                event = translator.event(item)
-                if event is None:
-                    summary.outcomes["post"] += 1
-                    continue
-                batch.append(event)
-                batch.extend(translator.reactions(item))
-                summary.messages += 1
-                if summary.messages % BATCH == 0:
-                    await _ingest(intake, batch, summary)
-                    batch = []
-            await _ingest(intake, batch, summary)
-    finally:
-        bar.close()
-
+    with (
+        progress_bar(
+            total=os.path.getsize(path),  # noqa: ASYNC240
+            unit="Б",
+            unit_scale=True,
+            desc="Импорт",
+            enabled=progress,
+        ) as bar,
+        open(path, encoding="utf-8") as stream,  # noqa: ASYNC230
+    ):
+        reader = ExportReader(stream, bar)
+        reader.read_header()
+        batch: list[Event] = []
+        for item in reader.messages():
+            if item.get("type") != "message" or "id" not in item:
+                summary.skipped += 1
+                continue
+            event = translator.event(item)
+            if event is None:
+                summary.outcomes["post"] += 1
+                continue
+            batch.append(event)
+            batch.extend(translator.reactions(item))
+            summary.messages += 1
+            if summary.messages % BATCH == 0:
+                await _ingest(intake, batch, summary)
+                batch = []
+        await _ingest(intake, batch, summary)
     async with sessions() as session:
         summary.scored = await score_replies(session, page_id=page_id)
         await session.commit()

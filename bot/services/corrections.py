@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services.reminders import NOT_APPEAL
+from bot.services.decisions import NOT_APPEAL
 from bot.text import TOPIC_TITLES_RU, TOPICS, corrections_to_corpus
 from storage.models import Appeal, CitizenMessage, Decision
 

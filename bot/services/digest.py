@@ -23,7 +23,8 @@ from bot import ru
 from bot.app import AppContext
 from bot.config import Settings
 from bot.ru import MONTHS_GENITIVE, NBSP
-from bot.services import reminder_log, reports
+from bot.services import reminder_log, reports, shares
+from bot.services.health_text import digest_section
 from bot.services.notify import MAX_CAPTION, DeliveryError, Notifier
 from bot.services.reminders import (
     RETRY_BASE,
@@ -161,17 +162,35 @@ def _index_lines(total: dict[str, Any], before: dict[str, Any]) -> list[str]:
         f"<b>Индекс цифровой зрелости: {_score(index)}</b> "
         + _change(index, before.get("maturity_index"), share=False)
     ]
-    parts = (
-        ("ответили", "answered_share", True, _percent),
-        ("ответили в срок", "within_sla_share", True, _percent),
-        ("качество ответов", "quality_mean", False, _score),
-        ("довольны ответом", "csat", True, _percent),
+    figures = shares.from_json(total)
+    # Every share with its base, worded as in /stats (bot/services/shares.py).
+    parts: tuple[tuple[str, str, bool, str], ...] = (
+        ("ответили", "answered_share", True, shares.answered(figures)),
+        ("ответили в срок", "within_sla_share", True, shares.in_time(figures)),
+        ("качество ответов", "quality_mean", False, _score(total.get("quality_mean"))),
+        ("довольны ответом", "csat", True, shares.csat(figures)),
     )
-    for label, key, is_share, show in parts:
-        lines.append(
-            f"• {label}: {show(total.get(key))} "
-            + _change(total.get(key), before.get(key), share=is_share)
+    if figures.final_expired or figures.final_pending:
+        parts += (
+            (
+                "ответ по существу в срок",
+                "final_within_deadline_share",
+                True,
+                shares.final_in_time(figures),
+            ),
         )
+    for label, key, is_share, shown in parts:
+        if key == "csat" and not figures.rated:
+            continue
+        lines.append(
+            f"• {label}: {shown} " + _change(total.get(key), before.get(key), share=is_share)
+        )
+    formal = total.get("formal_replies") or 0
+    if formal:
+        lines.append(f"• похожи на отписку: {ru.quantity(formal, 'ответ', 'ответа', 'ответов')}")
+    reopened = total.get("reopened") or 0
+    if reopened:
+        lines.append(f"• вернулись недовольными: {appeals_count(reopened)}")
     return [line.rstrip() for line in lines]
 
 
@@ -212,11 +231,11 @@ def _page_lines(pages: list[dict[str, Any]], before: dict[int, dict[str, Any]]) 
         change = _change(index, previous.get("maturity_index"), share=False)
         change = change if change.startswith(("▲", "▼")) else ""
         title = html.escape(page.get("title") or f"страница {page['page_id']}")
-        answered = _percent(page.get("answered_share"))
-        in_time = _percent(page.get("within_sla_share"))
+        figures = shares.from_json(page)
         line = (
-            f"• <b>{title}</b>: {appeals_count(page.get('appeals', 0))}, ответили {answered}, "
-            f"в срок {in_time}, индекс {_score(index)} {change}"
+            f"• <b>{title}</b>: {appeals_count(page.get('appeals', 0))},"
+            f" ответили {shares.answered(figures)}, "
+            f"в срок {shares.in_time(figures)}, индекс {_score(index)} {change}"
         )
         lines.append(line.rstrip())
     rest = len(ordered) - PAGES_LISTED
@@ -314,15 +333,23 @@ async def build_digest(session: AsyncSession, app: AppContext, week: Week) -> Di
     ]
     if report["pages"]:
         blocks.append(_page_lines(report["pages"], before_pages))
+        blocks.append(digest_section(report["pages"], before_pages, figures.best_post))
     blocks.append(_slowest_lines(figures.slowest))
     blocks.append(_overdue_lines(figures, at, timezone))
     blocks.append(_topic_lines(total.get("topics") or {}))
     text = "\n\n".join("\n".join(block) for block in blocks if block)
     # Imported here: matplotlib takes a while to load and the chart is needed once a week.
-    from bot.services.charts import stats_chart_png
+    from bot.services.charts import chart_marks, stats_chart_png
+    from bot.services.policy import page_calendar
 
     title = f"Обращения за неделю {week.label()}"
-    chart = stats_chart_png(figures.series, title)
+    marks = chart_marks(
+        figures.series,
+        page_calendar(None, app.defaults),
+        sla_hours=app.defaults.sla_hours,
+        today=at.astimezone(ZoneInfo(timezone)).date(),
+    )
+    chart = stats_chart_png(figures.series, title, marks)
     caption = f"📈 {title}: по дням и по статусу ответа."[:MAX_CAPTION]
     return Digest(week, text, chart, caption, report, before)
 

@@ -8,8 +8,8 @@ so a person decides.
 Cards are planned and sent like reminders (bot/services/reminders.py): each tick inserts a
 `reminder_log` row of kind `doubtful` keyed by the message id (the unique key means a restart or
 a second worker never plans a card twice), then sends the pending rows inside the page's working
-hours, retrying failed sends later. A card whose message became an appeal, was deleted or was
-decided meanwhile is `cancelled`.
+hours with the same send states (bot/services/reminder_log.py), retrying failed sends later. A
+card whose message became an appeal, was deleted or was decided meanwhile is `cancelled`.
 
 Either answer is a correction like /topic or «Не обращение» under a reminder: a `decision` row
 with who and when, exported by `otklik corrections` and learnt by `otklik train`. «Это
@@ -32,20 +32,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
 from bot.ids import row_id
-from bot.services import quality
+from bot.services import quality, reminder_log
+from bot.services.cards import content_kind_ru, format_moment, page_title
 from bot.services.corrections import IS_APPEAL
+from bot.services.decisions import NOT_APPEAL
 from bot.services.ingest import IngestService
 from bot.services.notify import Button, DeliveryError, Notifier
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.reminders import (
-    NOT_APPEAL,
     RETRY_BASE,
     RETRY_MAX,
     TickReport,
-    content_kind_ru,
-    format_moment,
     may_send_now,
-    page_title,
     pages_by_chat,
 )
 from bot.text import TOPIC_TITLES_RU
@@ -411,9 +409,13 @@ class DoubtfulService:
         now: datetime,
         report: TickReport,
     ) -> bool:
+        # «sending» committed before the call, «sent» right after it (bot/services/reminder_log):
+        # a crash inside the send is sent again after its lease, saying it may be a repeat.
+        text = await reminder_log.begin(self.session, [row], text, now)
         try:
             message_id = await notifier.send_text(row.chat_id, text, buttons)
         except DeliveryError as error:
+            reminder_log.failed([row])
             row.attempts += 1
             delay = min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
             row.last_error = str(error)[:500]

@@ -25,8 +25,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import ru
 from bot.logsafe import scrub
+from bot.services import final_stage
+from bot.services.cards import page_title
+from bot.services.health_export import add_health_sheet
 from bot.services.policy import PageDefaults, page_calendar
-from bot.services.reminders import page_title
 from bot.services.report_text import (
     PeriodError,
     join_dashes,
@@ -154,6 +156,9 @@ APPEAL_COLUMNS: list[tuple[str, str, float]] = [
     ("quality", "Качество ответа (0–100)", 12),
     ("rating", "Оценка гражданина", 12),
     ("reopened", "Вернулся недовольным", 12),
+    ("final_deadline", "Срок ответа по существу", 17),
+    ("final_status", "Ответ по существу", 22),
+    ("formal", "Отписка", 9),
     ("deleted_by_page", "Удалено страницей", 12),
     ("link", "Ссылка", 45),
 ]
@@ -164,6 +169,13 @@ DATETIME_KEYS = {
     "final_response_at",
     "answered_offline_at",
     "taken_at",
+    "final_deadline",
+}
+FINAL_STATUS_RU = {
+    final_stage.IN_TIME: "дан в срок",
+    final_stage.LATE: "дан с опозданием",
+    final_stage.OVERDUE: "просрочен",
+    final_stage.PENDING: "срок не вышел",
 }
 
 
@@ -210,6 +222,13 @@ async def appeal_rows(
     if page_id is not None:
         query = query.where(Appeal.page_id == page_id)
     appeals = (await session.exec(query.order_by(col(Appeal.received_at), col(Appeal.id)))).all()
+    return await rows_of(session, appeals, at=at, defaults=defaults)
+
+
+async def rows_of(
+    session: AsyncSession, appeals: Sequence[Appeal], *, at: datetime, defaults: PageDefaults
+) -> list[AppealRow]:
+    """The given appeals as export rows, in their order, with their replies and decisions."""
     pages: dict[int, Page] = {}
     rows: list[AppealRow] = []
     for appeal in appeals:
@@ -251,6 +270,7 @@ async def appeal_rows(
             if answered
             else None
         )
+        stage = await final_stage.final_stage(session, appeal, at)
         values: dict[str, Any] = {
             "id": appeal.id,
             "page": page_title(page),
@@ -263,6 +283,14 @@ async def appeal_rows(
             "final_response_at": _local(_known(appeal.final_response_at, at), zone),
             "answered_offline_at": _local(_known(appeal.answered_offline_at, at), zone),
             "status": STATUS_RU[status_at(appeal, at)],
+            "final_deadline": _local(stage.deadline, zone) if stage else None,
+            "final_status": (
+                None
+                if stage is None or appeal.excluded
+                else FINAL_STATUS_RU[stage.status]
+                + (" (после возврата)" if stage.reopened_at is not None else "")
+            ),
+            "formal": _yes(stage is not None and stage.formal),
             "frt_h": round(frt / 3600, 2) if frt is not None else None,
             "frt_work_h": round(frt_work / 3600, 2) if frt_work is not None else None,
             "taken_by": appeal.taken_by,
@@ -352,17 +380,30 @@ PAGE_COLUMNS: list[tuple[str, str, float, str | None]] = [
     ("appeals", "Обращений", 11, "0"),
     ("answered", "Отвечено", 10, "0"),
     ("answered_offline", "Из них вне соцсети", 11, "0"),
-    ("answered_share", "Доля отвеченных", 11, SHARE_FORMAT),
+    ("answered_share", "Доля отвеченных (из всех обращений)", 13, SHARE_FORMAT),
     ("answered_in_time", "Отвечено в срок", 11, "0"),
     ("answered_late", "С опозданием", 11, "0"),
     ("overdue", "Просрочено", 11, "0"),
     ("pending", "Ожидают ответа", 11, "0"),
-    ("within_sla_share", "Доля в срок", 11, SHARE_FORMAT),
+    ("within_sla_share", "Доля в срок (из обращений с истёкшим сроком)", 13, SHARE_FORMAT),
+    ("final_answered", "Ответ по существу дан", 11, "0"),
+    ("final_in_time", "По существу в срок", 11, "0"),
+    ("final_late", "По существу с опозданием", 11, "0"),
+    ("final_overdue", "По существу просрочено", 11, "0"),
+    ("final_pending", "По существу срок не вышел", 11, "0"),
+    (
+        "final_within_deadline_share",
+        "Доля ответов по существу в срок (из обращений с истёкшим сроком)",
+        15,
+        SHARE_FORMAT,
+    ),
+    ("formal_replies", "Похожи на отписку", 11, "0"),
+    ("reopened", "Вернулись недовольными", 11, "0"),
     ("frt_median_h", "Медиана первого ответа, ч", 13, HOURS_FORMAT),
     ("frt_p90_h", f"90{ru.NBSP}% ответов не дольше, ч", 13, HOURS_FORMAT),
     ("frt_median_work_h", "Медиана, рабочих ч", 13, HOURS_FORMAT),
     ("quality_mean", "Качество ответов (0–100)", 13, "0"),
-    ("templated_share", "Доля шаблонных", 11, SHARE_FORMAT),
+    ("templated_share", "Доля шаблонных (из оценённых ответов)", 13, SHARE_FORMAT),
     ("deleted_by_page", "Удалено страницей", 11, "0"),
     ("csat", "Удовлетворённость", 13, SHARE_FORMAT),
     ("maturity_index", "Индекс зрелости (0–100)", 13, "0"),
@@ -400,7 +441,8 @@ def _header(sheet: Any, headers: Sequence[str], widths: Sequence[float]) -> None
 
 
 def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_label: str) -> bytes:
-    """The workbook: «Обращения» (one row per appeal) and «По страницам» (figures per page)."""
+    """The workbook: «Обращения» (one row per appeal), «По страницам» (figures per page) and
+    «Здоровье страниц» (page health, for the pages that have it)."""
     book = Workbook()
     sheet = book.active
     assert sheet is not None
@@ -448,6 +490,7 @@ def build_xlsx(rows: Sequence[AppealRow], report_json: dict[str, Any], period_la
         column=1,
         value="Время — местное время страницы; статус — на момент выгрузки.",
     )
+    add_health_sheet(book, report_json, _header)  # «Здоровье страниц» (page health)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
@@ -524,3 +567,25 @@ async def build_export(
         session, since=since, until=until, at=at, page_id=page_id, defaults=defaults
     )
     return ExportFile(build_xlsx(rows, report.to_json(), label), filename, len(rows))
+
+
+async def export_appeals(
+    session: AsyncSession,
+    appeals: Sequence[Appeal],
+    *,
+    at: datetime,
+    defaults: PageDefaults,
+    fmt: str,
+    label: str,
+    report_json: dict[str, Any] | None,
+    first: date,
+    last: date,
+) -> ExportFile:
+    """Chosen appeals (the dashboard's list as filtered on screen) as XLSX or CSV bytes."""
+    rows = await rows_of(session, appeals, at=at, defaults=defaults)
+    filename = f"otklik_{first:%Y-%m-%d}_{last:%Y-%m-%d}.{fmt}"
+    if fmt == "csv":
+        return ExportFile(build_csv(rows), filename, len(rows))
+    if report_json is None:
+        raise ValueError("an XLSX export needs the report of its period")
+    return ExportFile(build_xlsx(rows, report_json, label), filename, len(rows))

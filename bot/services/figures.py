@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights, maturity_index
+
+if TYPE_CHECKING:
+    from bot.services.health import PageHealth
 
 # Upper bounds (hours, calendar) of the FRT distribution bars in the chart; the last is open.
 FRT_BINS_H: tuple[float, ...] = (1, 4, 8, 24, 72)
@@ -41,6 +44,15 @@ class Figures:
     rated_positive: int = 0
     deleted_by_page: int = 0
     topics: dict[str, int] = field(default_factory=dict)
+    # The final-answer stage (bot/services/final_stage.py); appeals recorded before it existed
+    # have no final deadline and are in none of these.
+    final_answered: int = 0
+    final_in_time: int = 0
+    final_late: int = 0
+    final_overdue: int = 0
+    final_pending: int = 0
+    formal_replies: int = 0  # final answers that are «отписка»
+    reopened: int = 0  # re-opened by a 👎 or a dissatisfied return, waiting or answered again
 
     @property
     def unanswered(self) -> int:
@@ -53,6 +65,20 @@ class Figures:
     @property
     def within_sla_share(self) -> float | None:
         return _share(self.answered_in_time, self.appeals - self.pending)
+
+    @property
+    def expired(self) -> int:
+        """The base of `within_sla_share`: answered, or unanswered past the deadline."""
+        return self.answered_in_time + self.answered_late + self.overdue
+
+    @property
+    def final_expired(self) -> int:
+        """The base of `final_within_deadline_share`: final answer given or deadline passed."""
+        return self.final_in_time + self.final_late + self.final_overdue
+
+    @property
+    def final_within_deadline_share(self) -> float | None:
+        return _share(self.final_in_time, self.final_expired)
 
     @property
     def quality_mean(self) -> float | None:
@@ -89,6 +115,13 @@ class Figures:
             "rated",
             "rated_positive",
             "deleted_by_page",
+            "final_answered",
+            "final_in_time",
+            "final_late",
+            "final_overdue",
+            "final_pending",
+            "formal_replies",
+            "reopened",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.quality_sum += other.quality_sum
@@ -118,6 +151,14 @@ class Figures:
             "answered_offline": self.answered_offline,
             "replied": self.replied,
             "rated": self.rated,
+            "final_answered": self.final_answered,
+            "final_in_time": self.final_in_time,
+            "final_late": self.final_late,
+            "final_overdue": self.final_overdue,
+            "final_pending": self.final_pending,
+            "final_within_deadline_share": self.final_within_deadline_share,
+            "formal_replies": self.formal_replies,
+            "reopened": self.reopened,
             "topics": dict(sorted(self.topics.items(), key=lambda item: (-item[1], item[0]))),
         }
 
@@ -128,6 +169,8 @@ class PageFigures:
     platform: str
     title: str | None
     figures: Figures
+    # Page health for the same period (bot/services/health.py), set by the report use case.
+    health: PageHealth | None = None
 
 
 @dataclass
@@ -154,6 +197,7 @@ class StatsReport:
                     "platform": page.platform,
                     "title": page.title,
                     **page.figures.to_json(self.weights),
+                    "health": page.health.as_json() if page.health is not None else None,
                 }
                 for page in self.pages
             ],
@@ -192,6 +236,7 @@ class DayRow:
     pending: int
     frt_median_s: float | None
     frt_bins: tuple[int, ...]  # FRT distribution over FRT_BINS_H (+ one open bin)
+    frt_median_work_s: float | None = None  # the same median in working seconds
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

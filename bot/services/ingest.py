@@ -33,12 +33,15 @@ from bot.events import (
     EditEvent,
     Event,
     MessageEvent,
+    PostCountersEvent,
+    PostEvent,
     RatingEvent,
     ReactionEvent,
     RestoreEvent,
+    SubscribersEvent,
 )
-from bot.services import quality
-from bot.services.policy import PageDefaults, response_seconds, sla_deadline
+from bot.services import posts, quality
+from bot.services.policy import PageDefaults, final_deadline, response_seconds, sla_deadline
 from storage import repositories as repo
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
 from storage.repositories import AppealRow, Db
@@ -56,6 +59,7 @@ class Outcome(StrEnum):
     COMMENT = "comment"  # a citizen message that is not an appeal
     APPEAL = "appeal"  # a new appeal
     FOLLOW_UP = "follow_up"  # joined the citizen's open appeal
+    REOPEN = "reopen"  # a dissatisfied return: joined and re-opened the appeal it answers
     REPLY = "reply"  # an official reply that answered at least one appeal
     OFFICIAL = "official"  # an official message that answered nothing we know
     EDIT = "edit"
@@ -64,6 +68,9 @@ class Outcome(StrEnum):
     REACTION = "reaction"
     RATING = "rating"
     SKIPPED = "skipped"
+    POST = "post"  # a page's own publication, new or edited (page health)
+    COUNTERS = "counters"  # a post's views, likes, reposts, comments
+    SUBSCRIBERS = "subscribers"  # a page's subscriber count
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +138,20 @@ class IngestService:
                 return self._reaction(db, event)
             case RatingEvent():
                 return self._rating(db, event)
+            case PostEvent():
+                page_id, written = posts.record_post(db, event)
+                return _Decided(
+                    IngestResult(Outcome.POST if written else Outcome.DUPLICATE, page_id)
+                )
+            case PostCountersEvent():
+                page_id, written = posts.record_counters(db, event)
+                return _Decided(
+                    IngestResult(Outcome.COUNTERS if written else Outcome.SKIPPED, page_id)
+                )
+            case SubscribersEvent():
+                return _Decided(
+                    IngestResult(Outcome.SUBSCRIBERS, posts.record_subscribers(db, event))
+                )
         raise TypeError(f"unknown event {type(event).__name__}")  # pragma: no cover
 
     # -- new messages -------------------------------------------------------------------------
@@ -192,12 +213,18 @@ class IngestService:
         if event.author_id is not None and text_analysis.is_dissatisfied(event.text):
             answered = repo.last_answered_row(db, thread_id, event.author_id, event.sent_at)
             if answered is not None:
+                # DESIGN sec. 2 «Reopen»: the return goes back to the appeal it answers (its
+                # final stage waits for a new final reply), not to a new appeal.
                 message["is_reopen"] = True
-                reopened = answered["reopened_at"]
-                if reopened is None or event.sent_at < reopened:
-                    answered.set("reopened_at", event.sent_at)
-                    repo.save_appeal(db, answered)
-                    rescore = (answered.id,)
+                message["appeal_id"] = answered.id
+                message_row_id = repo.insert_row(db, CitizenMessage, message)
+                answered.set("messages_count", answered["messages_count"] + 1)
+                self._reopen(answered, event.sent_at, page)
+                repo.save_appeal(db, answered)
+                return _Decided(
+                    IngestResult(Outcome.REOPEN, page.id, (answered.id,), message_row_id),
+                    (answered.id,),
+                )
 
         if not verdict.is_appeal:
             # Probably not an appeal, not sure: the press chat is asked (bot/services/doubtful).
@@ -262,6 +289,7 @@ class IngestService:
             "urgent": urgent,
             "sla_hours": hours,
             "sla_deadline": deadline,
+            "final_deadline": final_deadline(page, received_at, urgent, self.defaults),
             "link": link,
         }
         if first_message_id is not None:
@@ -359,6 +387,8 @@ class IngestService:
             appeal.set("urgent", True)
             appeal.set("sla_hours", hours)
             appeal.set("sla_deadline", deadline)
+            final = final_deadline(page, appeal["received_at"], True, self.defaults)
+            appeal.set("final_deadline", final)
 
     def _official(self, db: Db, event: MessageEvent, page: Page) -> IngestResult:
         assert page.id is not None
@@ -427,6 +457,9 @@ class IngestService:
                 "appeal_id": first.id,
                 "quality_score": score,
                 "quality_parts": parts,
+                "is_formal": quality.is_formal_reply(
+                    event.text, is_interim=is_interim, is_template=None
+                ),
                 "scored_at": utc_now(),
             },
         )
@@ -475,7 +508,41 @@ class IngestService:
         ):
             appeal.set("final_response_at", reply.sent_at)
             appeal.set("final_reply_id", reply.id)
+        reopened, reanswered = appeal["reopened_at"], appeal["reanswered_at"]
+        if (
+            not reply.is_interim
+            and appeal["reopen_deadline"] is not None
+            and reopened is not None
+            and reply.sent_at >= reopened
+            and (reanswered is None or reply.sent_at < reanswered)
+        ):
+            # The new final answer after a re-open.
+            appeal.set("reanswered_at", reply.sent_at)
+            appeal.set("reanswer_reply_id", reply.id)
         return True
+
+    def _reopen(self, appeal: AppealRow, at: datetime, page: Page) -> None:
+        """A 👎 or a dissatisfied return at `at`: the appeal goes back to work.
+
+        `reopened_at` (a quality signal) is the first such moment. If the appeal had its final
+        answer by then, the final stage starts again: a new deadline counted from `at`, and the
+        next final reply is awaited (`reanswered_at`). An appeal with only an interim answer is
+        still in work; its final deadline stays.
+        """
+        reopened = appeal["reopened_at"]
+        if reopened is not None and reopened <= at:
+            return
+        appeal.set("reopened_at", at)
+        finals = [
+            moment
+            for moment in (appeal["final_response_at"], appeal["answered_offline_at"])
+            if moment is not None and moment <= at
+        ]
+        if finals:
+            deadline = final_deadline(page, at, appeal["urgent"], self.defaults)
+            appeal.set("reopen_deadline", deadline)
+            appeal.set("reanswered_at", None)
+            appeal.set("reanswer_reply_id", None)
 
     # -- changes to known messages ------------------------------------------------------------
 
@@ -603,6 +670,8 @@ class IngestService:
                 if rating is not None:
                     appeal.set("rating", rating)
                     appeal.set("rated_at", event.reacted_at)
+                    if rating == 0:
+                        self._reopen(appeal, event.reacted_at, page)
                     repo.save_appeal(db, appeal)
                     rescore = (appeal.id,)
         return _Decided(IngestResult(Outcome.REACTION, page.id), rescore)
@@ -623,6 +692,8 @@ class IngestService:
             )
         appeal.set("rating", 1 if event.positive else 0)
         appeal.set("rated_at", event.rated_at)
+        if not event.positive:
+            self._reopen(appeal, event.rated_at, page)
         repo.save_appeal(db, appeal)
         return _Decided(IngestResult(Outcome.RATING, page.id, (appeal.id,)), (appeal.id,))
 

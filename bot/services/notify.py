@@ -51,8 +51,21 @@ class DeliveryError(Exception):
 class Notifier(Protocol):
     """Sends to a chat and returns the new message's id; raises `DeliveryError` on failure."""
 
-    async def send_text(self, chat_id: int, text: str, buttons: Keyboard | None = None) -> int:
-        """Send an HTML-subset text with optional inline buttons."""
+    async def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        buttons: Keyboard | None = None,
+        *,
+        reply_to: int | None = None,
+    ) -> int:
+        """Send an HTML-subset text with optional inline buttons (as a reply to `reply_to`)."""
+        ...
+
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, buttons: Keyboard | None = None
+    ) -> None:
+        """Replace the text and buttons of a message sent earlier (no change is no error)."""
         ...
 
     async def send_photo(self, chat_id: int, png: bytes, caption: str) -> int:

@@ -18,6 +18,13 @@ class PageDefaults:
     shorten_preholiday: bool = False
     sla_hours: float = 8.0
     sla_urgent_hours: float = 4.0
+    # Page health (bot/services/health.py): REGION_AUDIENCE and POSTS_PER_WEEK_NORM.
+    region_audience: int | None = None
+    posts_per_week_norm: float = 3.0
+    # WEB_PUBLIC_URL: chat cards link to the appeal in the dashboard (bot/services/web_links.py).
+    dashboard_url: str | None = None
+    final_answer_days: int = 7
+    final_answer_urgent_days: int = 1
 
 
 def page_calendar(page: Page | None, defaults: PageDefaults) -> WorkCalendar:
@@ -40,6 +47,27 @@ def sla_deadline(
     """The SLA in hours and the deadline for an appeal received at `received_at`."""
     hours = sla_hours(page, urgent, defaults)
     return hours, page_calendar(page, defaults).add_working_hours(received_at, hours)
+
+
+def final_answer_days(page: Page | None, urgent: bool, defaults: PageDefaults) -> int:
+    """How many working days `page` has for the final answer to an (urgent) appeal."""
+    if urgent:
+        return (
+            page.final_answer_urgent_days if page else None
+        ) or defaults.final_answer_urgent_days
+    return (page.final_answer_days if page else None) or defaults.final_answer_days
+
+
+def final_deadline(
+    page: Page | None, start: datetime, urgent: bool, defaults: PageDefaults
+) -> datetime:
+    """The final answer's deadline for an appeal received (or re-opened) at `start`.
+
+    DESIGN sec. 2: the end of working hours on the N-th working day after the day of receipt;
+    a message outside working hours counts from the next working day.
+    """
+    days = final_answer_days(page, urgent, defaults)
+    return page_calendar(page, defaults).end_of_working_day_after(start, days)
 
 
 def response_seconds(

@@ -136,6 +136,23 @@ def score_parts(
     return score, parts
 
 
+def is_formal_reply(text: str, *, is_interim: bool, is_template: bool | None) -> bool | None:
+    """«Отписка» (DESIGN sec. 2, docs/METRICS.md): a final reply that names no concrete action,
+    date or responsible body and is a template or only redirects the citizen elsewhere.
+
+    An interim reply is never one (it is not final). None: not a redirect and the template
+    check has not run yet.
+    """
+    if is_interim or not text.strip():
+        return False
+    content = text_analysis.reply_content(text)
+    if content.names_action or content.names_date or content.names_body:
+        return False
+    if text_analysis.is_redirect(text):
+        return True
+    return is_template
+
+
 def _closing_reply_id(appeal: Appeal) -> int | None:
     return appeal.final_reply_id or appeal.first_reply_id
 
@@ -195,6 +212,9 @@ async def _score_reply(session: AsyncSession, reply: OfficialReply) -> None:
         is_template=reply.is_template,
         sent_at=reply.sent_at,
         judged=await _judged(session, reply.appeal_id),
+    )
+    reply.is_formal = is_formal_reply(
+        reply.text, is_interim=reply.is_interim, is_template=reply.is_template
     )
     reply.scored_at = utc_now()
 
@@ -394,6 +414,9 @@ async def score_replies(
                     "quality_score": score,
                     "quality_parts": parts,
                     "is_template": flags.get(rid, False),
+                    "is_formal": is_formal_reply(
+                        text or "", is_interim=bool(is_interim), is_template=flags.get(rid, False)
+                    ),
                     "scored_at": now,
                 }
             )

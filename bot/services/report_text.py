@@ -7,12 +7,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot import ru
+from bot.services import shares
 from bot.services.figures import Figures, StatsReport
+from bot.services.health_text import compact_line, page_block
 from bot.services.maturity import MaturityWeights
 from bot.text import TOPIC_TITLES_RU
 
 APPEALS = ("обращение", "обращения", "обращений")
-RATINGS = ("оценка", "оценки", "оценок")
+ANSWERS = ("ответ", "ответа", "ответов")
 DAYS_SHOWN_PAGES = 15  # more pages than this are summarised as "и ещё N"
 
 _RANGE_RE = re.compile(
@@ -22,6 +24,7 @@ _DAY_RE = re.compile(r"^(\d{1,2})\.(\d{1,2})(?:\.(\d{2,4}))?$")
 # «01.11 – 15.11» with spaces around the dash is one period.
 _SPACED_DASH_RE = re.compile(r"(\d)\s*[-–—]\s*(\d)")
 LAST_DAYS = 7  # the period when none is given: the last 7 days with today
+MAX_WRAPPED_DAYS = 92  # «ДД.ММ-ДД.ММ» without years spans a new year only if this short
 
 
 class PeriodError(ValueError):
@@ -65,10 +68,16 @@ def period_days(word: str, today: date) -> tuple[date, date] | None:
             last = date(second_year, int(month2), int(day2))
         except ValueError:
             raise PeriodError(f"Не понимаю даты «{word}».") from None
-        if last < first and year1 is None:
-            first = first.replace(year=first.year - 1)  # 20.12-10.01 spans the new year
+        if last < first and year1 is None and first.month > last.month:
+            # 20.12-10.01 spans the new year; 11.11-01.11 is a typo, not a year-long period.
+            wrapped = first.replace(year=first.year - 1)
+            if (last - wrapped).days <= MAX_WRAPPED_DAYS:
+                first = wrapped
         if last < first:
-            raise PeriodError("Конец периода раньше начала.")
+            raise PeriodError(
+                f"Конец периода ({ru.date_short(last)}) раньше начала ({ru.date_short(first)}). "
+                f"Укажите даты по порядку, например {_ordered_example(first, last)}."
+            )
         return first, last + timedelta(days=1)
     if match := _DAY_RE.match(word):
         try:
@@ -77,6 +86,11 @@ def period_days(word: str, today: date) -> tuple[date, date] | None:
             raise PeriodError(f"Не понимаю дату «{word}».") from None
         return day, day + timedelta(days=1)
     return None
+
+
+def _ordered_example(first: date, last: date) -> str:
+    """«01.11-11.11»: the two dates of a reversed period in order."""
+    return f"{last.day:02d}.{last.month:02d}-{first.day:02d}.{first.month:02d}"
 
 
 def last_days(today: date) -> tuple[date, date]:
@@ -110,7 +124,7 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
     if not figures.appeals:
         return lines
     answered = (
-        f"• ответили: {ru.number(figures.answered)} ({ru.percent(figures.answered_share)})"
+        f"• ответили: {shares.answered(figures)}"
         f" — в срок {ru.number(figures.answered_in_time)},"
         f" с опозданием {ru.number(figures.answered_late)}"
     )
@@ -121,7 +135,8 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
         f"• без ответа: {ru.number(figures.unanswered)} — просрочено {ru.number(figures.overdue)},"
         f" срок ещё не вышел {ru.number(figures.pending)}"
     )
-    lines.append(f"• ответили в срок: {ru.percent(figures.within_sla_share)}")
+    lines.append(f"• ответили в срок: {shares.in_time(figures)}")
+    lines.extend(_final_lines(figures))
     if figures.replied:
         lines.append(
             f"• первый ответ: медиана {ru.duration(figures.frt_median_s)}"
@@ -131,13 +146,10 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
     if figures.quality_mean is not None:
         lines.append(
             f"• качество ответов: {ru.number(figures.quality_mean, 1)} из 100,"
-            f" шаблонных {ru.percent(figures.templated_share)}"
+            f" шаблонных {shares.templated(figures)}"
         )
     if figures.rated:
-        lines.append(
-            f"• довольны ответом: {ru.percent(figures.csat)}"
-            f" ({ru.quantity(figures.rated, *RATINGS)})"
-        )
+        lines.append(f"• довольны ответом: {shares.csat(figures)}")
     if figures.deleted_by_page:
         lines.append(f"• удалено страницей: {ru.quantity(figures.deleted_by_page, *APPEALS)}")
     maturity = figures.maturity(weights)
@@ -149,6 +161,26 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
             "Темы: "
             + ", ".join(f"{TOPIC_TITLES_RU.get(topic, topic)} — {count}" for topic, count in top)
         )
+    return lines
+
+
+def _final_lines(figures: Figures) -> list[str]:
+    """The final-answer stage: counts, the share with its base, «отписки», re-opens."""
+    staged = figures.final_expired + figures.final_pending
+    if not staged:
+        return []
+    lines = [
+        f"• ответ по существу: дали {ru.number(figures.final_answered)}"
+        f" — в срок {ru.number(figures.final_in_time)},"
+        f" с опозданием {ru.number(figures.final_late)};"
+        f" просрочено {ru.number(figures.final_overdue)},"
+        f" срок ещё не вышел {ru.number(figures.final_pending)}",
+        f"• ответ по существу в срок: {shares.final_in_time(figures)}",
+    ]
+    if figures.formal_replies:
+        lines.append(f"• похожи на отписку: {ru.quantity(figures.formal_replies, *ANSWERS)}")
+    if figures.reopened:
+        lines.append(f"• вернулись недовольными: {ru.quantity(figures.reopened, *APPEALS)}")
     return lines
 
 
@@ -173,8 +205,8 @@ def format_stats(report: StatsReport, timezone: str) -> str:
             title = page.title or f"страница {page.page_id}"
             lines.append(
                 f"— {title}: {ru.quantity(figures.appeals, *APPEALS)},"
-                f" ответили {ru.percent(figures.answered_share)},"
-                f" в срок {ru.percent(figures.within_sla_share)},"
+                f" ответили {shares.answered(figures)},"
+                f" в срок {shares.in_time(figures)},"
                 f" медиана {ru.duration(figures.frt_median_s)},"
                 f" индекс {_index(figures.maturity(report.weights))}"
             )
@@ -183,4 +215,21 @@ def format_stats(report: StatsReport, timezone: str) -> str:
             lines.append(f"… и ещё {ru.quantity(hidden, 'страница', 'страницы', 'страниц')}")
     elif len(report.pages) == 1 and report.pages[0].title:
         lines.insert(2, f"Страница: {report.pages[0].title}")
+    lines += _health_lines(report)
     return "\n".join(lines)
+
+
+def _health_lines(report: StatsReport) -> list[str]:
+    """The «Страница» block (one page) or one health line per page (several)."""
+    followed = [page for page in report.pages if page.health is not None]
+    if not followed:
+        return []
+    if len(followed) == 1:
+        health = followed[0].health
+        assert health is not None
+        return ["", *page_block(health, escape=False)]
+    lines = ["", "Страницы: подписчики, публикации, охват"]
+    for page in followed[:DAYS_SHOWN_PAGES]:
+        assert page.health is not None
+        lines.append(compact_line(page.title or f"страница {page.page_id}", page.health))
+    return lines

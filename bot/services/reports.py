@@ -19,6 +19,8 @@ from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.figures import DayRow, OverdueAppeal, StatsReport
+from bot.services.final_stage import final_counts
+from bot.services.health import BestPost, HealthWeek, add_page_health, best_post, health_weeks
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
 from bot.services.series import Step, compute_series
@@ -36,19 +38,43 @@ async def build_report(
     until: datetime,
     at: datetime,
     page_id: int | None = None,
+    page_ids: frozenset[int] | None = None,
     defaults: PageDefaults,
     weights: MaturityWeights = DEFAULT_WEIGHTS,
 ) -> StatsReport:
-    """The report over appeals received in `[since, until)` as known at `at` (all pages or one)."""
-    return await compute_report(
+    """The report over appeals received in `[since, until)` as known at `at` (all pages or one;
+    `page_ids`: only these of all pages, as the dashboard shows an operator).
+
+    Each page carries its page health for the same period (bot/services/health.py); a page with
+    posts or subscriber readings but no appeals is listed too.
+    """
+    report = await compute_report(
         session,
         since=since,
         until=until,
         at=at,
         page_id=page_id,
+        page_ids=page_ids,
         defaults=defaults,
         weights=weights,
     )
+    await add_page_health(session, report, defaults, page_id, page_ids)
+    # The final-answer stage: one pass over the period's appeals (not in the rollups).
+    counts = await final_counts(
+        session,
+        since=aware(since, "since"),
+        until=aware(until, "until"),
+        at=aware(at, "at"),
+        page_ids=[page.page_id for page in report.pages],
+    )
+    for page in report.pages:
+        found = counts.get(page.page_id)
+        if found is not None:
+            for name, value in vars(found).items():
+                setattr(page.figures, name, value)
+            for name, value in vars(found).items():
+                setattr(report.total, name, getattr(report.total, name) + value)
+    return report
 
 
 async def daily_series(
@@ -123,22 +149,29 @@ async def count_overdue(
 
 
 async def slowest_answered(
-    session: AsyncSession, *, since: datetime, until: datetime, at: datetime, limit: int
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    limit: int,
+    page_id: int | None = None,
 ) -> list[tuple[Appeal, Page]]:
     """The appeals of `[since, until)` answered by `at` that waited longest for the answer."""
-    rows = (
-        await session.exec(
-            orm_select(Appeal, Page)
-            .join(Page, col(Page.id) == col(Appeal.page_id))
-            .where(
-                Appeal.received_at >= since,
-                Appeal.received_at < until,
-                col(Appeal.excluded).is_(False),
-                col(Appeal.answered_at).is_not(None),
-                col(Appeal.answered_at) <= at,
-            )
+    query = (
+        orm_select(Appeal, Page)
+        .join(Page, col(Page.id) == col(Appeal.page_id))
+        .where(
+            Appeal.received_at >= since,
+            Appeal.received_at < until,
+            col(Appeal.excluded).is_(False),
+            col(Appeal.answered_at).is_not(None),
+            col(Appeal.answered_at) <= at,
         )
-    ).all()
+    )
+    if page_id is not None:
+        query = query.where(A.page_id == page_id)
+    rows = (await session.exec(query)).all()
     return sorted(
         rows,
         key=lambda pair: (
@@ -159,6 +192,7 @@ class DigestFigures:
     overdue_total: int
     overdue_in_period: int
     series: list[DayRow]
+    best_post: BestPost | None = None  # page health: the most viewed post of the period
 
 
 async def digest_figures(
@@ -181,4 +215,20 @@ async def digest_figures(
     total = await count_overdue(session, at) if listed else 0
     in_period = await count_overdue(session, at, (since, until)) if listed else 0
     series = await daily_series(session, since=since, until=until, at=at, tz=defaults.timezone)
-    return DigestFigures(report.to_json(), before.to_json(), slow, listed, total, in_period, series)
+    best = await best_post(session, [page.page_id for page in report.pages], since, until, at)
+    return DigestFigures(
+        report.to_json(), before.to_json(), slow, listed, total, in_period, series, best
+    )
+
+
+async def health_series(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    at: datetime,
+    page_ids: list[int],
+    tz: str,
+) -> list[HealthWeek]:
+    """Page health per local week of `tz`: posts and subscribers (the page-health chart)."""
+    return await health_weeks(session, page_ids, since, until, at, tz)

@@ -5,10 +5,12 @@
 - **supervisor**: `SUPERVISOR_IDS` in `.env`, or a `staff` row with role `supervisor`. Asks
   /stats, /overdue, /digest, /export and may press the reminder buttons.
 - **operator**: a `staff` row with role `operator` (for one page, or every page when `page_id`
-  is empty). Presses the reminder buttons. A press chat is private to the press office, so
-  whoever presses a button under a reminder in a bound press chat is a member of it: on their
-  first press they are registered as an operator of the page the appeal belongs to (and, like
-  every operator, their own comments on that page count as official replies from then on).
+  is empty), given by an admin with `/staff operator ID`. Presses the reminder buttons.
+- **open press chat** (`PRESS_CHAT_OPEN=true`, off by default): whoever presses a button under
+  a reminder in the page's press chat is taken as a member of the press office and registered
+  as an operator of the page on their first press (and, like every operator, their own comments
+  on that page count as official replies from then on). With the setting off, a press chat
+  member without a role is refused and told to ask an admin.
 
 Roles never go down by themselves: registering an operator keeps a supervisor a supervisor.
 """
@@ -83,6 +85,11 @@ async def is_supervisor(session: AsyncSession, settings: Settings, user_id: int 
 
 async def is_admin(session: AsyncSession, settings: Settings, user_id: int | str) -> bool:
     return await role_of(session, settings, user_id) >= Role.ADMIN
+
+
+def may_join_by_pressing(settings: Settings, in_press_chat: bool) -> bool:
+    """Whether a press-chat member without a role becomes an operator by pressing a button."""
+    return in_press_chat and settings.PRESS_CHAT_OPEN
 
 
 async def register_operator(

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from bot.app import AppContext
-from bot.services import digest, quality, reminder_log
+from bot.services import digest, quality, reminder_log, sent_cards
 from bot.services.doubtful import DoubtfulService
 from bot.services.reminders import ReminderService, TickReport
 from storage import rollup
@@ -72,6 +72,10 @@ class Scheduler:
                 await reminder_log.recover(session, now)
                 await service.deliver(notifier, now, report)
                 await doubts.deliver(notifier, now, report)
+                # Cards follow their appeals: answers, re-opens and decisions made elsewhere.
+                report.edited += await sent_cards.refresh_cards(
+                    session, notifier, self.app.defaults, now
+                )
                 await digest.deliver_digests(session, self.app, notifier, now, report)
                 await session.commit()
         if report.planned or report.sent or report.failed:

@@ -94,13 +94,17 @@ async def _row(
     appeals, answered = int(found["appeals"]), int(found["answered"])
     in_time, overdue = int(found["answered_in_time"]), int(found["overdue"])
     counts = (0,) * len(bins)
-    median = None
+    median = median_work = None
     if int(found["replied"]):
         result = await core(session, select(*[metrics.count(c) for c in bins]).where(where))
         counts = tuple(int(value) for value in result.one())
         replied = and_(where, metrics.conditions(at)["replied"])
         histogram = await order_stats.histogram(session, A.frt_s, A.frt_bucket, replied)
         median, _ = await order_stats.median_p90(session, A.frt_s, A.frt_bucket, histogram, replied)
+        work = await order_stats.histogram(session, A.frt_work_s, A.frt_work_bucket, replied)
+        median_work, _ = await order_stats.median_p90(
+            session, A.frt_work_s, A.frt_work_bucket, work, replied
+        )
     return DayRow(
         day=day,
         appeals=appeals,
@@ -110,4 +114,5 @@ async def _row(
         pending=appeals - answered - overdue,
         frt_median_s=median,
         frt_bins=counts,
+        frt_median_work_s=median_work,
     )

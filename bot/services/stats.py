@@ -68,10 +68,14 @@ async def compute_report(
     until: datetime,
     at: datetime,
     page_id: int | None = None,
+    page_ids: frozenset[int] | None = None,
     defaults: PageDefaults,
     weights: MaturityWeights = DEFAULT_WEIGHTS,
 ) -> StatsReport:
     """The report over appeals received in `[since, until)` as known at `at`.
+
+    `page_ids` limits "all pages" to these (an operator's view of the dashboard): the total is
+    then theirs, medians included.
 
     Whole UTC days of the period whose appeals settled before the UTC day of `at` come from
     the rollups (storage/rollup.py); the rest — partial days at the edges and appeals that can
@@ -80,8 +84,11 @@ async def compute_report(
     since, until, at = aware(since, "since"), aware(until, "until"), aware(at, "at")
     end = known_until(until, at)
     # Page-days written since the last refresh are recomputed first (deferred maintenance).
-    await rollup.sync(session, None if page_id is None else [page_id])
+    only = [page_id] if page_id is not None else None if page_ids is None else sorted(page_ids)
+    await rollup.sync(session, only)
     pages = await report_pages(session, page_id)
+    if page_ids is not None:
+        pages = [page for page in pages if page.id in page_ids]
     ids = [page.id for page in pages if page.id is not None]
     split = _Split.of(since, end, at)
     figures = {pid: Figures() for pid in ids}

@@ -168,6 +168,29 @@ class WorkCalendar:
             day += timedelta(days=1)
         return total.total_seconds()
 
+    def end_of_working_day_after(self, start: datetime, days: int) -> datetime:
+        """The end of working hours on the `days`-th working day after the day of `start`.
+
+        The day of `start` is the local day of its next working moment: a message at 20:00 or
+        on a Saturday counts from the next working day (the final-answer deadline, DESIGN sec. 2).
+        Monday 10:00 with days=7 gives the next Wednesday 18:00.
+        """
+        if days < 0:
+            raise ValueError(f"days must be non-negative, got {days!r}")
+        day = self.next_working_moment(start).astimezone(self._zone).date()
+        counted = 0
+        idle = 0
+        while counted < days:
+            day += timedelta(days=1)
+            if self._intervals_cached(day):
+                counted += 1
+                idle = 0
+            else:
+                idle += 1
+                if idle > _MAX_IDLE_DAYS:  # pragma: no cover - schedules are validated
+                    raise RuntimeError(f"no working day within {_MAX_IDLE_DAYS} days after {day}")
+        return self._intervals_cached(day)[-1][1]
+
     def next_working_moment(self, moment: datetime) -> datetime:
         """`moment` itself (in UTC) if inside working time, else the start of the next interval."""
         _require_aware(moment, "moment")

@@ -199,6 +199,11 @@ def is_dissatisfied(text: str) -> bool:
     return bool(text) and _get_reader().is_dissatisfied(text)
 
 
+def is_redirect(text: str) -> bool:
+    """Return whether an official reply sends the citizen elsewhere («обратитесь в …»)."""
+    return bool(text) and _get_reader().is_redirect(text)
+
+
 def reply_content(text: str) -> ReplyContent:
     """Describe what an official reply names: action, date, body, contact, the citizen."""
     if not text:
@@ -216,9 +221,12 @@ def classify_stream(infile: TextIO, outfile: TextIO) -> int:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            try:
+                data = json.loads(line)
+            except ValueError:
+                raise ValueError("строка — не JSON") from None
             if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-                raise ValueError('expected an object with a string "text"')
+                raise ValueError('ожидается объект JSON с текстом в поле "text"')
             kind = data.get("kind", "text")
             result = classify(data["text"], kind if isinstance(kind, str) else "text")
             output: dict[str, object] = {
@@ -229,7 +237,7 @@ def classify_stream(infile: TextIO, outfile: TextIO) -> int:
             }
         except ValueError as error:  # json.JSONDecodeError is a ValueError
             logger.warning("classify: bad input line %d: %s", number, error)
-            output = {"error": f"line {number}: {error}"}
+            output = {"error": f"строка {number}: {error}"}
         outfile.write(json.dumps(output, ensure_ascii=False) + "\n")
         count += 1
     outfile.flush()

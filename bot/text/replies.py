@@ -52,6 +52,10 @@ class ReplyReader:
             self.analyzer,
             (("dissatisfied", p, 1.0) for p in read_phrases(LEXICON_DIR / "dissatisfied.txt")),
         )
+        self.redirect = PhraseMatcher(
+            self.analyzer,
+            (("redirect", p, 1.0) for p in read_phrases(LEXICON_DIR / "redirect.txt")),
+        )
         self.cues = PhraseMatcher(
             self.analyzer, read_labelled(LEXICON_DIR / "reply_cues.tsv", weighted=False)
         )
@@ -81,6 +85,10 @@ class ReplyReader:
             return False
         labels = {entry.label for entry in self.cues.matches(tokens)}
         return "action" not in labels
+
+    def is_redirect(self, text: str) -> bool:
+        """Return whether a reply sends the citizen elsewhere («обратитесь в…»)."""
+        return self.redirect.any(self.analyzer.analyze(text))
 
     def is_dissatisfied(self, text: str) -> bool:
         """Return whether a citizen's follow-up says the problem is not solved."""

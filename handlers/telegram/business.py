@@ -19,6 +19,7 @@ from bot.events import (
     PageRef,
     Platform,
 )
+from bot.services.page_check import PageCheck, check_text
 from handlers.telegram.common import (
     content_kind,
     conversation,
@@ -29,6 +30,7 @@ from handlers.telegram.common import (
     reply_key,
     utc,
 )
+from handlers.telegram.membership import notify_press_chat
 from handlers.telegram.unit import UpdateUnit
 from storage import repositories as repo
 from storage.models import Page
@@ -40,13 +42,60 @@ def _page_ref(owner_id: int, name: str | None, username: str | None) -> PageRef:
     return PageRef(Platform.TELEGRAM, str(owner_id), PageKind.TG_BUSINESS, name, username)
 
 
-async def connection(update: BusinessConnection, session: AsyncSession) -> None:
+async def _store_connection(update: BusinessConnection, session: AsyncSession) -> Page:
     page = await repo.ensure_page(
         session, _page_ref(update.user.id, person_name(update.user), update.user.username)
     )
     page.business_connection_id = update.id
     page.is_active = update.is_enabled
     logger.info("business connection %s for page %r", "on" if update.is_enabled else "off", page.id)
+    return page
+
+
+def connection_check(update: BusinessConnection, page: Page) -> PageCheck:
+    """What the connected account lets the bot do: reading is needed, replying is advised."""
+    check = PageCheck("telegram", title=person_name(update.user), page_id=page.id)
+    rights = update.rights
+    can_read = rights.can_read_messages if rights is not None else True
+    can_reply = rights.can_reply if rights is not None else bool(update.can_reply)
+    if can_read:
+        check.ok.append("бот видит сообщения в личных чатах аккаунта")
+    else:
+        check.missing.append(
+            "нет права «Читать сообщения»: без него обращения в личные сообщения не учитываются"
+        )
+    if can_reply:
+        check.ok.append("бот может отвечать от имени аккаунта")
+    else:
+        check.advice.append(
+            "нет права «Отвечать на сообщения»: учёт работает, но ответить через бота нельзя"
+        )
+    return check
+
+
+async def connection(
+    update: BusinessConnection, bot: Bot, session: AsyncSession, app: AppContext
+) -> None:
+    """A Business account connected, changed its rights or disconnected: store it, tell them."""
+    page = await _store_connection(update, session)
+    who = person_name(update.user) or str(update.user.id)
+    if update.user.username:
+        who += f" (@{update.user.username})"
+    if not update.is_enabled:
+        text = (
+            f"⚠️ Аккаунт Telegram Business {who} отключил бота: обращения в его личные "
+            "сообщения больше не учитываются."
+        )
+    else:
+        check = connection_check(update, page)
+        heading = (
+            f"🔌 Подключён аккаунт Telegram Business {who} (страница №{page.id})."
+            if check.ready
+            else f"🔌 Подключён аккаунт Telegram Business {who} (страница №{page.id}), "
+            "но боту не хватает прав:"
+        )
+        text = check_text(check, heading=heading)
+    await notify_press_chat(bot, app, page, text)
 
 
 async def _owner(bot: Bot, session: AsyncSession, connection_id: str) -> PageRef | None:
@@ -59,7 +108,7 @@ async def _owner(bot: Bot, session: AsyncSession, connection_id: str) -> PageRef
     except TelegramAPIError as error:
         logger.warning("unknown business connection; getBusinessConnection failed: %s", error)
         return None
-    await connection(info, session)
+    await _store_connection(info, session)
     return _page_ref(info.user.id, person_name(info.user), info.user.username)
 
 

@@ -23,9 +23,10 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
+    ReplyParameters,
 )
 
-from bot.services.notify import MAX_CAPTION, DeliveryError, Keyboard, split_text
+from bot.services.notify import MAX_CAPTION, MAX_TEXT, DeliveryError, Keyboard, split_text
 
 logger = logging.getLogger(__name__)
 
@@ -127,27 +128,64 @@ class TelegramNotifier:
         self.limiter = limiter or RateLimiter(sleep=sleep)
         self.sleep = sleep
 
-    async def send_text(self, chat_id: int, text: str, buttons: Keyboard | None = None) -> int:
+    async def send_text(
+        self,
+        chat_id: int,
+        text: str,
+        buttons: Keyboard | None = None,
+        *,
+        reply_to: int | None = None,
+    ) -> int:
         """Send HTML text (split at line breaks if too long; buttons go on the last piece)."""
         pieces = split_text(text)
         message_id = 0
         for number, piece in enumerate(pieces, 1):
             markup = _keyboard(buttons) if number == len(pieces) else None
+            # A reply to a message that is gone is sent as a plain message.
+            reply = (
+                ReplyParameters(message_id=reply_to, allow_sending_without_reply=True)
+                if reply_to is not None and number == 1
+                else None
+            )
 
             def call(
-                target: int, piece: str = piece, markup: object = markup
+                target: int, piece: str = piece, markup: object = markup, reply: object = reply
             ) -> Awaitable[Message]:
                 return self.bot.send_message(
                     target,
                     piece,
                     parse_mode="HTML",
                     reply_markup=markup,  # type: ignore[arg-type]
+                    reply_parameters=reply,  # type: ignore[arg-type]
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
                 )
 
             message = await self._deliver("sendMessage", chat_id, call)
             message_id = message.message_id
         return message_id
+
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, buttons: Keyboard | None = None
+    ) -> None:
+        """Edit a message's HTML text and buttons in place; «not modified» is no error."""
+        markup = _keyboard(buttons) or InlineKeyboardMarkup(inline_keyboard=[])
+
+        def call(target: int) -> Awaitable[Message | bool]:
+            return self.bot.edit_message_text(
+                text=text[:MAX_TEXT],
+                chat_id=target,
+                message_id=message_id,
+                parse_mode="HTML",
+                reply_markup=markup,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+
+        try:
+            await self._deliver("editMessageText", chat_id, call)
+        except DeliveryError as error:
+            if "message is not modified" in str(error):
+                return
+            raise
 
     async def send_photo(self, chat_id: int, png: bytes, caption: str) -> int:
         """Send a PNG with an HTML caption."""

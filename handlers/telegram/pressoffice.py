@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import logging
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
@@ -21,20 +20,20 @@ from bot.ids import row_id
 from bot.services import corrections, roles
 from bot.services import digest as digest_service
 from bot.services import export as export_service
-from bot.services.notify import Notifier
-from bot.services.reminders import (
-    CALLBACK_PREFIX,
-    apply_decision,
-    overdue_cards,
-    page_title,
-    parse_callback,
-    press_chat_of,
-    render_overdue_summary,
-)
+from bot.services.cards import CALLBACK_PREFIX, MORE_PREFIX, page_title
+from bot.services.decisions import apply_decision, parse_callback, takeover_text
+from bot.services.notify import DeliveryError, Notifier
+from bot.services.overdue import no_overdue_text, overdue_cards, summary_pages
+from bot.services.reminders import press_chat_of
+from bot.services.sent_cards import latest_card, parse_more, refresh_cards, send_cards
 from bot.services.worktime import WorkSchedule
+from bot.timeparse import TimeZoneError, resolve_timezone
+from handlers.telegram import onboarding
 from handlers.telegram.common import person_name
 from handlers.telegram.filters import CallbackData
 from handlers.telegram.notifier import TelegramNotifier
+from handlers.telegram.page_health import page_health_answer
+from handlers.telegram.pages import add_page
 from storage import pages
 from storage.models import Appeal, Page, Staff
 
@@ -44,8 +43,8 @@ SUPERVISOR_REFUSAL = "Извините, эта команда доступна �
 ADMIN_REFUSAL = "Извините, управлять страницами могут только администраторы Отклика."
 STAFF_REFUSAL = "Извините, назначать сотрудников и роли могут только администраторы Отклика."
 BUTTON_REFUSAL = (
-    "Эти кнопки — для сотрудников пресс-службы. Если вы работаете с обращениями, попросите "
-    "администратора добавить вас."
+    "Эти кнопки — для операторов пресс-службы. Если вы работаете с обращениями, попросите "
+    "администратора Отклика добавить вас: /staff operator ВАШ_ID (ваш ID покажет /chatid)."
 )
 TOPIC_REFUSAL = (
     "Извините, исправлять тему обращения могут операторы и руководители пресс-службы. Если вы "
@@ -53,8 +52,11 @@ TOPIC_REFUSAL = (
 )
 PAGE_HELP = (
     "Страницы: /page — список.\n"
+    "/page add @канал — подключить канал Telegram и проверить права бота "
+    "(/page add vk 12345 — сообщество ВКонтакте, /page add business — личный аккаунт)\n"
+    "/page ID — здоровье страницы за 7 дней и каких данных не хватает\n"
     "/page ID title Новое название\n"
-    "/page ID tz Asia/Vladivostok\n"
+    "/page ID tz Владивосток — часовой пояс (город или Asia/Vladivostok)\n"
     "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
     "/page ID hours 09:00-18:00 — рабочее время\n"
     "/page ID unbind — отвязать пресс-чат\n"
@@ -86,29 +88,70 @@ async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppConte
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
     if role < roles.Role.OPERATOR:
-        if not in_press_chat:
+        if not roles.may_join_by_pressing(app.settings, in_press_chat):
             logger.info("user %r pressed %r without a role; refused", user.id, query.data)
             await query.answer(BUTTON_REFUSAL, show_alert=True)
             return
-        # A member of the page's press chat: an operator from the first press (roles docs).
+        # An open press chat: its member is an operator from the first press (roles docs).
         await roles.register_operator(session, user.id, person_name(user), page.id)
+    now = app.clock()
     result = await apply_decision(
         session,
         appeal,
         action,
         actor_id=str(user.id),
         actor_name=person_name(user),
-        at=app.clock(),
+        at=now,
+        timezone=page.timezone or app.defaults.timezone,
     )
     await query.answer(result.message, show_alert=not result.changed)
-    if result.changed and query.message is not None and chat_id is not None:
-        # Everyone in the chat sees what was decided, under the reminder it concerns.
-        await query.bot.send_message(  # type: ignore[union-attr]
-            chat_id,
-            html.escape(result.message),
-            parse_mode="HTML",
-            reply_to_message_id=query.message.message_id,
-        )
+    if not result.changed:
+        return
+    notifier = _notifier(app, query.bot)  # type: ignore[arg-type]
+    try:
+        # Every card of the appeal shows the decision at once (taken by whom, struck through…).
+        await refresh_cards(session, notifier, app.defaults, now, [appeal_id])
+        if result.taken_from is not None and chat_id is not None:
+            # A takeover is said in the chat, under the card it concerns.
+            who = person_name(user) or str(user.id)
+            text = takeover_text(appeal_id, who, result.taken_from)
+            reply_to = await latest_card(session, chat_id, appeal_id)
+            await notifier.send_text(chat_id, html.escape(text), reply_to=reply_to)
+    except DeliveryError as error:
+        # The decision stands; the scheduler's tick edits the cards later.
+        logger.warning("cards of appeal %r not updated yet: %s", appeal_id, error)
+
+
+async def on_more(query: CallbackQuery, session: AsyncSession, app: AppContext) -> None:
+    """«Ещё» under a page of the overdue summary: the next page as a new message."""
+    after = parse_more(query.data or "")
+    chat_id = query.message.chat.id if query.message is not None else None
+    if after is None or chat_id is None:
+        await query.answer()
+        return
+    user = query.from_user
+    active = [page for page in await pages.all_pages(session) if page.is_active]
+    in_chat = [p for p in active if press_chat_of(p, app.settings) == chat_id]
+    page_id = in_chat[0].id if in_chat else None
+    if await roles.role_of(session, app.settings, user.id, page_id=page_id) < roles.Role.OPERATOR:
+        if page_id is None:
+            await query.answer(BUTTON_REFUSAL, show_alert=True)
+            return
+        # A member of the page's press chat: an operator from the first press (roles docs).
+        await roles.register_operator(session, user.id, person_name(user), page_id)
+    chosen = in_chat if in_chat else active
+    now = app.clock()
+    cards = await overdue_cards(
+        session, [p.id for p in chosen if p.id], now, app.defaults, after=after
+    )
+    if not cards:
+        await query.answer("Больше просроченных обращений нет.")
+        return
+    await query.answer()
+    [page_message] = summary_pages(cards, now, app.defaults.timezone, paged=True, continued=True)[
+        :1
+    ]
+    await send_cards(session, _notifier(app, query.bot), chat_id, page_message, now)  # type: ignore[arg-type]
 
 
 async def topic_command(
@@ -130,7 +173,8 @@ async def topic_command(
         return
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     if role < roles.Role.OPERATOR:
-        if message.chat.id != press_chat_of(page, app.settings):
+        in_press_chat = message.chat.id == press_chat_of(page, app.settings)
+        if not roles.may_join_by_pressing(app.settings, in_press_chat):
             await message.answer(TOPIC_REFUSAL)
             return
         await roles.register_operator(session, user.id, person_name(user), page.id)
@@ -176,8 +220,13 @@ async def overdue_command(
         return
     now = app.clock()
     cards = await overdue_cards(session, await pages.active_page_ids(session), now, app.defaults)
-    text, buttons = render_overdue_summary(cards, now, app.defaults.timezone)
-    await _notifier(app, bot).send_text(message.chat.id, text, buttons)
+    notifier = _notifier(app, bot)
+    if not cards:
+        await notifier.send_text(message.chat.id, no_overdue_text(now, app.defaults.timezone))
+        return
+    # Long lists go as several messages, split only between cards, each with its buttons.
+    for page_message in summary_pages(cards, now, app.defaults.timezone, paged=False):
+        await send_cards(session, notifier, message.chat.id, page_message, now)
 
 
 async def digest_command(
@@ -314,9 +363,15 @@ async def staff_command(
         await message.answer(f"Страницы {page_id} нет. Список страниц — /page.")
         return
     platform, user_id = account
-    await roles.set_role(session, user_id, verb, page_id=page_id, platform=platform)
+    name = await onboarding.telegram_name(message.bot, user_id) if platform == "telegram" else None
+    await roles.set_role(session, user_id, verb, name=name, page_id=page_id, platform=platform)
+    if platform == roles.PLATFORM and message.bot is not None:
+        # The person's menu follows the role (staff rows are flushed: the query sees them).
+        await onboarding.refresh_menus(message.bot, session, app, changed_users=[int(user_id)])
     where = f"на странице {page_id}" if page_id else "на всех страницах"
     who = _account_label(platform, user_id)
+    if name:
+        who = f"{name} ({who})"
     if verb == "none":
         await message.answer(f"{who} больше не в списке сотрудников ({where}).")
     else:
@@ -324,19 +379,28 @@ async def staff_command(
 
 
 async def page_command(
-    message: Message, session: AsyncSession, app: AppContext, command: CommandObject
+    message: Message, bot: Bot, session: AsyncSession, app: AppContext, command: CommandObject
 ) -> None:
-    """/page: list pages; /page ID title|tz|sla|hours|unbind …: change one."""
+    """/page: list pages; /page add …: connect one; /page ID title|tz|sla|hours|unbind …."""
     if not await _require(message, session, app, roles.Role.ADMIN):
         return
     args = (command.args or "").split()
+    if args and args[0].lower() in ("add", "добавить"):
+        await add_page(message, bot, session, app, args[1:])
+        return
     if not args:
         listed = await pages.all_pages(session)
         if not listed:
-            await message.answer("Страниц пока нет: они появятся с первым сообщением.")
+            await message.answer(
+                "Страниц пока нет. Подключите первую: /page add @канал или /page add vk 12345."
+            )
             return
         lines = [_page_line(page, app) for page in listed]
         await message.answer("\n".join(["<b>Страницы</b>", *lines]), parse_mode="HTML")
+        return
+    if len(args) == 1 and args[0].isdigit():
+        # Page health: the figures and which right or token would give the missing ones.
+        await page_health_answer(message, session, app, args[0])
         return
     if len(args) < 2 or not args[0].isdigit():
         await message.answer(PAGE_HELP)
@@ -349,13 +413,15 @@ async def page_command(
     field, values = args[1].lower(), args[2:]
     if field == "title" and values:
         page.title = " ".join(values)[:256]
-    elif field == "tz" and len(values) == 1:
+    elif field == "tz" and values:
         try:
-            ZoneInfo(values[0])
-        except (ZoneInfoNotFoundError, ValueError):
-            await message.answer(f"Не знаю часовой пояс {values[0]}. Пример: Asia/Vladivostok")
+            page.timezone = resolve_timezone(" ".join(values))
+        except TimeZoneError:
+            await message.answer(
+                f"Не знаю часовой пояс «{' '.join(values)}». "
+                "Пример: /page ID tz Владивосток или /page ID tz Asia/Vladivostok"
+            )
             return
-        page.timezone = values[0]
     elif field == "sla" and 1 <= len(values) <= 2:
         try:
             hours = [float(v.replace(",", ".")) for v in values]
@@ -416,6 +482,8 @@ async def bind_command(
         page.press_chat_id = message.chat.id
     app.press_chats.add(message.chat.id)
     await session.flush()
+    if message.bot is not None:
+        await onboarding.refresh_menus(message.bot, session, app)  # the new chat's menu
     titles = ", ".join(f"«{html.escape(page_title(p))}»" for p in chosen)
     pages_word = "странице" if len(chosen) == 1 else "страницам"  # not a count: one or several
     logger.info("chat %r bound to pages %r", message.chat.id, [p.id for p in chosen])
@@ -440,6 +508,7 @@ def create_router(app: AppContext) -> Router:
 
     router.startup.register(on_startup)
     router.callback_query.register(on_decision, CallbackData(f"{CALLBACK_PREFIX}:"))
+    router.callback_query.register(on_more, CallbackData(f"{MORE_PREFIX}:"))
     router.message.register(overdue_command, Command("overdue"))
     router.message.register(topic_command, Command("topic"))
     router.message.register(digest_command, Command("digest"))

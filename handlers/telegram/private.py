@@ -6,12 +6,12 @@ import logging
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import CommandStart
 from aiogram.types import CallbackQuery, Message
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
 from bot.events import AuthorRole, MessageEvent, RatingEvent
+from bot.services import roles
 from bot.services.ingest import Outcome
 from handlers.telegram.common import (
     bot_page_ref,
@@ -32,6 +32,7 @@ from storage import repositories as repo
 logger = logging.getLogger(__name__)
 
 
+# /start of a citizen (handlers/telegram/onboarding.py answers /start and /help by role).
 GREETING = (
     "Здравствуйте! Это официальный бот обратной связи. Напишите ваш вопрос, жалобу или "
     "предложение одним сообщением — его получат сотрудники, ответ придёт сюда же."
@@ -40,11 +41,15 @@ REPLY_HINT = "Ответьте на это сообщение — ответ у�
 RECEIVED = "Спасибо, ваше обращение получено и передано сотрудникам."
 
 
-async def start(message: Message) -> None:
-    await message.answer(GREETING)
-
-
-async def unknown_command(message: Message) -> None:
+async def unknown_command(message: Message, session: AsyncSession, app: AppContext) -> None:
+    """A command nobody handles: staff are pointed to /help, citizens to writing a message."""
+    user_id = message.from_user.id if message.from_user else None
+    if (
+        user_id is not None
+        and await roles.role_of(session, app.settings, user_id) > roles.Role.NONE
+    ):
+        await message.answer("Такой команды нет. Список команд — /help.")
+        return
     await message.answer("Такой команды нет. Просто напишите ваш вопрос сообщением.")
 
 
@@ -90,7 +95,8 @@ async def _relay(
         logger.warning("no press chat configured; private message %r not relayed", event.message_id)
         return
     user = message.from_user
-    header = f"✉️ Личное сообщение боту от {event.author_name or 'гражданина'}"
+    # «Автор: Татьяна Орлова», not «от Татьяна Орлова»: a name is not declined by guesswork.
+    header = f"✉️ Личное сообщение боту. Автор: {event.author_name or 'житель'}"
     if user and user.username:
         header += f" (@{user.username})"
     try:
@@ -160,7 +166,6 @@ def create_router() -> Router:
     """A fresh router with this module's handlers (one per dispatcher)."""
     router = Router(name=__name__)
     router.callback_query.register(rating, CallbackData(RATE_PREFIX))
-    router.message.register(start, CommandStart())
     router.message.register(unknown_command, LooksLikeCommand(captions=False))
     router.message.register(citizen_message)
     return router

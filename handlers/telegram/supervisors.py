@@ -20,8 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import ru
 from bot.app import AppContext
 from bot.services import roles
-from bot.services.charts import stats_chart_png
-from bot.services.reminders import page_title
+from bot.services.cards import page_title
+from bot.services.charts import chart_marks, stats_chart_png
+from bot.services.policy import page_calendar, sla_hours
 from bot.services.report_text import (
     PeriodError,
     format_stats,
@@ -32,6 +33,8 @@ from bot.services.report_text import (
     period_text,
 )
 from bot.services.reports import build_report, daily_series
+from bot.services.team import team_lines, team_report
+from handlers.telegram.page_health import send_health_chart
 from storage.models import Page
 from storage.pages import find_pages
 
@@ -120,13 +123,49 @@ async def stats_command(
     title = f"{page.title if page and page.title else 'Все страницы'}: " + period_text(
         request.since, request.until, timezone
     )
-    png = await asyncio.to_thread(stats_chart_png, series, title)
+    marks = chart_marks(
+        series,
+        page_calendar(page, app.defaults),
+        sla_hours=sla_hours(page, False, app.defaults),
+        today=now.astimezone(ZoneInfo(timezone)).date(),
+    )
+    png = await asyncio.to_thread(stats_chart_png, series, title, marks)
     caption = f"{ru.quantity(report.total.appeals, 'обращение', 'обращения', 'обращений')} по дням"
     await message.answer_photo(BufferedInputFile(png, "stats.png"), caption=caption)
+    await send_health_chart(message, session, report, title, timezone)
+
+
+async def team_command(
+    message: Message, command: CommandObject, session: AsyncSession, app: AppContext
+) -> None:
+    """/team [период] [страница]: each operator's taken, answered, in time and open appeals."""
+    user_id = message.from_user.id if message.from_user else None
+    if user_id is None or not await roles.is_supervisor(session, app.settings, user_id):
+        await message.answer(REFUSAL)
+        return
+    now = app.clock()
+    try:
+        request = parse_stats_args(command.args, now, app.settings.TIMEZONE)
+    except StatsRequestError as error:
+        await message.answer(str(error).replace("/stats", "/team"))
+        return
+    page_id = None
+    if request.page_query:
+        pages = await find_pages(session, request.page_query)
+        if len(pages) != 1:
+            await message.answer(f"Не нашёл одну страницу по «{request.page_query}». Список: /page")
+            return
+        page_id = pages[0].id
+    report = await team_report(
+        session, since=request.since, until=request.until, at=now, page_id=page_id
+    )
+    period = period_text(request.since, request.until, app.settings.TIMEZONE)
+    await message.answer("\n".join(team_lines(report, period)))
 
 
 def create_router(app: AppContext) -> Router:
-    """A fresh router with /stats (the other supervisor commands are in pressoffice)."""
+    """A fresh router with /stats and /team (the other supervisor commands are in pressoffice)."""
     router = Router(name=__name__)
     router.message.register(stats_command, Command("stats"))
+    router.message.register(team_command, Command("team"))
     return router

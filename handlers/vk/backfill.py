@@ -16,9 +16,10 @@ import sys
 from datetime import datetime
 
 import vk_api
-from tqdm import tqdm
 
+from bot import ru
 from bot.app import AppContext
+from bot.progress import progress_bar
 from bot.services.intake import Intake
 from handlers.vk.client import VkCallError, call, make_vk_session
 from handlers.vk.sync import (
@@ -72,16 +73,24 @@ async def backfill_command(
         return 2
     except VkCallError as exc:
         print(
-            f"backfill stopped by a VK error: {exc}. Run the same command again to resume.",
+            f"backfill: ВКонтакте ответил ошибкой: {exc}. Запустите ту же команду ещё раз — "
+            "загрузка продолжится с того же места.",
             file=sys.stderr,
         )
         return 1
-    print(
-        f"VK {group_id}: {counts.posts} posts, {counts.comments} comments and messages read; "
-        f"{counts.new_messages} new, {counts.appeals} new appeals, {counts.replies} replies "
-        f"linked, {counts.skipped} skipped"
-    )
+    print(summary_text(group_id, counts))
     return 0
+
+
+def summary_text(group_id: int, counts: SyncCounts) -> str:
+    """What the administrator reads after a backfill, in Russian."""
+    n = ru.number
+    return (
+        f"ВКонтакте {group_id}: прочитано постов: {n(counts.posts)}, "
+        f"комментариев и сообщений: {n(counts.comments)}; "
+        f"новых сообщений: {n(counts.new_messages)}, новых обращений: {n(counts.appeals)}, "
+        f"связано ответов: {n(counts.replies)}, пропущено: {n(counts.skipped)}"
+    )
 
 
 async def backfill(
@@ -102,7 +111,8 @@ async def backfill(
     if settings.VK_SERVICE_TOKEN is None:
         # A community token cannot read walls (error 27), so the wall needs the service token.
         raise BackfillError(
-            "reading a wall needs VK_SERVICE_TOKEN (community tokens get error 27 on wall.get)"
+            "чтобы читать стену, нужен VK_SERVICE_TOKEN в .env (ключ сообщества получает "
+            "ошибку 27 на wall.get)"
         )
     reader = make_vk_session(
         settings.VK_SERVICE_TOKEN.get_secret_value(),
@@ -121,20 +131,21 @@ async def backfill(
     posts = await fetch_posts(reader, owner_id, since, retry=retry)
     todo = sorted((p for p in posts if int(p["id"]) > done_post), key=lambda p: int(p["id"]))
     total = SyncCounts()
-    bar = tqdm(
-        total=len(todo), desc=f"VK {owner_id}", unit="post", file=sys.stderr, disable=not progress
-    )
     intake = Intake.for_app(app)
     try:
-        for post in todo:
-            total.add(await sync_post(intake, reader, page, post, retry=retry))
-            async with app.sessions() as session:
-                await repo.set_cursor(
-                    session, source, json.dumps({"since": since.isoformat(), "post": post["id"]})
-                )
-                await session.commit()
-            bar.update(1)
-        bar.close()
+        with progress_bar(
+            total=len(todo), desc=f"ВКонтакте {owner_id}", unit="пост", enabled=progress
+        ) as bar:
+            for post in todo:
+                total.add(await sync_post(intake, reader, page, post, retry=retry))
+                async with app.sessions() as session:
+                    await repo.set_cursor(
+                        session,
+                        source,
+                        json.dumps({"since": since.isoformat(), "post": post["id"]}),
+                    )
+                    await session.commit()
+                bar.update(1)
         if community_token is not None:
             dialogues = make_vk_session(
                 community_token.get_secret_value(),
@@ -144,7 +155,6 @@ async def backfill(
             )
             total.add(await sync_dialogues(intake, dialogues, page, since, retry=retry))
     finally:
-        bar.close()
         await intake.close()
     return total
 

@@ -136,6 +136,16 @@ def redact(text: str, token: str | None) -> str:
 
 def call(vk: vk_api.VkApi, method: str, **params: Any) -> Any:
     """Call a VK API method; errors become VkCallError without the token."""
+    return _call(vk, method, params, raw=False)
+
+
+def call_raw(vk: vk_api.VkApi, method: str, **params: Any) -> dict[str, Any]:
+    """`call`, answering VK's whole body (`execute` lists its nested errors beside `response`)."""
+    body = _call(vk, method, params, raw=True)
+    return body if isinstance(body, dict) else {}
+
+
+def _call(vk: vk_api.VkApi, method: str, params: Mapping[str, Any], *, raw: bool) -> Any:
     values: dict[str, Any] = {}
     for name, value in params.items():
         if value is None:
@@ -147,7 +157,7 @@ def call(vk: vk_api.VkApi, method: str, **params: Any) -> Any:
         values[name] = value
     token = _token_of(vk)
     try:
-        return vk.method(method, values)
+        return vk.method(method, values, raw=raw)
     except vk_api.exceptions.ApiError as exc:
         # `from None`: ApiError keeps the request values, token included, in its attributes.
         raise VkCallError(

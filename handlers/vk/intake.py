@@ -350,7 +350,9 @@ class VkIntake:
         updates = result.updates
         for position, update in enumerate(updates):
             last = position == len(updates) - 1
-            await self._handle_event(group_id, update, result.ts if last else None)
+            # Each event moves the stored ts too: to the batch's start, the last to its end. A
+            # kill within the very first batch then resumes at its start, not at a new ts.
+            await self._handle_event(group_id, update, result.ts if last else result.start_ts)
 
     async def _handle_event(self, group_id: int, update: Mapping[str, Any], ts: str | None) -> None:
         """One event and the position after it, committed together (waits out an outage)."""

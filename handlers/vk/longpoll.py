@@ -75,6 +75,9 @@ class PollResult:
     updates: list[dict[str, Any]] = field(default_factory=list)
     ts: str | None = None
     failed: int | None = None
+    # The ts the request was made with: the position before these events (a restart that
+    # stopped among them resumes there, and the events already stored come again as duplicates).
+    start_ts: str | None = None
 
     @property
     def history_lost(self) -> bool:
@@ -117,8 +120,9 @@ class GapAwareLongPoll(VkBotLongPoll):
             updates = response.get("updates")
             if not isinstance(updates, list):
                 raise ValueError("long poll answer without updates")
+            start_ts = str(self.ts)
             self.ts = str(response["ts"])
-            return PollResult([u for u in updates if isinstance(u, dict)], self.ts)
+            return PollResult([u for u in updates if isinstance(u, dict)], self.ts, None, start_ts)
         failed = response["failed"]
         if failed == 1:
             self.ts = str(response["ts"])

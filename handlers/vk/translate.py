@@ -56,6 +56,7 @@ HANDLED_EVENT_TYPES: tuple[str, ...] = (
     "message_new",
     "message_reply",
     "message_edit",
+    "wall_post_new",  # the page's own posts (page health)
 )
 
 CHAT_PEER_START = 2_000_000_000
@@ -267,6 +268,11 @@ def translate(event: Mapping[str, Any], page: VkPage, now: datetime) -> list[Eve
         return None
     if not isinstance(obj, Mapping):
         raise TranslationError(f"{event_type} without an object")
+    if event_type == "wall_post_new":
+        from handlers.vk.posts import post_event  # posts builds on this module
+
+        post = post_event(obj, page)
+        return [post] if post is not None else []
     if event_type == "message_new":
         message = obj.get("message")
         if not isinstance(message, Mapping):

@@ -58,6 +58,7 @@ class TelegramApi(TelegramOutbox):
             "setmycommands": self._api_set_my_commands,
             "deletemycommands": self._api_delete_my_commands,
             "getmycommands": self._api_get_my_commands,
+            "setchatmenubutton": self._api_set_chat_menu_button,
             "sendchataction": self._api_send_chat_action,
         }
 
@@ -115,6 +116,7 @@ class TelegramApi(TelegramOutbox):
                             filename=value.filename,
                             size=len(data),
                             content_type=value.content_type,
+                            data=data,
                         )
                     else:
                         raw[key] = value
@@ -442,7 +444,11 @@ class TelegramApi(TelegramOutbox):
         commands = params.get("commands")
         if not isinstance(commands, list):
             raise _bad_request('parameter "commands" is required')
-        key = self._commands_key(params.get("scope"), params.get("language_code") or "")
+        scope = params.get("scope")
+        if isinstance(scope, dict) and "chat_id" in scope:
+            # As Telegram: a chat scope needs a chat the bot knows (a user who opened the bot).
+            self._require_chat(scope["chat_id"])
+        key = self._commands_key(scope, params.get("language_code") or "")
         account.commands[key] = copy.deepcopy(commands)
         return True
 
@@ -460,6 +466,20 @@ class TelegramApi(TelegramOutbox):
         """Return the command list for a scope and language."""
         key = self._commands_key(params.get("scope"), params.get("language_code") or "")
         return copy.deepcopy(account.commands.get(key, []))
+
+    async def _api_set_chat_menu_button(
+        self, account: _BotAccount, params: JsonDict, uploads: Any
+    ) -> bool:
+        """Store the menu button of one private chat (or the default one without chat_id)."""
+        button = params.get("menu_button") or {"type": "default"}
+        if not isinstance(button, dict):
+            raise _bad_request("menu_button must be a MenuButton object")
+        if button.get("type") == "web_app" and not str(
+            (button.get("web_app") or {}).get("url", "")
+        ).startswith("https://"):
+            raise _bad_request("BUTTON_URL_INVALID: Web App URLs must use HTTPS")
+        account.menu_buttons[int(params.get("chat_id") or 0)] = button
+        return True
 
     async def _api_send_chat_action(
         self, account: _BotAccount, params: JsonDict, uploads: Any

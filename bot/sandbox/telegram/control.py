@@ -131,6 +131,10 @@ class TelegramControl(TelegramApi):
             self._account(None).commands.get(self._commands_key(scope, language_code), [])
         )
 
+    def menu_button(self, chat_id: int = 0) -> JsonDict | None:
+        """The default bot's menu button in a private chat (0: the default for all), if set."""
+        return copy.deepcopy(self._account(None).menu_buttons.get(chat_id))
+
     @property
     def bot_user(self) -> JsonDict:
         """Return the default bot's User dict."""

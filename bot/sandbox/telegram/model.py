@@ -34,7 +34,7 @@ GROUP_ANONYMOUS_BOT_USER: JsonDict = {
 DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 
 # Kinds of incoming messages make_message() builds.
-MESSAGE_KINDS = ("text", "photo", "voice", "sticker", "video", "document")
+MESSAGE_KINDS = ("text", "photo", "voice", "sticker", "video", "document", "video_note", "poll")
 _CHAT_PUBLIC_FIELDS = ("id", "type", "title", "username", "first_name", "last_name", "is_forum")
 # Form values that must stay strings even when they look like JSON ("123", "true").
 _STRING_PARAMS = frozenset(
@@ -126,6 +126,7 @@ class UploadedFile:
     filename: str
     size: int
     content_type: str | None = None
+    data: bytes = b""  # the file itself, e.g. to save a chart
 
 
 @dataclass
@@ -152,6 +153,8 @@ class SentMessage:
         """Return a JSON-serialisable dict (date as ISO 8601)."""
         data = asdict(self)
         data["date"] = self.date.isoformat()
+        for upload in data.get("files", []):
+            upload.pop("data", None)  # bytes are not JSON; the size is there
         return data
 
 
@@ -179,6 +182,8 @@ class _BotAccount:
     webhook_secret: str | None = None
     webhook_task: asyncio.Task[None] | None = None
     commands: dict[str, list[JsonDict]] = field(default_factory=dict)
+    # setChatMenuButton: chat id (0: the default for every chat) -> the MenuButton object.
+    menu_buttons: dict[int, JsonDict] = field(default_factory=dict)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

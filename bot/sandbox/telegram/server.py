@@ -9,12 +9,12 @@ from typing import Self
 
 from aiohttp import web
 
-from bot.sandbox.telegram.control import TelegramControl
+from bot.sandbox.telegram.channels import TelegramChannels
 
 logger = logging.getLogger(__name__)
 
 
-class TelegramSandbox(TelegramControl):
+class TelegramSandbox(TelegramChannels):
     """A fake Telegram Bot API server: real aiogram clients poll and send through it."""
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -25,6 +25,7 @@ class TelegramSandbox(TelegramControl):
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         self._add_control_routes(app)
+        self._add_preview_routes(app)
         # access_log=None: request paths contain bot tokens, which must never reach logs.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()

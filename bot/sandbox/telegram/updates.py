@@ -447,6 +447,34 @@ class TelegramUpdates(TelegramWorld):
                     "duration": 12,
                 }
             }
+        elif kind == "video_note":
+            content = {
+                "video_note": {
+                    "file_id": file_id,
+                    "file_unique_id": unique,
+                    "length": 240,
+                    "duration": 9,
+                }
+            }
+            text = None  # a video note has no caption
+        elif kind == "poll":
+            return {
+                "poll": {
+                    "id": str(number),
+                    "question": text or "Опрос",
+                    "options": [
+                        {"persistent_id": "1", "text": "Да", "voter_count": 0},
+                        {"persistent_id": "2", "text": "Нет", "voter_count": 0},
+                    ],
+                    "total_voter_count": 0,
+                    "is_closed": False,
+                    "is_anonymous": True,
+                    "type": "regular",
+                    "allows_multiple_answers": False,
+                    "allows_revoting": False,
+                    "members_only": False,
+                }
+            }
         elif kind == "document":
             content = {
                 "document": {

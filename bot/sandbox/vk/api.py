@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.sandbox.vk.model import (
     CHAT_PEER_START,
+    COMMUNITY_SCOPES,
     LONG_POLL_EVENT_TYPES,
     ApiCallError,
     JsonDict,
@@ -92,10 +93,12 @@ class VkApi(VkUpdates):
         return {
             "groups.getById": self._groups_get_by_id,
             "groups.getCallbackConfirmationCode": self._groups_get_callback_confirmation_code,
+            "groups.getTokenPermissions": self._groups_get_token_permissions,
             "groups.getLongPollServer": self._groups_get_long_poll_server,
             "groups.getLongPollSettings": self._groups_get_long_poll_settings,
             "groups.setLongPollSettings": self._groups_set_long_poll_settings,
             "wall.get": self._wall_get,
+            **self._health_methods(),
             "wall.getComments": self._wall_get_comments,
             "wall.getComment": self._wall_get_comment,
             "wall.createComment": self._wall_create_comment,
@@ -106,6 +109,10 @@ class VkApi(VkUpdates):
             "users.get": self._users_get,
             "utils.getServerTime": self._utils_get_server_time,
         }
+
+    def _health_methods(self) -> dict[str, Callable[[_Auth, dict[str, str]], Any]]:
+        """Page-health methods (bot/sandbox/vk/health.py adds them)."""
+        return {}
 
     def _require(self, auth: _Auth, *kinds: TokenKind) -> None:
         if not self.strict_token_types or auth.kind in kinds:
@@ -150,6 +157,14 @@ class VkApi(VkUpdates):
         if "group_id" not in params:
             raise ApiCallError(100, "group_id is undefined")
         return {"code": self._auth_group(auth, params).confirmation_code}
+
+    def _groups_get_token_permissions(self, auth: _Auth, params: dict[str, str]) -> JsonDict:
+        """The community token's rights: `mask` and `permissions` [{setting, name}], as VK."""
+        group = self._auth_group(auth, params)
+        permissions = [
+            {"setting": COMMUNITY_SCOPES[name], "name": name} for name in group.token_scopes
+        ]
+        return {"mask": sum(p["setting"] for p in permissions), "permissions": permissions}
 
     def _groups_get_long_poll_server(self, auth: _Auth, params: dict[str, str]) -> JsonDict:
         if "group_id" not in params:
@@ -208,8 +223,12 @@ class VkApi(VkUpdates):
         wall = self._wall_of(params)
         offset = max(0, _int(params, "offset", default=0))
         count = min(100, max(0, _int(params, "count", default=20)))
-        # The pinned post first, then newest first (as VK lists a wall).
-        posts = sorted(wall.posts.values(), key=lambda p: (p.pinned, p.id), reverse=True)
+        # The pinned post first, then newest first (as VK lists a wall); deleted posts are gone.
+        posts = sorted(
+            (p for p in wall.posts.values() if not p.deleted),
+            key=lambda p: (p.pinned, p.id),
+            reverse=True,
+        )
         page = posts[offset : offset + count]
         result: JsonDict = {"count": len(posts), "items": [self._post_object(p) for p in page]}
         if _int(params, "extended", default=0):

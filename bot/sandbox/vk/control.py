@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bot.sandbox.vk.api import VkApi
 from bot.sandbox.vk.model import (
+    COMMUNITY_SCOPES,
     JsonDict,
     SandboxError,
     _Auth,
@@ -41,8 +42,13 @@ class VkControl(VkApi):
         screen_name: str | None = None,
         group_type: str = "page",
         longpoll: bool = True,
+        scopes: Iterable[str] | None = None,
     ) -> None:
-        """Register a community (with its wall) and, if given, its community token."""
+        """Register a community (with its wall) and, if given, its community token.
+
+        `scopes`: the token's rights (COMMUNITY_SCOPES names); default manage, messages, photos,
+        docs.
+        """
         if group_id <= 0:
             raise SandboxError("group_id is positive; owner_id of its wall is -group_id")
         with self._lock:
@@ -54,6 +60,11 @@ class VkControl(VkApi):
                 token=token,
                 longpoll_enabled=longpoll,
             )
+            if scopes is not None:
+                unknown = set(scopes) - set(COMMUNITY_SCOPES)
+                if unknown:
+                    raise SandboxError(f"unknown community token scopes: {sorted(unknown)}")
+                self._groups[group_id].token_scopes = tuple(scopes)
             self._walls.setdefault(-group_id, _Wall(-group_id))
             if token:
                 self._tokens[token] = _Auth("group", group_id=group_id)
@@ -97,10 +108,14 @@ class VkControl(VkApi):
         from_id: int | None = None,
         *,
         emit: bool = True,
+        attachments: list[JsonDict] | None = None,
+        comments_open: bool = True,
         pinned: bool = False,
     ) -> int:
         """Publish a post on a wall; returns post_id (emits wall_post_new for communities).
 
+        `attachments`: VK attachment objects, e.g. `[{"type": "video", "video": {...}}]`
+        (`attachment("video")` and friends in bot/sandbox/vk/health.py build them).
         `pinned`: the wall's pinned post (wall.get lists it first, `is_pinned: 1`).
         """
         with self._lock:
@@ -111,6 +126,8 @@ class VkControl(VkApi):
                 from_id=owner_id if from_id is None else from_id,
                 date=self._unix(date),
                 text=text,
+                attachments=list(attachments or []),
+                comments_open=comments_open,
                 pinned=pinned,
             )
             wall.posts[post.id] = post

@@ -19,6 +19,15 @@ _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 JsonDict = dict[str, Any]
 TokenKind = Literal["group", "service", "user"]
+# Community token permission bits as VK numbers them (dev.vk.com: access rights for communities).
+COMMUNITY_SCOPES = {
+    "stories": 1,
+    "photos": 4,
+    "app_widget": 64,
+    "messages": 4096,
+    "docs": 131072,
+    "manage": 262144,
+}
 CommentKind = Literal["wall", "photo", "video", "market", "board"]
 
 # Canonical error texts of the real API.
@@ -29,7 +38,12 @@ ERROR_MESSAGES: dict[int, str] = {
     6: "Too many requests per second",
     8: "Invalid request: v is required",
     10: "Internal server error",
+    12: "Unable to compile code",
     15: "Access denied",
+    29: "Rate limit reached",
+    30: "This profile is private",
+    9: "Flood control",
+    13: "Runtime error occurred during code invocation",
     27: "Group authorization failed: method is unavailable with group auth.",
     28: "Application authorization failed: method is unavailable with service token.",
     100: "One of the parameters specified was missing or invalid",
@@ -211,6 +225,13 @@ class _Post:
     text: str
     comment_ids: list[int] = field(default_factory=list)
     pinned: bool = False  # wall.get shows it first, whatever its date
+    # Page health: what the post carries and its counters (views grow as days pass).
+    attachments: list[JsonDict] = field(default_factory=list)
+    views: int = 0
+    likes: int = 0
+    reposts: int = 0
+    comments_open: bool = True
+    deleted: bool = False
 
 
 @dataclass
@@ -242,6 +263,8 @@ class _Group:
     type: str
     token: str | None
     longpoll_enabled: bool = True
+    # Scopes of the community token (groups.getTokenPermissions); what Otklik asks for by default.
+    token_scopes: tuple[str, ...] = ("manage", "messages", "photos", "docs")
     longpoll_api_version: str = API_VERSION
     longpoll_events: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(LONG_POLL_EVENT_TYPES, 1)
@@ -251,6 +274,7 @@ class _Group:
     next_ts: int = 1
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     forced_poll_failures: deque[int] = field(default_factory=deque)
+    members_count: int = 0
     next_message_id: int = 1
     conversations: dict[int, list[_Message]] = field(default_factory=dict)
     messages_allowed: set[int] = field(default_factory=set)

@@ -8,12 +8,12 @@ import threading
 
 from aiohttp import web
 
-from bot.sandbox.vk.control import VkControl
+from bot.sandbox.vk.health import VkHealth
 
 logger = logging.getLogger(__name__)
 
 
-class VkSandbox(VkControl):
+class VkSandbox(VkHealth):
     """An in-memory VK with the API server and Bots Long Poll on one aiohttp app."""
 
     # ------------------------------------------------------------------ lifecycle

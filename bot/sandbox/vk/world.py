@@ -199,12 +199,16 @@ class VkWorld:
             "text": post.text,
             "post_type": "post",
             "marked_as_ads": 0,
-            "attachments": [],
+            "attachments": [dict(item) for item in post.attachments],
             "post_source": {"type": "api"},
-            "comments": {"count": comments_count, "can_post": 1, "groups_can_post": True},
-            "likes": {"count": 0, "user_likes": 0, "can_like": 1, "can_publish": 1},
-            "reposts": {"count": 0, "user_reposted": 0},
-            "views": {"count": 0},
+            "comments": {
+                "count": comments_count,
+                "can_post": int(post.comments_open),
+                "groups_can_post": True,
+            },
+            "likes": {"count": post.likes, "user_likes": 0, "can_like": 1, "can_publish": 1},
+            "reposts": {"count": post.reposts, "user_reposted": 0},
+            "views": {"count": post.views},
             "is_favorite": False,
             **({"is_pinned": 1} if post.pinned else {}),
         }
@@ -297,6 +301,7 @@ class VkWorld:
             "photo_50": photo,
             "photo_100": photo,
             "photo_200": photo,
+            "members_count": group.members_count,
         }
 
     def _user_object(self, user_id: int) -> JsonDict:

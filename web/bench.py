@@ -1,0 +1,101 @@
+"""Benchmark of the dashboard's overview over N appeals (docs/BENCHMARKS.md).
+
+The database is the `/stats` benchmark's (bot/services/stats_bench.py: one month of synthetic
+appeals on SQLite, rollups rebuilt); the overview is requested through the real aiohttp server
+with a supervisor's session, and the server's own time is read from its `Server-Timing` header
+(report use case + template), so the client's time is not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.app import AppContext
+from bot.clock import SimulatedClock, utc_now
+from bot.config import Settings
+from bot.services import stats_bench
+from bot.services.reports import build_report
+from bot.services.web_access import SESSION_COOKIE, session_value
+from storage.engine import create_engine
+from storage.migrate import upgrade
+from web.server import mount
+
+TOKEN = "42:bench-token"
+SUPERVISOR = 1
+
+
+def _server_ms(header: str) -> float:
+    """`app;dur=12.3` → 12.3."""
+    return float(header.split("dur=", 1)[1])
+
+
+async def run_dashboard_benchmark(
+    rows: int = 1_000_000, repeats: int = 7, path: str | Path | None = None
+) -> dict[str, Any]:
+    """Server time of the overview of one local (Moscow) month; `path`: reuse a filled file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(path) if path is not None else Path(tmp) / "bench.db"
+        if not db.exists():
+            engine = create_engine(f"sqlite+aiosqlite:///{db}")
+            await upgrade(engine)
+            await engine.dispose()
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                await asyncio.wrap_future(pool.submit(stats_bench._fill, db, rows, 0))
+        engine = create_engine(f"sqlite+aiosqlite:///{db}")
+        await upgrade(engine)  # a file filled by an older tree gets the newer tables
+        settings = Settings(  # type: ignore[call-arg]
+            _env_file=None, TELEGRAM_BOT_TOKEN=TOKEN, SUPERVISOR_IDS=str(SUPERVISOR)
+        )
+        at = stats_bench.MONTH_END + timedelta(days=1)  # as the report benchmark
+        app = AppContext.create(settings, engine, clock=SimulatedClock(at))
+        application = web.Application()
+        mount(application, app)
+        server = TestServer(application)
+        await server.start_server(access_log=None)
+        timings: list[float] = []
+        reports_ms: list[float] = []
+        since = datetime(2026, 10, 31, 21, tzinfo=UTC)  # 01.11–30.11 in Moscow time
+        until = datetime(2026, 11, 30, 21, tzinfo=UTC)
+        try:
+            async with TestClient(server) as client:
+                client.session.cookie_jar.update_cookies(
+                    {SESSION_COOKIE: session_value(SUPERVISOR, TOKEN, utc_now())}
+                )
+                query = {"from": "2026-11-01", "to": "2026-11-30"}
+                for _ in range(repeats):
+                    response = await client.get("/", params=query)
+                    body = await response.text()
+                    if response.status != 200 or "data-page-id" not in body:
+                        raise RuntimeError(f"the overview answered {response.status}")
+                    timings.append(_server_ms(response.headers["Server-Timing"]))
+                    # The report alone, for the same period: what the page adds is the rest.
+                    async with app.sessions() as session:
+                        started = time.perf_counter()
+                        await build_report(
+                            session, since=since, until=until, at=at, defaults=app.defaults
+                        )
+                        reports_ms.append((time.perf_counter() - started) * 1000)
+        finally:
+            await engine.dispose()
+    return {
+        "appeals": rows,
+        "pages": stats_bench.PAGES,
+        "overview_first_ms": round(timings[0], 1),
+        "overview_median_ms": round(statistics.median(timings), 1),
+        "overview_best_ms": round(min(timings), 1),
+        "report_alone_median_ms": round(statistics.median(reports_ms), 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
