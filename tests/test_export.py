@@ -78,7 +78,8 @@ async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
     assert exported.filename == "otklik_2026-11-02_2026-11-08.xlsx"
     (tmp_path / exported.filename).write_bytes(exported.data)
     book = load_workbook(io.BytesIO(exported.data))
-    assert book.sheetnames == ["Обращения", "По страницам"]
+    # «Здоровье страниц»: the channel's posts are page health (issue 13).
+    assert book.sheetnames == ["Обращения", "По страницам", "Здоровье страниц"]
     sheet = book["Обращения"]
     assert sheet.freeze_panes == "A2"
     headers = [cell.value for cell in sheet[1]]
