@@ -59,6 +59,7 @@ def _ngettext(singular: str, plural: str, n: int) -> str:
 @contextlib.contextmanager
 def russian() -> Iterator[None]:
     """argparse's messages in Russian for the duration of the block."""
+    # argparse has no hook for its messages; its module-level gettext names are swapped (untyped).
     saved = argparse._, argparse.ngettext  # type: ignore[attr-defined]
     argparse._ = _translate  # type: ignore[attr-defined]
     argparse.ngettext = _ngettext  # type: ignore[attr-defined]
@@ -85,6 +86,7 @@ class RussianArgumentParser(argparse.ArgumentParser):
         with russian():
             super().__init__(*args, **kwargs)
 
+    # Narrower overload signatures than ArgumentParser declares; the behaviour is the same.
     def parse_args(  # type: ignore[override]
         self, args: Any = None, namespace: Any = None
     ) -> argparse.Namespace:

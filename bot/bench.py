@@ -129,7 +129,7 @@ async def bench_intake(count: int = 10_000, *, bound: bool = False) -> dict[str,
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
         await upgrade(engine)
-        app = AppContext.create(Settings(_env_file=None), engine)  # type: ignore[call-arg]
+        app = AppContext.create(Settings(_env_file=None), engine)
         async with app.sessions() as session:
             # The page is known already, so no handler needs to call the Bot API.
             await repo.ensure_page(
@@ -199,13 +199,11 @@ async def run_all() -> int:
         f"и SQLite, {intake['noop_handler_per_s']} обновлений/с с пустым обработчиком "
         f"(отношение {intake['ratio']}), замер на {intake['updates']} обновлениях"
     )
-    try:
-        from bot.text.bench import run_benchmark
-    except ImportError:
-        pass
-    else:
-        text = await asyncio.to_thread(run_benchmark)
-        print(f"классификатор: {text}")
+    from bot.text.bench import run_benchmark, run_quality, summary_lines
+
+    speed = await asyncio.to_thread(run_benchmark)
+    quality = await asyncio.to_thread(run_quality)
+    print("\n".join(summary_lines(speed, quality)))
     try:
         from bot.services.stats_bench import run_stats_benchmark
     except ImportError:

@@ -1,4 +1,4 @@
-"""The `otklik` command line (DESIGN sec. 3). Each command imports its module lazily."""
+"""The `otklik` command line (README.md lists the commands); each imports its module lazily."""
 
 from __future__ import annotations
 

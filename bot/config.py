@@ -1,4 +1,4 @@
-"""Typed settings, read once from the environment and `.env` (DESIGN sec. 4)."""
+"""Typed settings, read once from the environment and `.env` (.env.example explains each)."""
 
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ class Settings(BaseSettings):
 def load_settings(env_file: str | None = ".env") -> Settings:
     """Read settings from the environment and `env_file`; SettingsError names what is wrong."""
     try:
-        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        return Settings(_env_file=env_file)
     except ValidationError as error:
         raise SettingsError(describe(error)) from None
 

@@ -1,4 +1,4 @@
-"""The normalised events every source is translated into (DESIGN sec. 1).
+"""The normalised events every source is translated into (docs/ARCHITECTURE.md).
 
 Handlers build these from Telegram or VK updates; `bot.services.ingest` consumes them and never
 learns which platform they came from beyond the `platform` label stored with the page.

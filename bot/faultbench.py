@@ -470,11 +470,13 @@ async def run_faults(count: int = 300, outage_s: float = 10.0) -> int:
     return 1 if bad else 0
 
 
-async def reminder_window(sends: int = 200) -> dict[str, float]:
+async def reminder_window(sends: int = 19) -> dict[str, float]:
     """The window in which a crash can double a reminder, in ms (bot/services/reminder_log.py).
 
     From «sending» committed to «sent» committed: one sendMessage to the Telegram sandbox on
-    127.0.0.1 through the real notifier, and one SQLite commit; median, p90 and max.
+    127.0.0.1 through the real notifier, and one SQLite commit; median, p90 and max. Fewer
+    than 20 sends: the sandbox, as Telegram, allows a group 20 messages a minute (more would
+    measure its flood-control waits).
     """
     import statistics
 

@@ -45,7 +45,7 @@ async def bench_health(communities: int = 1_000, posts_each: int = 100) -> dict[
         engine = create_engine(f"sqlite+aiosqlite:///{tmp}/bench.db")
         try:
             await upgrade(engine)
-            app = AppContext.create(Settings(_env_file=None), engine, clock)  # type: ignore[call-arg]
+            app = AppContext.create(Settings(_env_file=None), engine, clock)
             box.add_service_token(SERVICE_TOKEN)
             intake = Intake.for_database(engine, app.sessions, app.defaults)
             loading = time.perf_counter()

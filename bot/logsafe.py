@@ -66,7 +66,7 @@ def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
     """Blank secrets in a record's message and its traceback, in place."""
     if getattr(record, "_otklik_scrubbed", False):
         return record
-    record._otklik_scrubbed = True  # type: ignore[attr-defined]
+    record._otklik_scrubbed = True
     try:
         message = record.getMessage()
     except Exception:  # a bad format string: logging itself reports it later
@@ -141,6 +141,6 @@ def guard_streams() -> None:
     import sys
 
     if not isinstance(sys.stdout, ScrubbedStream):
-        sys.stdout = ScrubbedStream(sys.stdout)  # type: ignore[assignment]
+        sys.stdout = ScrubbedStream(sys.stdout)
     if not isinstance(sys.stderr, ScrubbedStream):
-        sys.stderr = ScrubbedStream(sys.stderr)  # type: ignore[assignment]
+        sys.stderr = ScrubbedStream(sys.stderr)

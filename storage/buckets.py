@@ -6,7 +6,9 @@ and `storage.rollup` can group by them (docs/METRICS.md sec. 6).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -71,3 +73,51 @@ def _positive_bucket(seconds: float) -> int:
         return minutes
     shift = minutes.bit_length() - FRT_BITS
     return (shift << (FRT_BITS - 1)) + (minutes >> shift)
+
+
+def derived_appeal_columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The appeal columns derived from the others, for every writer (ORM flush or plain SQL).
+
+    `answered_at` is min(first_response_at, answered_offline_at), the moment the appeal counts
+    as answered, so that reports range over one indexed column; `settle_day` and the FRT
+    buckets are the report rollups' keys (above).
+    """
+    answered = [
+        moment
+        for moment in (values.get("first_response_at"), values.get("answered_offline_at"))
+        if moment is not None
+    ]
+    answered_at = min(answered) if answered else None
+    settle = None
+    if values.get("sla_deadline") is not None:
+        settle = day_number(
+            settle_moment(
+                answered_at=answered_at,
+                first_response_at=values.get("first_response_at"),
+                final_response_at=values.get("final_response_at"),
+                reopened_at=values.get("reopened_at"),
+                rating=values.get("rating"),
+                rated_at=values.get("rated_at"),
+                sla_deadline=values["sla_deadline"],
+            )
+        )
+    return {
+        "answered_at": answered_at,
+        "settle_day": settle,
+        "frt_bucket": frt_bucket(values.get("frt_s")),
+        "frt_work_bucket": frt_bucket(values.get("frt_work_s")),
+    }
+
+
+# What `derived_appeal_columns` reads.
+DERIVED_FROM = (
+    "first_response_at",
+    "answered_offline_at",
+    "final_response_at",
+    "reopened_at",
+    "rating",
+    "rated_at",
+    "sla_deadline",
+    "frt_s",
+    "frt_work_s",
+)

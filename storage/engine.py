@@ -14,6 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import rollup
+
 logger = logging.getLogger(__name__)
 
 SessionFactory = async_sessionmaker[AsyncSession]
@@ -33,7 +35,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for `url` (sqlite+aiosqlite or postgresql+asyncpg)."""
+    """An async engine for `url` (sqlite+aiosqlite or postgresql+asyncpg).
+
+    Every engine keeps the report rollups: writes of appeals mark their page-days stale.
+    """
+    rollup.install()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database

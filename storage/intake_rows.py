@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.clock import utc_now
-from storage.repositories import Db
+from storage.db import Db
 
 
 def claim_raw_update(

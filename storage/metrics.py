@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, false, func, or_, true
 
-from storage.models import Appeal
+from storage.models import Appeal, table_of
 
-A = Appeal.__table__.c  # type: ignore[attr-defined]  # SQLModel does not type __table__
+A = table_of(Appeal).c
 
 # FRT histogram kinds: (kind, value column, bucket column).
 FRT_KINDS = ((0, A.frt_s, A.frt_bucket), (1, A.frt_work_s, A.frt_work_bucket))
@@ -80,7 +80,7 @@ def conditions(at: datetime | None) -> dict[str, ColumnElement[bool]]:
     answered = _known(A.answered_at, at)
     replied = _known(A.first_response_at, at)
     scored = and_(replied, quality_at(at).is_not(None))
-    rating_known = A.rating.is_not(None)
+    rating_known: ColumnElement[bool] = A.rating.is_not(None)
     if at is not None:
         rating_known = and_(rating_known, or_(A.rated_at.is_(None), A.rated_at <= at))
     unanswered = _unknown(A.answered_at, at)

@@ -10,14 +10,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, Table, UniqueConstraint
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, SQLModel
 
 from bot.clock import utc_now
-from storage.buckets import day_number, frt_bucket, settle_moment
+from storage.buckets import DERIVED_FROM, derived_appeal_columns
 from storage.types import UTCDateTime
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a model, for SQL expressions over its columns."""
+    # SQLAlchemy's declarative mapping sets `__table__` on every table model; SQLModel does not
+    # declare the attribute, so mypy cannot see it.
+    return model.__table__  # type: ignore[attr-defined]
 
 
 def _utc(*, nullable: bool = True, index: bool = False) -> Any:
@@ -169,7 +176,7 @@ class Appeal(SQLModel, table=True):
     rated_at: datetime | None = _utc()
     quality_score: float | None = None  # of the answer that closed it, 0..100
     # Of the first reply (interim or final): what a report counts while the final answer is
-    # still after its `at` (DESIGN sec. 2: replies after `at` do not count).
+    # still after its `at` (docs/METRICS.md: replies after `at` do not count).
     first_quality_score: float | None = None
     recorded_at: datetime = _recorded()
     # Derived for reports, kept by `_derive_appeal_columns` on every ORM flush: the moment the
@@ -323,6 +330,11 @@ class OfficialReply(SQLModel, table=True):
     deleted_at: datetime | None = _utc()
     deleted_by: str | None = Field(default=None, max_length=16)
     recorded_at: datetime = _recorded()
+
+
+# Staff roles; a message by any of them on their page is official, not a citizen's (a
+# supervisor's comment is not an appeal). bot/services/roles.py ranks them.
+OFFICIAL_ROLES = ("staff", "operator", "supervisor", "admin")
 
 
 class Staff(SQLModel, table=True):
@@ -497,51 +509,16 @@ class WebLogin(SQLModel, table=True):
     used_at: datetime | None = _utc()
 
 
-def _earliest(*moments: datetime | None) -> datetime | None:
-    known = [moment for moment in moments if moment is not None]
-    return min(known) if known else None
-
-
 @sa_event.listens_for(OrmSession, "before_flush")
 def _derive_appeal_columns(session: OrmSession, _context: Any, _instances: Any) -> None:
-    """Keep `Appeal.answered_at` equal to min(first_response_at, answered_offline_at).
+    """Keep the derived appeal columns (storage/buckets.py) current on every ORM write.
 
-    Every ORM write (ingest, press-office decisions, imports) passes here, so reports can range
-    over one indexed column. Bulk `UPDATE` statements bypass the ORM and must set it themselves.
+    Ingest, press-office decisions and imports pass here; plain-SQL writers
+    (storage/repositories.py `save_appeal`) call the same function themselves.
     """
     for instance in (*session.new, *session.dirty):
         if isinstance(instance, Appeal):
-            answered = _earliest(instance.first_response_at, instance.answered_offline_at)
-            if instance.answered_at != answered:
-                instance.answered_at = answered
-            _derive_rollup_keys(instance)
-
-
-def _derive_rollup_keys(appeal: Appeal) -> None:
-    """Keep `settle_day`, `frt_bucket` and `frt_work_bucket` (storage/buckets.py) current."""
-    settle = None
-    if appeal.sla_deadline is not None:
-        settle = day_number(
-            settle_moment(
-                answered_at=appeal.answered_at,
-                first_response_at=appeal.first_response_at,
-                final_response_at=appeal.final_response_at,
-                reopened_at=appeal.reopened_at,
-                rating=appeal.rating,
-                rated_at=appeal.rated_at,
-                sla_deadline=appeal.sla_deadline,
-            )
-        )
-    if appeal.settle_day != settle:
-        appeal.settle_day = settle
-    for name, seconds in (("frt_bucket", appeal.frt_s), ("frt_work_bucket", appeal.frt_work_s)):
-        bucket = frt_bucket(seconds)
-        if getattr(appeal, name) != bucket:
-            setattr(appeal, name, bucket)
-
-
-# The page-health tables (posts, counters, subscribers) belong to the same metadata.
-import storage.health_models  # noqa: E402
-
-# The report rollups follow every write of appeals (registers their execution hooks).
-import storage.rollup  # noqa: E402,F401
+            values = {name: getattr(instance, name) for name in DERIVED_FROM}
+            for name, value in derived_appeal_columns(values).items():
+                if getattr(instance, name) != value:
+                    setattr(instance, name, value)

@@ -2,222 +2,48 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
-from pydantic_core import PydanticUndefined
-from sqlalchemy import or_, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
-from sqlalchemy.sql.elements import TextClause
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.clock import utc_now
 from bot.events import PageRef, ThreadRef
+from storage.buckets import derived_appeal_columns
+from storage.db import Db, as_utc, insert_row, run_in_transaction
 from storage.models import (
+    OFFICIAL_ROLES,
     Appeal,
-    CitizenMessage,
     IntakeCursor,
-    OfficialReply,
     Page,
     RawUpdate,
     Relay,
-    Staff,
     Thread,
 )
 from storage.redaction import stored_text
 
-try:  # report rollups (storage/rollup.py) keep derived appeal columns; absent in older trees
-    from storage import buckets as _buckets
-    from storage import rollup as _rollup
-except ImportError:  # pragma: no cover
-    _buckets = None  # type: ignore[assignment]
-    _rollup = None  # type: ignore[assignment]
-
-
-# Staff roles whose messages on a page are official (a supervisor's comment is not a citizen's).
-OFFICIAL_ROLES = ("staff", "operator", "supervisor", "admin")
-
-
-async def get_page(session: AsyncSession, platform: str, external_id: str) -> Page | None:
-    result = await session.exec(
-        select(Page).where(Page.platform == platform, Page.external_id == external_id)
-    )
-    return result.first()
-
 
 async def ensure_page(session: AsyncSession, ref: PageRef) -> Page:
-    """The page for `ref`, created on first sight; a newer title or username is kept."""
-    page = await get_page(session, ref.platform.value, ref.external_id)
-    if page is None:
-        page = Page(
-            platform=ref.platform.value,
-            external_id=ref.external_id,
-            kind=ref.kind.value,
-            title=ref.title,
-            username=ref.username,
-            linked_chat_id=ref.linked_chat_id,
-        )
-        session.add(page)
-        await session.flush()
-        return page
-    if ref.title and page.title != ref.title:
-        page.title = ref.title
-    if ref.username and page.username != ref.username:
-        page.username = ref.username
-    if ref.linked_chat_id and page.linked_chat_id != ref.linked_chat_id:
-        page.linked_chat_id = ref.linked_chat_id
+    """The page for `ref` (`ensure_page_row`), as an object of the session."""
+    page_id = await run_in_transaction(session, lambda db: _page_id(ensure_page_row(db, ref)))
+    page = await session.get(Page, page_id)
+    assert page is not None
     return page
 
 
 async def ensure_thread(session: AsyncSession, page_id: int, ref: ThreadRef) -> Thread:
-    result = await session.exec(
-        select(Thread).where(Thread.page_id == page_id, Thread.external_id == ref.external_id)
-    )
-    thread = result.first()
-    if thread is None:
-        thread = Thread(
-            page_id=page_id, external_id=ref.external_id, kind=ref.kind.value, title=ref.title
-        )
-        session.add(thread)
-        await session.flush()
-    elif ref.title and not thread.title:
-        thread.title = ref.title
+    """The thread for `ref` (`ensure_thread_row`), as an object of the session."""
+    thread_id = await run_in_transaction(session, lambda db: ensure_thread_row(db, page_id, ref))
+    thread = await session.get(Thread, thread_id)
+    assert thread is not None
     return thread
 
 
-async def find_citizen_message(
-    session: AsyncSession, page_id: int, external_id: str
-) -> CitizenMessage | None:
-    result = await session.exec(
-        select(CitizenMessage).where(
-            CitizenMessage.page_id == page_id, CitizenMessage.external_id == external_id
-        )
-    )
-    return result.first()
-
-
-async def find_official_reply(
-    session: AsyncSession, page_id: int, external_id: str
-) -> OfficialReply | None:
-    result = await session.exec(
-        select(OfficialReply).where(
-            OfficialReply.page_id == page_id, OfficialReply.external_id == external_id
-        )
-    )
-    return result.first()
-
-
-async def find_message(
-    session: AsyncSession, page_id: int, external_id: str
-) -> CitizenMessage | OfficialReply | None:
-    """A stored message of either side by its platform id."""
-    return await find_citizen_message(session, page_id, external_id) or await find_official_reply(
-        session, page_id, external_id
-    )
-
-
-async def open_appeal_of(
-    session: AsyncSession, thread_id: int, citizen_id: str, before: datetime
-) -> Appeal | None:
-    """The citizen's latest appeal in the thread still unanswered at `before` (offline too)."""
-    result = await session.exec(
-        select(Appeal)
-        .where(
-            Appeal.thread_id == thread_id,
-            Appeal.citizen_id == citizen_id,
-            col(Appeal.excluded).is_(False),
-            Appeal.received_at <= before,
-            # Answered offline («Ответили вне соцсети») counts as answered from that moment.
-            or_(col(Appeal.answered_at).is_(None), col(Appeal.answered_at) > before),
-        )
-        .order_by(col(Appeal.received_at).desc())
-        .limit(1)
-    )
-    return result.first()
-
-
-async def last_answered_appeal_of(
-    session: AsyncSession, thread_id: int, citizen_id: str, before: datetime
-) -> Appeal | None:
-    """The citizen's latest appeal in the thread answered (online or offline) by `before`."""
-    result = await session.exec(
-        select(Appeal)
-        .where(
-            Appeal.thread_id == thread_id,
-            Appeal.citizen_id == citizen_id,
-            col(Appeal.answered_at) <= before,
-        )
-        .order_by(col(Appeal.received_at).desc())
-        .limit(1)
-    )
-    return result.first()
-
-
-async def is_staff(session: AsyncSession, platform: str, user_id: str, page_id: int) -> bool:
-    """Whether `user_id` writes officially on this page (or on every page)."""
-    result = await session.exec(
-        select(Staff.id).where(
-            Staff.platform == platform,
-            Staff.user_id == user_id,
-            or_(col(Staff.page_id).is_(None), col(Staff.page_id) == page_id),
-            col(Staff.role).in_(OFFICIAL_ROLES),
-        )
-    )
-    return result.first() is not None
-
-
-async def add_staff(
-    session: AsyncSession,
-    platform: str,
-    user_id: str,
-    *,
-    page_id: int | None = None,
-    name: str | None = None,
-    role: str = "staff",
-) -> Staff:
-    result = await session.exec(
-        select(Staff).where(
-            Staff.platform == platform,
-            Staff.user_id == user_id,
-            col(Staff.page_id).is_(None) if page_id is None else Staff.page_id == page_id,
-        )
-    )
-    staff = result.first()
-    if staff is None:
-        staff = Staff(platform=platform, user_id=user_id, page_id=page_id, name=name, role=role)
-        session.add(staff)
-        await session.flush()
-    else:
-        staff.role = role
-        staff.name = name or staff.name
-    return staff
-
-
-async def record_raw_update(
-    session: AsyncSession,
-    source: str,
-    update_key: str,
-    update_type: str | None,
-    payload: dict[str, Any],
-) -> RawUpdate | None:
-    """Store an incoming update once; None if it was stored before (a redelivery)."""
-    result = await session.exec(
-        select(RawUpdate.id).where(RawUpdate.source == source, RawUpdate.update_key == update_key)
-    )
-    if result.first() is not None:
-        return None
-    raw = RawUpdate(source=source, update_key=update_key, update_type=update_type, payload=payload)
-    session.add(raw)
-    await session.flush()
-    return raw
+def _page_id(page: Page) -> int:
+    assert page.id is not None
+    return page.id
 
 
 async def get_cursor(session: AsyncSession, source: str) -> str | None:
@@ -263,189 +89,6 @@ async def find_relay(
         )
     )
     return result.first()
-
-
-# -- the intake hot path ------------------------------------------------------------------------
-#
-# Ingest runs as plain SQL on the session's own connection and transaction. On SQLite the whole
-# unit runs in one trip to aiosqlite's worker thread on the driver's sqlite3 connection (a
-# statement costs microseconds there, against ~150 µs per statement through the async ORM);
-# on PostgreSQL the same code runs through `AsyncSession.run_sync`, one network round trip per
-# statement. The SQL is written once, with `:name` parameters that both sqlite3 and SQLAlchemy's
-# `text()` accept. See docs/BENCHMARKS.md.
-
-T = TypeVar("T")
-Params = Mapping[str, Any]
-
-
-def as_utc(value: Any) -> datetime | None:
-    """A UTC column read back by plain SQL: naive text on SQLite, aware on PostgreSQL."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-    return value.astimezone(UTC)  # type: ignore[no-any-return]
-
-
-def _sqlite_value(value: Any) -> Any:
-    # The exact text storage/types.UTCDateTime gives SQLite through SQLAlchemy, so that rows
-    # written here and by the ORM compare and sort alike.
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return value
-
-
-# Parameter types sqlite3 takes as they are; anything else goes through `_sqlite_value`.
-_SQLITE_NATIVE = frozenset({str, int, float, type(None), bytes})
-
-
-class Db:
-    """A synchronous connection inside the caller's transaction, for the intake hot path."""
-
-    sqlite: bool
-    # (model, id, values) of rows updated here, to bring objects the ORM session holds in line.
-    changed: list[tuple[type[Any], int, dict[str, Any]]]
-    # (page_id, UTC day of receipt) of appeals written here: their report rollups are stale.
-    appeal_days: set[tuple[int, int]]
-
-    def touch_appeal(self, page_id: int, received_at: datetime) -> None:
-        if _buckets is not None:
-            self.appeal_days.add((page_id, _buckets.day_number(received_at)))
-
-    def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def run(self, sql: str, params: Params) -> None:
-        self.rows(sql, params)
-
-    def row(self, sql: str, params: Params) -> tuple[Any, ...] | None:
-        found = self.rows(sql, params)
-        return found[0] if found else None
-
-    def json_param(self, name: str) -> str:
-        """A JSON-typed parameter (PostgreSQL needs the cast; SQLite stores the text)."""
-        return f":{name}" if self.sqlite else f"CAST(:{name} AS JSON)"
-
-    def update(self, model: type[Any], row_id: int, values: dict[str, Any]) -> None:
-        """UPDATE one row by id with `values` (column names are ours, never user input)."""
-        if not values:
-            return
-        table = model.__tablename__
-        assignments = ", ".join(f"{name} = :{name}" for name in values)
-        self.run(
-            f"UPDATE {table} SET {assignments} WHERE id = :row_id", {**values, "row_id": row_id}
-        )
-        self.changed.append((model, row_id, values))
-
-
-class SqliteDb(Db):
-    """The driver's sqlite3 connection, used from aiosqlite's own worker thread."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self.connection = connection
-        self.sqlite = True
-        self.changed = []
-        self.appeal_days = set()
-
-    def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
-        values = {
-            name: value if type(value) in _SQLITE_NATIVE else _sqlite_value(value)
-            for name, value in params.items()
-        }
-        try:
-            return self.connection.execute(sql, values).fetchall()
-        except sqlite3.IntegrityError as error:
-            # The same exception type the ORM path raises, so callers retry either way.
-            raise IntegrityError(sql, dict(params), error) from error
-
-
-_TEXT_CACHE: dict[str, TextClause] = {}
-
-
-class SqlAlchemyDb(Db):
-    """A sync SQLAlchemy connection (PostgreSQL, or any driver without the SQLite shortcut)."""
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self.sqlite = connection.dialect.name == "sqlite"
-        self.changed = []
-        self.appeal_days = set()
-
-    def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
-        clause = _TEXT_CACHE.get(sql)
-        if clause is None:
-            clause = _TEXT_CACHE[sql] = text(sql)
-        values: Params = params
-        if self.sqlite:
-            values = {name: _sqlite_value(value) for name, value in params.items()}
-        else:
-            values = {
-                name: json.dumps(value) if isinstance(value, dict) else value
-                for name, value in params.items()
-            }
-        result = self.connection.execute(clause, values)
-        return [tuple(row) for row in result.all()] if result.returns_rows else []
-
-
-async def run_in_transaction(session: AsyncSession, work: Callable[[Db], T]) -> T:
-    """Run `work` on the session's connection, inside its transaction (the caller commits)."""
-    if session.new or session.dirty or session.deleted:
-        # Rows the ORM holds back must be in the database before plain SQL looks for them.
-        await session.flush()
-    connection = await session.connection()
-    db: Db | None = None
-    if connection.dialect.driver == "aiosqlite":
-        fairy = await connection.get_raw_connection()
-        driver = fairy.driver_connection
-        # aiosqlite has no public "run this function in the connection's thread"; `_execute` is
-        # what its own methods use (aiosqlite 0.22). Without it, fall back to the ORM path.
-        execute = getattr(driver, "_execute", None)
-        if execute is not None:
-            assert driver is not None
-            db = SqliteDb(driver._conn)
-            result: T = await execute(run_marking, work, db)
-    if db is None:
-
-        def call(sync_session: Any) -> T:
-            nonlocal db
-            db = SqlAlchemyDb(sync_session.connection())
-            return run_marking(work, db)
-
-        result = await session.run_sync(call)
-    assert db is not None
-    _sync_identity_map(session, db.changed)
-    return result
-
-
-def run_marking(work: Callable[[Db], T], db: Db) -> T:
-    """Run `work`, then mark the page-days it wrote stale (storage/rollup.py), in one trip."""
-    result = work(db)
-    if db.appeal_days and _rollup is not None:
-        # storage/rollup.py follows SQLAlchemy statements only; plain SQL marks its page-days.
-        sql = _rollup.mark_sql(db.sqlite)
-        for page_id, day in sorted(db.appeal_days):
-            db.run(sql, {"page_id": page_id, "day": day})
-    return result
-
-
-def _sync_identity_map(
-    session: AsyncSession, changed: list[tuple[type[Any], int, dict[str, Any]]]
-) -> None:
-    """Objects the ORM session already holds get the values plain SQL just wrote."""
-    identity_map = session.sync_session.identity_map
-    if not changed or not len(identity_map):
-        return
-    for model, row_id, values in changed:
-        instance = identity_map.get(identity_key(model, row_id))
-        if instance is not None:
-            for name, value in values.items():
-                set_committed_value(instance, name, value)
 
 
 def store_raw_update(
@@ -582,7 +225,7 @@ def page_row(db: Db, platform: str, external_id: str) -> Page | None:
 
 
 def ensure_page_row(db: Db, ref: PageRef) -> Page:
-    """`ensure_page` for the hot path: created on first sight, newer title or username kept."""
+    """The page for `ref` (detached), created on first sight; a newer title or username is kept."""
     page = page_row(db, ref.platform.value, ref.external_id)
     if page is None:
         insert_row(
@@ -671,12 +314,14 @@ def message_by_key(
     )
 
 
+_OFFICIAL = ", ".join(f"'{role}'" for role in OFFICIAL_ROLES)
+
+
 def writes_officially(db: Db, platform: str, user_id: str, page_id: int) -> bool:
-    """`is_staff` for the hot path."""
+    """Whether `user_id` writes officially on this page (a staff row here or on every page)."""
     row = db.row(
         "SELECT 1 FROM staff WHERE platform = :platform AND user_id = :user "
-        "AND (page_id IS NULL OR page_id = :page) "
-        "AND role IN ('staff', 'operator', 'supervisor', 'admin') LIMIT 1",
+        f"AND (page_id IS NULL OR page_id = :page) AND role IN ({_OFFICIAL}) LIMIT 1",
         {"platform": platform, "user": user_id, "page": page_id},
     )
     return row is not None
@@ -739,7 +384,7 @@ def appeal_row(db: Db, appeal_id: int) -> AppealRow | None:
 
 
 def open_appeal_row(db: Db, thread_id: int, citizen_id: str, before: datetime) -> AppealRow | None:
-    """`open_appeal_of` for the hot path."""
+    """The citizen's latest appeal in the thread still unanswered at `before` (offline too)."""
     row = db.row(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND citizen_id = :citizen "
         "AND excluded = :no AND received_at <= :before "
@@ -753,7 +398,7 @@ def open_appeal_row(db: Db, thread_id: int, citizen_id: str, before: datetime) -
 def last_answered_row(
     db: Db, thread_id: int, citizen_id: str, before: datetime
 ) -> AppealRow | None:
-    """`last_answered_appeal_of` for the hot path."""
+    """The citizen's latest appeal in the thread answered (online or offline) by `before`."""
     row = db.row(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND citizen_id = :citizen "
         "AND answered_at <= :before ORDER BY received_at DESC LIMIT 1",
@@ -822,85 +467,14 @@ def waiting_reply_rows(db: Db, page_id: int, external_id: str) -> list[tuple[int
 
 
 def save_appeal(db: Db, appeal: AppealRow) -> None:
-    """Write what changed, with the columns storage/models.py derives on ORM flushes."""
+    """Write what changed, with the derived columns (storage/buckets.py) every writer keeps."""
     if not appeal.changes:
         return
-    appeal.set(
-        "answered_at",
-        min(
-            (m for m in (appeal["first_response_at"], appeal["answered_offline_at"]) if m),
-            default=None,
-        ),
-    )
-    changes = {**appeal.changes, **derived_appeal_columns(appeal.values)}
-    db.update(Appeal, appeal.id, changes)
+    derived = derived_appeal_columns(appeal.values)
+    appeal.set("answered_at", derived.pop("answered_at"))
+    db.update(Appeal, appeal.id, {**appeal.changes, **derived})
     db.touch_appeal(appeal["page_id"], appeal["received_at"])
     appeal.changes.clear()
-
-
-def derived_appeal_columns(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The report keys of storage/buckets.py for an appeal written by plain SQL (if present)."""
-    if _buckets is None or "settle_day" not in Appeal.model_fields:
-        return {}
-    settle = None
-    if values.get("sla_deadline") is not None:
-        settle = _buckets.day_number(
-            _buckets.settle_moment(
-                answered_at=values.get("answered_at"),
-                first_response_at=values.get("first_response_at"),
-                final_response_at=values.get("final_response_at"),
-                reopened_at=values.get("reopened_at"),
-                rating=values.get("rating"),
-                rated_at=values.get("rated_at"),
-                sla_deadline=values["sla_deadline"],
-            )
-        )
-    return {
-        "settle_day": settle,
-        "frt_bucket": _buckets.frt_bucket(values.get("frt_s")),
-        "frt_work_bucket": _buckets.frt_bucket(values.get("frt_work_s")),
-    }
-
-
-def _defaults_of(model: type[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    cached = _DEFAULTS.get(model)
-    if cached is None:
-        plain = {
-            name: info.default
-            for name, info in model.model_fields.items()
-            if info.default is not None and info.default is not PydanticUndefined
-        }
-        factories = tuple(
-            name for name, info in model.model_fields.items() if info.default_factory is not None
-        )
-        cached = _DEFAULTS[model] = (plain, factories)
-    return cached
-
-
-_DEFAULTS: dict[type[Any], tuple[dict[str, Any], tuple[str, ...]]] = {}
-_INSERTS: dict[tuple[str, tuple[str, ...], str | None], str] = {}
-
-
-def insert_row(
-    db: Db, model: type[Any], values: Mapping[str, Any], *, conflict: str | None = None
-) -> int | None:
-    """INSERT one row with the model's Python defaults; its id (None: the conflict hit)."""
-    plain, factories = _defaults_of(model)
-    row = {**plain, **values}
-    for name in factories:
-        if name not in row:
-            row[name] = model.model_fields[name].default_factory()
-    key = (model.__tablename__, tuple(row), conflict)
-    sql = _INSERTS.get(key)
-    if sql is None:
-        sql = _INSERTS[key] = (
-            f"INSERT INTO {model.__tablename__} ({', '.join(row)}) "
-            f"VALUES ({', '.join(':' + name for name in row)}) "
-            + (f"ON CONFLICT {conflict} DO NOTHING " if conflict else "")
-            + "RETURNING id"
-        )
-    found = db.row(sql, row)
-    return None if found is None else int(found[0])
 
 
 def upsert_reaction(

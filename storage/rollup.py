@@ -2,12 +2,13 @@
 
 Every INSERT, UPDATE or DELETE statement on the appeal table — ORM flushes, bulk Core updates
 (bot/services/quality.py) and imports alike — goes through the engine-wide Core execution
-events below: the (page, day) keys the statement touches are read before it runs (and after,
-when it moves appeals), and once it has run each of those page-days is marked stale in
-`rollup_stale`, in the same transaction. Writers on the raw DB-API connection (the intake hot
-path, storage/repositories.py) append the same marks themselves (`mark_sql`). The marked
-page-days are recomputed from the appeal table with `INSERT … SELECT … GROUP BY` by `refresh`:
-before every report (`sync`) and on every scheduler tick. Recomputing instead of adding deltas
+events below (`install`, called by storage/engine.py): the (page, day) keys the statement
+touches are read before it runs (and after, when it moves appeals), and once it has run each
+of those page-days is marked stale in `rollup_stale`, in the same transaction. Writers on the
+raw DB-API connection (the intake hot path, storage/repositories.py) append the same marks
+through `mark_rows`. The marked page-days are recomputed from the appeal table with
+`INSERT … SELECT … GROUP BY` by `refresh`: before every report (`sync`) and on every scheduler
+tick. Recomputing instead of adding deltas
 keeps the rollups equal to the table whatever a writer changed. A statement whose rows cannot
 be told (no primary-key condition, `INSERT … SELECT`) rebuilds at once. Bulk loads (the
 benchmark) call `rebuild`.
@@ -16,7 +17,7 @@ benchmark) call `rebuild`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,16 +51,17 @@ from storage.models import (
     AppealRollup,
     AppealTopicRollup,
     RollupStale,
+    table_of,
 )
 
 logger = logging.getLogger(__name__)
 
-APPEAL = Appeal.__table__  # type: ignore[attr-defined]
+APPEAL = table_of(Appeal)
 A = APPEAL.c
-R = AppealRollup.__table__  # type: ignore[attr-defined]
-T = AppealTopicRollup.__table__  # type: ignore[attr-defined]
-H = AppealFrtRollup.__table__  # type: ignore[attr-defined]
-S = RollupStale.__table__  # type: ignore[attr-defined]
+R = table_of(AppealRollup)
+T = table_of(AppealTopicRollup)
+H = table_of(AppealFrtRollup)
+S = table_of(RollupStale)
 
 _STACK = "otklik_rollup_keys"
 _ALL = None  # marker: the statement's rows cannot be told, rebuild
@@ -128,7 +130,6 @@ def _moves(statement: Update) -> bool:
     return bool(names & {"page_id", "received_at", "id"}) or statement._values is None
 
 
-@sa_event.listens_for(Engine, "before_execute")
 def _before(
     connection: Connection,
     statement: Any,
@@ -154,7 +155,6 @@ def _before(
     connection.info.setdefault(_STACK, []).append((keys, sets))
 
 
-@sa_event.listens_for(Engine, "after_execute")
 def _after(
     connection: Connection,
     statement: Any,
@@ -174,6 +174,17 @@ def _after(
         rebuild(connection)
     else:
         mark(connection, keys)
+
+
+def install() -> None:
+    """Follow every statement on the appeal table of every engine (idempotent).
+
+    Called by storage/engine.py `create_engine`, so every engine of the service, the commands
+    and the tests keeps the rollups; plain-SQL writers mark their page-days with `mark_rows`.
+    """
+    if not sa_event.contains(Engine, "before_execute", _before):
+        sa_event.listen(Engine, "before_execute", _before)
+        sa_event.listen(Engine, "after_execute", _after)
 
 
 # -- Deferred maintenance. Writers only append (page_id, day) marks to `rollup_stale` in their
@@ -204,6 +215,15 @@ MARK_APPEND = "INSERT INTO rollup_stale (page_id, day) VALUES (:page_id, :day)"
 def mark_sql(sqlite: bool) -> str:
     """The statement that marks one `(:page_id, :day)` stale, for writers on plain SQL."""
     return MARK_SQLITE if sqlite else MARK_APPEND
+
+
+def mark_rows(
+    run: Callable[[str, dict[str, Any]], Any], sqlite: bool, keys: Iterable[tuple[int, int]]
+) -> None:
+    """Mark page-days stale through a plain-SQL runner (storage/db.py `Db.run`)."""
+    sql = mark_sql(sqlite)
+    for page_id, day in sorted(set(keys)):
+        run(sql, {"page_id": page_id, "day": day})
 
 
 def mark(connection: Connection, keys: Iterable[tuple[int, int]]) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.repositories import Db, SqliteDb, run_marking
+from storage.db import Db, SqliteDb, run_marking
 
 logger = logging.getLogger(__name__)
 

@@ -56,6 +56,8 @@ CANDIDATES = (
     "Хорошо бы и у нас так",
     "А нам?",
     "И что дальше?",
+    "Дождёмся ли",
+    "А у нас когда?",
 )
 
 
@@ -79,7 +81,10 @@ def clock() -> SimulatedClock:
 
 @pytest.fixture
 def app(sqlite_engine: AsyncEngine, clock: SimulatedClock) -> AppContext:
-    settings = make_settings(PRESS_CHAT_ID=PRESS_CHAT_ID, SUPERVISOR_IDS="9002")
+    # An open press chat: its members become operators by pressing (handlers/telegram/doubtful.py).
+    settings = make_settings(
+        PRESS_CHAT_ID=PRESS_CHAT_ID, SUPERVISOR_IDS="9002", PRESS_CHAT_OPEN=True
+    )
     return AppContext.create(settings, sqlite_engine, clock)
 
 

@@ -16,6 +16,7 @@ from bot.events import (
     ThreadKind,
     ThreadRef,
 )
+from bot.services import roles
 from bot.services.ingest import IngestService, Outcome
 from storage import repositories as repo
 from storage.engine import SessionFactory
@@ -167,7 +168,7 @@ async def test_reply_to_a_message_never_seen_is_kept_unlinked(sessions: SessionF
 async def test_staff_account_reply_is_official(sessions: SessionFactory) -> None:
     async with sessions() as session:
         page = await repo.ensure_page(session, CHANNEL)
-        await repo.add_staff(session, "telegram", "42", page_id=page.id, name="Пресс-секретарь")
+        await roles.set_role(session, "42", "staff", page_id=page.id, name="Пресс-секретарь")
         service = IngestService(session)
         await service.handle(citizen(MONDAY_10_MSK, message_id="-1002:1"))
         result = await service.handle(

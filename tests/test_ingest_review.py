@@ -16,9 +16,11 @@ from bot.events import (
     ThreadKind,
     ThreadRef,
 )
+from bot.services import roles
 from bot.services.ingest import IngestService, Outcome
 from bot.services.policy import PageDefaults
 from storage import repositories as repo
+from storage.db import run_in_transaction
 from storage.engine import SessionFactory
 from storage.models import Appeal, OfficialReply
 from tests.conftest import MONDAY_10_MSK
@@ -44,7 +46,7 @@ async def test_supervisor_comment_is_official_not_a_citizens(sessions: SessionFa
     async with sessions() as session:
         service = IngestService(session, DEFAULTS)
         await service.handle(citizen(MONDAY_10_MSK, message_id="-1002:1"))
-        await repo.add_staff(session, "telegram", "boss", role="supervisor")
+        await roles.set_role(session, "boss", "supervisor")
         reply = await service.handle(
             MessageEvent(
                 page=CHANNEL,
@@ -57,7 +59,9 @@ async def test_supervisor_comment_is_official_not_a_citizens(sessions: SessionFa
                 reply_to_id="-1002:1",
             )
         )
-        assert await repo.is_staff(session, "telegram", "boss", 1)
+        assert await run_in_transaction(
+            session, lambda db: repo.writes_officially(db, "telegram", "boss", 1)
+        )
         await session.commit()
     assert reply.outcome is Outcome.REPLY
     [appeal] = await _appeals(sessions)
@@ -100,8 +104,15 @@ async def test_new_message_after_offline_answer_is_a_new_appeal(sessions: Sessio
         thread_id, citizen_id = first.thread_id, first.citizen_id
         assert citizen_id is not None
         at = MONDAY_10_MSK + hours(2)
-        assert await repo.open_appeal_of(session, thread_id, citizen_id, at) is None
-        answered = await repo.last_answered_appeal_of(session, thread_id, citizen_id, at)
+        assert (
+            await run_in_transaction(
+                session, lambda db: repo.open_appeal_row(db, thread_id, citizen_id, at)
+            )
+            is None
+        )
+        answered = await run_in_transaction(
+            session, lambda db: repo.last_answered_row(db, thread_id, citizen_id, at)
+        )
         assert answered is not None and answered.id == first.id
         await session.commit()
     assert early.outcome is Outcome.FOLLOW_UP

@@ -171,10 +171,14 @@ async def test_closed_press_chat_refuses_members_without_a_role(
     answer = sandbox.callback_answers[before]
     assert answer["text"] == BUTTON_REFUSAL and answer["show_alert"] is True
     sandbox.inject_callback_query(OPERATOR, reminder, f"ap:take:{appeal_id}")
-    await sandbox.wait_for_sent(lambda m: "взято в работу" in (m.text or ""))
+
+    async def taken() -> list[Decision]:
+        async with app.sessions() as session:
+            return list((await session.exec(select(Decision))).all())
+
+    decisions = await eventually(taken)
     async with app.sessions() as session:
         staff = (await session.exec(select(Staff))).all()
-        decisions = (await session.exec(select(Decision))).all()
     assert [s.user_id for s in staff] == [str(OPERATOR["id"])]  # the colleague was not enrolled
     assert [(d.action, d.actor_id) for d in decisions] == [(TAKE, str(OPERATOR["id"]))]
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app import AppContext
 from bot.clock import SimulatedClock
@@ -25,8 +26,9 @@ from handlers.telegram.pressoffice import (
     TOPIC_REFUSAL,
 )
 from handlers.telegram.private import RECEIVED
+from storage.db import run_in_transaction
 from storage.models import Appeal, Decision, Page, RawUpdate, Staff
-from storage.repositories import is_staff
+from storage.repositories import writes_officially
 from tests.conftest import make_settings
 from tests.telegram_harness import (
     GROUP_ID,
@@ -315,10 +317,10 @@ async def test_admin_registers_staff_and_operator_corrects_a_topic(
     assert "telegram:" not in listing and "vk:" not in listing
     async with app.sessions() as session:
         page_id = (await session.exec(select(Page.id))).one()
-        assert await is_staff(session, "telegram", "4242", page_id)
+        assert await _writes_officially(session, "4242", page_id)
     await _command(intake, sandbox, PRESS_CHAT_ID, ADMIN, "/staff remove 4242")
     async with app.sessions() as session:
-        assert not await is_staff(session, "telegram", "4242", page_id)
+        assert not await _writes_officially(session, "4242", page_id)
 
     # Outside the press chat someone without a role is refused about the command, not buttons.
     await _command(intake, sandbox, NEW_PRESS["id"], STRANGER, f"/topic {appeal_id} ЖКХ")
@@ -382,3 +384,9 @@ async def test_huge_ids_in_commands_and_buttons_are_answered_politely(
     async with intake.app.sessions() as session:
         statuses = (await session.exec(select(RawUpdate.status))).all()
     assert "failed" not in statuses
+
+
+async def _writes_officially(session: AsyncSession, user_id: str, page_id: int) -> bool:
+    return await run_in_transaction(
+        session, lambda db: writes_officially(db, "telegram", user_id, page_id)
+    )

@@ -1,4 +1,4 @@
-"""Report figures (DESIGN sec. 2–3) with hand-computed expectations, on SQLite and PostgreSQL.
+"""Report figures (docs/METRICS.md) with hand-computed expectations, on SQLite and PostgreSQL.
 
 The scenario: two weeks around Unity Day (Wednesday 2026-11-04, a public holiday) for one
 Telegram channel, SLA 8 working hours, Mon–Fri 09:00–18:00 Moscow. Every appeal goes through
@@ -290,7 +290,7 @@ async def test_report_later_and_earlier(sessions: SessionFactory) -> None:
             at=AT + timedelta(days=30),
             defaults=DEFAULTS,
         )
-        # Right after A1 arrived: only A1 is known (DESIGN sec. 2), and it is not answered yet.
+        # Right after A1 arrived: only A1 is known (docs/METRICS.md), and it is not answered yet.
         early = await build_report(
             session, since=SINCE, until=UNTIL, at=msk(2, 11), defaults=DEFAULTS
         )

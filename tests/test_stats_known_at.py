@@ -1,4 +1,4 @@
-"""A report shows what was known at `at` (DESIGN sec. 2): later appeals and replies do not count."""
+"""A report shows what was known at `at` (docs/METRICS.md): later appeals, replies do not count."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Random appeals over a few days on two pages, random periods and report times (not aligned to
 days), written through the ORM, bulk Core updates and deletes: every figure of `build_report`
-must equal a plain Python evaluation of DESIGN sec. 2 over the same appeals.
+must equal a plain Python evaluation of docs/METRICS.md over the same appeals.
 """
 
 from __future__ import annotations
@@ -128,13 +128,13 @@ def appeal_of(spec: Spec) -> Appeal:
 
 
 def naive(appeals: list[Appeal], page_ids: list[int], since: Any, until: Any, at: Any) -> Figures:
-    """DESIGN sec. 2 evaluated row by row in Python (order statistics with `statistics`)."""
+    """docs/METRICS.md evaluated row by row in Python (order statistics with `statistics`)."""
     rows = [
         a
         for a in appeals
         if a.page_id in page_ids
         and since <= a.received_at < until
-        and a.received_at <= at  # DESIGN sec. 2: what was known at `at`
+        and a.received_at <= at  # docs/METRICS.md: what was known at `at`
         and not a.excluded
     ]
     figures = Figures(appeals=len(rows))

@@ -10,6 +10,8 @@ from sqlmodel import select
 
 from bot.services.ingest import IngestService, Outcome
 from storage import repositories as repo
+from storage.buckets import derived_appeal_columns
+from storage.db import run_in_transaction
 from storage.engine import SessionFactory
 from storage.migrate import current_revision, downgrade, upgrade
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page, RawUpdate
@@ -98,8 +100,12 @@ async def test_same_event_twice_stores_one_row(sessions: SessionFactory) -> None
 
 async def test_raw_update_stored_once(sessions: SessionFactory) -> None:
     async with sessions() as session:
-        first = await repo.record_raw_update(session, "telegram", "5", "message", {"a": 1})
-        again = await repo.record_raw_update(session, "telegram", "5", "message", {"a": 1})
+        first = await run_in_transaction(
+            session, lambda db: repo.store_raw_update(db, "telegram", "5", "message", {"a": 1})
+        )
+        again = await run_in_transaction(
+            session, lambda db: repo.store_raw_update(db, "telegram", "5", "message", {"a": 1})
+        )
         await session.commit()
     assert first is not None
     assert again is None
@@ -121,3 +127,29 @@ async def test_cursor_and_page_upsert(sessions: SessionFactory) -> None:
         await session.commit()
     async with sessions() as session:
         assert await repo.get_cursor(session, "vk:1") == "11"
+
+
+async def test_derived_appeal_columns_are_kept_alike_by_both_writers(
+    sessions: SessionFactory,
+) -> None:
+    derived = ("answered_at", "settle_day", "frt_bucket", "frt_work_bucket")
+    async with sessions() as session:
+        service = IngestService(session)
+        await service.handle(citizen(MONDAY_10_MSK, message_id="-1002:1"))
+        await service.handle(official(MONDAY_10_MSK + hours(3), "-1002:1", message_id="-1002:2"))
+        await session.commit()
+    async with sessions() as session:
+        # Written by the ingest's plain SQL (storage/repositories.py save_appeal).
+        appeal = (await session.exec(select(Appeal))).one()
+        assert appeal.answered_at == MONDAY_10_MSK + hours(3)
+        assert appeal.frt_bucket is not None and appeal.settle_day is not None
+        values = appeal.model_dump()
+        assert {name: values[name] for name in derived} == derived_appeal_columns(values)
+        # Changed through the ORM (a press-office decision): the flush derives them again.
+        appeal.answered_offline_at = MONDAY_10_MSK + hours(1)
+        await session.commit()
+    async with sessions() as session:
+        appeal = (await session.exec(select(Appeal))).one()
+        assert appeal.answered_at == MONDAY_10_MSK + hours(1)
+        values = appeal.model_dump()
+        assert {name: values[name] for name in derived} == derived_appeal_columns(values)

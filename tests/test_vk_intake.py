@@ -19,6 +19,7 @@ from bot.app import AppContext
 from bot.config import Settings
 from bot.events import Deleter
 from bot.sandbox.vk import VkSandbox
+from bot.services import roles
 from bot.services.reports import build_report
 from handlers.vk.intake import VkIntake, gap_cursor, ts_cursor
 from handlers.vk.sync import Retry
@@ -161,10 +162,13 @@ async def test_wall_comment_becomes_appeal_and_community_reply_answers_it(
         page = (await session.exec(select(Page))).one()
         assert (page.platform, page.external_id, page.kind) == ("vk", str(GROUP_ID), "vk_group")
         assert (page.title, page.username) == ("Администрация города", "city_adm")
-        message = await repo.find_citizen_message(session, page.id or 0, f"wall{WALL}_{comment}")
-        assert message is not None and message.text.endswith("Уже месяц!")
-        other = await repo.find_citizen_message(session, page.id or 0, f"wall{WALL}_{chatter}")
-        assert other is not None and other.appeal_id is None
+        messages = {
+            row.external_id: row for row in (await session.exec(select(CitizenMessage))).all()
+        }
+        message = messages[f"wall{WALL}_{comment}"]
+        assert message.page_id == page.id and message.text.endswith("Уже месяц!")
+        other = messages[f"wall{WALL}_{chatter}"]
+        assert other.page_id == page.id and other.appeal_id is None
         reply = (await session.exec(select(OfficialReply))).one()
         assert reply.author_role == "page" and reply.appeal_id == appeal.id
         raw = (await session.exec(select(RawUpdate.source, RawUpdate.status))).all()
@@ -178,7 +182,7 @@ async def test_staff_reply_in_thread_and_reply_to_a_reply(
 ) -> None:
     post = sandbox.add_post(WALL, "Новости", T0 - timedelta(days=1))
     async with vk_app.sessions() as session:
-        await repo.add_staff(session, "vk", str(ADMIN))
+        await roles.set_role(session, str(ADMIN), "staff", platform="vk")
         await session.commit()
     async with Running(vk_app) as intake:
         first = sandbox.add_comment(WALL, post, CITIZEN, APPEAL_TEXT, T0)

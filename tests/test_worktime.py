@@ -89,7 +89,7 @@ def test_preholiday_days_match_production_calendar(
 @pytest.mark.parametrize(
     ("received", "hours", "deadline"),
     [
-        # DESIGN sec. 2 examples.
+        # The examples of docs/METRICS.md.
         (msk(2026, 6, 5, 17, 30), 1, msk(2026, 6, 8, 9, 30)),  # Friday 17:30 -> Monday 09:30
         (msk(2026, 6, 6, 12, 0), 1, msk(2026, 6, 8, 10, 0)),  # Saturday -> Monday 10:00
         # Inside one day, and an interval used up exactly ends at its end.

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from storage.repositories import Db
+from storage.db import Db
 
 SCHEMA = "CREATE TABLE item (key TEXT PRIMARY KEY, child INTEGER NOT NULL)"
 

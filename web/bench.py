@@ -56,7 +56,7 @@ async def run_dashboard_benchmark(
                 await asyncio.wrap_future(pool.submit(stats_bench._fill, db, rows, 0))
         engine = create_engine(f"sqlite+aiosqlite:///{db}")
         await upgrade(engine)  # a file filled by an older tree gets the newer tables
-        settings = Settings(  # type: ignore[call-arg]
+        settings = Settings(
             _env_file=None, TELEGRAM_BOT_TOKEN=TOKEN, SUPERVISOR_IDS=str(SUPERVISOR)
         )
         at = stats_bench.MONTH_END + timedelta(days=1)  # as the report benchmark

@@ -39,6 +39,7 @@ from bot.events import (
     ThreadRef,
 )
 from bot.progress import progress_bar
+from bot.services import roles
 from bot.services.ingest import Outcome
 from bot.services.intake import Intake, IntakeJob
 from bot.services.quality import score_replies
@@ -316,7 +317,9 @@ async def import_telegram_export(
         assert stored.id is not None
         page_id = stored.id
         for staff_id in staff_ids:
-            await repo.add_staff(session, Platform.TELEGRAM.value, staff_id, page_id=page_id)
+            await roles.set_role(
+                session, staff_id, "staff", page_id=page_id, platform=Platform.TELEGRAM.value
+            )
         await session.commit()
 
     with (

@@ -1,7 +1,7 @@
 """Export of appeals and per-page figures: XLSX for people, CSV for other tools.
 
 Every timestamp is written in the page's own time zone as a real spreadsheet date-time with a
-Russian format; the status is the one at the moment of export (DESIGN sec. 2). The CSV is what
+Russian format; the status is the one at the moment of export (docs/METRICS.md). The CSV is what
 Russian Excel opens by double click: UTF-8 with BOM, `;` between fields, decimal commas.
 """
 
@@ -184,7 +184,7 @@ MODEL_EXCLUDED = "модель (otklik reclassify)"
 
 
 def status_at(appeal: Appeal, at: datetime) -> str:
-    """The appeal's status at `at` (DESIGN sec. 2); answered elsewhere counts from that moment."""
+    """The appeal's status at `at` (docs/METRICS.md); answered elsewhere counts from that moment."""
     if appeal.excluded:
         return "excluded"
     moments = [

@@ -24,7 +24,7 @@ QUALITY_DIGITS = 2
 
 @dataclass
 class Figures:
-    """The figures of one page or of all pages (DESIGN sec. 3)."""
+    """The figures of one page or of all pages (docs/METRICS.md)."""
 
     appeals: int = 0
     answered: int = 0
@@ -185,7 +185,7 @@ class StatsReport:
     weights: MaturityWeights = DEFAULT_WEIGHTS
 
     def to_json(self) -> dict[str, Any]:
-        """The `otklik stats --json` object of DESIGN sec. 3."""
+        """The `otklik stats --json` object (its fields: docs/METRICS.md)."""
         return {
             "since": _iso(self.since),
             "until": _iso(self.until),

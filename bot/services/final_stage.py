@@ -18,7 +18,7 @@ from sqlalchemy import false, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.engine import core
-from storage.models import Appeal, OfficialReply
+from storage.models import Appeal, OfficialReply, table_of
 
 IN_TIME = "in_time"
 LATE = "late"
@@ -127,8 +127,8 @@ async def final_counts(
     as in every figure.
     """
     appeal = Appeal.__table__.c  # type: ignore[attr-defined]  # SQLModel does not type it
-    final_reply = OfficialReply.__table__.alias("final_reply")  # type: ignore[attr-defined]
-    new_reply = OfficialReply.__table__.alias("new_reply")  # type: ignore[attr-defined]
+    final_reply = table_of(OfficialReply).alias("final_reply")
+    new_reply = table_of(OfficialReply).alias("new_reply")
     query = (
         select(
             appeal.page_id,
@@ -145,9 +145,9 @@ async def final_counts(
             new_reply.c.is_formal,
         )
         .select_from(
-            Appeal.__table__.outerjoin(  # type: ignore[attr-defined]
-                final_reply, final_reply.c.id == appeal.final_reply_id
-            ).outerjoin(new_reply, new_reply.c.id == appeal.reanswer_reply_id)
+            table_of(Appeal)
+            .outerjoin(final_reply, final_reply.c.id == appeal.final_reply_id)
+            .outerjoin(new_reply, new_reply.c.id == appeal.reanswer_reply_id)
         )
         .where(
             appeal.received_at >= since,

@@ -43,8 +43,9 @@ from bot.events import (
 from bot.services import posts, quality
 from bot.services.policy import PageDefaults, final_deadline, response_seconds, sla_deadline
 from storage import repositories as repo
+from storage.db import Db, insert_row, run_in_transaction
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
-from storage.repositories import AppealRow, Db
+from storage.repositories import AppealRow
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class IngestService:
 
     async def handle(self, event: Event) -> IngestResult:
         assert self.session is not None, "IngestService.handle needs a session"
-        decided = await repo.run_in_transaction(self.session, partial(self._decide_scored, event))
+        decided = await run_in_transaction(self.session, partial(self._decide_scored, event))
         return decided.result
 
     def _decide_scored(self, event: Event, db: Db) -> _Decided:
@@ -198,9 +199,9 @@ class IngestService:
         if event.author_id is not None:
             open_appeal = repo.open_appeal_row(db, thread_id, event.author_id, event.sent_at)
         if open_appeal is not None:
-            # DESIGN sec. 2: a second message while the first is unanswered joins that appeal.
+            # docs/METRICS.md: a second message while the first is unanswered joins that appeal.
             message["appeal_id"] = open_appeal.id
-            message_row_id = repo.insert_row(db, CitizenMessage, message)
+            message_row_id = insert_row(db, CitizenMessage, message)
             self._join(open_appeal, verdict, page)
             linked = self._link_waiting(db, page, open_appeal, event.message_id)
             repo.save_appeal(db, open_appeal)
@@ -229,7 +230,7 @@ class IngestService:
         if not verdict.is_appeal:
             # Probably not an appeal, not sure: the press chat is asked (bot/services/doubtful).
             message["doubtful"] = text_analysis.is_doubtful(verdict)
-            message_row_id = repo.insert_row(db, CitizenMessage, message)
+            message_row_id = insert_row(db, CitizenMessage, message)
             if event.reply_to_id is not None and repo.waiting_reply_rows(
                 db, page.id, event.message_id
             ):
@@ -252,7 +253,7 @@ class IngestService:
             link=event.link,
         )
         message["appeal_id"] = appeal_id
-        message_row_id = repo.insert_row(db, CitizenMessage, message)
+        message_row_id = insert_row(db, CitizenMessage, message)
         assert message_row_id is not None
         # Only this column changes (no index, no derived column), unless replies were waiting.
         db.update(Appeal, appeal_id, {"first_message_id": message_row_id})
@@ -395,7 +396,7 @@ class IngestService:
         thread_id = repo.ensure_thread_row(db, page.id, event.thread)
         staff_role = {AuthorRole.PAGE: "page", AuthorRole.OPERATOR: "operator"}
         is_interim = text_analysis.is_interim(event.text)
-        reply_id = repo.insert_row(
+        reply_id = insert_row(
             db,
             OfficialReply,
             {
@@ -428,7 +429,7 @@ class IngestService:
                     event.reply_to_id,
                 )
         if event.answers_conversation:
-            # DESIGN sec. 2: in a conversation the next outgoing message answers every unanswered
+            # docs/METRICS.md: in a conversation the next outgoing message answers every unanswered
             # appeal before it, also when it quotes one (the relay and VK replies always quote);
             # the quoted one stays first, so the reply is filed under it.
             known = {appeal.id for appeal in appeals}

@@ -50,7 +50,7 @@ from bot.services.notices import tell_press
 from bot.services.policy import PageDefaults
 from storage import intake_rows
 from storage import repositories as repo
-from storage.repositories import Db
+from storage.db import Db, run_in_transaction
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -270,7 +270,7 @@ class Intake:
         from bot.services.intake_writer import WriterBridge
 
         intake = cls(sessions, defaults)
-        intake.writer = WriterBridge.for_engine(engine, intake)
+        intake.writer = WriterBridge.for_engine(engine, intake, job_runner)
         return intake
 
     # -- outages -------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ class Intake:
     async def _in_session(self, work: Callable[[Db], Stored]) -> Stored:
         async with self.sessions() as session:
             try:
-                stored = await repo.run_in_transaction(session, work)
+                stored = await run_in_transaction(session, work)
                 await session.commit()
             except BaseException:
                 # Nothing of it may stay on the pooled connection (see IntakeSession.commit).
@@ -459,7 +459,7 @@ class Intake:
             await self.writer.flush()  # the handler reads what every earlier update wrote
         session = self.sessions()
         try:
-            raw_id = await repo.run_in_transaction(
+            raw_id = await run_in_transaction(
                 session,
                 lambda db: intake_rows.claim_raw_update(
                     db, raw.source, raw.key, raw.update_type, raw.payload
@@ -510,7 +510,7 @@ class IntakeSession:
             if not handled:
                 raw_id = self.raw_id
                 # Stored for the record and for reprocessing; nothing here interprets it.
-                await repo.run_in_transaction(
+                await run_in_transaction(
                     self.session, lambda db: repo.set_raw_update_status(db, raw_id, "skipped")
                 )
             await self.session.commit()

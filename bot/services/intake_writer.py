@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from storage.writer import IntakeWriter, WriterError
+from storage.writer import Handler, IntakeWriter, WriterError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,11 +41,15 @@ class WriterBridge:
         self._draining = asyncio.Lock()
 
     @classmethod
-    def for_engine(cls, engine: AsyncEngine, intake: Intake) -> WriterBridge | None:
-        """A bridge to a writer process for a file-based SQLite engine; None for anything else."""
-        from bot.services.intake import job_runner
+    def for_engine(
+        cls, engine: AsyncEngine, intake: Intake, runner: Handler
+    ) -> WriterBridge | None:
+        """A bridge to a writer process for a file-based SQLite engine; None for anything else.
 
-        writer = IntakeWriter.for_engine(engine, job_runner, intake.defaults)
+        `runner` is what the writer process runs per job (`intake.job_runner`); it is passed
+        to the child by reference, so it must be a module-level function.
+        """
+        writer = IntakeWriter.for_engine(engine, runner, intake.defaults)
         return None if writer is None else cls(writer, intake)
 
     @property

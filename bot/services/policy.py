@@ -11,7 +11,7 @@ from storage.models import Page
 
 @dataclass(frozen=True, slots=True)
 class PageDefaults:
-    """The defaults a page falls back to (DESIGN sec. 2 and 4)."""
+    """The defaults a page falls back to (docs/METRICS.md, .env.example)."""
 
     timezone: str = "Europe/Moscow"
     work_hours: str = "09:00-18:00"

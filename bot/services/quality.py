@@ -39,9 +39,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import text as text_analysis
 from bot.clock import utc_now
+from storage.db import Db, as_utc
 from storage.engine import core
-from storage.models import Appeal, OfficialReply
-from storage.repositories import Db, as_utc
+from storage.models import Appeal, OfficialReply, table_of
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ BATCH_WINDOW = 1000
 
 _NON_WORD_RE = re.compile(r"[\W\d_]+", re.UNICODE)
 
-R = OfficialReply.__table__.c  # type: ignore[attr-defined]
-A = Appeal.__table__.c  # type: ignore[attr-defined]
+R = table_of(OfficialReply).c
+A = table_of(Appeal).c
 
 
 def template_key(text: str) -> str:
@@ -391,7 +391,7 @@ async def score_replies(
                 A.rated_at,
                 A.reopened_at,
             )
-            .join(Appeal.__table__, A.id == R.appeal_id)  # type: ignore[attr-defined]
+            .join(table_of(Appeal), A.id == R.appeal_id)
             .where(R.page_id == pid)
             .order_by(R.sent_at, R.id),
         )
@@ -432,12 +432,12 @@ async def score_replies(
 
 async def _copy_to_appeals(session: AsyncSession, page_id: int) -> None:
     """Set every appeal's quality from its closing and its first reply (one query per page)."""
-    first = OfficialReply.__table__.alias("first_reply")  # type: ignore[attr-defined]
+    first = table_of(OfficialReply).alias("first_reply")
     rows = await core(
         session,
         select(A.id, R.quality_score, R.is_template, first.c.quality_score, first.c.is_template)
         .join(
-            OfficialReply.__table__,  # type: ignore[attr-defined]
+            table_of(OfficialReply),
             R.id == _closing_column(),
         )
         .outerjoin(first, first.c.id == A.first_reply_id)

@@ -175,10 +175,15 @@ async def slowest_answered(
     return sorted(
         rows,
         key=lambda pair: (
-            -(pair[0].answered_at - pair[0].received_at).total_seconds(),  # type: ignore[operator]  # answered_at is not None by the query
+            -_waited(pair[0]),
             pair[0].id or 0,
         ),
     )[:limit]
+
+
+def _waited(appeal: Appeal) -> float:
+    assert appeal.answered_at is not None  # the query selects answered appeals
+    return (appeal.answered_at - appeal.received_at).total_seconds()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
-from storage.models import Staff
+from storage.models import OFFICIAL_ROLES, Staff
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,10 @@ class Role(IntEnum):
     ADMIN = 3
 
 
+# The press-office roles among the staff roles (storage/models.py OFFICIAL_ROLES); "staff" is an
+# official account of a page without press-office rights.
 _STAFF_ROLES = {"operator": Role.OPERATOR, "supervisor": Role.SUPERVISOR, "admin": Role.ADMIN}
+assert set(_STAFF_ROLES) | {"staff"} == set(OFFICIAL_ROLES)
 
 
 def _as_int(user_id: int | str) -> int | None:
@@ -146,7 +149,7 @@ async def set_role(
         if staff is not None:
             await session.delete(staff)
         return None
-    if role not in (*_STAFF_ROLES, "staff"):
+    if role not in OFFICIAL_ROLES:
         raise ValueError(f"unknown role {role!r}")
     if staff is None:
         staff = Staff(

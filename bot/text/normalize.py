@@ -43,7 +43,7 @@ def words(text: str) -> list[str]:
 def _snowball() -> Callable[[str], str]:
     """Return the Snowball Russian stemmer as a word function."""
     stemmer = snowballstemmer.stemmer("russian")
-    return stemmer.stemWord  # type: ignore[no-any-return]
+    return stemmer.stemWord
 
 
 def _pymorphy() -> Callable[[str], str]:
@@ -51,7 +51,7 @@ def _pymorphy() -> Callable[[str], str]:
     morph = _morph_analyzer()
 
     def lemma(word: str) -> str:
-        return morph.parse(word)[0].normal_form  # type: ignore[no-any-return]
+        return morph.parse(word)[0].normal_form
 
     return lemma
 
@@ -90,6 +90,7 @@ class Analyzer:
         self._base_cache: dict[str, str] = {}
         self._word_cache: dict[str, tuple[str, ...]] = {}
         self._imperative_cache: dict[str, bool] = {}
+        self._lemma_cache: dict[str, str] = {}
         self._known: set[str] = set()
         self._deletes: dict[str, str] = {}
         self._prefixes: set[str] = set()
@@ -104,6 +105,16 @@ class Analyzer:
             if len(self._base_cache) > _CACHE_LIMIT:
                 self._base_cache.clear()
             self._base_cache[word] = cached
+        return cached
+
+    def lemma(self, word: str) -> str:
+        """Return pymorphy3's dictionary form of a word (cached); navec knows those best."""
+        cached = self._lemma_cache.get(word)
+        if cached is None:
+            cached = _morph_analyzer().parse(word)[0].normal_form
+            if len(self._lemma_cache) > _CACHE_LIMIT:
+                self._lemma_cache.clear()
+            self._lemma_cache[word] = cached
         return cached
 
     def is_imperative(self, word: str) -> bool:

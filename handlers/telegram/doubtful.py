@@ -41,11 +41,12 @@ async def on_doubt(query: CallbackQuery, session: AsyncSession, app: AppContext)
     chat_id = query.message.chat.id if query.message is not None else None
     role = await roles.role_of(session, app.settings, user.id, page_id=page.id)
     if role < roles.Role.OPERATOR:
-        if chat_id is None or chat_id != press_chat_of(page, app.settings):
+        in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
+        if not roles.may_join_by_pressing(app.settings, in_press_chat):
             logger.info("user %r pressed %r without a role; refused", user.id, query.data)
             await query.answer(BUTTON_REFUSAL, show_alert=True)
             return
-        # A member of the page's press chat: an operator from the first press (roles docs).
+        # An open press chat (PRESS_CHAT_OPEN): an operator from the first press (roles docs).
         await roles.register_operator(session, user.id, person_name(user), page.id)
     now = app.clock()
     result = await doubtful.decide(
@@ -62,6 +63,7 @@ async def on_doubt(query: CallbackQuery, session: AsyncSession, app: AppContext)
         return
     card = await doubtful.load_card(session, message, page, app.defaults)
     try:
+        # aiogram types CallbackQuery.bot as optional; a dispatched query always has its bot.
         await query.bot.edit_message_text(  # type: ignore[union-attr]
             text=doubtful.render_decided(card, result.verdict, now),
             chat_id=chat_id,

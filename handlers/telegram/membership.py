@@ -66,7 +66,7 @@ async def bot_membership(
         logger.warning("chat %r: no discussion group the bot can read", chat.id)
         await notify_press_chat(bot, app, await _page_of_chat(session, chat.id), check_text(check))
         return
-    ref = await group_pages.discover(bot, group)  # type: ignore[arg-type]
+    ref = await group_pages.discover(bot, group)
     page = await repo.ensure_page(session, ref)
     check.page_id, check.title = page.id, page.title or check.title
     logger.info("page %r (%s) registered from chat %r", page.id, page.title, chat.id)

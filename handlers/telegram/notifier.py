@@ -155,6 +155,7 @@ class TelegramNotifier:
                     target,
                     piece,
                     parse_mode="HTML",
+                    # Defaults bind loop values as `object`; they are the aiogram types expected.
                     reply_markup=markup,  # type: ignore[arg-type]
                     reply_parameters=reply,  # type: ignore[arg-type]
                     link_preview_options=LinkPreviewOptions(is_disabled=True),

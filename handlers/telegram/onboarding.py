@@ -182,6 +182,7 @@ async def _people_with_role(session: AsyncSession, app: AppContext) -> dict[int,
 
 async def _set(bot: Bot, menu: Menu, scope: object, where: str) -> bool:
     try:
+        # aiogram declares the scope union narrower than the scope classes it accepts.
         await bot.set_my_commands(_commands(menu), scope=scope)  # type: ignore[arg-type]
     except TelegramAPIError as error:
         # A person who never opened the bot has no private chat yet: "chat not found".

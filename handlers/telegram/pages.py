@@ -148,7 +148,7 @@ async def add_page(
     check, group = await check_telegram(bot, target)
     if group is not None:
         try:
-            ref = await group_pages.discover(bot, group)  # type: ignore[arg-type]
+            ref = await group_pages.discover(bot, group)
         except TelegramAPIError as error:
             logger.warning("page %r not registered: %s", target, error)
         else:

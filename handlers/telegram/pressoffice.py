@@ -71,7 +71,9 @@ def _notifier(app: AppContext, bot: Bot) -> Notifier:
 # -- reminder buttons --------------------------------------------------------------------------
 
 
-async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppContext) -> None:
+async def on_decision(
+    query: CallbackQuery, bot: Bot, session: AsyncSession, app: AppContext
+) -> None:
     """«Взять в работу», «Не обращение», «Ответили вне соцсети» under a reminder."""
     parsed = parse_callback(query.data or "")
     if parsed is None:
@@ -107,7 +109,7 @@ async def on_decision(query: CallbackQuery, session: AsyncSession, app: AppConte
     await query.answer(result.message, show_alert=not result.changed)
     if not result.changed:
         return
-    notifier = _notifier(app, query.bot)  # type: ignore[arg-type]
+    notifier = _notifier(app, bot)
     try:
         # Every card of the appeal shows the decision at once (taken by whom, struck through…).
         await refresh_cards(session, notifier, app.defaults, now, [appeal_id])
@@ -151,6 +153,7 @@ async def on_more(query: CallbackQuery, session: AsyncSession, app: AppContext) 
     [page_message] = summary_pages(cards, now, app.defaults.timezone, paged=True, continued=True)[
         :1
     ]
+    # aiogram types CallbackQuery.bot as optional; a dispatched query always has its bot.
     await send_cards(session, _notifier(app, query.bot), chat_id, page_message, now)  # type: ignore[arg-type]
 
 

@@ -99,6 +99,7 @@ class TolerantSession(AiohttpSession):
                 raise
             parsed = [self.unparsed.parse(item, bot) for item in items]
             updates = [update for update in parsed if update is not None]
+            # The generic Response is parametrised with the method's own result type at run time.
             return Response[list[Update]](ok=True, result=updates)  # type: ignore[return-value]
 
 

@@ -1,4 +1,4 @@
-"""Telegram webhook mode (DESIGN sec. 6): many workers behind any HTTP load balancer.
+"""Telegram webhook mode (docs/SETUP.md): many workers behind any HTTP load balancer.
 
 Telegram posts each update to `WEBHOOK_URL` + `/telegram` with the `WEBHOOK_SECRET` in the
 `X-Telegram-Bot-Api-Secret-Token` header; a request without it gets 401. The update is stored

@@ -1,4 +1,4 @@
-"""VK Callback API (DESIGN sec. 6): VK posts each community event to `WEBHOOK_URL` + `/vk`.
+"""VK Callback API (docs/SETUP_VK.md): VK posts each community event to `WEBHOOK_URL` + `/vk`.
 
 The counterpart of the Telegram webhook (handlers/telegram/webhook.py), for many workers
 behind any HTTP load balancer. The body is JSON `{"type", "object", "group_id", "event_id",

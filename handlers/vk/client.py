@@ -80,6 +80,8 @@ class RewritingSession(requests.Session):
                 return f"{self.base_url}/method/{url[len(prefix) :]}"
         return url
 
+    # requests.Session.request names its parameters; this one passes them on as they came, so
+    # mypy sees a narrower signature than the one it overrides.
     def request(  # type: ignore[override]
         self, method: str, url: str, *args: Any, **kwargs: Any
     ) -> requests.Response:

@@ -38,8 +38,10 @@ class InterruptibleAdapter(HTTPAdapter):
         adapter = self
         classes = dict(self.poolmanager.pool_classes_by_scheme)
         for scheme, pool_class in classes.items():
+            # urllib3's pool classes set ConnectionCls as a class attribute it does not type.
             base_connection = pool_class.ConnectionCls  # type: ignore[attr-defined]
 
+            # A class made from a value known only at run time (the pool's connection class).
             class Tracked(base_connection):  # type: ignore[valid-type,misc]
                 def connect(self) -> None:
                     super().connect()
