@@ -264,7 +264,7 @@ async def test_list_filters_timeline_and_export(
     [late_id] = re.findall(r'data-appeal-id="(\d+)"', answered)
     story = _plain(await (await client.get(f"/appeals/{late_id}")).text())
     assert "Ещё сообщение гражданина" in story and "Ответ (итоговый)" in story
-    assert "Обращение открыто снова" in story  # the dissatisfied return of 06.11
+    assert "Гражданин вернулся недовольным Ничего не решено" in story  # the return of 06.11
     assert "Назван срок" in story  # the reply's quality checklist
     exported = await client.get("/export.csv", params={**PERIOD, "status": "overdue"})
     assert exported.status == 200
