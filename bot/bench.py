@@ -220,7 +220,7 @@ async def run_all() -> int:
         f"{health['posts']} постов за {health['http_requests']} HTTP-запросов, "
         f"{health['refresh_s']} с, пик памяти {health['peak_rss_mb']} МБ ({health})"
     )
-    from web.bench import run_dashboard_benchmark
+    from handlers.web.bench import run_dashboard_benchmark
 
     dashboard = await run_dashboard_benchmark(
         rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000"))

@@ -27,8 +27,8 @@ from bot.clock import SimulatedClock, utc_now
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from bot.services import reports, roles, web_access
 from bot.services.ingest import IngestService
+from handlers.web.server import mount
 from storage.models import Page
-from web.server import mount
 
 SUPERVISOR = 7001
 OPERATOR = 7002  # of the second page only, which has its own press chat

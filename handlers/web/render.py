@@ -40,7 +40,7 @@ def _index(value: float | None) -> str:
 
 def make_environment(timezone: str) -> Environment:
     env = Environment(
-        loader=PackageLoader("web", "templates"),
+        loader=PackageLoader("handlers.web", "templates"),
         autoescape=select_autoescape(("html", "svg")),
         undefined=StrictUndefined,
         trim_blocks=True,
