@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from bot import ru
 from bot.text import TOPIC_TITLES_RU
 
-# What the browser may load: only this server (DESIGN sec. 6: no CDN, no fonts, no analytics).
+# What the browser may load: only this server (docs/SETUP.md sec. 6a): no CDN, fonts, analytics.
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; font-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'"
