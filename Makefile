@@ -39,8 +39,8 @@ bench: $(STAMP)
 	$(BIN)/otklik bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot handlers storage web tests
-	$(BIN)/mypy bot handlers storage web
+	$(BIN)/ruff check bot handlers storage tests
+	$(BIN)/mypy bot handlers storage
 	$(BIN)/lint-imports
 
 clean:

@@ -199,13 +199,11 @@ async def run_all() -> int:
         f"и SQLite, {intake['noop_handler_per_s']} обновлений/с с пустым обработчиком "
         f"(отношение {intake['ratio']}), замер на {intake['updates']} обновлениях"
     )
-    try:
-        from bot.text.bench import run_benchmark
-    except ImportError:
-        pass
-    else:
-        text = await asyncio.to_thread(run_benchmark)
-        print(f"классификатор: {text}")
+    from bot.text.bench import run_benchmark, run_quality, summary_lines
+
+    speed = await asyncio.to_thread(run_benchmark)
+    quality = await asyncio.to_thread(run_quality)
+    print("\n".join(summary_lines(speed, quality)))
     try:
         from bot.services.stats_bench import run_stats_benchmark
     except ImportError:
@@ -222,7 +220,7 @@ async def run_all() -> int:
         f"{health['posts']} постов за {health['http_requests']} HTTP-запросов, "
         f"{health['refresh_s']} с, пик памяти {health['peak_rss_mb']} МБ ({health})"
     )
-    from web.bench import run_dashboard_benchmark
+    from handlers.web.bench import run_dashboard_benchmark
 
     dashboard = await run_dashboard_benchmark(
         rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000"))

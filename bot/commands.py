@@ -282,7 +282,7 @@ async def _web(args: argparse.Namespace, settings: Settings) -> int:
     """`otklik web`: the dashboard alone until SIGTERM or Ctrl-C (e.g. on a read replica)."""
     import signal
 
-    from web.server import DEFAULT_LISTEN, DashboardServer
+    from handlers.web.server import DEFAULT_LISTEN, DashboardServer
 
     listen = args.listen or settings.WEB_LISTEN or DEFAULT_LISTEN
     host, sep, port = listen.rpartition(":")

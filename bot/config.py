@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     WEB_LISTEN: str | None = None
     WEB_PUBLIC_URL: str | None = None
     LOG_LEVEL: str = "INFO"
-    # Page health (DESIGN sec. 2): the region's internet audience for penetration (unset: no
+    # Page health (docs/METRICS.md): the region's internet audience for penetration (unset: no
     # penetration), the posting norm per week, and views from a public channel's web preview.
     REGION_AUDIENCE: int | None = Field(default=None, gt=0)
     POSTS_PER_WEEK_NORM: float = Field(default=3.0, gt=0)

@@ -447,7 +447,7 @@ async def _serve_dashboard(app: AppContext) -> Any:
     """The dashboard on a free local port, with a login link for the demo's supervisor."""
     from bot.clock import utc_now
     from bot.services.web_access import issue_login_token, login_url
-    from web.server import DashboardServer
+    from handlers.web.server import DashboardServer
 
     server = DashboardServer(app, app.settings.WEB_LISTEN or "127.0.0.1:0")
     await server.start()

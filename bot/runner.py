@@ -165,7 +165,7 @@ async def _start_telegram_webhook(
         logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post updates")
     server = TelegramWebhook(dp, bot, secret=secret_value, listen=app.settings.WEBHOOK_LISTEN)
     if dashboard_on_webhook(app.settings):
-        from web.server import mount
+        from handlers.web.server import mount
 
         mount(server.application, app)  # one port for /telegram, /vk and the dashboard
     if vk_callback is not None:
@@ -194,7 +194,7 @@ def dashboard_on_webhook(settings: Settings) -> bool:
 async def _start_dashboard(
     app: AppContext, listen: str, stoppers: list[Callable[[], Awaitable[None]]]
 ) -> None:
-    from web.server import DashboardServer
+    from handlers.web.server import DashboardServer
 
     server = DashboardServer(app, listen)
     await server.start()

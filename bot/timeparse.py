@@ -3,7 +3,7 @@
 Dates: ISO 8601 (`2026-11-02`, `2026-11-02T09:00+03:00`) or the Russian way (`02.11.2026`,
 `02.11` in the current year, `2.11.26`, optionally followed by a time: `02.11.2026 09:00`). A
 bare date means 00:00 local time. Time zones: an IANA name (`Asia/Vladivostok`) or a Russian
-city (`Владивосток`): every one of Russia's eleven zones has its cities here (DESIGN sec. 4).
+city (`Владивосток`): every one of Russia's eleven zones has its cities here (docs/SETUP.md sec. 4).
 Error messages are for administrators and in Russian.
 """
 

@@ -1,63 +1,97 @@
-"""Measure Snowball stems against pymorphy3 lemmas for the classifier, on the development corpus.
+"""Compare classifier candidates on the held-out part (docs/CLASSIFIER.md, «Candidates»).
 
-Usage: python scripts/compare_classifier_analyzers.py
-Quality is 5-fold cross-validation on the development part (the held-out part is not read);
-speed is words per second without caches and texts per second through the whole classifier.
+Usage: python scripts/compare_classifier_analyzers.py [--json]
+
+Every candidate is trained on the training part (corpus_dev.jsonl) with the shipped model's
+regularisation and decision shifts re-chosen by cross-validation on the training part, and
+evaluated once on the held-out part. Also prints the time to train each.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.text.classifier import Classifier
-from bot.text.corpus import DEV_CORPUS, load_corpus
-from bot.text.normalize import Analyzer, words
-from bot.text.training import train
+from bot.text.corpus import DEV_CORPUS, HELDOUT_CORPUS, load_corpus
+from bot.text.evaluate import FIGURES, evaluate_examples
+from bot.text.training import (
+    APPEAL_RECALL_TARGET,
+    URGENT_RECALL_TARGET,
+    analyse,
+    builtin_hyper,
+    fit,
+    model_dict,
+    out_of_fold,
+    pick_shift,
+)
 
-
-def measure(mode: str) -> dict[str, object]:
-    """Cross-validated quality and speed of one analyzer mode."""
-    examples = load_corpus(DEV_CORPUS)
-    all_words = [word for example in examples for word in words(example.text)]
-    analyzer = Analyzer(mode)
-    base = analyzer._base  # the raw stemmer/lemmatiser, bypassing the cache
-    started = time.perf_counter()
-    for word in all_words:
-        base(word)
-    raw_words_per_second = len(all_words) / (time.perf_counter() - started)
-    model, report = train(examples, mode=mode)
-    started = time.perf_counter()
-    classifier = Classifier(mode=mode, model=model)
-    texts = [example.text for example in examples]
-    for text in texts:
-        classifier.classify(text)
-    cold = len(texts) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    rounds = 10
-    for _ in range(rounds):
-        for text in texts:
-            classifier.classify(text)
-    warm = rounds * len(texts) / (time.perf_counter() - started)
-    return {
-        "mode": mode,
-        **report,
-        "raw_words_per_second": round(raw_words_per_second),
-        "cold_texts_per_second": round(cold),
-        "warm_texts_per_second": round(warm),
-        "distinct_keys": len({analyzer.base(word) for word in all_words}),
-        "params": model["params"],
-    }
+CANDIDATES: dict[str, dict[str, object]] = {
+    "linear: word n-grams": {
+        "blocks": ("sparse",),
+        "urgent_blocks": ("sparse",),
+        "char_ngrams": False,
+    },
+    "linear: word + char n-grams": {"blocks": ("sparse",), "urgent_blocks": ("sparse",)},
+    "linear: n-grams + lexicons/concepts": {
+        "blocks": ("sparse", "dense"),
+        "urgent_blocks": ("sparse", "dense"),
+    },
+    "linear: n-grams + lexicons/concepts + navec": {},
+}
 
 
 def main() -> int:
-    """Print the comparison as JSON."""
-    print(json.dumps([measure("stem"), measure("lemma")], ensure_ascii=False, indent=2))
+    """Train and evaluate every candidate; print a table (or JSON)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    train_part = load_corpus(DEV_CORPUS)
+    heldout = load_corpus(HELDOUT_CORPUS)
+    analyses = analyse(train_part)
+    shipped = builtin_hyper()
+    rows: list[dict[str, object]] = []
+    lexicons_only = Classifier(model=None)
+    rows.append(
+        {"candidate": "lexicons only", **_figures(evaluate_examples(heldout, lexicons_only))}
+    )
+    for name, overrides in CANDIDATES.items():
+        started = time.perf_counter()
+        hyper = replace(shipped, **overrides)  # type: ignore[arg-type]
+        oof = out_of_fold(analyses, train_part, hyper)
+        appeals = [i for i, e in enumerate(train_part) if e.is_appeal]
+        hyper = replace(
+            hyper,
+            appeal_shift=pick_shift(
+                oof.appeal, [e.is_appeal for e in train_part], APPEAL_RECALL_TARGET
+            ),
+            urgent_shift=pick_shift(
+                oof.urgent[appeals], [train_part[i].urgent for i in appeals], URGENT_RECALL_TARGET
+            ),
+        )
+        model = fit(analyses, train_part, hyper)
+        seconds = time.perf_counter() - started
+        classifier = Classifier(model=model_dict(model, hyper, len(train_part)))
+        report = evaluate_examples(heldout, classifier)
+        rows.append({"candidate": name, **_figures(report), "train_s_with_cv": round(seconds, 1)})
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        print("| candidate | " + " | ".join(FIGURES) + " |")
+        print("|---|" + "---|" * len(FIGURES))
+        for row in rows:
+            print(f"| {row['candidate']} | " + " | ".join(f"{row[k]:.3f}" for k in FIGURES) + " |")
     return 0
+
+
+def _figures(report: dict[str, object]) -> dict[str, object]:
+    return {key: report[key] for key in FIGURES}
 
 
 if __name__ == "__main__":

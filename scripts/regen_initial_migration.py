@@ -24,9 +24,7 @@ def main() -> None:
         engine = create_engine(f"sqlite:///{Path(tmp) / 'empty.db'}")
         with engine.begin() as connection:
             config = alembic_config(connection)
-            command.revision(
-                config, message="initial", autogenerate=True, rev_id="0001"
-            )
+            command.revision(config, message="initial", autogenerate=True, rev_id="0001")
         engine.dispose()
     for new in VERSIONS.glob("0001_*.py"):
         text = new.read_text()

@@ -1,4 +1,4 @@
-"""The tables of page health (DESIGN sec. 2 "Page health"): posts, their counters, subscribers.
+"""The tables of page health (docs/METRICS.md sec. 7): posts, their counters, subscribers.
 
 A post keeps the newest counters the platform gave (`views`, `likes`, … with `counters_at`);
 `PostCounter` keeps them as they were at 24 h, 72 h and 7 days after publication — the first

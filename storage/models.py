@@ -54,7 +54,7 @@ class Page(SQLModel, table=True):
     work_hours: str | None = Field(default=None, max_length=64)
     sla_hours: float | None = None
     sla_urgent_hours: float | None = None
-    # Working days for the final answer (DESIGN sec. 2, two answer stages); None: the default.
+    # Working days for the final answer (docs/METRICS.md sec. 2a); None: the default.
     final_answer_days: int | None = None
     final_answer_urgent_days: int | None = None
     press_chat_id: int | None = Field(default=None, sa_type=BigInteger)  # > 32 bits

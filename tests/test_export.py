@@ -80,7 +80,8 @@ async def test_xlsx_of_a_week(world: World, tmp_path: Path) -> None:
     assert exported.filename == "otklik_2026-11-02_2026-11-08.xlsx"
     (tmp_path / exported.filename).write_bytes(exported.data)
     book = load_workbook(io.BytesIO(exported.data))
-    # The summary first, then the compact appeals, the details and the page health.
+    # The summary first, then the compact appeals, the details and the page health (the
+    # channel's posts are page health, issue 13).
     assert book.sheetnames == ["Сводка", "Обращения", "Подробности", "Здоровье страниц"]
     for name in book.sheetnames:
         _assert_readable_header(book[name])

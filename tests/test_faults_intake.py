@@ -94,7 +94,7 @@ async def test_an_update_that_does_not_parse_is_kept_as_failed_and_polling_goes_
     assert bad[0].status == "failed"
     assert bad[0].note is not None and "message_id" in bad[0].note
     assert "не число" in str(bad[0].payload)  # the JSON as Telegram sent it
-    # Every update before and after it is stored (the post, its forward, three comments).
+    # Every update before and after it is stored (channel post, its forward, the comments).
     assert {row.update_key for row in rows} == {str(key) for key in range(1, bad_id + 3)}
     assert all(row.status != "failed" for row in rows if row is not bad[0])
 

@@ -68,7 +68,9 @@ def test_missing_file_means_the_builtin_model(tmp_path: Path) -> None:
     ("content", "reason"),
     [
         (b"garbage\x00\xff", "повреждён"),
-        (b'{"format": 1, "mode": "stem", "appeal": {}}', "повреждён"),
+        (b'{"format": 2, "mode": "stem", "linear": {}}', "повреждён"),
+        (b'{"format": 2, "mode": "stem", "linear": {"heads": []}}', "повреждён"),
+        (b'{"format": 1, "mode": "stem", "appeal": {}}', "другой версией"),
         (b'{"format": 99}', "другой версией"),
         (b"[1, 2, 3]", "другой версией"),
         (b"", "повреждён"),
@@ -120,6 +122,10 @@ def test_train_is_idempotent_and_corrections_win(tmp_path: Path) -> None:
     assert model_version() == first.version
     assert os.environ[MODEL_ENV] == str(path.resolve())  # child processes take the same file
     assert classify(REGION_TEXT).is_appeal
+    # The press office's decisions win over the built-in model's on the texts they corrected.
+    assert classify("Спасибо за новую дорогу!").is_appeal
+    assert classify("Спасибо за новую дорогу!").topic == "roads"
+    assert not classify("Продам гараж недорого").is_appeal
 
 
 def test_report_uses_russian_plurals(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from bot.clock import SimulatedClock, utc_now
 from bot.events import AuthorRole, MessageEvent, PageKind, PageRef, Platform, ThreadKind, ThreadRef
 from bot.services import reports, roles, web_access
 from bot.services.ingest import IngestService
+from handlers.web.server import mount
 from storage.models import Page
-from web.server import mount
 
 SUPERVISOR = 7001
 OPERATOR = 7002  # of the second page only, which has its own press chat
@@ -265,7 +265,7 @@ async def test_list_filters_timeline_and_export(
     [late_id] = re.findall(r'data-appeal-id="(\d+)"', answered)
     story = _plain(await (await client.get(f"/appeals/{late_id}")).text())
     assert "Ещё сообщение гражданина" in story and "Ответ (итоговый)" in story
-    assert "Обращение открыто снова" in story  # the dissatisfied return of 06.11
+    assert "Гражданин вернулся недовольным Ничего не решено" in story  # the return of 06.11
     assert "Назван срок" in story  # the reply's quality checklist
     exported = await client.get("/export.csv", params={**PERIOD, "status": "overdue"})
     assert exported.status == 200

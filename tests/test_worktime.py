@@ -379,7 +379,7 @@ def test_next_working_moment_is_working(calendar: WorkCalendar, moment: datetime
 @pytest.mark.parametrize(
     ("received", "days", "due"),
     [
-        # DESIGN sec. 2: Monday 10:00, N = 7 → the next Wednesday 18:00.
+        # docs/METRICS.md: Monday 10:00, N = 7 → the next Wednesday 18:00.
         (msk(2026, 11, 9, 10), 7, msk(2026, 11, 18, 18)),
         # Wednesday 4 November is a holiday: Mon 2 → Tue 3, Thu 5, Fri 6, Mon 9 … Thu 12.
         (msk(2026, 11, 2, 10), 7, msk(2026, 11, 12, 18)),

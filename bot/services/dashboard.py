@@ -53,7 +53,7 @@ class AppealFilter:
 
 
 def status_condition(status: str, at: datetime) -> ColumnElement[bool]:
-    """The report's definition of each status at `at` (DESIGN sec. 2)."""
+    """The report's definition of each status at `at` (docs/METRICS.md)."""
     found = metrics.conditions(at)
     if status == "excluded":
         return A.excluded == true()

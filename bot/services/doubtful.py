@@ -2,7 +2,7 @@
 
 A message the model takes for no appeal, but without confidence (`bot.text.is_doubtful`, stored
 as `citizen_message.doubtful` by the ingest path), reaches its page's press chat as a card with
-«Это обращение» / «Не обращение». Missing an appeal costs far more than a tap (DESIGN sec. 2),
+«Это обращение» / «Не обращение». Missing an appeal costs far more than a tap (docs/METRICS.md),
 so a person decides.
 
 Cards are planned and sent like reminders (bot/services/reminders.py): each tick inserts a

@@ -1,4 +1,4 @@
-"""The second answer stage: the final answer on the merits and its deadline (DESIGN sec. 2).
+"""The second answer stage: the final answer on the merits and its deadline (docs/METRICS.md).
 
 The first reaction (any official reply, interim or not) is the SLA stage and keeps its meaning.
 The final answer is the first official reply that is not interim (or «Ответили вне соцсети»);

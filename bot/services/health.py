@@ -1,6 +1,6 @@
 """Page health for a period: subscribers, reach, posting rhythm, video share, engagement.
 
-Definitions: DESIGN sec. 2 "Page health" and docs/METRICS.md sec. 7, where each figure has the
+Definitions: docs/METRICS.md sec. 7, where each figure has the
 hand recomputation. The counters of a post are those kept 72 h after publication
 (`post_counter`, mark 72); a post younger than that at `at` is not measured yet. What is
 unknown is `None` with the reasons in `missing` — never 0. The health index (0–100) is a
@@ -58,7 +58,7 @@ class HealthNorms:
 
 @dataclass(slots=True)
 class PageHealth:
-    """The page-health figures of one page for one period (DESIGN sec. 3 `health`)."""
+    """The page-health figures of one page for one period (docs/METRICS.md sec. 7)."""
 
     subscribers: int | None = None
     subscribers_change: int | None = None

@@ -214,8 +214,8 @@ class IngestService:
         if event.author_id is not None and text_analysis.is_dissatisfied(event.text):
             answered = repo.last_answered_row(db, thread_id, event.author_id, event.sent_at)
             if answered is not None:
-                # DESIGN sec. 2 «Reopen»: the return goes back to the appeal it answers (its
-                # final stage waits for a new final reply), not to a new appeal.
+                # «Reopen» (docs/METRICS.md sec. 2a): the return goes back to the appeal it answers
+                # (its final stage waits for a new final reply), not to a new appeal.
                 message["is_reopen"] = True
                 message["appeal_id"] = answered.id
                 message_row_id = repo.insert_row(db, CitizenMessage, message)

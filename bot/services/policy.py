@@ -63,7 +63,7 @@ def final_deadline(
 ) -> datetime:
     """The final answer's deadline for an appeal received (or re-opened) at `start`.
 
-    DESIGN sec. 2: the end of working hours on the N-th working day after the day of receipt;
+    docs/METRICS.md: the end of working hours on the N-th working day after the day of receipt;
     a message outside working hours counts from the next working day.
     """
     days = final_answer_days(page, urgent, defaults)

@@ -137,7 +137,7 @@ def score_parts(
 
 
 def is_formal_reply(text: str, *, is_interim: bool, is_template: bool | None) -> bool | None:
-    """«Отписка» (DESIGN sec. 2, docs/METRICS.md): a final reply that names no concrete action,
+    """«Отписка» (docs/METRICS.md): a final reply that names no concrete action,
     date or responsible body and is a template or only redirects the citizen elsewhere.
 
     An interim reply is never one (it is not final). None: not a redirect and the template

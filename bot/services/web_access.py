@@ -1,4 +1,4 @@
-"""Who may open the dashboard, and how they prove it (DESIGN sec. 6).
+"""Who may open the dashboard, and how they prove it (docs/SETUP.md sec. 6a).
 
 Three ways in, each ending in a session cookie:
 

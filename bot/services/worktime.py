@@ -172,7 +172,8 @@ class WorkCalendar:
         """The end of working hours on the `days`-th working day after the day of `start`.
 
         The day of `start` is the local day of its next working moment: a message at 20:00 or
-        on a Saturday counts from the next working day (the final-answer deadline, DESIGN sec. 2).
+        on a Saturday counts from the next working day (the final-answer deadline,
+        docs/METRICS.md sec. 2a).
         Monday 10:00 with days=7 gives the next Wednesday 18:00.
         """
         if days < 0:

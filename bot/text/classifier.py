@@ -1,4 +1,9 @@
-"""The comment classifier: appeal or not, topic, urgency — lexicons plus a naive Bayes model."""
+"""The comment classifier: appeal or not, topic, urgency — lexicons, navec and a linear model.
+
+Lexicons (press-office editable) and the danger concepts give scores; bot.text.features turns a
+text into n-gram, lexicon, concept and navec blocks; bot.text.linear holds the trained heads.
+Without a model (a press office experimenting with lexicons) the lexicons decide alone.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.text.embeddings import Embeddings, shared_embeddings
+from bot.text.features import TOPICS, Featurizer, TextFeatures
 from bot.text.lexicon import (
     DATA_DIR,
     LEXICON_DIR,
@@ -18,34 +25,24 @@ from bot.text.lexicon import (
     read_phrases,
     read_weighted,
 )
-from bot.text.model import NaiveBayes, Params
+from bot.text.linear import LinearModel
 from bot.text.normalize import Analyzer, words
+
+__all__ = ["MODEL_PATH", "TOPICS", "Analysis", "Classification", "Classifier"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_PATH = DATA_DIR / "model.json"
+MODEL_FORMAT = 2
 
-TOPICS: tuple[str, ...] = (
-    "housing",
-    "roads",
-    "transport",
-    "amenities",
-    "waste",
-    "health",
-    "education",
-    "social",
-    "ecology",
-    "safety",
-    "economy",
-    "other",
-)
-
-# Pseudo-features added to the stems: they let the model learn from the shape of a comment.
+# Shape marks added to the sparse features.
 QUESTION = "<?>"
 TO_COMMENTER = "<to-commenter>"
 SHORT = "<short>"
-
+LONG = "<long>"
 REQUEST = "<request>"
+CAPS = "<caps>"
+EXCLAIM = "<!>"
 
 _TO_COMMENTER_PENALTY = 3.0
 # Topic words right after these («у школы», «возле поликлиники», «до больницы») name a place,
@@ -54,9 +51,15 @@ _LOCATIVE_STEMS = frozenset({"у", "возл", "окол", "рядом", "нап
 _LOCATIVE_DISCOUNT = 0.3
 # A comment with no topic cue at all (or only a weak, discounted one) is «other».
 _OTHER_BASELINE = 0.5
+# The lexicon-only rule (no model file): appeal if bias + cues + question + request > 0.
+_LEXICON_BIAS = -0.5
+_LEXICON_TOPIC_WEIGHT = 0.2
+_LEXICON_URGENT_THRESHOLD = 2.0
 _NAME_RE = re.compile(r"^\s*@?([А-ЯЁа-яёA-Za-z]+)(?:\s+([А-ЯЁа-яё]+))?\s*,")
 _MENTION_RE = re.compile(r"^\s*@\w+")
 _PATRONYMIC_ENDINGS = ("вич", "вна", "чна", "ична")
+_UPPER_RE = re.compile(r"[А-ЯЁA-Z]")
+_LETTER_RE = re.compile(r"[А-ЯЁа-яёA-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,9 @@ class Classification:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Lexicon evidence for one text, independent of the learned model."""
+    """Everything known about one text before the model decides."""
 
-    features: frozenset[str]
+    features: TextFeatures
     appeal_lexicon: float
     topic_lexicon: dict[str, float]
     urgent_lexicon: float
@@ -92,36 +95,41 @@ class Classifier:
         mode: str = "stem",
         model: dict[str, Any] | None = None,
         lexicon_dir: Path = LEXICON_DIR,
+        embeddings: Embeddings | bool | None = True,
     ) -> None:
-        """Compile lexicons from lexicon_dir; model is the parsed model.json (or None)."""
+        """Compile lexicons from lexicon_dir; model is the parsed model.json (or None).
+
+        embeddings: True for the process-wide navec model, None/False for none (tests of the
+        lexicons alone), or an Embeddings instance.
+        """
         self.analyzer = Analyzer(mode)
         analyzer = self.analyzer
-        self.appeal = PhraseMatcher(
-            analyzer, (("appeal", p, w) for p, w in read_weighted(lexicon_dir / "appeal.tsv"))
-        )
+        appeal_items = [("appeal", p, w) for p, w in read_weighted(lexicon_dir / "appeal.tsv")]
         topic_items = read_labelled(lexicon_dir / "topics.tsv", weighted=True)
         for topic, phrase, _ in topic_items:
             if topic not in TOPICS:
                 logger.warning("Unknown topic %r for phrase %r in topics.tsv", topic, phrase)
         self.topics = PhraseMatcher(analyzer, [item for item in topic_items if item[0] in TOPICS])
-        self.urgent = PhraseMatcher(
-            analyzer, (("urgent", p, w) for p, w in read_weighted(lexicon_dir / "urgent.tsv"))
-        )
+        urgent_items = [("urgent", p, w) for p, w in read_weighted(lexicon_dir / "urgent.tsv")]
+        concept_items = [
+            item
+            for item in read_labelled(lexicon_dir / "urgent_concepts.tsv", weighted=True)
+            if item[0] not in ("appeal", "urgent")
+        ]
+        # Appeal cues, urgency cues and danger concepts in one pass over the words (labels).
+        self.cues = PhraseMatcher(analyzer, [*appeal_items, *urgent_items, *concept_items])
+        seeds = [(c, p) for c, p, _ in concept_items if " " not in p and not p.endswith("*")]
         self.names = frozenset(read_phrases(lexicon_dir / "names.txt"))
-        self.appeal_model: NaiveBayes | None = None
-        self.topic_model: NaiveBayes | None = None
-        self.urgent_model: NaiveBayes | None = None
-        self.params = Params()
-        model_vocabulary: set[str] = set()
+        self.linear: LinearModel | None = None
         if model is not None:
-            self.appeal_model = NaiveBayes.from_dict(model["appeal"])
-            self.topic_model = NaiveBayes.from_dict(model["topic"])
-            self.urgent_model = NaiveBayes.from_dict(model["urgent"])
-            self.params = Params.from_dict(model.get("params", {}))
-            for part in (self.appeal_model, self.topic_model, self.urgent_model):
-                model_vocabulary.update(part.logp)
-        lexicon_keys = self.appeal.keys | self.topics.keys | self.urgent.keys
-        known = {key for key in lexicon_keys | model_vocabulary if not key.endswith("*")}
+            self.linear = LinearModel.from_dict(model["linear"])
+        if embeddings is True:
+            embeddings = shared_embeddings()
+        self.featurizer = Featurizer(analyzer, seeds, embeddings or None)
+        # Typo repair maps unknown words onto lexicon stems only, so that training and
+        # classifying see the same stems whatever the model's vocabulary.
+        lexicon_keys = self.cues.keys | self.topics.keys
+        known = {key for key in lexicon_keys if not key.endswith("*")}
         prefixes = {key for key in lexicon_keys if key.endswith("*")}
         analyzer.set_vocabulary(known, prefixes)
 
@@ -149,27 +157,38 @@ class Classifier:
         return name in self.names and not second.endswith(_PATRONYMIC_ENDINGS)
 
     def analyze(self, text: str) -> Analysis:
-        """Collect the lexicon evidence for text."""
+        """Collect the lexicon evidence and the model's features for text."""
         word_list = words(text)
         tokens = [self.analyzer.word_keys(word) for word in word_list]
-        features = {keys[0] for keys in tokens}
         has_request = any(self.analyzer.is_imperative(word) for word in word_list)
-        if has_request:
-            features.add(REQUEST)
         has_question = "?" in text
         to_commenter = self._to_commenter(text)
-        if has_question:
-            features.add(QUESTION)
-        if to_commenter:
-            features.add(TO_COMMENTER)
-        if len(tokens) <= 3:
-            features.add(SHORT)
-        appeal_lexicon = self.appeal.scores(tokens).get("appeal", 0.0)
+        marks = []
+        for present, mark in (
+            (has_request, REQUEST),
+            (has_question, QUESTION),
+            (to_commenter, TO_COMMENTER),
+            (len(tokens) <= 3, SHORT),
+            (len(tokens) > 40, LONG),
+            ("!" in text, EXCLAIM),
+        ):
+            if present:
+                marks.append(mark)
+        letters = len(_LETTER_RE.findall(text))
+        if letters >= 8 and len(_UPPER_RE.findall(text)) > 0.6 * letters:
+            marks.append(CAPS)
+        cues = self.cues.scores(tokens)
+        appeal_lexicon = cues.pop("appeal", 0.0)
+        urgent_lexicon = cues.pop("urgent", 0.0)
+        topic_lexicon = self._topic_lexicon(tokens)
+        features = self.featurizer.extract(
+            word_list, tokens, marks, (appeal_lexicon, urgent_lexicon, topic_lexicon), cues
+        )
         return Analysis(
-            features=frozenset(features),
+            features=features,
             appeal_lexicon=appeal_lexicon,
-            topic_lexicon=self._topic_lexicon(tokens),
-            urgent_lexicon=self.urgent.scores(tokens).get("urgent", 0.0),
+            topic_lexicon=topic_lexicon,
+            urgent_lexicon=urgent_lexicon,
             has_question=has_question,
             to_commenter=to_commenter,
             has_request=has_request,
@@ -189,65 +208,55 @@ class Classifier:
         return totals
 
     def decide(self, analysis: Analysis) -> Classification:
-        """Combine lexicon evidence with the model into a classification."""
+        """Turn the analysis into a classification (the model's, or the lexicons' alone)."""
         if not analysis.has_words:
             return Classification(is_appeal=False, topic="other", urgent=False)
-        model_odds = 0.0
-        if self.appeal_model is not None:
-            model_odds = self.appeal_model.log_odds(analysis.features)
-        score = appeal_score(analysis, self.params, model_odds)
-        is_appeal = score > 0
-        topic = self._topic(analysis)
-        urgent = is_appeal and self.is_urgent(analysis)
-        # The score is a sum of log-odds-like evidence; its logistic is a usable confidence.
-        confidence = 1.0 / (1.0 + math.exp(-min(abs(score), 30.0)))
+        if self.linear is None:
+            score = lexicon_appeal_score(analysis)
+            is_appeal = score > 0
+            urgent = is_appeal and analysis.urgent_lexicon >= _LEXICON_URGENT_THRESHOLD
+            confidence = 1.0 / (1.0 + math.exp(-min(abs(score), 30.0)))
+            return Classification(is_appeal, lexicon_topic(analysis), urgent, round(confidence, 4))
+        scores = self.linear.scores(analysis.features)
+        is_appeal = scores.is_appeal(self.linear.danger_margin)
+        probability = scores.appeal_probability(self.linear.appeal_temperature)
+        if is_appeal and scores.appeal <= 0:  # a danger report: as sure as the danger is
+            probability = 1.0 / (1.0 + math.exp(-min(scores.urgent, 30.0)))
+        topic = TOPICS[int(scores.topics.argmax())]
+        urgent = is_appeal and scores.urgent > 0
+        confidence = max(probability, 1.0 - probability)
         return Classification(is_appeal, topic, urgent, round(confidence, 4))
 
     def is_urgent(self, analysis: Analysis) -> bool:
         """Decide urgency as if the text were an appeal."""
-        urgent_score = analysis.urgent_lexicon
-        if self.urgent_model is not None:
-            urgent_score += self.params.urgent_model_weight * self.urgent_model.log_odds(
-                analysis.features
-            )
-        return urgent_score >= self.params.urgent_threshold
-
-    def _topic(self, analysis: Analysis) -> str:
-        """Pick the topic with the largest combined lexicon and model score."""
-        model_scores = None
-        if self.topic_model is not None:
-            model_scores = self.topic_model.scores(analysis.features)
-        return best_topic(analysis, model_scores, self.params.topic_model_weight)
+        if self.linear is None:
+            return analysis.urgent_lexicon >= _LEXICON_URGENT_THRESHOLD
+        return analysis.has_words and self.linear.scores(analysis.features).urgent > 0
 
     def classify(self, text: str) -> Classification:
         """Classify one comment text."""
         return self.decide(self.analyze(text))
 
 
-def best_topic(analysis: Analysis, model_scores: list[float] | None, weight: float) -> str:
-    """Combine topic lexicon scores with the model's; «other» wins when nothing points elsewhere."""
+def lexicon_topic(analysis: Analysis) -> str:
+    """The topic with the largest lexicon score; «other» when nothing points elsewhere."""
     scores = dict.fromkeys(TOPICS, 0.0)
     scores["other"] = _OTHER_BASELINE
     for topic, value in analysis.topic_lexicon.items():
         scores[topic] += value
-    if model_scores is not None:
-        best = max(model_scores)
-        for topic, value in zip(TOPICS, model_scores, strict=True):
-            scores[topic] += weight * (value - best)
     return max(TOPICS, key=lambda name: scores[name])
 
 
-def appeal_score(analysis: Analysis, params: Params, model_odds: float) -> float:
-    """Combine appeal evidence: above zero means an appeal."""
+def lexicon_appeal_score(analysis: Analysis) -> float:
+    """The lexicons' appeal evidence alone: above zero means an appeal."""
     topic_evidence = max(analysis.topic_lexicon.values(), default=0.0)
     return (
-        params.appeal_bias
+        _LEXICON_BIAS
         + analysis.appeal_lexicon
-        + params.appeal_topic_weight * min(topic_evidence, 6.0)
-        + params.appeal_question_weight * analysis.has_question
-        + params.appeal_request_weight * analysis.has_request
+        + _LEXICON_TOPIC_WEIGHT * min(topic_evidence, 6.0)
+        + analysis.has_question
+        + analysis.has_request
         - _TO_COMMENTER_PENALTY * analysis.to_commenter
-        + params.appeal_model_weight * model_odds
     )
 
 

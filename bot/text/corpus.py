@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,54 @@ def load_corpus(path: Path) -> list[Example]:
         except ValueError as error:
             logger.warning("Skipping corpus line %s:%d: %s", path.name, number, error)
     return examples
+
+
+def text_key(text: str) -> str:
+    """The form under which two texts count as the same (case and spacing ignored)."""
+    return " ".join(text.lower().replace("ё", "е").split())
+
+
+def merge_corpora(parts: Iterable[Iterable[Example]]) -> tuple[list[Example], int]:
+    """Concatenate corpora keeping the first example of every text; also the number dropped."""
+    seen: set[str] = set()
+    merged: list[Example] = []
+    dropped = 0
+    for part in parts:
+        for example in part:
+            key = text_key(example.text)
+            if key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
+            if not example.is_appeal and (example.topic is not None or example.urgent):
+                example = Example(example.text, False, None, False)  # labels of non-appeals
+            merged.append(example)
+    return merged, dropped
+
+
+def split_stratified(
+    examples: Sequence[Example], heldout_share: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Split into (train, held-out), stratified by (is_appeal, topic, urgent), reproducibly."""
+    strata: dict[tuple[bool, str, bool], list[Example]] = {}
+    for example in examples:
+        key = (example.is_appeal, example.topic or "", example.urgent)
+        strata.setdefault(key, []).append(example)
+    rng = random.Random(seed)
+    train: list[Example] = []
+    heldout: list[Example] = []
+    for key in sorted(strata):
+        group = sorted(strata[key], key=lambda e: e.text)
+        rng.shuffle(group)
+        size = round(len(group) * heldout_share)
+        heldout.extend(group[:size])
+        train.extend(group[size:])
+    return train, heldout
+
+
+def write_corpus(path: Path, examples: Iterable[Example]) -> None:
+    """Write examples as JSON lines."""
+    path.write_text("".join(e.to_line() + "\n" for e in examples), encoding="utf-8")
 
 
 def corrections_to_corpus(rows: Iterable[tuple[str, bool, str | None]]) -> list[str]:

@@ -90,6 +90,7 @@ class Analyzer:
         self._base_cache: dict[str, str] = {}
         self._word_cache: dict[str, tuple[str, ...]] = {}
         self._imperative_cache: dict[str, bool] = {}
+        self._lemma_cache: dict[str, str] = {}
         self._known: set[str] = set()
         self._deletes: dict[str, str] = {}
         self._prefixes: set[str] = set()
@@ -104,6 +105,16 @@ class Analyzer:
             if len(self._base_cache) > _CACHE_LIMIT:
                 self._base_cache.clear()
             self._base_cache[word] = cached
+        return cached
+
+    def lemma(self, word: str) -> str:
+        """Return pymorphy3's dictionary form of a word (cached); navec knows those best."""
+        cached = self._lemma_cache.get(word)
+        if cached is None:
+            cached = _morph_analyzer().parse(word)[0].normal_form
+            if len(self._lemma_cache) > _CACHE_LIMIT:
+                self._lemma_cache.clear()
+            self._lemma_cache[word] = cached
         return cached
 
     def is_imperative(self, word: str) -> bool:

@@ -8,6 +8,7 @@ reported in Russian.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.text.classifier import MODEL_PATH, Classifier
+from bot.text.classifier import MODEL_FORMAT, MODEL_PATH, Classifier
 
 __all__ = [
     "BUILTIN_MODEL_PATH",
@@ -78,14 +79,18 @@ def load_model_bytes(data: bytes, path: Path) -> Classifier:
         raise ModelFileError(
             f"Файл модели {path} повреждён ({error}); используется встроенная модель."
         ) from None
-    if not isinstance(model, dict) or model.get("format") != 1 or model.get("mode") != "stem":
+    if (
+        not isinstance(model, dict)
+        or model.get("format") != MODEL_FORMAT
+        or model.get("mode") != "stem"
+    ):
         raise ModelFileError(
             f"Файл модели {path} создан другой версией Otklik или не является моделью; "
             "используется встроенная модель."
         )
     try:
         return Classifier(mode="stem", model=model)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, binascii.Error) as error:
         raise ModelFileError(
             f"Файл модели {path} повреждён ({type(error).__name__}: {error}); "
             "используется встроенная модель."

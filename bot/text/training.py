@@ -1,195 +1,414 @@
-"""Training of the shipped model from the repository's corpus, with cross-validated weights."""
+"""Training of the classifier's linear heads (bot.text.linear) from labelled texts.
+
+`train()` (scripts/train_classifier.py) picks the regularisation of each head and the decision
+shifts by cross-validation on the training part only, then fits on all of it; the chosen
+hyper-parameters are stored in the model file. `train_local()` (`otklik train`) refits with the
+built-in model's hyper-parameters on the corpus plus a press office's corrections: no search,
+a few seconds.
+"""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import random
+import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bot.text.classifier import TOPICS, Analysis, Classifier, appeal_score, best_topic
+import numpy as np
+import numpy.typing as npt
+
+from bot.text.classifier import MODEL_FORMAT, MODEL_PATH, TOPICS, Analysis, Classifier
 from bot.text.corpus import Example
-from bot.text.model import NaiveBayes, Params
+from bot.text.features import DENSE_NAMES
+from bot.text.finetune import fine_tune
+from bot.text.linear import HEADS, LinearModel
 
 logger = logging.getLogger(__name__)
 
 FOLDS = 5
 SEED = 20250601
-
-_GRID_APPEAL = {
-    "appeal_bias": (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0),
-    "appeal_model_weight": (0.0, 0.05, 0.1, 0.2, 0.35, 0.5),
-    "appeal_topic_weight": (0.0, 0.1, 0.2, 0.3),
-    "appeal_question_weight": (0.0, 1.0, 2.0),
-    "appeal_request_weight": (0.0, 1.0, 2.0),
-}
-_GRID_TOPIC = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
-_GRID_URGENT_WEIGHT = (0.0, 0.05, 0.1, 0.25, 0.5)
-_GRID_URGENT_THRESHOLD = (1.0, 1.5, 2.0, 2.5, 3.0)
+# Targets the decision shifts are chosen for on out-of-fold scores (the costs are asymmetric:
+# a missed appeal vanishes from every figure, a missed emergency gets the 8-hour deadline).
+APPEAL_RECALL_TARGET = 0.98
+URGENT_RECALL_TARGET = 0.95
+# Share of non-appeals the «danger report → appeal» rule may turn into false appeals.
+DANGER_EXTRA_FALSE_APPEALS = 0.01
+_C_GRID = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass(frozen=True)
-class Models:
-    """The three naive Bayes parts."""
+class Hyper:
+    """Hyper-parameters of a fit; stored in the model file for `otklik train`."""
 
-    appeal: NaiveBayes
-    topic: NaiveBayes
-    urgent: NaiveBayes
+    c_appeal: float = 2.0
+    c_topic: float = 4.0
+    c_urgent: float = 1.0
+    emb_scale: float = 10.0
+    min_df: int = 2
+    appeal_shift: float = 0.0
+    urgent_shift: float = 0.0
+    danger_margin: float = 1e9
+    appeal_temperature: float = 1.0
+    blocks: tuple[str, ...] = ("sparse", "dense", "embedding")
+    char_ngrams: bool = True
+    # Urgency by danger concept: lexicon and concept scores and navec closeness to the concepts'
+    # seed words only; n-grams would learn the corpus's wording of emergencies instead.
+    urgent_blocks: tuple[str, ...] = ("dense",)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        data = asdict(self)
+        data["blocks"] = list(self.blocks)
+        data["urgent_blocks"] = list(self.urgent_blocks)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hyper:
+        """Load from to_dict() output (unknown keys ignored)."""
+        known = {key: data[key] for key in cls().to_dict() if key in data}
+        for key in ("blocks", "urgent_blocks"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
 
 
-def fit_models(analyses: Sequence[Analysis], examples: Sequence[Example]) -> Models:
-    """Fit the appeal, topic and urgency models on analysed examples."""
-    pairs = list(zip(analyses, examples, strict=True))
-    appeal = NaiveBayes.train(
-        ((a.features, "yes" if e.is_appeal else "no") for a, e in pairs), ("no", "yes")
-    )
-    topic = NaiveBayes.train(((a.features, e.topic or "") for a, e in pairs), TOPICS)
-    urgent = NaiveBayes.train(
-        ((a.features, "yes" if e.urgent else "no") for a, e in pairs if e.is_appeal),
-        ("no", "yes"),
-    )
-    return Models(appeal, topic, urgent)
+def analyse(examples: Sequence[Example], classifier: Classifier | None = None) -> list[Analysis]:
+    """Analyse every text with a model-less classifier (features do not depend on a model)."""
+    classifier = classifier or Classifier(model=None)
+    return [classifier.analyze(example.text) for example in examples]
 
 
 @dataclass(frozen=True)
-class _OutOfFold:
-    """Model outputs for one example from a model that never saw it."""
+class _Design:
+    """Inputs of a fit: the vocabulary and the standardisation of the dense block."""
 
-    appeal_odds: float
-    topic_scores: list[float]
-    urgent_odds: float
+    vocabulary: list[str]
+    dense_mean: npt.NDArray[np.float64]
+    dense_scale: npt.NDArray[np.float64]
 
 
-def _out_of_fold(analyses: Sequence[Analysis], examples: Sequence[Example]) -> list[_OutOfFold]:
-    """Compute model outputs for every example by FOLDS-fold cross-validation."""
+def _design(analyses: Sequence[Analysis], hyper: Hyper) -> _Design:
+    """Vocabulary (names in at least min_df texts) and dense mean/scale from training texts."""
+    counts: Counter[str] = Counter()
+    for analysis in analyses:
+        counts.update(analysis.features.sparse)
+    vocabulary = sorted(
+        name
+        for name, count in counts.items()
+        if count >= hyper.min_df and (hyper.char_ngrams or not name.startswith("c:"))
+    )
+    dense = np.array([a.features.dense for a in analyses])
+    mean = dense.mean(axis=0)
+    scale = dense.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    return _Design(vocabulary, mean, scale)
+
+
+def _matrix(analyses: Sequence[Analysis], design: _Design, hyper: Hyper, blocks: Sequence[str]):  # type: ignore[no-untyped-def]
+    """The input matrix (scipy CSR) of the given blocks, as LinearModel.scores computes it."""
+    from scipy import sparse as sp
+
+    parts = []
+    index = {name: number for number, name in enumerate(design.vocabulary)}
+    if "sparse" in blocks:
+        rows, cols, values = [], [], []
+        for row, analysis in enumerate(analyses):
+            ids = sorted(index[n] for n in analysis.features.sparse if n in index)
+            for col in ids:
+                rows.append(row)
+                cols.append(col)
+                values.append(1.0 / np.sqrt(len(ids)))
+        parts.append(
+            sp.csr_matrix((values, (rows, cols)), shape=(len(analyses), len(design.vocabulary)))
+        )
+    if "dense" in blocks:
+        dense = np.array([a.features.dense for a in analyses])
+        parts.append(sp.csr_matrix((dense - design.dense_mean) / design.dense_scale))
+    if "embedding" in blocks:
+        parts.append(
+            sp.csr_matrix(np.array([a.features.embedding for a in analyses]) * hyper.emb_scale)
+        )
+    return sp.hstack(parts, format="csr")
+
+
+def _logistic(x: Any, y: Sequence[Any], c: float) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Fit an L2 logistic (softmax for more classes) regression; (coefficients, intercepts)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: the problems are small, and more threads only fight over shared cores.
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(C=c, max_iter=300, tol=1e-4)
+        model.fit(x, list(y))
+    return model.coef_, model.intercept_
+
+
+def _unpack(
+    weights: npt.NDArray[Any], design: _Design, blocks: Sequence[str]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[Any]]:
+    """Split a head's coefficient row(s) into sparse, dense and embedding parts."""
+    from bot.text.embeddings import DIM
+
+    sizes = {"sparse": len(design.vocabulary), "dense": len(DENSE_NAMES), "embedding": DIM}
+    out = {}
+    offset = 0
+    for block in ("sparse", "dense", "embedding"):
+        if block in blocks:
+            out[block] = weights[:, offset : offset + sizes[block]]
+            offset += sizes[block]
+        else:
+            out[block] = np.zeros((weights.shape[0], sizes[block]))
+    return out["sparse"], out["dense"], out["embedding"]
+
+
+def fit(analyses: Sequence[Analysis], examples: Sequence[Example], hyper: Hyper) -> LinearModel:
+    """Fit the three heads on analysed examples."""
+    from bot.text.embeddings import DIM
+
+    design = _design(analyses, hyper)
+    sparse = np.zeros((len(design.vocabulary), HEADS))
+    dense = np.zeros((len(DENSE_NAMES), HEADS))
+    embedding = np.zeros((DIM, HEADS))
+    bias = np.zeros(HEADS)
+
+    def put(columns: slice, coef: npt.NDArray[Any], intercept: npt.NDArray[Any], blocks) -> None:  # type: ignore[no-untyped-def]
+        s, d, e = _unpack(coef, design, blocks)
+        sparse[:, columns], dense[:, columns], embedding[:, columns] = s.T, d.T, e.T
+        bias[columns] = intercept
+
+    x_all = _matrix(analyses, design, hyper, hyper.blocks)
+    coef, intercept = _logistic(x_all, [e.is_appeal for e in examples], hyper.c_appeal)
+    put(slice(0, 1), coef, intercept, hyper.blocks)
+    appeals = [i for i, e in enumerate(examples) if e.is_appeal]
+    topics = [examples[i].topic or "other" for i in appeals]
+    coef, intercept = _logistic(x_all[appeals], topics, hyper.c_topic)
+    order = [TOPICS.index(str(label)) for label in _classes(topics)]
+    topic_coef = np.zeros((len(TOPICS), coef.shape[1]))
+    topic_bias = np.full(len(TOPICS), -30.0)  # a topic absent from the data is never chosen
+    topic_coef[order], topic_bias[order] = coef, intercept
+    put(slice(1, 1 + len(TOPICS)), topic_coef, topic_bias, hyper.blocks)
+    x_urgent = _matrix([analyses[i] for i in appeals], design, hyper, hyper.urgent_blocks)
+    labels = [examples[i].urgent for i in appeals]
+    if len(set(labels)) == 2:
+        coef, intercept = _logistic(x_urgent, labels, hyper.c_urgent)
+        put(slice(HEADS - 1, HEADS), coef, intercept, hyper.urgent_blocks)
+    else:
+        bias[-1] = 30.0 if labels and labels[0] else -30.0
+    return LinearModel(
+        design.vocabulary,
+        sparse.astype(np.float32),
+        dense.astype(np.float32),
+        embedding.astype(np.float32),
+        bias.astype(np.float32),
+        design.dense_mean.astype(np.float32),
+        design.dense_scale.astype(np.float32),
+        hyper.emb_scale,
+        hyper.appeal_shift,
+        hyper.urgent_shift,
+        hyper.danger_margin,
+        hyper.appeal_temperature,
+    )
+
+
+def _classes(labels: Sequence[str]) -> list[str]:
+    """Class order of a scikit-learn fit (sorted distinct labels)."""
+    return sorted(set(labels))
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Scores of every example from a model that never saw it (shifts not applied)."""
+
+    appeal: npt.NDArray[np.float64]
+    topic: list[str]
+    urgent: npt.NDArray[np.float64]
+
+
+def out_of_fold(
+    analyses: Sequence[Analysis], examples: Sequence[Example], hyper: Hyper, folds: int = FOLDS
+) -> OutOfFold:
+    """FOLDS-fold cross-validated scores on the given (training) examples."""
     order = list(range(len(examples)))
     random.Random(SEED).shuffle(order)
-    result: list[_OutOfFold | None] = [None] * len(examples)
-    for fold in range(FOLDS):
-        held = set(order[fold::FOLDS])
-        train = [i for i in order if i not in held]
-        models = fit_models([analyses[i] for i in train], [examples[i] for i in train])
+    appeal = np.zeros(len(examples))
+    urgent = np.zeros(len(examples))
+    topic = [""] * len(examples)
+    unshifted = replace(hyper, appeal_shift=0.0, urgent_shift=0.0, danger_margin=1e9)
+    for fold in range(folds):
+        held = sorted(order[fold::folds])
+        held_set = set(held)
+        train_ids = [i for i in order if i not in held_set]
+        model = fit([analyses[i] for i in train_ids], [examples[i] for i in train_ids], unshifted)
         for i in held:
-            features = analyses[i].features
-            result[i] = _OutOfFold(
-                models.appeal.log_odds(features),
-                models.topic.scores(features),
-                models.urgent.log_odds(features),
-            )
-    return [item for item in result if item is not None]
+            scores = model.scores(analyses[i].features)
+            appeal[i], urgent[i] = scores.appeal, scores.urgent
+            topic[i] = TOPICS[int(scores.topics.argmax())]
+    return OutOfFold(appeal, topic, urgent)
 
 
-def _appeal_accuracy(
-    analyses: Sequence[Analysis],
+def pick_shift(scores: npt.NDArray[np.float64], truth: Sequence[bool], recall: float) -> float:
+    """The highest threshold that keeps recall ≥ target (halfway to the next score below)."""
+    positives = np.sort(scores[np.array(truth, bool)])
+    if positives.size == 0:
+        return 0.0
+    allowed_misses = int(np.floor((1.0 - recall) * positives.size))
+    threshold = positives[allowed_misses]
+    below = scores[scores < threshold]
+    return float((threshold + below.max()) / 2) if below.size else float(threshold) - 0.1
+
+
+def pick_danger_margin(
+    oof: OutOfFold,
     examples: Sequence[Example],
-    oof: Sequence[_OutOfFold],
-    params: Params,
+    appeal_shift: float,
+    urgent_shift: float,
+    extra_false: float = DANGER_EXTRA_FALSE_APPEALS,
 ) -> float:
-    """Appeal accuracy of a parameter set on out-of-fold model outputs."""
-    correct = 0
-    for analysis, example, outputs in zip(analyses, examples, oof, strict=True):
-        score = appeal_score(analysis, params, outputs.appeal_odds)
-        predicted = analysis.has_words and score > 0
-        correct += predicted == example.is_appeal
-    return correct / len(examples)
+    """The smallest margin whose «danger report → appeal» rule adds few false appeals.
+
+    At most extra_false of the non-appeals may become appeals through the rule (out of fold).
+    """
+    candidates = [
+        float(oof.urgent[i] - urgent_shift)
+        for i, e in enumerate(examples)
+        if not e.is_appeal and oof.appeal[i] <= appeal_shift
+    ]
+    non_appeals = sum(not e.is_appeal for e in examples)
+    allowed = int(extra_false * non_appeals)
+    ordered = sorted(candidates, reverse=True)
+    if len(ordered) <= allowed:
+        return 0.0
+    return max(0.0, ordered[allowed] + 1e-6)
 
 
-def _topic_accuracy(
-    analyses: Sequence[Analysis],
+def temperature(oof: OutOfFold, examples: Sequence[Example], appeal_shift: float) -> float:
+    """Scale of the shifted appeal score that makes its logistic a calibrated confidence.
+
+    A one-feature logistic regression of the labels on the out-of-fold shifted scores; its
+    slope is the temperature (the intercept is dropped: the decision stays at the shift).
+    """
+    x = (oof.appeal - appeal_shift).reshape(-1, 1)
+    coef, _ = _logistic(x, [e.is_appeal for e in examples], 1e4)
+    return round(float(max(coef[0][0], 0.05)), 4)
+
+
+def figures(
+    oof: OutOfFold,
     examples: Sequence[Example],
-    oof: Sequence[_OutOfFold],
-    weight: float,
-) -> float:
-    """Topic accuracy on appeals for a model weight."""
-    correct = total = 0
-    for analysis, example, outputs in zip(analyses, examples, oof, strict=True):
-        if not example.is_appeal:
-            continue
-        total += 1
-        correct += best_topic(analysis, outputs.topic_scores, weight) == example.topic
-    return correct / max(total, 1)
-
-
-def _urgent_quality(
-    analyses: Sequence[Analysis],
-    examples: Sequence[Example],
-    oof: Sequence[_OutOfFold],
-    weight: float,
-    threshold: float,
-) -> float:
-    """Recall plus half the precision of urgency on true appeals."""
-    hits = predicted = actual = 0
-    for analysis, example, outputs in zip(analyses, examples, oof, strict=True):
-        if not example.is_appeal:
-            continue
-        urgent = analysis.urgent_lexicon + weight * outputs.urgent_odds >= threshold
-        predicted += urgent
-        actual += example.urgent
-        hits += urgent and example.urgent
-    recall = hits / max(actual, 1)
-    precision = hits / max(predicted, 1)
-    return recall + 0.5 * precision
+    appeal_shift: float,
+    urgent_shift: float,
+    danger_margin: float = 1e9,
+) -> dict[str, float]:
+    """Appeal accuracy/recall, topic accuracy, urgent recall/precision of shifted OOF scores."""
+    truth = np.array([e.is_appeal for e in examples])
+    predicted = (oof.appeal > appeal_shift) | (oof.urgent - urgent_shift > danger_margin)
+    appeals = [int(i) for i in np.flatnonzero(truth)]
+    topic_hits = sum(oof.topic[i] == examples[i].topic for i in appeals)
+    urgent_truth = np.array([examples[i].urgent for i in appeals])
+    urgent_predicted = (oof.urgent[appeals] > urgent_shift) & predicted[appeals]
+    hits = int((urgent_truth & urgent_predicted).sum())
+    return {
+        "appeal_accuracy": round(float((predicted == truth).mean()), 4),
+        "appeal_recall": round(float(predicted[truth].mean()), 4),
+        "topic_accuracy": round(topic_hits / max(len(appeals), 1), 4),
+        "urgent_recall": round(hits / max(int(urgent_truth.sum()), 1), 4),
+        "urgent_precision": round(hits / max(int(urgent_predicted.sum()), 1), 4),
+    }
 
 
 def tune(
-    analyses: Sequence[Analysis], examples: Sequence[Example]
-) -> tuple[Params, dict[str, float]]:
-    """Pick combination weights by cross-validation on the given (development) examples."""
-    oof = _out_of_fold(analyses, examples)
-    best_appeal: tuple[float, dict[str, float]] = (-1.0, {})
-    keys = list(_GRID_APPEAL)
-    for values in itertools.product(*(_GRID_APPEAL[key] for key in keys)):
-        candidate = dict(zip(keys, values, strict=True))
-        accuracy = _appeal_accuracy(analyses, examples, oof, Params(**candidate))
-        if accuracy > best_appeal[0]:
-            best_appeal = (accuracy, candidate)
-    topic_results = [(_topic_accuracy(analyses, examples, oof, w), w) for w in _GRID_TOPIC]
-    topic_accuracy, topic_weight = max(topic_results, key=lambda item: (item[0], -item[1]))
-    urgent_results = [
-        (_urgent_quality(analyses, examples, oof, w, t), w, t)
-        for w in _GRID_URGENT_WEIGHT
-        for t in _GRID_URGENT_THRESHOLD
-    ]
-    urgent_quality, urgent_weight, urgent_threshold = max(
-        urgent_results, key=lambda item: (item[0], -item[1])
+    analyses: Sequence[Analysis], examples: Sequence[Example], base: Hyper | None = None
+) -> tuple[Hyper, dict[str, float]]:
+    """Pick each head's C and the decision shifts by cross-validation on the given examples."""
+    hyper = base or Hyper()
+    appeals = [i for i, e in enumerate(examples) if e.is_appeal]
+    best: dict[str, tuple[float, float]] = {}
+    for c in _C_GRID:
+        trial = replace(hyper, c_appeal=c, c_topic=c, c_urgent=c)
+        oof = out_of_fold(analyses, examples, trial)
+        truth = [e.is_appeal for e in examples]
+        shift = pick_shift(oof.appeal, truth, APPEAL_RECALL_TARGET)
+        appeal_accuracy = float(((oof.appeal > shift) == np.array(truth)).mean())
+        topic_accuracy = sum(oof.topic[i] == examples[i].topic for i in appeals) / len(appeals)
+        urgent_scores = oof.urgent[appeals]
+        urgent_truth = [examples[i].urgent for i in appeals]
+        u_shift = pick_shift(urgent_scores, urgent_truth, URGENT_RECALL_TARGET)
+        flagged = urgent_scores > u_shift
+        precision = float(np.array(urgent_truth)[flagged].mean()) if flagged.any() else 0.0
+        for head, value in (
+            ("appeal", appeal_accuracy),
+            ("topic", topic_accuracy),
+            ("urgent", precision),
+        ):
+            if value > best.get(head, (-1.0, 0.0))[0]:
+                best[head] = (value, c)
+        logger.info(
+            "C=%s: appeal %.4f topic %.4f urgent precision %.4f",
+            c,
+            appeal_accuracy,
+            topic_accuracy,
+            precision,
+        )
+    hyper = replace(
+        hyper, c_appeal=best["appeal"][1], c_topic=best["topic"][1], c_urgent=best["urgent"][1]
     )
-    params = Params(
-        **best_appeal[1],
-        topic_model_weight=topic_weight,
-        urgent_model_weight=urgent_weight,
-        urgent_threshold=urgent_threshold,
+    oof = out_of_fold(analyses, examples, hyper)
+    appeal_shift = pick_shift(oof.appeal, [e.is_appeal for e in examples], APPEAL_RECALL_TARGET)
+    urgent_shift = pick_shift(
+        oof.urgent[appeals], [examples[i].urgent for i in appeals], URGENT_RECALL_TARGET
     )
-    report = {
-        "cv_appeal_accuracy": round(best_appeal[0], 4),
-        "cv_topic_accuracy": round(topic_accuracy, 4),
-        "cv_urgent_recall_plus_half_precision": round(urgent_quality, 4),
+    margin = pick_danger_margin(oof, examples, appeal_shift, urgent_shift)
+    hyper = replace(
+        hyper,
+        appeal_shift=appeal_shift,
+        urgent_shift=urgent_shift,
+        danger_margin=margin,
+        appeal_temperature=temperature(oof, examples, appeal_shift),
+    )
+    cv = figures(oof, examples, appeal_shift, urgent_shift, margin)
+    report = {f"cv_{k}": v for k, v in cv.items()}
+    return hyper, report
+
+
+def model_dict(model: LinearModel, hyper: Hyper, trained_on: int, **extra: Any) -> dict[str, Any]:
+    """The JSON object of a model file."""
+    return {
+        "format": MODEL_FORMAT,
+        "mode": "stem",
+        "trained_on": trained_on,
+        "hyper": hyper.to_dict(),
+        **extra,
+        "linear": model.to_dict(),
     }
-    return params, report
 
 
 def train(
-    examples: Sequence[Example], mode: str = "stem"
+    examples: Sequence[Example], hyper: Hyper | None = None, search: bool = True
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Train the model JSON (naive Bayes parts and tuned weights) from examples."""
-    lexicon_only = Classifier(mode=mode, model=None)
-    analyses = [lexicon_only.analyze(example.text) for example in examples]
-    params, report = tune(analyses, examples)
-    models = fit_models(analyses, examples)
-    model = {
-        "format": 1,
-        "mode": mode,
-        "trained_on": len(examples),
-        "params": params.to_dict(),
-        "cv": report,
-        "appeal": models.appeal.to_dict(),
-        "topic": models.topic.to_dict(),
-        "urgent": models.urgent.to_dict(),
-    }
-    return model, report
+    """Train the model JSON from examples (with the cross-validated search unless search=False)."""
+    analyses = analyse(examples)
+    report: dict[str, float] = {}
+    hyper = hyper or Hyper()
+    if search:
+        hyper, report = tune(analyses, examples, hyper)
+    model = fit(analyses, examples, hyper)
+    return model_dict(model, hyper, len(examples), cv=report), report
+
+
+def builtin_hyper() -> Hyper:
+    """The hyper-parameters the shipped model was trained with."""
+    try:
+        data = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+        return Hyper.from_dict(data["hyper"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Hyper()
 
 
 # -- local models from a press office's corrections (`otklik train`) ------------------------------
@@ -260,11 +479,12 @@ def train_local(
     out_path: Path,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainSummary:
-    """Train the built-in corpus plus corrections into a model file at out_path (atomically).
+    """Fold corrections into the built-in model; write the model file at out_path atomically.
 
-    The same text corrected twice counts once (the last line wins); a correction replaces the
-    corpus label of the same text and weighs CORRECTION_WEIGHT corpus lines. The same input
-    gives the same file bytes; an unchanged file is not rewritten.
+    The built-in model (trained on the corpus) is the prior, the corrections are fitted on top
+    of it (bot.text.finetune), each weighing CORRECTION_WEIGHT corpus texts. The same text
+    corrected twice counts once (the last line wins). The same input gives the same file
+    bytes; an unchanged file is not rewritten.
     """
     from bot.text.corpus import DEV_CORPUS, HELDOUT_CORPUS, load_corpus
     from bot.text.store import file_version, write_atomically
@@ -284,12 +504,24 @@ def train_local(
     corpus = {e.text: e for path in (DEV_CORPUS, HELDOUT_CORPUS) for e in load_corpus(path)}
     overriding = sum(1 for text, e in latest.items() if text in corpus and corpus[text] != e)
     base = [e for text, e in corpus.items() if text not in latest]
-    examples = base + [e for e in latest.values() for _ in range(CORRECTION_WEIGHT)]
     if progress is not None:
         progress(1, steps)
-    model, _ = train(examples)
-    model["trained_on"] = len(base) + len(latest)
-    model["corrections"] = len(latest)
+    builtin = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
+    hyper = Hyper.from_dict(builtin["hyper"])
+    tuned = fine_tune(
+        LinearModel.from_dict(builtin["linear"]),
+        analyse,
+        list(latest.values()),
+        hyper,
+        CORRECTION_WEIGHT,
+    )
+    model = model_dict(
+        tuned,
+        hyper,
+        builtin["trained_on"] + len(latest),
+        corrections=len(latest),
+        builtin=file_version(MODEL_PATH.read_bytes(), "builtin"),
+    )
     data = json.dumps(model, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
     if progress is not None:
         progress(2, steps)

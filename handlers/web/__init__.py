@@ -1,4 +1,4 @@
-"""The read-only web dashboard (DESIGN sec. 6), also opened as a Telegram Mini App.
+"""The read-only web dashboard (docs/SETUP.md sec. 6a), also opened as a Telegram Mini App.
 
 A presentation layer like `handlers/`: aiohttp views parse the request, check who is asking
 (`bot.services.web_access`) and render what the report use case and the dashboard services

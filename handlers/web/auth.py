@@ -21,8 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.clock import utc_now
 from bot.services import web_access
 from bot.services.web_access import SESSION_COOKIE, Access, AccessDenied
-from web.context import DASHBOARD, Dashboard
-from web.render import SECURITY_HEADERS, render
+from handlers.web.context import DASHBOARD, Dashboard
+from handlers.web.render import SECURITY_HEADERS, render
 
 logger = logging.getLogger(__name__)
 

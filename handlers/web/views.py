@@ -25,11 +25,11 @@ from bot.services import reports
 from bot.services.report_text import last_days, local_bounds
 from bot.services.web_access import Access
 from bot.text import TOPIC_TITLES_RU
+from handlers.web.auth import guarded
+from handlers.web.charts import weekly_svg
+from handlers.web.context import Dashboard
+from handlers.web.render import SECURITY_HEADERS, render
 from storage.models import Page
-from web.auth import guarded
-from web.charts import weekly_svg
-from web.context import Dashboard
-from web.render import SECURITY_HEADERS, render
 
 # The longest period one request may ask for (a year and a day).
 MAX_DAYS = 367

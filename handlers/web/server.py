@@ -14,9 +14,9 @@ from importlib import resources
 from aiohttp import web
 
 from bot.app import AppContext
-from web import auth, views
-from web.context import DASHBOARD, Dashboard
-from web.render import make_environment
+from handlers.web import auth, views
+from handlers.web.context import DASHBOARD, Dashboard
+from handlers.web.render import make_environment
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def mount(application: web.Application, app: AppContext) -> Dashboard:
     router.add_get("/login/{token}", auth.login)
     router.add_post("/auth/telegram", auth.telegram_auth)
     router.add_post("/logout", auth.logout)
-    static = resources.files("web") / "static"
+    static = resources.files("handlers.web") / "static"
     router.add_static("/static/", str(static), append_version=False)
     return dashboard
 

@@ -28,9 +28,9 @@ from bot.config import Settings
 from bot.services import stats_bench
 from bot.services.reports import build_report
 from bot.services.web_access import SESSION_COOKIE, session_value
+from handlers.web.server import mount
 from storage.engine import create_engine
 from storage.migrate import upgrade
-from web.server import mount
 
 TOKEN = "42:bench-token"
 SUPERVISOR = 1

@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from bot import ru
 from bot.text import TOPIC_TITLES_RU
 
-# What the browser may load: only this server (DESIGN sec. 6: no CDN, no fonts, no analytics).
+# What the browser may load: only this server (docs/SETUP.md sec. 6a): no CDN, fonts, analytics.
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; font-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'"
@@ -40,7 +40,7 @@ def _index(value: float | None) -> str:
 
 def make_environment(timezone: str) -> Environment:
     env = Environment(
-        loader=PackageLoader("web", "templates"),
+        loader=PackageLoader("handlers.web", "templates"),
         autoescape=select_autoescape(("html", "svg")),
         undefined=StrictUndefined,
         trim_blocks=True,

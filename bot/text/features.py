@@ -1,0 +1,229 @@
+"""What the learned model sees of a text: n-grams, lexicon scores, danger concepts and navec.
+
+Three blocks, the same for training and for classifying (one path):
+
+- **sparse**: names of binary features — Snowball stems («w:»), stem bigrams («b:»), the first
+  stem («f:», where «когда», «где», «будет ли» sit), character 3- and 4-grams of every word
+  («c:», robust to typos and odd endings) and shape marks (a question mark, a plural imperative,
+  talk to another commenter, CAPS, a short text);
+- **dense**: lexicon scores (appeal cues, the twelve topics, urgency cues), the danger concepts
+  of `urgent_concepts.tsv` (phrases found, and how close the text's words come to the concept's
+  seed words in navec space), the length;
+- **embedding**: the mean of the unit navec vectors of the text's words (300 numbers), which
+  gives words the corpus never had a place near the ones it had.
+
+Per-word work (stems, character n-grams, vectors, concept similarities) is cached, so a warm
+classifier spends its time on a few dictionary look-ups and small numpy sums per text.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.text.embeddings import DIM, Embeddings
+from bot.text.normalize import Analyzer
+
+__all__ = ["CONCEPTS", "DENSE_NAMES", "Featurizer", "TextFeatures"]
+
+TOPICS: tuple[str, ...] = (
+    "housing",
+    "roads",
+    "transport",
+    "amenities",
+    "waste",
+    "health",
+    "education",
+    "social",
+    "ecology",
+    "safety",
+    "economy",
+    "other",
+)
+CONCEPTS: tuple[str, ...] = (
+    "gas",
+    "fire",
+    "trapped",
+    "unconscious",
+    "help_late",
+    "child_danger",
+    "animals",
+    "collapse",
+    "flooding",
+    "no_heating",
+    "no_water",
+    "toxic",
+    "wires",
+    "medicine",
+    "accident",
+)
+DENSE_NAMES: tuple[str, ...] = (
+    "appeal_lexicon",
+    "urgent_lexicon",
+    *(f"topic:{topic}" for topic in TOPICS),
+    *(f"concept:{concept}" for concept in CONCEPTS),
+    *(f"near:{concept}" for concept in CONCEPTS),
+    # Shared across concepts, so that a rare concept (few examples) still counts as danger.
+    "concepts_total",
+    "concepts_max",
+    "near_max",
+    "log_words",
+)
+_CONCEPT_OFFSET = 2 + len(TOPICS)
+_NEAR_OFFSET = _CONCEPT_OFFSET + len(CONCEPTS)
+_TOPIC_COLUMN = {topic: 2 + index for index, topic in enumerate(TOPICS)}
+_CONCEPT_COLUMN = {concept: _CONCEPT_OFFSET + index for index, concept in enumerate(CONCEPTS)}
+# Cosine similarity to a seed word below this is noise (unrelated words sit at 0.1–0.3).
+_NEAR_FLOOR = 0.45
+_CACHE_LIMIT = 200_000
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """The three feature blocks of one text.
+
+    The sparse names are kept as the per-word tuples (the cached objects, so that a model can
+    cache their columns per word) plus the text's own names (marks, bigrams, the first stem).
+    """
+
+    groups: tuple[tuple[str, ...], ...]
+    extra: tuple[str, ...]
+    dense: npt.NDArray[np.float64]
+    embedding: Vector
+
+    @property
+    def sparse(self) -> frozenset[str]:
+        """Every sparse name present (binary features)."""
+        names = set(self.extra)
+        for group in self.groups:
+            names.update(group)
+        return frozenset(names)
+
+
+@dataclass(frozen=True)
+class _Word:
+    """Cached per-word material."""
+
+    names: tuple[str, ...]  # «w:» stem and «c:» character n-grams
+    vector: Vector | None  # unit navec vector
+    near: Vector | None  # per concept: max similarity to its seeds above the floor, rescaled
+
+
+class Featurizer:
+    """Turns analysed text into TextFeatures; caches per-word work (thread-safe enough)."""
+
+    def __init__(
+        self,
+        analyzer: Analyzer,
+        seeds: Sequence[tuple[str, str]],
+        embeddings: Embeddings | None,
+    ) -> None:
+        """Seeds are (concept, word) pairs looked up in navec for the «near:» features."""
+        self.analyzer = analyzer
+        self.embeddings = embeddings
+        self._cache: dict[str, _Word] = {}
+        self._lock = threading.Lock()
+        self._seed_matrix: Vector | None = None
+        self._seed_concepts: npt.NDArray[np.intp] = np.zeros(0, np.intp)
+        if embeddings is not None:
+            rows, owners = [], []
+            for concept, word in seeds:
+                vector = self._lookup(word)
+                if vector is not None and concept in CONCEPTS:
+                    rows.append(vector)
+                    owners.append(CONCEPTS.index(concept))
+            if rows:
+                order = np.argsort(np.array(owners), kind="stable")
+                self._seed_matrix = np.array(rows, np.float32)[order].T.copy()
+                self._seed_concepts = np.array(owners, np.intp)[order]
+
+    def _lookup(self, word: str) -> Vector | None:
+        """The unit navec vector of a word (also tried in its dictionary form)."""
+        if self.embeddings is None:
+            return None
+        vector = self.embeddings.get(word)
+        if vector is None:
+            lemma = self.analyzer.lemma(word)
+            if lemma != word:
+                vector = self.embeddings.get(lemma)
+        if vector is None:
+            return None
+        norm = float(np.linalg.norm(vector))
+        return (vector / norm).astype(np.float32) if norm > 0 else None
+
+    def _word(self, word: str, stem: str) -> _Word:
+        """Per-word material, cached."""
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        marked = f"<{word}>"
+        grams = {marked[i : i + n] for n in (3, 4) for i in range(len(marked) - n + 1)}
+        names = (f"w:{stem}", *sorted(f"c:{gram}" for gram in grams))
+        vector = self._lookup(word) if not word.isdigit() else None
+        near = None
+        if vector is not None and self._seed_matrix is not None:
+            similarity = vector @ self._seed_matrix
+            near = np.zeros(len(CONCEPTS), np.float32)
+            np.maximum.at(near, self._seed_concepts, similarity)
+            near = np.clip((near - _NEAR_FLOOR) / (1 - _NEAR_FLOOR), 0.0, 1.0)
+        result = _Word(names, vector, near)
+        with self._lock:
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache = {}
+            self._cache[word] = result
+        return result
+
+    def extract(
+        self,
+        word_list: Sequence[str],
+        tokens: Sequence[tuple[str, ...]],
+        marks: Sequence[str],
+        lexicon: tuple[float, float, dict[str, float]],
+        concepts: dict[str, float],
+    ) -> TextFeatures:
+        """Build the blocks from the words, their keys, shape marks, lexicon and concept scores."""
+        extra: list[str] = list(marks)
+        groups: list[tuple[str, ...]] = []
+        vectors: list[Vector] = []
+        nears: list[Vector] = []
+        previous = ""
+        for word, keys in zip(word_list, tokens, strict=True):
+            stem = keys[0]
+            material = self._word(word, stem)
+            groups.append(material.names)
+            if previous:
+                extra.append(f"b:{previous}_{stem}")
+            previous = stem
+            if material.vector is not None:
+                vectors.append(material.vector)
+            if material.near is not None:
+                nears.append(material.near)
+        if tokens:
+            extra.append(f"f:{tokens[0][0]}")
+        # One numpy call per block, not one per word: this is the warm classifier's hot path.
+        embedding = np.mean(vectors, axis=0) if vectors else np.zeros(DIM, np.float32)
+        near = np.max(nears, axis=0) if nears else np.zeros(len(CONCEPTS), np.float32)
+        appeal_lexicon, urgent_lexicon, topic_lexicon = lexicon
+        dense = np.zeros(len(DENSE_NAMES))
+        dense[0] = appeal_lexicon
+        dense[1] = urgent_lexicon
+        for topic, score in topic_lexicon.items():
+            dense[_TOPIC_COLUMN[topic]] = score
+        for concept, score in concepts.items():
+            column = _CONCEPT_COLUMN.get(concept)
+            if column is not None:
+                dense[column] = score
+        dense[_NEAR_OFFSET : _NEAR_OFFSET + len(CONCEPTS)] = near
+        concept_scores = dense[_CONCEPT_OFFSET:_NEAR_OFFSET]
+        dense[-4] = concept_scores.sum()
+        dense[-3] = concept_scores.max()
+        dense[-2] = float(near.max())
+        dense[-1] = math.log1p(len(word_list))
+        return TextFeatures(tuple(groups), tuple(extra), dense, embedding)
