@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlmodel import select
 
 from bot.sandbox import TelegramSandbox
-from storage.engine import create_engine, session_factory
-from storage.models import Appeal
 from tests.conftest import MONDAY_10_MSK
 from tests.telegram_harness import CHANNEL, GROUP, TOKEN, setup_sandbox
 
@@ -64,7 +62,9 @@ async def test_sigterm_finishes_confirms_offset_and_exits_zero(
         "TELEGRAM_BOT_TOKEN": TOKEN,
         "TELEGRAM_API_SERVER": sandbox.base_url,
         "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-        "LOG_LEVEL": "DEBUG",
+        # Not DEBUG: the test reads stderr only at the end, and a pipe full of debug lines
+        # (64 KiB) would block the process on its next log line.
+        "LOG_LEVEL": "INFO",
     }
     _, forward = sandbox.inject_channel_post(CHANNEL["id"], "Новость", date=MONDAY_10_MSK)
     assert forward is not None
@@ -89,18 +89,20 @@ async def test_sigterm_finishes_confirms_offset_and_exits_zero(
 
 
 async def _appeal_stored(database: Path) -> None:
-    while not database.exists():  # noqa: ASYNC110, ASYNC240  (waiting for another process)
-        await asyncio.sleep(0.1)
-    engine = create_engine(f"sqlite+aiosqlite:///{database}")
-    sessions = session_factory(engine)
-    try:
-        while True:
+    """Wait until the running process has stored an appeal.
+
+    Each look is one short read-only connection, closed at once: a reader that keeps a
+    connection (and its transaction) open would hold the SQLite lock that the process's
+    migrations need to rebuild tables, and both would wait for each other.
+    """
+    while True:
+        if database.exists():  # noqa: ASYNC240  (waiting for another process)
+            connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.2)
             try:
-                async with sessions() as session:
-                    if (await session.exec(select(Appeal))).first() is not None:
-                        return
-            except Exception:  # the schema may not be there yet
+                if connection.execute("SELECT 1 FROM appeal LIMIT 1").fetchone() is not None:
+                    return
+            except sqlite3.Error:  # the schema may not be there yet, or the file is locked
                 pass
-            await asyncio.sleep(0.1)
-    finally:
-        await engine.dispose()
+            finally:
+                connection.close()
+        await asyncio.sleep(0.2)
