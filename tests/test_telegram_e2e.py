@@ -160,7 +160,8 @@ async def test_stop_mid_stream_and_restart_loses_nothing(
 
     second = RunningIntake(tg_app, sandbox)
     await second.start()
-    await eventually(lambda: _count_is(tg_app, CitizenMessage, total))
+    # The restarted writer process loads the classifier (navec) first: give it time.
+    await eventually(lambda: _count_is(tg_app, CitizenMessage, total), timeout=60)
     await second.stop()
     assert done_before >= 1
     assert await _count(tg_app, CitizenMessage) == total
