@@ -144,14 +144,15 @@ async def test_stop_mid_stream_and_restart_loses_nothing(
 ) -> None:
     forward = _post(sandbox)
     total = 40
+    last_id = 0
     for i in range(total):
-        sandbox.inject_message(
+        last_id = sandbox.inject_message(
             GROUP["id"],
             {**CITIZEN, "id": 1000 + i},
             f"{APPEAL} Дом {i}",
             reply_to=forward["message_id"],
             date=MONDAY_10_MSK,
-        )
+        )["update_id"]
     first = RunningIntake(tg_app, sandbox)
     await first.start()
     await eventually(lambda: _count(tg_app, CitizenMessage))  # some, not necessarily all
@@ -162,6 +163,9 @@ async def test_stop_mid_stream_and_restart_loses_nothing(
     await second.start()
     # The restarted writer process loads the classifier (navec) first: give it time.
     await eventually(lambda: _count_is(tg_app, CitizenMessage, total), timeout=60)
+    # Under load the killed run may have committed everything before it died; the restarted
+    # one must still see the whole queue again (as a redelivery) before it can confirm it.
+    await eventually(lambda: _handled_through(second, last_id), timeout=60)
     await second.stop()
     assert done_before >= 1
     assert await _count(tg_app, CitizenMessage) == total
@@ -169,6 +173,12 @@ async def test_stop_mid_stream_and_restart_loses_nothing(
     # + the channel post (page health) and its automatic forward
     assert await _count(tg_app, RawUpdate) == total + 2
     assert sandbox.pending_updates() == 0  # the graceful stop confirmed the last offset
+
+
+async def _handled_through(intake: RunningIntake, update_id: int) -> bool:
+    assert intake.store is not None
+    done = intake.store.last_update_id
+    return done is not None and done >= update_id
 
 
 async def _count_is(app: AppContext, model: type, expected: int) -> bool:
