@@ -348,11 +348,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
         async with TelegramSandbox() as sandbox:
             _setup_sandbox(sandbox)
             sandbox.now = clock
-            from bot.demo_vk import (  # it imports this module's START and DemoState
-                VK_GROUP,
-                VK_TOKEN,
-                VkDemo,
-            )
+            from bot.demo_vk import VK_GROUP, VK_TOKEN, VkDemo
 
             vk_demo = VkDemo(clock)
             await vk_demo.start()
@@ -385,7 +381,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     await vk_demo.start_intake(app)
                     state = DemoState(sandbox, random.Random(20261102), clock, vk=vk_demo)
                     _plan(state, app, days)
-                    vk_demo.plan(state, app, days)
+                    vk_demo.plan(state, app, days, START)
                     # Page health (bot/demo_health.py): media, members, views, the refresh.
                     plan_page_health(state, days, START, channel_id=CHANNEL_ID, vk_group=VK_GROUP)
                     ticks, close_health = await start_refresh(

@@ -40,7 +40,7 @@ from handlers.vk.intake import (
     RECOVERABLE,
     community_page,
 )
-from handlers.vk.translate import VkPage
+from handlers.vk.page import VkPage
 
 logger = logging.getLogger(__name__)
 
