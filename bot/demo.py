@@ -15,7 +15,6 @@ import logging
 import random
 import re
 import tempfile
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from bot.clock import SimulatedClock
 from bot.config import Settings
 from bot.demo_admin import ADMIN, admin_tour, appoint_operator
 from bot.demo_health import plan_page_health, start_refresh
+from bot.demo_state import DemoState, Step
 from bot.sandbox import TelegramSandbox
 from bot.services.policy import page_calendar
 from storage.engine import open_database
@@ -128,29 +128,6 @@ ANSWERS = (
     "повторная проверка — 20 ноября.",
 )
 INTERIM_REPLY = "Здравствуйте! Передали ваше обращение в профильное ведомство, разбираемся."
-
-
-@dataclass(order=True)
-class Step:
-    at: datetime
-    order: int
-    action: Any = field(compare=False)
-
-
-@dataclass
-class DemoState:
-    sandbox: TelegramSandbox
-    rng: random.Random
-    clock: SimulatedClock
-    posts: dict[int, int] = field(default_factory=dict)  # day -> forward message id
-    last_update: int = 0
-    steps: list[Step] = field(default_factory=list)
-    counter: int = 0
-    vk: Any = None  # VkDemo: the VK community beside the Telegram channel
-
-    def at(self, moment: datetime, action: Any) -> None:
-        self.counter += 1
-        self.steps.append(Step(moment, self.counter, action))
 
 
 def _demo_settings(

@@ -10,14 +10,12 @@ import asyncio
 import contextlib
 import random
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.app import AppContext
 from bot.clock import SimulatedClock
+from bot.demo_state import DemoState
 from bot.services.policy import page_calendar
-
-if TYPE_CHECKING:
-    from bot.demo import DemoState  # bot/demo.py runs this module: no import back at run time
 
 VK_GROUP = 230_000_001
 VK_TOKEN = "vk1.a.DEMO-community-token"

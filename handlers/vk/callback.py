@@ -30,8 +30,8 @@ import vk_api
 from aiohttp import web
 
 from bot.app import AppContext
+from bot.config import parse_listen
 from bot.services.intake import DatabaseUnavailable, Intake
-from handlers.telegram.webhook import parse_listen
 from handlers.vk.client import VkCallError, call, make_vk_session
 from handlers.vk.delivery import process_event
 from handlers.vk.intake import (
