@@ -362,6 +362,6 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         from bot.faultbench import run_faults
 
         return await run_faults(args.updates, args.outage)
-    from bot.bench import run_all
+    from bot.benchmarks import run_all
 
     return await run_all()

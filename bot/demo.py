@@ -15,7 +15,6 @@ import logging
 import random
 import re
 import tempfile
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from bot.clock import SimulatedClock
 from bot.config import Settings
 from bot.demo_admin import ADMIN, admin_tour, appoint_operator
 from bot.demo_health import plan_page_health, start_refresh
+from bot.demo_state import DemoState, Step
 from bot.sandbox import TelegramSandbox
 from bot.services.policy import page_calendar
 from storage.engine import open_database
@@ -128,29 +128,6 @@ ANSWERS = (
     "повторная проверка — 20 ноября.",
 )
 INTERIM_REPLY = "Здравствуйте! Передали ваше обращение в профильное ведомство, разбираемся."
-
-
-@dataclass(order=True)
-class Step:
-    at: datetime
-    order: int
-    action: Any = field(compare=False)
-
-
-@dataclass
-class DemoState:
-    sandbox: TelegramSandbox
-    rng: random.Random
-    clock: SimulatedClock
-    posts: dict[int, int] = field(default_factory=dict)  # day -> forward message id
-    last_update: int = 0
-    steps: list[Step] = field(default_factory=list)
-    counter: int = 0
-    vk: Any = None  # VkDemo: the VK community beside the Telegram channel
-
-    def at(self, moment: datetime, action: Any) -> None:
-        self.counter += 1
-        self.steps.append(Step(moment, self.counter, action))
 
 
 def _demo_settings(
@@ -348,11 +325,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
         async with TelegramSandbox() as sandbox:
             _setup_sandbox(sandbox)
             sandbox.now = clock
-            from bot.demo_vk import (  # it imports this module's START and DemoState
-                VK_GROUP,
-                VK_TOKEN,
-                VkDemo,
-            )
+            from bot.demo_vk import VK_GROUP, VK_TOKEN, VkDemo
 
             vk_demo = VkDemo(clock)
             await vk_demo.start()
@@ -385,7 +358,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     await vk_demo.start_intake(app)
                     state = DemoState(sandbox, random.Random(20261102), clock, vk=vk_demo)
                     _plan(state, app, days)
-                    vk_demo.plan(state, app, days)
+                    vk_demo.plan(state, app, days, START)
                     # Page health (bot/demo_health.py): media, members, views, the refresh.
                     plan_page_health(state, days, START, channel_id=CHANNEL_ID, vk_group=VK_GROUP)
                     ticks, close_health = await start_refresh(

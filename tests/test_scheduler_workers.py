@@ -42,6 +42,9 @@ from storage.models import Appeal, Page, ReminderLog, Thread
 from tests import test_stats_rollup as rollups
 from tests.conftest import POSTGRES_URL, make_settings, require_postgres
 
+# Each test builds its engines on PostgreSQL in the `cluster` fixture (tests/conftest.py: tiers).
+pytestmark = pytest.mark.integration
+
 MSK = ZoneInfo("Europe/Moscow")
 PRESS_A = -1001000000101  # PRESS_CHAT_ID: page 1
 PRESS_B = -1001000000102  # bound to page 2 with /bind

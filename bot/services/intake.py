@@ -32,7 +32,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -45,7 +44,11 @@ from bot import text as text_analysis
 from bot.events import Event
 from bot.memory import settle_after_start
 from bot.services import quality
-from bot.services.ingest import IngestResult, IngestService, Outcome
+from bot.services.ingest import IngestResult, IngestService
+from bot.services.intake_jobs import Cursor as Cursor
+from bot.services.intake_jobs import IntakeJob as IntakeJob
+from bot.services.intake_jobs import RawCopy as RawCopy
+from bot.services.intake_jobs import Stored as Stored
 from bot.services.notices import tell_press
 from bot.services.policy import PageDefaults
 from storage import intake_rows
@@ -77,46 +80,6 @@ RECOVERY_NOTICE = (
 # read-only, I/O error, disk full, cannot open.
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14})
 _SQLITE_UNAVAILABLE_WORDS = ("locked", "busy", "readonly", "disk", "unable to open")
-
-
-@dataclass(frozen=True, slots=True)
-class RawCopy:
-    """An update as the platform sent it, kept once per (source, key)."""
-
-    source: str  # "telegram", "vk:<group id>"
-    key: str  # the platform's id of the update (Telegram update_id, VK event_id)
-    update_type: str | None
-    payload: str  # the update as JSON text
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """An intake cursor written with the job (VK's long-poll ts, the newest date seen)."""
-
-    name: str
-    value: str
-    rising: bool = False  # numeric; only ever moves forward
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeJob:
-    """One unit of intake work: committed as a whole, or its raw copy kept as failed."""
-
-    raw: RawCopy | None
-    events: tuple[Event, ...] = ()
-    status: str = "done"  # "skipped": nothing here interprets the update
-    note: str | None = None
-    cursors: tuple[Cursor, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What became of an `IntakeJob` once committed."""
-
-    duplicate: bool = False  # the update was processed before: nothing else was done
-    rescore: tuple[int, ...] = ()  # appeals whose replies were rescored in the job's transaction
-    failure: str | None = None  # deciding an event failed: the raw copy is kept as "failed"
-    outcomes: tuple[Outcome, ...] = ()  # one per event, in order
 
 
 class DatabaseUnavailable(RuntimeError):

@@ -15,19 +15,12 @@ from aiogram import Bot, Dispatcher
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
+from bot.config import parse_listen
 from handlers.telegram.unparsed import unparsed_of
 
 logger = logging.getLogger(__name__)
 
 TELEGRAM_PATH = "/telegram"
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """«127.0.0.1:8080» → (host, port); a clear ValueError otherwise."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"WEBHOOK_LISTEN must look like 127.0.0.1:8080, got {value!r}")
-    return host or "127.0.0.1", int(port)
 
 
 # Telegram waits about 60 s for an answer, then posts the update again.

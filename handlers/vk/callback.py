@@ -30,8 +30,8 @@ import vk_api
 from aiohttp import web
 
 from bot.app import AppContext
+from bot.config import parse_listen
 from bot.services.intake import DatabaseUnavailable, Intake
-from handlers.telegram.webhook import parse_listen
 from handlers.vk.client import VkCallError, call, make_vk_session
 from handlers.vk.delivery import process_event
 from handlers.vk.intake import (
@@ -40,7 +40,7 @@ from handlers.vk.intake import (
     RECOVERABLE,
     community_page,
 )
-from handlers.vk.translate import VkPage
+from handlers.vk.page import VkPage
 
 logger = logging.getLogger(__name__)
 

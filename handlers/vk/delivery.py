@@ -17,7 +17,8 @@ from hashlib import sha1
 from typing import Any
 
 from bot.services.intake import Cursor, Intake, IntakeJob, RawCopy, note_of
-from handlers.vk.translate import TranslationError, VkPage, translate
+from handlers.vk.page import TranslationError, VkPage
+from handlers.vk.translate import translate
 
 logger = logging.getLogger(__name__)
 

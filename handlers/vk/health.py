@@ -23,8 +23,8 @@ import vk_api
 from bot.events import PageKind, PageRef, Platform, PostCountersEvent, SubscribersEvent
 from bot.services.health_refresh import DuePost
 from handlers.vk.client import VkCallError, VkTransportError, call, call_raw, make_vk_session
+from handlers.vk.page import TranslationError, VkPage
 from handlers.vk.posts import counters_event
-from handlers.vk.translate import TranslationError, VkPage
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from bot.services.notices import tell_press
 from handlers.vk.client import VkCallError, call, make_vk_session
 from handlers.vk.delivery import process_event
 from handlers.vk.longpoll import NETWORK_ERRORS, GapAwareLongPoll, PollResult
+from handlers.vk.page import VkPage, from_unix
 from handlers.vk.sync import (
     DEFAULT_RETRY,
     Retry,
@@ -42,11 +43,7 @@ from handlers.vk.sync import (
     sync_dialogues,
     sync_wall,
 )
-from handlers.vk.translate import (
-    HANDLED_EVENT_TYPES,
-    VkPage,
-    from_unix,
-)
+from handlers.vk.translate import HANDLED_EVENT_TYPES
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)

@@ -23,14 +23,8 @@ from bot.events import Event
 from bot.services.ingest import Outcome
 from bot.services.intake import Intake, IntakeJob
 from handlers.vk.client import VkCallError, call
-from handlers.vk.translate import (
-    TranslationError,
-    VkPage,
-    author_names,
-    comment_event,
-    dialogue_event,
-    from_unix,
-)
+from handlers.vk.page import TranslationError, VkPage, from_unix
+from handlers.vk.translate import author_names, comment_event, dialogue_event
 from storage import intake_rows
 from storage import repositories as repo
 from storage.engine import SessionFactory

@@ -14,6 +14,7 @@ from importlib import resources
 from aiohttp import web
 
 from bot.app import AppContext
+from bot.config import parse_listen
 from handlers.web import auth, views
 from handlers.web.context import DASHBOARD, Dashboard
 from handlers.web.render import make_environment
@@ -41,11 +42,6 @@ def mount(application: web.Application, app: AppContext) -> Dashboard:
     static = resources.files("handlers.web") / "static"
     router.add_static("/static/", str(static), append_version=False)
     return dashboard
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host or "127.0.0.1", int(port)
 
 
 class DashboardServer:
