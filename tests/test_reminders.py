@@ -390,7 +390,7 @@ def test_content_kinds_and_page_titles_are_russian() -> None:
 def test_format_duration() -> None:
     assert format_duration(40 * 60) == "40\u00a0мин"
     assert format_duration(2 * 3600 + 15 * 60) == "2\u00a0ч\u00a015\u00a0мин"
-    assert format_duration(27 * 3600) == "1\u00a0дн\u00a03\u00a0ч"
+    assert format_duration(27 * 3600) == "1\u00a0день\u00a03\u00a0ч"
     assert format_duration(3 * 3600) == "3\u00a0ч"
 
 

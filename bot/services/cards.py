@@ -284,15 +284,15 @@ def format_duration(seconds: float) -> str:
     return ru.duration(max(seconds, 0.0))
 
 
+def reminder_header(count: int) -> str:
+    """«🔔 Напоминание: 2 обращения ждут ответа» above the cards of several appeals."""
+    waits = ru.plural(count, "ждёт", "ждут", "ждут")
+    return f"<b>🔔 Напоминание: {appeals_count(count)} {waits} ответа</b>"
+
+
 def format_working(seconds: float) -> str:
     """Working time in hours, never days («63 ч», «4 ч 30 мин»): a working day is no 24 h."""
-    minutes = round(max(seconds, 0.0) / 60)
-    hours, rest = divmod(minutes, 60)
-    if hours and rest:
-        return f"{hours}{ru.NBSP}ч{ru.NBSP}{rest}{ru.NBSP}мин"
-    if hours:
-        return f"{hours}{ru.NBSP}ч"
-    return format_duration(seconds)
+    return ru.working_duration(seconds)
 
 
 def appeals_count(n: int) -> str:
@@ -391,8 +391,7 @@ def _answer_line(card: AppealCard, now: datetime) -> str:
     if final is not None and not final.answered and final.reopened_at is None:
         return (
             f"💬 Промежуточный ответ {when}{link}; ответ по существу — до "
-            f"{format_moment(final.deadline, tz, now)}"
-            + _final_left(card, now)
+            f"{format_moment(final.deadline, tz, now)}" + _final_left(card, now)
         )
     return f"✅ Ответили {when}{link}"
 

@@ -46,7 +46,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
-from bot.ru import plural
 from bot.services import reminder_log, sent_cards
 from bot.services.cards import (
     AppealCard,
@@ -56,6 +55,7 @@ from bot.services.cards import (
     load_card,
     pack,
     page_title,
+    reminder_header,
 )
 from bot.services.ladder import (
     APPEAL_KINDS,
@@ -278,7 +278,9 @@ class ReminderService:
                 self.session.add(row)
                 await self.session.flush()
         except IntegrityError:
-            logger.info("reminder %r/%r/%r was planned elsewhere", kind, chat_id, due_key)
+            logger.info(
+                "напоминание %r/%r/%r уже запланировано другим процессом", kind, chat_id, due_key
+            )
             return False
         return True
 
@@ -392,10 +394,7 @@ class ReminderService:
             await self._send([row], notifier, chat_id, message, now, report, reply_to)
         for chunk in pack([(row.kind, card) for row, card in items], now):
             rows_of = [row for row, card in items if (row.kind, card) in chunk]
-            header = None
-            if len(chunk) > 1:
-                waits = plural(len(chunk), "ждёт", "ждут", "ждут")
-                header = f"<b>🔔 Напоминание: {appeals_count(len(chunk))} {waits} ответа</b>"
+            header = reminder_header(len(chunk)) if len(chunk) > 1 else None
             message = CardMessage(kind=chunk[0][0], cards=chunk, header=header)
             await self._send(rows_of, notifier, chat_id, message, now, report)
         # The summary after the single reminders: it is the overview of what is left.
@@ -452,7 +451,7 @@ class ReminderService:
             report.errors.append(str(error))
             log = logger.error if attempts >= 3 or error.permanent else logger.warning
             log(
-                "reminders %r to chat %r not delivered (attempt %r, next in %s): %s",
+                "напоминания %r в чат %r не доставлены (попытка %r, следующая через %s): %s",
                 [row.id for row in rows],
                 chat_id,
                 attempts,

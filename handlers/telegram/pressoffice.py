@@ -313,8 +313,7 @@ def _page_line(page: Page, app: AppContext) -> str:
 def _working_days(days: int) -> str:
     """«1 рабочий день», «2 рабочих дня», «7 рабочих дней»."""
     adjective = ru.plural(days, "рабочий", "рабочих", "рабочих")
-    return f"{days}{ru.NBSP}{adjective} {ru.plural(days, 'день', 'дня', 'дней')}"
-
+    return f"{ru.number(days)}{ru.NBSP}{adjective} {ru.plural(days, 'день', 'дня', 'дней')}"
 
 
 STAFF_USAGE = (
