@@ -8,6 +8,7 @@ expects, written out here by hand rather than computed by `bot.ru.plural`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +21,8 @@ from bot.services.final_stage import FinalStage
 from bot.services.overdue import summary_header
 from bot.services.reclassify import ReclassifySummary
 from bot.services.report_text import format_stats
+from bot.services.team import OperatorWork, TeamReport, team_lines
+from bot.text.training import TrainSummary
 from handlers.telegram.pressoffice import _working_days
 
 COUNTS = (0, 1, 2, 5, 11, 21, 22, 25, 111, 1001)
@@ -36,6 +39,11 @@ FORMS = {
     "сообщений сообщений сообщение",
     "решение": "решений решение решения решений решений решение решения решений решений решение",
     "день": "дней день дня дней дней день дня дней дней день",
+    "исправление": "исправлений исправление исправления исправлений исправлений исправление "
+    "исправления исправлений исправлений исправление",
+    "тексте": "текстах тексте текстах текстах текстах тексте текстах текстах текстах тексте",
+    "поменяло": "поменяли поменяло поменяли поменяли поменяли поменяло поменяли поменяли "
+    "поменяли поменяло",
     "рабочий": "рабочих рабочий рабочих рабочих рабочих рабочий рабочих рабочих рабочих рабочий",
     # After «из», «не дольше», «у»: the genitive — singular for 1, 21, 1001.
     "обращения (род.)": "обращений обращения обращений обращений обращений обращения обращений "
@@ -179,6 +187,39 @@ def test_cli_reclassify_summary(n: int) -> None:
         f"{num(n)}{NBSP}{form('решение', n)} людей {form('сохранено', n)}, "
         "хотя модель решила бы иначе."
     ) in lines
+
+
+@pytest.mark.parametrize("n", [n for n in COUNTS if n])
+def test_cli_train_summary(n: int) -> None:
+    summary = TrainSummary(
+        path=Path("model.bin"),
+        corrections=n,
+        used=n,
+        rejected=0,
+        overriding=n,
+        corpus=n,
+        examples=n,
+        changed=True,
+        version="v",
+    )
+    lines = summary.report_ru().splitlines()
+    assert lines[1] == (
+        f"{num(n)}{NBSP}{form('исправление', n)} {form('поменяло', n)} "
+        "разметку встроенного корпуса."
+    )
+    assert (
+        lines[2] == f"Модель обучена на {num(n)} {form('тексте', n)} (встроенный корпус: {num(n)})."
+    )
+
+
+@pytest.mark.parametrize("n", COUNTS)
+def test_team(n: int) -> None:
+    work = OperatorWork(actor_id="1", name="Анна Смирнова", taken=n, answered=n, in_time=n, open=n)
+    lines = team_lines(TeamReport(operators=[work], untaken_open=n, appeals=n), "неделю")
+    in_time = f"в срок {num(n)} из {num(n)}" if n else "в срок —"
+    assert lines[1] == (
+        f"• Анна Смирнова: взято в работу {num(n)}, ответили {num(n)} ({in_time}), открыто {num(n)}"
+    )
 
 
 def _card(appeal_id: int, *, reopened: bool = False) -> AppealCard:
