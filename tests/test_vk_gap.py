@@ -140,7 +140,7 @@ async def test_a_kill_within_the_first_batch_resumes_at_its_start(
     log = tmp_path / "first.log"
     first = await _run(env, tmp_path, log)
     try:
-        await eventually(lambda: _said(log, "long poll started"), timeout=150)
+        await eventually(lambda: _said(log, "Long Poll запущен"), timeout=150)
         for n in range(total):  # one batch: the listener is waiting on its first poll
             sandbox.add_comment(WALL, post, 800 + n, f"Когда починят лифт в доме {n}?", T0)
         await eventually(lambda: _stored(database, 1), timeout=60)
