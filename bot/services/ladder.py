@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -114,6 +115,10 @@ def is_due(kind: str, appeal: Appeal, at: datetime) -> bool:
     return kind == FINAL_DEADLINE or stage.reopened_at is not None
 
 
+# Every tick asks again for every appeal still waiting for its final answer (about 0.5 ms each
+# on a loaded 2-core machine); the moment never changes for the same stage and calendar (the
+# calendars are shared, bot/services/worktime.calendar_for).
+@lru_cache(maxsize=65536)
 def final_half_moment(start: datetime, deadline: datetime, calendar: WorkCalendar) -> datetime:
     """Half of the working time from `start` (receipt or re-open) to the final deadline."""
     half_hours = calendar.working_seconds(start, deadline) / 2 / 3600
