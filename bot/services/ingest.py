@@ -424,7 +424,8 @@ class IngestService:
                 appeals.append(target)
             elif not seen_first:
                 logger.info(
-                    "official reply %r answers message %r we never saw; kept unlinked",
+                    "официальный ответ %r отвечает на сообщение %r, которого нет в базе; "
+                    "сохранён без связи",
                     event.message_id,
                     event.reply_to_id,
                 )
@@ -558,7 +559,7 @@ class IngestService:
     def _edit(self, db: Db, event: EditEvent) -> _Decided:
         page, message = self._known(db, event)
         if message is None:
-            logger.info("edit of unknown message %r skipped", event.message_id)
+            logger.info("правка неизвестного сообщения %r пропущена", event.message_id)
             return _Decided(
                 IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
             )
@@ -613,7 +614,7 @@ class IngestService:
     def _delete(self, db: Db, event: DeleteEvent) -> IngestResult:
         page, message = self._known(db, event)
         if message is None:
-            logger.info("deletion of unknown message %r skipped", event.message_id)
+            logger.info("удаление неизвестного сообщения %r пропущено", event.message_id)
             return IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
         if message.deleted_at is not None:
             return IngestResult(Outcome.DUPLICATE, message.page_id)

@@ -98,7 +98,7 @@ async def on_decision(
     in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
     if role < roles.Role.OPERATOR:
         if not roles.may_join_by_pressing(app.settings, in_press_chat):
-            logger.info("user %r pressed %r without a role; refused", user.id, query.data)
+            logger.info("пользователь %r без роли нажал %r; отказано", user.id, query.data)
             await query.answer(BUTTON_REFUSAL, show_alert=True)
             return
         # An open press chat: its member is an operator from the first press (roles docs).
@@ -128,7 +128,7 @@ async def on_decision(
             await notifier.send_text(chat_id, html.escape(text), reply_to=reply_to)
     except DeliveryError as error:
         # The decision stands; the scheduler's tick edits the cards later.
-        logger.warning("cards of appeal %r not updated yet: %s", appeal_id, error)
+        logger.warning("карточки обращения %r пока не обновлены: %s", appeal_id, error)
 
 
 async def on_more(query: CallbackQuery, session: AsyncSession, app: AppContext) -> None:
@@ -478,7 +478,10 @@ async def page_command(
         return
     await session.flush()
     logger.info(
-        "page %r: %s changed by %r", page.id, field, message.from_user and message.from_user.id
+        "страница %r: настройку %s изменил %r",
+        page.id,
+        field,
+        message.from_user and message.from_user.id,
     )
     note = f"\n{NEW_TERMS_NOTE}" if field in ("sla", "final") else ""
     await message.answer("Сохранено.\n" + _page_line(page, app) + note, parse_mode="HTML")
@@ -518,7 +521,7 @@ async def bind_command(
         await onboarding.refresh_menus(message.bot, session, app)  # the new chat's menu
     titles = ", ".join(f"«{html.escape(page_title(p))}»" for p in chosen)
     pages_word = "странице" if len(chosen) == 1 else "страницам"  # not a count: one or several
-    logger.info("chat %r bound to pages %r", message.chat.id, [p.id for p in chosen])
+    logger.info("чат %r привязан к страницам %r", message.chat.id, [p.id for p in chosen])
     await message.answer(
         f"Готово: напоминания по {pages_word} {titles} будут приходить в этот чат.",
         parse_mode="HTML",
