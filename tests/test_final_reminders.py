@@ -14,9 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.services.ladder import final_half_moment
+from bot.services.ladder import (
+    FINAL_DEADLINE,
+    FINAL_HALF,
+    REOPENED,
+    final_half_moment,
+    final_moments,
+    is_due,
+)
 from bot.services.policy import PageDefaults, page_calendar
 from bot.services.scheduler import Scheduler
+from storage.models import Appeal
 from tests.factories import INTERIM_ANSWER
 from tests.test_reminders import (
     PRESS_CHAT,
@@ -101,3 +109,35 @@ async def test_final_half_reminder_after_an_interim_reply(world: World) -> None:
     assert rows[("final_half", a)] == "sent"
     assert rows[("final_half", c)] == "cancelled"  # C's first reaction was overdue then
     assert ("final_half", b) not in rows and ("final_deadline", b) not in rows
+
+
+def test_a_reopened_stage_has_its_own_half_time_reminder() -> None:
+    """After a 👎 the new final stage counts from the re-open: its own key, its own half."""
+    calendar = page_calendar(None, PageDefaults())
+    reopened = msk(11, 9, 10)  # Monday 9 November 10:00
+    deadline = calendar.end_of_working_day_after(reopened, 7)  # Wednesday 18 November 18:00
+    appeal = Appeal(
+        id=7,
+        page_id=1,
+        thread_id=1,
+        received_at=msk(11, 2, 10),
+        sla_hours=8.0,
+        sla_deadline=msk(11, 2, 18),
+        first_response_at=msk(11, 2, 11),
+        final_response_at=msk(11, 2, 11),
+        final_deadline=msk(11, 12, 18),
+        reopened_at=reopened,
+        reopen_deadline=deadline,
+    )
+    moments = final_moments(appeal, msk(11, 10, 12), calendar)
+    assert moments == {
+        REOPENED: ("7", reopened),
+        FINAL_HALF: ("7:r", final_half_moment(reopened, deadline, calendar)),
+        FINAL_DEADLINE: ("7:r", deadline),
+    }
+    assert moments[FINAL_HALF][1] == msk(11, 13, 9, 30)  # 71 working hours, half is 35.5
+    assert is_due(FINAL_HALF, appeal, msk(11, 13, 9, 30))
+    # Answered again on the merits: nothing more to remind of.
+    appeal.reanswered_at = msk(11, 12, 12)
+    assert final_moments(appeal, msk(11, 13, 9, 30), calendar) == {}
+    assert not is_due(FINAL_HALF, appeal, msk(11, 13, 9, 30))
