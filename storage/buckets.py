@@ -38,6 +38,10 @@ def settle_moment(
     rating: int | None,
     rated_at: datetime | None,
     sla_deadline: datetime,
+    answered_offline_at: datetime | None = None,
+    final_deadline: datetime | None = None,
+    reopen_deadline: datetime | None = None,
+    reanswered_at: datetime | None = None,
 ) -> datetime:
     """The last moment at which the appeal's figures in a report can still depend on `at`.
 
@@ -45,8 +49,11 @@ def settle_moment(
     rating counts equal their final values: answered (`answered_at <= at`), replied
     (`first_response_at <= at`), the scored answer (the final one once `final_response_at <=
     at`, the first one before), re-opened (`reopened_at`), rated (`rated_at <= at`), and,
-    while unanswered, overdue (`sla_deadline < at`). Strictness covers both the `<=` and the
-    `<` comparisons.
+    while unanswered, overdue (`sla_deadline < at`); and the final-answer stage
+    (bot/services/final_stage.py): answered by the earlier of the final reply and «Ответили вне
+    соцсети», else overdue once `final_deadline` passes; after a re-open answered by
+    `reanswered_at`, else overdue once `reopen_deadline` passes. Strictness covers both the
+    `<=` and the `<` comparisons.
     """
     moments = [
         m for m in (answered_at, first_response_at, final_response_at, reopened_at) if m is not None
@@ -55,6 +62,11 @@ def settle_moment(
         moments.append(rated_at)
     if answered_at is None:
         moments.append(sla_deadline)
+    if final_deadline is not None:
+        final_answers = [m for m in (final_response_at, answered_offline_at) if m is not None]
+        moments.append(min(final_answers) if final_answers else final_deadline)
+        if reopened_at is not None and reopen_deadline is not None:
+            moments.append(reanswered_at if reanswered_at is not None else reopen_deadline)
     return max(moments)
 
 
@@ -99,6 +111,10 @@ def derived_appeal_columns(values: Mapping[str, Any]) -> dict[str, Any]:
                 rating=values.get("rating"),
                 rated_at=values.get("rated_at"),
                 sla_deadline=values["sla_deadline"],
+                answered_offline_at=values.get("answered_offline_at"),
+                final_deadline=values.get("final_deadline"),
+                reopen_deadline=values.get("reopen_deadline"),
+                reanswered_at=values.get("reanswered_at"),
             )
         )
     return {
@@ -118,6 +134,9 @@ DERIVED_FROM = (
     "rating",
     "rated_at",
     "sla_deadline",
+    "final_deadline",
+    "reopen_deadline",
+    "reanswered_at",
     "frt_s",
     "frt_work_s",
 )

@@ -215,6 +215,14 @@ class AppealRollup(SQLModel, table=True):
     rated: int = 0
     rated_positive: int = 0
     deleted_by_page: int = 0
+    # The final-answer stage (storage/metrics.py FINAL_COUNTED); settled stages are never
+    # pending, the column is kept so that rollup rows and live rows have the same shape.
+    final_answered: int = 0
+    final_in_time: int = 0
+    final_overdue: int = 0
+    final_pending: int = 0
+    formal_replies: int = 0
+    reopened: int = 0
 
 
 class AppealTopicRollup(SQLModel, table=True):

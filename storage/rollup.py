@@ -314,8 +314,22 @@ def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
         connection.execute(delete(table).where(table.c.page_id == page_id, table.c.day == day))
     where = metrics.received(page_id, day_start(day), day_start(day + 1))
     # The final figures of each appeal (storage/metrics.py), grouped by the day they settled.
-    counts = select(literal(page_id), literal(day), A.settle_day, *metrics.counted(None))
-    columns = ["page_id", "day", "settle_day", "appeals", *metrics.COUNTED, "quality_sum"]
+    counts = select(
+        literal(page_id),
+        literal(day),
+        A.settle_day,
+        *metrics.counted(None),
+        *metrics.final_counted(None),
+    ).select_from(metrics.final_source())
+    columns = [
+        "page_id",
+        "day",
+        "settle_day",
+        "appeals",
+        *metrics.COUNTED,
+        "quality_sum",
+        *metrics.FINAL_COUNTED,
+    ]
     connection.execute(insert(R).from_select(columns, counts.where(where).group_by(A.settle_day)))
     topics = select(literal(page_id), literal(day), A.topic, func.count()).where(where)
     connection.execute(

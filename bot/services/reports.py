@@ -19,7 +19,6 @@ from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services.figures import DayRow, OverdueAppeal, StatsReport
-from bot.services.final_stage import final_counts
 from bot.services.health import BestPost, HealthWeek, add_page_health, best_post, health_weeks
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
@@ -59,21 +58,6 @@ async def build_report(
         weights=weights,
     )
     await add_page_health(session, report, defaults, page_id, page_ids)
-    # The final-answer stage: one pass over the period's appeals (not in the rollups).
-    counts = await final_counts(
-        session,
-        since=aware(since, "since"),
-        until=aware(until, "until"),
-        at=aware(at, "at"),
-        page_ids=[page.page_id for page in report.pages],
-    )
-    for page in report.pages:
-        found = counts.get(page.page_id)
-        if found is not None:
-            for name, value in vars(found).items():
-                setattr(page.figures, name, value)
-            for name, value in vars(found).items():
-                setattr(report.total, name, getattr(report.total, name) + value)
     return report
 
 

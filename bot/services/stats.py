@@ -106,6 +106,7 @@ async def compute_report(
         page_figures = figures[page.id]
         page_figures.answered_late = page_figures.answered - page_figures.answered_in_time
         page_figures.pending = page_figures.appeals - page_figures.answered - page_figures.overdue
+        page_figures.final_late = page_figures.final_answered - page_figures.final_in_time
         page_figures.topics = dict(sorted(page_figures.topics.items()))
         total.add(page_figures)
         per_page.append(PageFigures(page.id, page.platform, page.title, page_figures))
@@ -160,7 +161,7 @@ class _Split:
         return self.first_day < self.end_day
 
 
-_ROLLUP_SUMS = ("appeals", *metrics.COUNTED)
+_ROLLUP_SUMS = ("appeals", *metrics.COUNTED, *metrics.FINAL_COUNTED)
 
 
 async def _add_rollups(
@@ -269,14 +270,18 @@ async def _add_rows(
     where = and_(where, A.excluded == false())
     replied = metrics.conditions(at)["replied"]
     rows = await core(
-        session, select(A.page_id, *metrics.counted(at)).where(where).group_by(A.page_id)
+        session,
+        select(A.page_id, *metrics.counted(at), *metrics.final_counted(at))
+        .select_from(metrics.final_source())
+        .where(where)
+        .group_by(A.page_id),
     )
     for row in rows.all():
         data = row._mapping
         page = figures[int(data["page_id"])]
         page.appeals += int(data["appeals"])
         page.quality_sum += float(data["quality_sum"] or 0.0)
-        for name in metrics.COUNTED:
+        for name in (*metrics.COUNTED, *metrics.FINAL_COUNTED):
             setattr(page, name, getattr(page, name) + int(data[name]))
     if topics:
         rows = await core(
