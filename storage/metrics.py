@@ -136,10 +136,19 @@ def final_conditions(at: datetime | None) -> dict[str, ColumnElement[bool]]:
     overdue = unanswered if at is None else and_(unanswered, deadline <= at)
     pending = false() if at is None else and_(unanswered, deadline > at)
     formal = or_(
-        and_(reopened, new_answer.is_not(None), NEW_REPLY.c.is_formal == true(),
-             NEW_REPLY.c.sent_at == A.reanswered_at),
-        and_(staged, ~reopened, first_answer.is_not(None), FINAL_REPLY.c.is_formal == true(),
-             FINAL_REPLY.c.sent_at == first_answer),
+        and_(
+            reopened,
+            new_answer.is_not(None),
+            NEW_REPLY.c.is_formal == true(),
+            NEW_REPLY.c.sent_at == A.reanswered_at,
+        ),
+        and_(
+            staged,
+            ~reopened,
+            first_answer.is_not(None),
+            FINAL_REPLY.c.is_formal == true(),
+            FINAL_REPLY.c.sent_at == first_answer,
+        ),
     )
     return {
         "final_answered": answered,

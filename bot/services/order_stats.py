@@ -150,10 +150,15 @@ async def median_p90_by_group(
     pages a report has (a dashboard of 1,000 pages), instead of a few per page.
     """
     plans = {key: _places(counts) for key, counts in histograms.items()}
-    pairs = sorted({(key, place[0]) for key, (_, ranks) in plans.items() for place in ranks.values()})
+    pairs = sorted(
+        {(key, place[0]) for key, (_, ranks) in plans.items() for place in ranks.values()}
+    )
     triples = sorted(
-        {(key, number, inside + 1) for key, (_, ranks) in plans.items()
-         for number, inside in ranks.values()}
+        {
+            (key, number, inside + 1)
+            for key, (_, ranks) in plans.items()
+            for number, inside in ranks.values()
+        }
     )
     found: dict[tuple[int, int, int], float] = {}
     # Chunks keep the statement under the databases' parameter limits.

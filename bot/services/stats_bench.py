@@ -45,7 +45,7 @@ def _text(moment: datetime) -> str:
 
 
 def _rows(
-    count: int, start: datetime, span_s: int, seed: int, first_id: int
+    count: int, start: datetime, span_s: int, seed: int, first_id: int, pages: int = PAGES
 ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
     """Synthetic appeals: 85 % answered (exponential FRT, mean 5 h), 3 % offline, 2 % excluded.
 
@@ -57,7 +57,7 @@ def _rows(
     rng = random.Random(seed)
     for number in range(count):
         appeal_id = first_id + number
-        page = rng.randrange(PAGES) + 1
+        page = rng.randrange(pages) + 1
         received = start + timedelta(seconds=rng.randrange(span_s))
         deadline = received + timedelta(hours=rng.choice((9, 15, 24, 63)))
         final_deadline = received + timedelta(days=rng.uniform(7, 10))
@@ -84,8 +84,15 @@ def _rows(
             if rng.random() < 0.5:
                 reanswered = reopened + timedelta(hours=rng.uniform(1, 100))
         replies = [
-            (2 * appeal_id + offset, page, page, f"r{2 * appeal_id + offset}", _text(moment),
-             rng.random() < 0.1, _text(moment))
+            (
+                2 * appeal_id + offset,
+                page,
+                page,
+                f"r{2 * appeal_id + offset}",
+                _text(moment),
+                rng.random() < 0.1,
+                _text(moment),
+            )
             for offset, moment in ((0, final), (1, reanswered))
             if moment is not None
         ]
@@ -160,7 +167,7 @@ _INSERT_REPLY = (
 )
 
 
-def _fill(path: Path, rows: int, extra_rows: int) -> tuple[float, float]:
+def _fill(path: Path, rows: int, extra_rows: int, pages: int = PAGES) -> tuple[float, float]:
     """Insert pages, threads and appeals, then rebuild the rollups; returns both durations."""
     started = time.perf_counter()
     connection = sqlite3.connect(path, isolation_level=None)
@@ -177,7 +184,7 @@ def _fill(path: Path, rows: int, extra_rows: int) -> tuple[float, float]:
         for name, _ in indexes:
             connection.execute(f'DROP INDEX "{name}"')
         now = _text(MONTH_START)
-        for page in range(1, PAGES + 1):
+        for page in range(1, pages + 1):
             connection.execute(
                 "INSERT INTO page (id, platform, external_id, kind, title, is_active, recorded_at)"
                 " VALUES (?, 'telegram', ?, 'tg_channel', ?, 1, ?)",
@@ -195,7 +202,7 @@ def _fill(path: Path, rows: int, extra_rows: int) -> tuple[float, float]:
             plans.append((extra_rows, before, 730 * 86400, 2))
         first_id = 1
         for count, start, span, seed in plans:
-            generator = _rows(count, start, span, seed, first_id)
+            generator = _rows(count, start, span, seed, first_id, pages)
             first_id += count
             while True:
                 batch = [item for _, item in zip(range(BATCH), generator, strict=False)]
