@@ -42,6 +42,7 @@ A = metrics.A
 R = rollup.R
 T = rollup.T
 H = rollup.H
+F = rollup.F
 
 # Per FRT kind, then per page: bucket -> count.
 Histograms = dict[int, dict[int, dict[int, int]]]
@@ -99,6 +100,8 @@ async def compute_report(
         await _add_rollups(session, ids, split, figures, histograms)
         for where, topics in await _live_conditions(session, ids, split):
             await _add_rows(session, where, at, figures, histograms, topics=topics)
+        for where in await _live_final_conditions(session, ids, split):
+            await _add_final_rows(session, where, at, figures)
     per_page: list[PageFigures] = []
     total = Figures()
     for page in pages:
@@ -166,7 +169,7 @@ class _Split:
         return self.first_day < self.end_day
 
 
-_ROLLUP_SUMS = ("appeals", *metrics.COUNTED, *metrics.FINAL_COUNTED)
+_ROLLUP_SUMS = ("appeals", *metrics.COUNTED)
 
 
 async def _add_rollups(
@@ -196,6 +199,21 @@ async def _add_rollups(
         page = figures[int(pid)]
         page.quality_sum += float(quality_sum or 0.0)
         for name, value in zip(_ROLLUP_SUMS, sums, strict=True):
+            setattr(page, name, getattr(page, name) + int(value or 0))
+    rows = await core(
+        session,
+        select(F.c.page_id, *(func.sum(F.c[name]) for name in metrics.FINAL_COUNTED))
+        .where(
+            F.c.page_id.in_(ids),
+            F.c.day >= split.first_day,
+            F.c.day < split.end_day,
+            F.c.settle_day < split.at_day,
+        )
+        .group_by(F.c.page_id),
+    )
+    for pid, *sums in rows.all():
+        page = figures[int(pid)]
+        for name, value in zip(metrics.FINAL_COUNTED, sums, strict=True):
             setattr(page, name, getattr(page, name) + int(value or 0))
     rows = await core(
         session,
@@ -262,6 +280,61 @@ async def _live_conditions(
     return conditions
 
 
+async def _live_final_conditions(
+    session: AsyncSession, ids: list[int], split: _Split
+) -> list[ColumnElement[bool]]:
+    """Final stages computed row by row: the edges, and whole days' stages not settled by `at`.
+
+    A stage waits up to ten days for its final answer, so at a month's end its last days are
+    read here; only the stages still open are (index `ix_appeal_final_settle`).
+    """
+    conditions = [
+        and_(A.page_id.in_(ids), A.received_at >= start, A.received_at < stop)
+        for start, stop in split.edges
+    ]
+    if split.whole_days:
+        rows = await core(
+            session,
+            select(F.c.settle_day)
+            .where(
+                F.c.page_id.in_(ids),
+                F.c.day >= split.first_day,
+                F.c.day < split.end_day,
+                F.c.settle_day >= split.at_day,
+            )
+            .distinct(),
+        )
+        settle_days = sorted(int(day) for (day,) in rows.all())
+        if settle_days:
+            conditions.append(
+                and_(
+                    A.page_id.in_(ids),
+                    A.final_settle_day.in_(settle_days),
+                    A.received_at >= day_start(split.first_day),
+                    A.received_at < day_start(split.end_day),
+                )
+            )
+    return conditions
+
+
+async def _add_final_rows(
+    session: AsyncSession, where: ColumnElement[bool], at: datetime, figures: dict[int, Figures]
+) -> None:
+    """Add the final-stage figures of the appeals matching `where`, evaluated at `at`."""
+    rows = await core(
+        session,
+        select(A.page_id, *metrics.final_counted(at))
+        .select_from(metrics.final_source())
+        .where(where, A.excluded == false())
+        .group_by(A.page_id),
+    )
+    for row in rows.all():
+        data = row._mapping
+        page = figures[int(data["page_id"])]
+        for name in metrics.FINAL_COUNTED:
+            setattr(page, name, getattr(page, name) + int(data[name]))
+
+
 async def _add_rows(
     session: AsyncSession,
     where: ColumnElement[bool],
@@ -275,18 +348,14 @@ async def _add_rows(
     where = and_(where, A.excluded == false())
     replied = metrics.conditions(at)["replied"]
     rows = await core(
-        session,
-        select(A.page_id, *metrics.counted(at), *metrics.final_counted(at))
-        .select_from(metrics.final_source())
-        .where(where)
-        .group_by(A.page_id),
+        session, select(A.page_id, *metrics.counted(at)).where(where).group_by(A.page_id)
     )
     for row in rows.all():
         data = row._mapping
         page = figures[int(data["page_id"])]
         page.appeals += int(data["appeals"])
         page.quality_sum += float(data["quality_sum"] or 0.0)
-        for name in (*metrics.COUNTED, *metrics.FINAL_COUNTED):
+        for name in metrics.COUNTED:
             setattr(page, name, getattr(page, name) + int(data[name]))
     if topics:
         rows = await core(

@@ -30,7 +30,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from bot.services.policy import PageDefaults
 from bot.services.reports import build_report
 from storage import rollup
-from storage.buckets import day_number, frt_bucket, settle_moment
+from storage.buckets import day_number, final_settle_moment, frt_bucket, settle_moment
 from storage.engine import create_engine, session_factory
 from storage.migrate import upgrade
 
@@ -107,8 +107,12 @@ def _rows(
             rating=rating,
             rated_at=rated,
             sla_deadline=deadline,
-            answered_offline_at=offline,
+        )
+        final_settle = final_settle_moment(
             final_deadline=final_deadline,
+            final_response_at=final,
+            answered_offline_at=offline,
+            reopened_at=reopened,
             reopen_deadline=reopen_deadline,
             reanswered_at=reanswered,
         )
@@ -146,6 +150,7 @@ def _rows(
             _text(reopen_deadline) if reopen_deadline else None,
             _text(reanswered) if reanswered else None,
             2 * appeal_id + 1 if reanswered else None,
+            day_number(final_settle) if final_settle else None,
         )
         yield row, replies
 
@@ -156,9 +161,9 @@ _INSERT = (
     " answered_offline_at, topic_corrected, deleted_by_page, rating, rated_at, quality_score,"
     " recorded_at, answered_at, answer_templated, settle_day, frt_bucket, frt_work_bucket,"
     " final_deadline, final_response_at, final_reply_id, reopened_at, reopen_deadline,"
-    " reanswered_at, reanswer_reply_id)"
+    " reanswered_at, reanswer_reply_id, final_settle_day)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-    " ?, ?, ?, ?, ?, ?, ?)"
+    " ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_REPLY = (
     "INSERT INTO official_reply (id, page_id, thread_id, external_id, author_role, content_kind,"

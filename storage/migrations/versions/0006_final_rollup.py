@@ -17,7 +17,7 @@ down_revision: str | None = "0002_cards"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-COLUMNS = (
+COUNTS = (
     "final_answered",
     "final_in_time",
     "final_overdue",
@@ -29,65 +29,72 @@ BATCH = 10_000
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("appeal_rollup", schema=None) as batch_op:
-        for name in COLUMNS:
-            batch_op.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
-    _resettle()
-    from storage import rollup  # the one rollup code, at this revision's tables
+    op.create_table(
+        "appeal_final_rollup",
+        sa.Column("page_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("settle_day", sa.Integer(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in COUNTS),
+        sa.PrimaryKeyConstraint("page_id", "day", "settle_day"),
+    )
+    with op.batch_alter_table("appeal", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("final_settle_day", sa.Integer(), nullable=True))
+        batch_op.create_index(
+            "ix_appeal_final_settle", ["page_id", "final_settle_day", "received_at"], unique=False
+        )
+    if _settle_final_stages():
+        from storage import rollup  # the one rollup code, at this revision's tables
 
-    rollup.rebuild(op.get_bind())
+        rollup.rebuild_final(op.get_bind())
 
 
-def _resettle() -> None:
-    """Settle days now wait for the final stage too (storage/buckets.py `settle_moment`)."""
-    from storage.buckets import DERIVED_FROM, derived_appeal_columns
+def _settle_final_stages() -> int:
+    """Fill `final_settle_day` (storage/buckets.py `final_settle_moment`); returns appeals."""
+    from storage.buckets import day_number, final_settle_moment
 
     bind = op.get_bind()
     utc = storage.types.UTCDateTime(timezone=True)
-    times = {
-        "first_response_at",
-        "answered_offline_at",
-        "final_response_at",
-        "reopened_at",
-        "rated_at",
-        "sla_deadline",
+    names = (
         "final_deadline",
+        "final_response_at",
+        "answered_offline_at",
+        "reopened_at",
         "reopen_deadline",
         "reanswered_at",
-    }
+    )
     appeal = sa.table(
         "appeal",
         sa.column("id", sa.Integer()),
-        sa.column("settle_day", sa.Integer()),
-        *(sa.column(name, utc if name in times else sa.Float()) for name in DERIVED_FROM),
+        sa.column("final_settle_day", sa.Integer()),
+        *(sa.column(name, utc) for name in names),
     )
-    last = 0
+    last = done = 0
     while True:
         rows = bind.execute(
-            sa.select(appeal)
+            sa.select(appeal.c.id, *(appeal.c[name] for name in names))
             .where(appeal.c.final_deadline.is_not(None), appeal.c.id > last)
             .order_by(appeal.c.id)
             .limit(BATCH)
         ).all()
         if not rows:
-            return
+            return done
         updates = []
-        for row in rows:
-            values = row._mapping
-            settle = derived_appeal_columns(values)["settle_day"]
-            if settle != values["settle_day"]:
-                updates.append({"appeal_id": values["id"], "settle": settle})
-        if updates:
-            bind.execute(
-                appeal.update()
-                .where(appeal.c.id == sa.bindparam("appeal_id"))
-                .values(settle_day=sa.bindparam("settle")),
-                updates,
-            )
+        for appeal_id, *values in rows:
+            moment = final_settle_moment(**dict(zip(names, values, strict=True)))
+            assert moment is not None  # a final deadline is set
+            updates.append({"appeal_id": appeal_id, "settle": day_number(moment)})
+        bind.execute(
+            appeal.update()
+            .where(appeal.c.id == sa.bindparam("appeal_id"))
+            .values(final_settle_day=sa.bindparam("settle")),
+            updates,
+        )
+        done += len(rows)
         last = rows[-1][0]
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("appeal_rollup", schema=None) as batch_op:
-        for name in reversed(COLUMNS):
-            batch_op.drop_column(name)
+    with op.batch_alter_table("appeal", schema=None) as batch_op:
+        batch_op.drop_index("ix_appeal_final_settle")
+        batch_op.drop_column("final_settle_day")
+    op.drop_table("appeal_final_rollup")
