@@ -173,7 +173,9 @@ def _after(
         after = _keys_where(connection, statement, sets)
         keys = _ALL if after is None else keys | after
     if keys is None:
-        logger.warning("appeal rows of a bulk statement unknown: rebuilding every rollup")
+        logger.warning(
+            "строки обращений массовой операции неизвестны: пересчитываем все сводные данные"
+        )
         rebuild(connection)
     else:
         mark(connection, keys)

@@ -281,7 +281,7 @@ async def test_list_filters_timeline_and_export(
     city = next(p for p in (1, 2) if p != transport)
     slowest = _plain(await (await client.get(f"/pages/{city}", params=PERIOD)).text())
     # The slowest answer of the period comes first: A3, 49 hours (reports.slowest_answered).
-    assert slowest.split("Дольше всего ждали ответа")[1].split("ждали")[1].startswith(" 2 дн 1 ч")
+    assert slowest.split("Дольше всего ждали ответа")[1].split("ждали")[1].startswith(" 2 дня 1 ч")
 
 
 async def test_overview_sorts_and_filters_pages(

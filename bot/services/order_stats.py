@@ -116,7 +116,7 @@ async def median_p90(
     except KeyError:
         # Another worker committed between the histogram and these reads (PostgreSQL, READ
         # COMMITTED): fall back to one consistent read of the sorted values.
-        logger.info("quantiles moved under a concurrent write; reading them in one pass")
+        logger.info("квантили сдвинулись из-за одновременной записи; читаем их за один проход")
         rows = await core(session, select(value).where(*rows_of).order_by(value))
         values = [float(item) for (item,) in rows.all()]
         return median_of(values.__getitem__, len(values)), p90_of(values.__getitem__, len(values))
