@@ -209,14 +209,19 @@ class Classifier:
 
     def decide(self, analysis: Analysis) -> Classification:
         """Turn the analysis into a classification (the model's, or the lexicons' alone)."""
+        return self.decide_unrounded(analysis)[0]
+
+    def decide_unrounded(self, analysis: Analysis) -> tuple[Classification, float]:
+        """The classification and its confidence before rounding (tests compare it)."""
         if not analysis.has_words:
-            return Classification(is_appeal=False, topic="other", urgent=False)
+            return Classification(is_appeal=False, topic="other", urgent=False), 1.0
         if self.linear is None:
             score = lexicon_appeal_score(analysis)
             is_appeal = score > 0
             urgent = is_appeal and analysis.urgent_lexicon >= _LEXICON_URGENT_THRESHOLD
             confidence = 1.0 / (1.0 + math.exp(-min(abs(score), 30.0)))
-            return Classification(is_appeal, lexicon_topic(analysis), urgent, round(confidence, 4))
+            topic = lexicon_topic(analysis)
+            return Classification(is_appeal, topic, urgent, round(confidence, 4)), confidence
         scores = self.linear.scores(analysis.features)
         is_appeal = scores.is_appeal(self.linear.danger_margin)
         probability = scores.appeal_probability(self.linear.appeal_temperature)
@@ -225,7 +230,7 @@ class Classifier:
         topic = TOPICS[int(scores.topics.argmax())]
         urgent = is_appeal and scores.urgent > 0
         confidence = max(probability, 1.0 - probability)
-        return Classification(is_appeal, topic, urgent, round(confidence, 4))
+        return Classification(is_appeal, topic, urgent, round(confidence, 4)), confidence
 
     def is_urgent(self, analysis: Analysis) -> bool:
         """Decide urgency as if the text were an appeal."""
