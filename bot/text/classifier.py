@@ -13,14 +13,17 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.text.embeddings import Embeddings, shared_embeddings
-from bot.text.features import TOPICS, Featurizer, TextFeatures
+from bot.text.features import TOPICS, Featurizer, TextFeatures, WordFeatures
 from bot.text.lexicon import (
     DATA_DIR,
     LEXICON_DIR,
+    Found,
+    MatcherGroup,
     PhraseMatcher,
+    label_scores,
     read_labelled,
     read_phrases,
     read_weighted,
@@ -60,6 +63,7 @@ _MENTION_RE = re.compile(r"^\s*@\w+")
 _PATRONYMIC_ENDINGS = ("вич", "вна", "чна", "ична")
 _UPPER_RE = re.compile(r"[А-ЯЁA-Z]")
 _LETTER_RE = re.compile(r"[А-ЯЁа-яёA-Za-z]")
+_CACHE_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,14 @@ class Classification:
     urgent: bool
     # Confidence in the is_appeal decision (0.5..1): how sure the model is of what it said.
     confidence: float = 1.0
+
+
+class _WordEntry(NamedTuple):
+    """A word's keys (stem and prefix patterns), plural imperative mark and feature material."""
+
+    keys: tuple[str, ...]
+    imperative: bool
+    material: WordFeatures
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,8 @@ class Classifier:
         ]
         # Appeal cues, urgency cues and danger concepts in one pass over the words (labels).
         self.cues = PhraseMatcher(analyzer, [*appeal_items, *urgent_items, *concept_items])
+        # Both searched in one pass over the words.
+        self.lexicons = MatcherGroup(self.cues, self.topics)
         seeds = [(c, p) for c, p, _ in concept_items if " " not in p and not p.endswith("*")]
         self.names = frozenset(read_phrases(lexicon_dir / "names.txt"))
         self.linear: LinearModel | None = None
@@ -132,6 +146,7 @@ class Classifier:
         known = {key for key in lexicon_keys if not key.endswith("*")}
         prefixes = {key for key in lexicon_keys if key.endswith("*")}
         analyzer.set_vocabulary(known, prefixes)
+        self._words: dict[str, _WordEntry] = {}
 
     @classmethod
     def load(cls, path: Path = MODEL_PATH, mode: str = "stem") -> Classifier:
@@ -156,11 +171,25 @@ class Classifier:
         second = (match.group(2) or "").lower()
         return name in self.names and not second.endswith(_PATRONYMIC_ENDINGS)
 
+    def _word(self, word: str) -> _WordEntry:
+        """Everything known about one normalised word, cached (one look-up per word of a text)."""
+        entry = self._words.get(word)
+        if entry is None:
+            keys = self.analyzer.word_keys(word)
+            entry = _WordEntry(
+                keys, self.analyzer.is_imperative(word), self.featurizer.word(word, keys[0])
+            )
+            if len(self._words) > _CACHE_LIMIT:
+                self._words = {}
+            self._words[word] = entry
+        return entry
+
     def analyze(self, text: str) -> Analysis:
         """Collect the lexicon evidence and the model's features for text."""
-        word_list = words(text)
-        tokens = [self.analyzer.word_keys(word) for word in word_list]
-        has_request = any(self.analyzer.is_imperative(word) for word in word_list)
+        cache = self._words
+        entries = [cache.get(word) or self._word(word) for word in words(text)]
+        tokens = [entry.keys for entry in entries]
+        has_request = any(entry.imperative for entry in entries)
         has_question = "?" in text
         to_commenter = self._to_commenter(text)
         marks = []
@@ -174,15 +203,23 @@ class Classifier:
         ):
             if present:
                 marks.append(mark)
-        letters = len(_LETTER_RE.findall(text))
-        if letters >= 8 and len(_UPPER_RE.findall(text)) > 0.6 * letters:
-            marks.append(CAPS)
-        cues = self.cues.scores(tokens)
+        # More than 60 % of at least 8 letters in upper case; fewer than 5 capitals never are.
+        capitals = len(_UPPER_RE.findall(text))
+        if capitals >= 5:
+            letters = len(_LETTER_RE.findall(text))
+            if letters >= 8 and capitals > 0.6 * letters:
+                marks.append(CAPS)
+        cue_positions, topic_positions = self.lexicons.positions(tokens)
+        cues = label_scores(cue_positions)
         appeal_lexicon = cues.pop("appeal", 0.0)
         urgent_lexicon = cues.pop("urgent", 0.0)
-        topic_lexicon = self._topic_lexicon(tokens)
-        features = self.featurizer.extract(
-            word_list, tokens, marks, (appeal_lexicon, urgent_lexicon, topic_lexicon), cues
+        topic_lexicon = self._topic_lexicon(tokens, topic_positions)
+        features = self.featurizer.assemble(
+            [entry.material for entry in entries],
+            tokens,
+            marks,
+            (appeal_lexicon, urgent_lexicon, topic_lexicon),
+            cues,
         )
         return Analysis(
             features=features,
@@ -195,14 +232,14 @@ class Classifier:
             has_words=bool(tokens),
         )
 
-    def _topic_lexicon(self, tokens: list[tuple[str, ...]]) -> dict[str, float]:
+    def _topic_lexicon(self, tokens: list[tuple[str, ...]], found: Found) -> dict[str, float]:
         """Sum topic cue weights, discounting words that only name a place."""
         places: set[int] = set()
         for position, keys in enumerate(tokens):
             if keys[0] in _LOCATIVE_STEMS:
                 places.update((position + 1, position + 2))
         totals: dict[str, float] = {}
-        for entry, position in self.topics.positions(tokens):
+        for entry, position in found:
             weight = entry.weight * (_LOCATIVE_DISCOUNT if position in places else 1.0)
             totals[entry.label] = totals.get(entry.label, 0.0) + weight
         return totals

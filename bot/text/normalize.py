@@ -32,8 +32,12 @@ def normalize(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """Split text into normalised words (emoji and punctuation dropped, hyphens split)."""
+    normalized = normalize(text)
+    found: list[str] = _WORD_RE.findall(normalized)
+    if not _LATIN_RE.search(normalized):  # most comments: no word mixes the alphabets
+        return found
     result = []
-    for word in _WORD_RE.findall(normalize(text)):
+    for word in found:
         if _LATIN_RE.search(word) and _CYRILLIC_RE.search(word):
             word = word.translate(_LATIN_LOOKALIKES)
         result.append(word)
