@@ -20,6 +20,7 @@ from bot.text.features import TOPICS, Featurizer, TextFeatures, WordFeatures
 from bot.text.lexicon import (
     DATA_DIR,
     LEXICON_DIR,
+    Candidates,
     Found,
     MatcherGroup,
     PhraseMatcher,
@@ -29,7 +30,7 @@ from bot.text.lexicon import (
     read_weighted,
 )
 from bot.text.linear import LinearModel
-from bot.text.normalize import Analyzer, words
+from bot.text.normalize import Analyzer, clean_word, raw_words, words
 
 __all__ = ["MODEL_PATH", "TOPICS", "Analysis", "Classification", "Classifier"]
 
@@ -83,6 +84,7 @@ class _WordEntry(NamedTuple):
     keys: tuple[str, ...]
     imperative: bool
     material: WordFeatures
+    candidates: Candidates  # lexicon phrases that may start here
 
 
 @dataclass(frozen=True)
@@ -171,45 +173,53 @@ class Classifier:
         second = (match.group(2) or "").lower()
         return name in self.names and not second.endswith(_PATRONYMIC_ENDINGS)
 
-    def _word(self, word: str) -> _WordEntry:
-        """Everything known about one normalised word, cached (one look-up per word of a text)."""
-        entry = self._words.get(word)
+    def _word(self, raw: str) -> _WordEntry:
+        """Everything known about one word of raw_words(), cached (one look-up per word)."""
+        entry = self._words.get(raw)
         if entry is None:
+            word = clean_word(raw)
             keys = self.analyzer.word_keys(word)
             entry = _WordEntry(
-                keys, self.analyzer.is_imperative(word), self.featurizer.word(word, keys[0])
+                keys,
+                self.analyzer.is_imperative(word),
+                self.featurizer.word(word, keys[0]),
+                self.lexicons.candidates(keys),
             )
             if len(self._words) > _CACHE_LIMIT:
                 self._words = {}
-            self._words[word] = entry
+            self._words[raw] = entry
         return entry
 
     def analyze(self, text: str) -> Analysis:
         """Collect the lexicon evidence and the model's features for text."""
         cache = self._words
-        entries = [cache.get(word) or self._word(word) for word in words(text)]
+        entries = [cache.get(raw) or self._word(raw) for raw in raw_words(text)]
         tokens = [entry.keys for entry in entries]
-        has_request = any(entry.imperative for entry in entries)
+        has_request = any([entry.imperative for entry in entries])
         has_question = "?" in text
         to_commenter = self._to_commenter(text)
         marks = []
-        for present, mark in (
-            (has_request, REQUEST),
-            (has_question, QUESTION),
-            (to_commenter, TO_COMMENTER),
-            (len(tokens) <= 3, SHORT),
-            (len(tokens) > 40, LONG),
-            ("!" in text, EXCLAIM),
-        ):
-            if present:
-                marks.append(mark)
+        if has_request:
+            marks.append(REQUEST)
+        if has_question:
+            marks.append(QUESTION)
+        if to_commenter:
+            marks.append(TO_COMMENTER)
+        if len(tokens) <= 3:
+            marks.append(SHORT)
+        if len(tokens) > 40:
+            marks.append(LONG)
+        if "!" in text:
+            marks.append(EXCLAIM)
         # More than 60 % of at least 8 letters in upper case; fewer than 5 capitals never are.
         capitals = len(_UPPER_RE.findall(text))
         if capitals >= 5:
             letters = len(_LETTER_RE.findall(text))
             if letters >= 8 and capitals > 0.6 * letters:
                 marks.append(CAPS)
-        cue_positions, topic_positions = self.lexicons.positions(tokens)
+        cue_positions, topic_positions = self.lexicons.positions(
+            tokens, [entry.candidates for entry in entries]
+        )
         cues = label_scores(cue_positions)
         appeal_lexicon = cues.pop("appeal", 0.0)
         urgent_lexicon = cues.pop("urgent", 0.0)

@@ -206,9 +206,7 @@ class Featurizer:
         concepts: dict[str, float],
     ) -> TextFeatures:
         """Build the blocks from the words, their keys, shape marks, lexicon and concept scores."""
-        materials = [
-            self.word(word, keys[0]) for word, keys in zip(word_list, tokens, strict=True)
-        ]
+        materials = [self.word(word, keys[0]) for word, keys in zip(word_list, tokens, strict=True)]
         return self.assemble(materials, tokens, marks, lexicon, concepts)
 
     def assemble(
@@ -230,24 +228,31 @@ class Featurizer:
         if tokens:
             extra.append(f"f:{tokens[0][0]}")
         nears = [material.near for material in materials if material.near is not None]
-        # Plain Python on a few 15-tuples: cheaper than building a numpy array per text.
-        near = [max(column) for column in zip(*nears)] if nears else [0.0] * len(CONCEPTS)
+        # Plain Python on a few short lists, one array at the end: numpy's per-call cost is
+        # what a warm classifier would otherwise spend its time on.
         appeal_lexicon, urgent_lexicon, topic_lexicon = lexicon
-        dense = np.zeros(len(DENSE_NAMES))
-        dense[0] = appeal_lexicon
-        dense[1] = urgent_lexicon
+        values = [0.0] * len(DENSE_NAMES)
+        values[0] = appeal_lexicon
+        values[1] = urgent_lexicon
         for topic, score in topic_lexicon.items():
-            dense[_TOPIC_COLUMN[topic]] = score
+            values[_TOPIC_COLUMN[topic]] = score
         if concepts:
             for concept, score in concepts.items():
                 column = _CONCEPT_COLUMN.get(concept)
                 if column is not None:
-                    dense[column] = score
-            concept_scores = dense[_CONCEPT_OFFSET:_NEAR_OFFSET]
-            dense[-4] = concept_scores.sum()
-            dense[-3] = concept_scores.max()
+                    values[column] = score
+            concept_scores = values[_CONCEPT_OFFSET:_NEAR_OFFSET]
+            # Two terms and zeros add up exactly in any order; more go through numpy, whose
+            # pairwise summation the model was trained with.
+            if len(concepts) <= 2:
+                values[-4] = sum(concept_scores)
+            else:
+                values[-4] = float(np.sum(concept_scores))
+            values[-3] = max(concept_scores)
         if nears:
-            dense[_NEAR_OFFSET : _NEAR_OFFSET + len(CONCEPTS)] = near
-            dense[-2] = max(near)
-        dense[-1] = math.log1p(len(tokens))
+            near = [max(column) for column in zip(*nears, strict=True)]
+            values[_NEAR_OFFSET : _NEAR_OFFSET + len(CONCEPTS)] = near
+            values[-2] = max(near)
+        values[-1] = math.log1p(len(tokens))
+        dense = np.array(values)
         return TextFeatures(tuple(materials), tuple(extra), dense)

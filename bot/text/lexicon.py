@@ -96,29 +96,36 @@ def _follows(tokens: Sequence[tuple[str, ...]], start: int, rest: tuple[str, ...
     return True
 
 
-def _positions(index: _Index, matchers: int, tokens: Sequence[tuple[str, ...]]) -> list[Found]:
+Candidates = tuple[tuple[int, Entry], ...]
+
+
+def _candidates(index: _Index, keys: tuple[str, ...]) -> Candidates:
+    """The entries whose phrase may start at a word with these keys, in the keys' order."""
+    return tuple(item for key in keys for item in index.get(key, ()))
+
+
+def _positions(
+    matchers: int, tokens: Sequence[tuple[str, ...]], candidates: Sequence[Candidates]
+) -> list[Found]:
     """Every entry of each matcher found in tokens, with the position of its first word.
 
-    One pass over the words for all matchers; each entry is found at most once, at the first
-    position where the whole phrase follows, in the order of discovery.
+    candidates[i] are the entries whose first key the i-th word has (_candidates). One pass
+    over the words for all matchers; each entry is found at most once, at the first position
+    where the whole phrase follows, in the order of discovery.
     """
     found: list[dict[int, tuple[Entry, int]]] = [{} for _ in range(matchers)]
     present: set[str] | None = None
-    for position, keys in enumerate(tokens):
-        for key in keys:
-            entries = index.get(key)
-            if entries is None:
+    for position, entries in enumerate(candidates):
+        for slot, entry in entries:
+            seen = found[slot]
+            if entry.ident in seen:
                 continue
-            for slot, entry in entries:
-                seen = found[slot]
-                if entry.ident in seen:
+            if entry.rest:
+                if present is None:
+                    present = {key for keys in tokens for key in keys}
+                if not entry.needs <= present or not _follows(tokens, position, entry.rest):
                     continue
-                if entry.rest:
-                    if present is None:
-                        present = {k for word_keys in tokens for k in word_keys}
-                    if not entry.needs <= present or not _follows(tokens, position, entry.rest):
-                        continue
-                seen[entry.ident] = (entry, position)
+            seen[entry.ident] = (entry, position)
     return [list(seen.values()) for seen in found]
 
 
@@ -150,7 +157,8 @@ class PhraseMatcher:
 
     def positions(self, tokens: Sequence[tuple[str, ...]]) -> Found:
         """Return every entry found in tokens with the position of its first word."""
-        return _positions(self._index, 1, tokens)[0]
+        index = self._index
+        return _positions(1, tokens, [_candidates(index, keys) for keys in tokens])[0]
 
     def scores(self, tokens: Sequence[tuple[str, ...]]) -> dict[str, float]:
         """Sum the weights of found phrases per label."""
@@ -180,6 +188,17 @@ class MatcherGroup:
             for key, entries in matcher._index.items():
                 self._index.setdefault(key, []).extend((slot, entry) for _, entry in entries)
 
-    def positions(self, tokens: Sequence[tuple[str, ...]]) -> list[Found]:
-        """Each matcher's positions(tokens), in the matchers' order."""
-        return _positions(self._index, self._count, tokens)
+    def candidates(self, keys: tuple[str, ...]) -> Candidates:
+        """The entries whose phrase may start at a word with these keys (cache it per word)."""
+        return _candidates(self._index, keys)
+
+    def positions(
+        self, tokens: Sequence[tuple[str, ...]], candidates: Sequence[Candidates] | None = None
+    ) -> list[Found]:
+        """Each matcher's positions(tokens), in the matchers' order.
+
+        candidates: self.candidates() of each word, if the caller has them cached.
+        """
+        if candidates is None:
+            candidates = [self.candidates(keys) for keys in tokens]
+        return _positions(self._count, tokens, candidates)

@@ -34,7 +34,7 @@ _CACHE_LIMIT = 200_000
 _TOPIC = slice(1, 1 + len(TOPICS))
 
 Matrix = npt.NDArray[np.float32]
-Projection = tuple[float, ...]
+Projection = npt.NDArray[np.float64]
 
 
 def encode_array(array: npt.NDArray[Any]) -> str:
@@ -126,7 +126,7 @@ class LinearModel:
             ids = tuple(index[name] for name in word.names if name in index)
             projection = None
             if word.vector is not None:
-                projection = tuple((word.vector.astype(np.float64) @ self._embedding_scaled).tolist())
+                projection = word.vector.astype(np.float64) @ self._embedding_scaled
             entry = (ids, projection)
             if len(self._word_cache) > _CACHE_LIMIT:
                 self._word_cache.clear()
@@ -167,9 +167,7 @@ class LinearModel:
         ids = set().union(*groups, [index[name] for name in features.extra if name in index])
         total = self._bias_folded + features.dense @ self._dense_folded
         if projections:
-            # A few 14-tuples: plain Python is cheaper than building an array per text.
-            count = len(projections)
-            total += [sum(column) / count for column in zip(*projections)]
+            total += sum(projections) / len(projections)
         if ids:
             rows = self._sparse64.take(np.fromiter(ids, np.intp, len(ids)), axis=0)
             # Each present name weighs 1/sqrt(k); a matrix-vector product sums the rows fastest.
