@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -91,10 +91,18 @@ class WordFeatures:
     """Cached per-word material; compared and hashed by identity (models cache per word)."""
 
     names: tuple[str, ...]  # «w:» stem and «c:» character n-grams
-    vector: Vector | None  # unit navec vector
-    # Per concept: max similarity to its seeds above the floor, rescaled (the float32 values);
-    # None when the word comes near no concept.
-    near: tuple[float, ...] | None
+    # (concept number, closeness) where the word comes near a concept's seed words: the
+    # max similarity above the floor, rescaled (float32 values); empty for most words.
+    near: tuple[tuple[int, float], ...]
+    word: str
+    # Rebuilds the unit navec vector (None: the word has none). Not kept: 1.2 KB a word, and
+    # only training needs it again; a model keeps the vector's projection onto its heads.
+    source: Callable[[str], Vector | None] | None
+
+    @property
+    def vector(self) -> Vector | None:
+        """The word's unit navec vector (decoded again at every call)."""
+        return None if self.source is None else self.source(self.word)
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,7 @@ class Featurizer:
         self.embeddings = embeddings
         self._cache: dict[str, WordFeatures] = {}
         self._lock = threading.Lock()
+        self._source = self._lookup  # one bound method shared by the cached words
         self._seed_matrix: Vector | None = None
         self._seed_concepts: npt.NDArray[np.intp] = np.zeros(0, np.intp)
         if embeddings is not None:
@@ -182,15 +191,14 @@ class Featurizer:
         grams = {marked[i : i + n] for n in (3, 4) for i in range(len(marked) - n + 1)}
         names = (f"w:{stem}", *sorted(f"c:{gram}" for gram in grams))
         vector = self._lookup(word) if not word.isdigit() else None
-        near = None
+        near: tuple[tuple[int, float], ...] = ()
         if vector is not None and self._seed_matrix is not None:
             similarity = vector @ self._seed_matrix
             closest = np.zeros(len(CONCEPTS), np.float32)
             np.maximum.at(closest, self._seed_concepts, similarity)
             closest = np.clip((closest - _NEAR_FLOOR) / (1 - _NEAR_FLOOR), 0.0, 1.0)
-            if closest.any():
-                near = tuple(closest.tolist())
-        result = WordFeatures(names, vector, near)
+            near = tuple((column, value) for column, value in enumerate(closest.tolist()) if value)
+        result = WordFeatures(names, near, word, None if vector is None else self._source)
         with self._lock:
             if len(self._cache) > _CACHE_LIMIT:
                 self._cache = {}
@@ -227,7 +235,6 @@ class Featurizer:
             previous = stem
         if tokens:
             extra.append(f"f:{tokens[0][0]}")
-        nears = [material.near for material in materials if material.near is not None]
         # Plain Python on a few short lists, one array at the end: numpy's per-call cost is
         # what a warm classifier would otherwise spend its time on.
         appeal_lexicon, urgent_lexicon, topic_lexicon = lexicon
@@ -249,10 +256,14 @@ class Featurizer:
             else:
                 values[-4] = float(np.sum(concept_scores))
             values[-3] = max(concept_scores)
-        if nears:
-            near = [max(column) for column in zip(*nears, strict=True)]
-            values[_NEAR_OFFSET : _NEAR_OFFSET + len(CONCEPTS)] = near
-            values[-2] = max(near)
+        near_max = 0.0
+        for material in materials:
+            for concept, value in material.near:
+                if value > values[_NEAR_OFFSET + concept]:
+                    values[_NEAR_OFFSET + concept] = value
+                    if value > near_max:
+                        near_max = value
+        values[-2] = near_max
         values[-1] = math.log1p(len(tokens))
         dense = np.array(values)
         return TextFeatures(tuple(materials), tuple(extra), dense)

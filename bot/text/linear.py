@@ -114,8 +114,6 @@ class LinearModel:
         self._bias_folded = self.bias - (self.dense_mean / self.dense_scale) @ self.dense
         self._dense_folded = self.dense.astype(np.float64) / self.dense_scale[:, None]
         self._embedding_scaled = self.embedding.astype(np.float64) * self.emb_scale
-        # Summed in float64, the rows' order does not matter (2.2 MB for 20,000 names).
-        self._sparse64 = self.sparse.astype(np.float64)
         self._ones = np.ones(len(self.vocabulary))
 
     def _word(self, word: WordFeatures) -> tuple[tuple[int, ...], Projection | None]:
@@ -169,8 +167,9 @@ class LinearModel:
         if projections:
             total += sum(projections) / len(projections)
         if ids:
-            rows = self._sparse64.take(np.fromiter(ids, np.intp, len(ids)), axis=0)
-            # Each present name weighs 1/sqrt(k); a matrix-vector product sums the rows fastest.
+            rows = self.sparse.take(np.fromiter(ids, np.intp, len(ids)), axis=0)
+            # Each present name weighs 1/sqrt(k); a matrix-vector product sums the rows fastest,
+            # in float64 (the float32 rows are widened), so their order does not matter.
             total += (self._ones[: len(ids)] @ rows) / math.sqrt(len(ids))
         return Scores(
             appeal=float(total[0]) - self.appeal_shift,
