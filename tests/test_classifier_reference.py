@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 from bot.text.classifier import MODEL_PATH, TOPICS, Classifier
 from bot.text.corpus import DEV_CORPUS, HELDOUT_CORPUS, load_corpus
+from bot.text.normalize import clean_word, raw_words, words
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "classifier_reference.json"
 TOLERANCE = 1e-6
@@ -90,3 +92,26 @@ def test_fast_scores_equal_the_training_formula(classifier: Classifier, texts: l
         assert scores.appeal == pytest.approx(expected[0] - model.appeal_shift, abs=1e-5)
         assert scores.urgent == pytest.approx(expected[-1] - model.urgent_shift, abs=1e-5)
         assert np.allclose(scores.topics, expected[1:-1], atol=1e-5)
+
+
+def test_raw_words_cleaned_are_the_words(texts: list[str]) -> None:
+    """The classifier caches per raw word; cleaning each one must give words(text)."""
+    tricky = [
+        "Ямыыыы!!! нааааа ДОРОГЕЕЕ, cпacибo ёёё 111222 ---- aaa-bbb xxxaaa",
+        "Когда уберут мусoр???\n\n\nВо двoре ужасссс",
+        "",
+        "👍👍👍",
+    ]
+    for text in [*texts, *tricky]:
+        assert [clean_word(raw) for raw in raw_words(text)] == words(text)
+
+
+def test_one_classifier_shared_by_threads_decides_as_alone(texts: list[str]) -> None:
+    """Caches fill from several threads at once (a fresh classifier): the same decisions."""
+    sample = texts[::8]
+    alone = Classifier.load()
+    expected = [alone.classify(text) for text in sample]
+    shared = Classifier.load()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(shared.classify, sample))
+    assert results == expected

@@ -161,8 +161,8 @@ class LinearModel:
             groups.append(columns)
             if projection is not None:
                 projections.append(projection)
-        index = self.index
-        ids = set().union(*groups, [index[name] for name in features.extra if name in index])
+        known = [column for column in map(self.index.get, features.extra) if column is not None]
+        ids = set().union(*groups, known)
         total = self._bias_folded + features.dense @ self._dense_folded
         if projections:
             total += sum(projections) / len(projections)
