@@ -258,9 +258,9 @@ class Featurizer:
             values[-3] = max(concept_scores)
         near_max = 0.0
         for material in materials:
-            for concept, value in material.near:
-                if value > values[_NEAR_OFFSET + concept]:
-                    values[_NEAR_OFFSET + concept] = value
+            for number, value in material.near:
+                if value > values[_NEAR_OFFSET + number]:
+                    values[_NEAR_OFFSET + number] = value
                     if value > near_max:
                         near_max = value
         values[-2] = near_max
