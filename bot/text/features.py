@@ -12,8 +12,10 @@ Three blocks, the same for training and for classifying (one path):
 - **embedding**: the mean of the unit navec vectors of the text's words (300 numbers), which
   gives words the corpus never had a place near the ones it had.
 
-Per-word work (stems, character n-grams, vectors, concept similarities) is cached, so a warm
-classifier spends its time on a few dictionary look-ups and small numpy sums per text.
+Per-word work (stems, character n-grams, concept similarities) is cached, so a warm classifier
+spends its time on a few dictionary look-ups and small numpy sums per text. The 300-d vectors are
+not kept (1.2 KB a word): a linear model scores the mean of the words' projections onto its heads
+instead (docs/CLASSIFIER.md, «Speed and memory»), and the embedding block is rebuilt for training.
 """
 
 from __future__ import annotations
