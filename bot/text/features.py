@@ -92,7 +92,7 @@ Vector = npt.NDArray[np.float32]
 class WordFeatures:
     """Cached per-word material; compared and hashed by identity (models cache per word)."""
 
-    names: tuple[str, ...]  # «w:» stem and «c:» character n-grams
+    stem: str
     # (concept number, closeness) where the word comes near a concept's seed words: the
     # max similarity above the floor, rescaled (float32 values); empty for most words.
     near: tuple[tuple[int, float], ...]
@@ -100,6 +100,14 @@ class WordFeatures:
     # Rebuilds the unit navec vector (None: the word has none). Not kept: 1.2 KB a word, and
     # only training needs it again; a model keeps the vector's projection onto its heads.
     source: Callable[[str], Vector | None] | None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The word's sparse names: «w:» stem and «c:» character 3- and 4-grams."""
+        # Built again at every call, not kept (~1 KB a word): a model caches their columns.
+        marked = f"<{self.word}>"
+        grams = {marked[i : i + n] for n in (3, 4) for i in range(len(marked) - n + 1)}
+        return (f"w:{self.stem}", *sorted(f"c:{gram}" for gram in grams))
 
     @property
     def vector(self) -> Vector | None:
@@ -189,9 +197,6 @@ class Featurizer:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        marked = f"<{word}>"
-        grams = {marked[i : i + n] for n in (3, 4) for i in range(len(marked) - n + 1)}
-        names = (f"w:{stem}", *sorted(f"c:{gram}" for gram in grams))
         vector = self._lookup(word) if not word.isdigit() else None
         near: tuple[tuple[int, float], ...] = ()
         if vector is not None and self._seed_matrix is not None:
@@ -200,7 +205,7 @@ class Featurizer:
             np.maximum.at(closest, self._seed_concepts, similarity)
             closest = np.clip((closest - _NEAR_FLOOR) / (1 - _NEAR_FLOOR), 0.0, 1.0)
             near = tuple((column, value) for column, value in enumerate(closest.tolist()) if value)
-        result = WordFeatures(names, near, word, None if vector is None else self._source)
+        result = WordFeatures(stem, near, word, None if vector is None else self._source)
         with self._lock:
             if len(self._cache) > _CACHE_LIMIT:
                 self._cache = {}
