@@ -42,6 +42,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check bot handlers storage tests
 	$(BIN)/mypy bot handlers storage
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/import_cycles.py
 
 clean:
 	rm -rf $(VENV) otklik.db *.egg-info

@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.clock import Clock, utc_now
-from bot.config import Settings
-from bot.services.policy import PageDefaults
+from bot.config import PageDefaults, Settings
 from storage.engine import SessionFactory, session_factory
 
 

@@ -1,13 +1,11 @@
-"""`otklik bench`: the performance benchmarks (scripts, not timed tests); see docs/BENCHMARKS.md.
+"""The intake benchmark (a script, not a timed test; `otklik bench` runs it, bot/benchmarks.py).
 
-The intake benchmark feeds Telegram updates through `Dispatcher.feed_update` with the real
-handlers, middleware and SQLite storage, and the same updates through a dispatcher with a no-op
-handler, in one run.
+It feeds Telegram updates through `Dispatcher.feed_update` with the real handlers, middleware
+and SQLite storage, and the same updates through a dispatcher with a no-op handler, in one run.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import tempfile
@@ -188,46 +186,3 @@ async def bench_intake(count: int = 10_000, *, bound: bool = False) -> dict[str,
         # Other processes on the machine skew both rates; the ratio is steadier.
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
-
-
-async def run_all() -> int:
-    results: dict[str, Any] = {"machine": machine()}
-    print(f"машина: {results['machine']}")
-    intake = await bench_intake()
-    print(
-        f"приём: {intake['real_handlers_sqlite_per_s']} обновлений/с с настоящими обработчиками "
-        f"и SQLite, {intake['noop_handler_per_s']} обновлений/с с пустым обработчиком "
-        f"(отношение {intake['ratio']}), замер на {intake['updates']} обновлениях"
-    )
-    from bot.text.bench import run_benchmark, run_quality, summary_lines
-
-    speed = await asyncio.to_thread(run_benchmark)
-    quality = await asyncio.to_thread(run_quality)
-    print("\n".join(summary_lines(speed, quality)))
-    try:
-        from bot.services.stats_bench import run_stats_benchmark
-    except ImportError:
-        pass
-    else:
-        stats = await run_stats_benchmark(rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000")))
-        print(f"отчёт /stats: {stats}")
-    from bot.health_bench import bench_health
-
-    communities = int(os.environ.get("OTKLIK_BENCH_COMMUNITIES", "1000"))
-    health = await bench_health(communities)
-    print(
-        f"здоровье страниц: счётчики {health['communities']} сообществ ВКонтакте и "
-        f"{health['posts']} постов за {health['http_requests']} HTTP-запросов, "
-        f"{health['refresh_s']} с, пик памяти {health['peak_rss_mb']} МБ ({health})"
-    )
-    from handlers.web.bench import run_dashboard_benchmark
-
-    dashboard = await run_dashboard_benchmark(
-        rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000"))
-    )
-    print(f"обзор панели (время сервера): {dashboard}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(asyncio.run(run_all()))

@@ -234,7 +234,7 @@ async def _corrections(args: argparse.Namespace, settings: Settings) -> int:
     if args.output:
         await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
         written = ru.quantity(len(lines), "исправление", "исправления", "исправлений")
-        print(f"{written} записано в {args.output}", file=sys.stderr)
+        print(f"Записано {written}: {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -362,6 +362,6 @@ async def _bench(args: argparse.Namespace, settings: Settings) -> int:
         from bot.faultbench import run_faults
 
         return await run_faults(args.updates, args.outage)
-    from bot.bench import run_all
+    from bot.benchmarks import run_all
 
     return await run_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass
 from functools import cached_property
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -23,6 +24,39 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # A Bot API token is the bot's numeric id, a colon and a secret (what @BotFather gives).
 _TOKEN_RE = re.compile(r"^\d+:[\w-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class PageDefaults:
+    """The defaults a page falls back to (docs/METRICS.md, .env.example); `bot.app.defaults_from`.
+
+    Here, beside the settings they come from, so that the app context (bot/app.py) needs no
+    service; bot/services/policy.py applies them.
+    """
+
+    timezone: str = "Europe/Moscow"
+    work_hours: str = "09:00-18:00"
+    shorten_preholiday: bool = False
+    sla_hours: float = 8.0
+    sla_urgent_hours: float = 4.0
+    # Page health (bot/services/health.py): REGION_AUDIENCE and POSTS_PER_WEEK_NORM.
+    region_audience: int | None = None
+    posts_per_week_norm: float = 3.0
+    # WEB_PUBLIC_URL: chat cards link to the appeal in the dashboard (bot/services/web_links.py).
+    dashboard_url: str | None = None
+    final_answer_days: int = 7
+    final_answer_urgent_days: int = 1
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """«127.0.0.1:8080» → (host, port); a clear ValueError otherwise.
+
+    WEBHOOK_LISTEN, WEB_LISTEN and the VK Callback API's address are read with it.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"a listen address must look like 127.0.0.1:8080, got {value!r}")
+    return host or "127.0.0.1", int(port)
 
 
 def _split_ids(raw: str, name: str) -> tuple[int, ...]:

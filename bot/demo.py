@@ -15,7 +15,6 @@ import logging
 import random
 import re
 import tempfile
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from bot.clock import SimulatedClock
 from bot.config import Settings
 from bot.demo_admin import ADMIN, admin_tour, appoint_operator
 from bot.demo_health import plan_page_health, start_refresh
+from bot.demo_state import DemoState, Step
 from bot.sandbox import TelegramSandbox
 from bot.services.policy import page_calendar
 from storage.engine import open_database
@@ -130,29 +130,6 @@ ANSWERS = (
 INTERIM_REPLY = "Здравствуйте! Передали ваше обращение в профильное ведомство, разбираемся."
 
 
-@dataclass(order=True)
-class Step:
-    at: datetime
-    order: int
-    action: Any = field(compare=False)
-
-
-@dataclass
-class DemoState:
-    sandbox: TelegramSandbox
-    rng: random.Random
-    clock: SimulatedClock
-    posts: dict[int, int] = field(default_factory=dict)  # day -> forward message id
-    last_update: int = 0
-    steps: list[Step] = field(default_factory=list)
-    counter: int = 0
-    vk: Any = None  # VkDemo: the VK community beside the Telegram channel
-
-    def at(self, moment: datetime, action: Any) -> None:
-        self.counter += 1
-        self.steps.append(Step(moment, self.counter, action))
-
-
 def _demo_settings(
     sandbox: TelegramSandbox, database_url: str, vk: dict[str, Any] | None = None
 ) -> Settings:
@@ -222,11 +199,12 @@ def _plan(state: DemoState, app: AppContext, days: int) -> None:
         weekend = (morning + timedelta(hours=3)).weekday() >= 5
         for n in range(rng.randint(3, 5) if weekend else rng.randint(6, 9)):
             moment = post_at + timedelta(minutes=rng.randint(10, 14 * 60))
+            first_name = rng.choice(FIRST_NAMES)
             citizen = {
                 "id": 100_000 + day * 100 + n,
                 "is_bot": False,
-                "first_name": rng.choice(("Иван", "Анна", "Сергей", "Елена", "Олег")),
-                "last_name": rng.choice(("Петров", "Смирнова", "Кузнецов", "Иванова")),
+                "first_name": first_name,
+                "last_name": surname_for(first_name, rng.choice(SURNAMES)),
             }
             if rng.random() < 0.25:
                 text, is_appeal = rng.choice(OTHER_COMMENTS), False
@@ -285,6 +263,23 @@ def _reply(state: DemoState, at: datetime, holder: dict[str, int], text: str) ->
         state.last_update = max(state.last_update, sent["update_id"])
 
     state.at(at, send)
+
+
+# Citizens' names: a surname agrees with the first name's gender («Анна Смирнова», never
+# «Анна Петров»); tests/test_demo_names.py checks every pair with pymorphy3.
+FIRST_NAMES = ("Иван", "Анна", "Сергей", "Елена", "Олег")
+FEMININE = frozenset({"Анна", "Елена"})
+SURNAMES = (
+    ("Петров", "Петрова"),
+    ("Смирнов", "Смирнова"),
+    ("Кузнецов", "Кузнецова"),
+    ("Иванов", "Иванова"),
+)
+
+
+def surname_for(first_name: str, forms: tuple[str, str]) -> str:
+    """The masculine or feminine form of a surname, as the first name requires."""
+    return forms[1] if first_name in FEMININE else forms[0]
 
 
 def _private_message(state: DemoState, at: datetime, day: int, calendar: Any) -> None:
@@ -348,11 +343,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
         async with TelegramSandbox() as sandbox:
             _setup_sandbox(sandbox)
             sandbox.now = clock
-            from bot.demo_vk import (  # it imports this module's START and DemoState
-                VK_GROUP,
-                VK_TOKEN,
-                VkDemo,
-            )
+            from bot.demo_vk import VK_GROUP, VK_TOKEN, VkDemo
 
             vk_demo = VkDemo(clock)
             await vk_demo.start()
@@ -385,7 +376,7 @@ async def run_demo(days: int = 10, serve: bool = False, database_url: str | None
                     await vk_demo.start_intake(app)
                     state = DemoState(sandbox, random.Random(20261102), clock, vk=vk_demo)
                     _plan(state, app, days)
-                    vk_demo.plan(state, app, days)
+                    vk_demo.plan(state, app, days, START)
                     # Page health (bot/demo_health.py): media, members, views, the refresh.
                     plan_page_health(state, days, START, channel_id=CHANNEL_ID, vk_group=VK_GROUP)
                     ticks, close_health = await start_refresh(

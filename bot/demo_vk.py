@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.app import AppContext
 from bot.clock import SimulatedClock
-from bot.demo import START, DemoState
+from bot.demo_state import DemoState
 from bot.services.policy import page_calendar
 
 VK_GROUP = 230_000_001
@@ -76,13 +76,13 @@ class VkDemo:
                 await self.task
         await self.sandbox.stop()
 
-    def plan(self, state: DemoState, app: AppContext, days: int) -> None:
-        """Wall comments, the community's replies and one dialogue a working day."""
+    def plan(self, state: DemoState, app: AppContext, days: int, start: datetime) -> None:
+        """Wall comments, the community's replies and one dialogue a working day from `start`."""
         rng = random.Random(4_11_2026)
         calendar = page_calendar(None, app.defaults)
         box, wall = self.sandbox, -VK_GROUP
         for day in range(days):
-            morning = START + timedelta(days=day)
+            morning = start + timedelta(days=day)
             if (morning + timedelta(hours=3)).weekday() >= 5:
                 continue
             post_at = morning + timedelta(hours=1, minutes=30)

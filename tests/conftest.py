@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import Pool
 
 from bot.app import AppContext
 from bot.config import Settings
@@ -123,25 +126,135 @@ def app(sqlite_engine: AsyncEngine, settings: Settings) -> AppContext:
 
 # Test tiers (markers unit / integration / e2e), assigned by what a test uses, so that a new test
 # needs no marker and every test still runs in `make test`; `make test-fast` runs `-m unit`.
+# A test that builds its database or sandbox itself (not through these fixtures) carries its
+# tier explicitly; `_unit_tier_guard` fails a "unit" test that opens a database connection.
 _DATABASE_FIXTURES = frozenset(
     {"db_url", "engine", "sqlite_engine", "sessions", "app", "database", "store"}
 )
+# `world`: the Telegram sandbox, a database and the notifier (tests/test_reminders.py make_world).
+_E2E_FIXTURES = frozenset({"world"})
 _E2E_MODULE_NAMES = frozenset({"TelegramSandbox", "VkSandbox", "subprocess", "setup_sandbox"})
+_TIERS = ("unit", "integration", "e2e")
 
 
 def _tier(item: pytest.Item) -> str:
     module = getattr(item, "module", None)
     names = set(vars(module)) if module is not None else set()
-    if names & _E2E_MODULE_NAMES or any("sandbox" in name for name in item.fixturenames):
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if (
+        names & _E2E_MODULE_NAMES
+        or fixtures & _E2E_FIXTURES
+        or any("sandbox" in name for name in fixtures)
+    ):
         return "e2e"
-    if _DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+    if _DATABASE_FIXTURES & fixtures:
         return "integration"
     return "unit"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with its tier unless it carries one already."""
-    tiers = ("unit", "integration", "e2e")
     for item in items:
-        if not any(item.get_closest_marker(tier) for tier in tiers):
+        if not any(item.get_closest_marker(tier) for tier in _TIERS):
             item.add_marker(_tier(item))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test opens no database: if it does, its tier is wrong (mark it integration)."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    opened: list[object] = []
+
+    def on_connect(dbapi_connection: object, record: object) -> None:
+        opened.append(dbapi_connection)
+
+    event.listen(Pool, "connect", on_connect)
+    try:
+        yield
+    finally:
+        event.remove(Pool, "connect", on_connect)
+    if opened:
+        pytest.fail(
+            f"{request.node.nodeid} is in the unit tier but opened {len(opened)} database "
+            "connection(s): mark it integration (tests/conftest.py, test tiers)"
+        )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """`-m unit` does not import a test module that holds no unit test (see `_no_unit_test`).
+
+    Importing every module costs more than running the unit tier (aiogram's types alone take
+    seconds); a module is left out only when its source shows that each of its tests is
+    integration or e2e by the rules of `_tier`, so the unit tests run are the same.
+    """
+    if config.getoption("markexpr", "") != "unit":
+        return None
+    if not (collection_path.name.startswith("test_") and collection_path.suffix == ".py"):
+        return None
+    return True if _no_unit_test(collection_path) else None
+
+
+def _marks(decorators: list[ast.expr]) -> set[str]:
+    """The tiers that these decorators (or a `pytestmark` value) mark explicitly."""
+    found = set()
+    for decorator in decorators:
+        source = ast.unparse(decorator)
+        found |= {tier for tier in _TIERS if f"mark.{tier}" in source}
+    return found
+
+
+def _no_unit_test(path: Path) -> bool:
+    """Whether, by its source alone, every test of the module is integration or e2e."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return False
+    module_names: set[str] = set()
+    module_marks: set[str] = set()
+    tests: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        statement = pending.pop()
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            module_names |= {(a.asname or a.name).split(".")[0] for a in statement.names}
+        elif isinstance(statement, ast.If | ast.Try):
+            pending += [*statement.body, *statement.orelse]
+            if isinstance(statement, ast.Try):
+                pending += statement.finalbody
+                for handler in statement.handlers:
+                    pending += handler.body
+        elif isinstance(statement, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "pytestmark"
+            for target in statement.targets
+        ):
+            module_marks |= _marks([statement.value])
+        elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+            if statement.name.startswith("test"):
+                tests.append(statement)
+        elif isinstance(statement, ast.ClassDef) and statement.name.startswith("Test"):
+            tests += [
+                method
+                for method in statement.body
+                if isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef)
+                and method.name.startswith("test")
+            ]
+    if any(name.startswith("test") for name in module_names):
+        return False  # imported test functions are collected here too: not worth guessing
+    if module_names & _E2E_MODULE_NAMES:
+        return True
+    for test in tests:
+        marks = _marks(test.decorator_list)
+        if "unit" in marks or "unit" in module_marks:
+            return False
+        if marks or module_marks:
+            continue
+        arguments = test.args
+        params = {a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]}
+        if not (
+            params & (_DATABASE_FIXTURES | _E2E_FIXTURES)
+            or any("sandbox" in name for name in params)
+        ):
+            return False
+    return True

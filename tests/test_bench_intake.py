@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.bench import bench_intake, build_updates
 
 
@@ -13,6 +15,7 @@ def test_updates_are_new_comments_and_channel_replies() -> None:
     assert replies and all(u.message and u.message.reply_to_message for u in replies)
 
 
+@pytest.mark.e2e  # SQLite and the intake writer process
 async def test_bench_reports_both_rates_and_the_machine() -> None:
     result = await bench_intake(40)
     assert result["updates"] == 40

@@ -4,8 +4,9 @@
 (DESIGN's definitions and the topic list; never the lexicons, the model or the training corpus).
 Nothing trains or tunes on it: bot/text/training.py and scripts/train_classifier.py read only
 bot/text/data/. A blind set that has been evaluated once joins the training part and a new one,
-written afresh, takes its place (docs/CLASSIFIER.md, "The blind sets"). The floors are the figures measured when the set was added (docs/CLASSIFIER.md)
-less a small margin, so that a regression on text nobody here wrote fails.
+written afresh, takes its place (docs/CLASSIFIER.md, "The blind sets"). The floors are the
+figures measured when the set was added, less a small margin, so that a regression on text
+nobody here wrote fails.
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ from storage.models import Appeal, Page, ReminderLog, Thread
 from tests import test_stats_rollup as rollups
 from tests.conftest import POSTGRES_URL, make_settings, require_postgres
 
+# Each test builds its engines on PostgreSQL in the `cluster` fixture (tests/conftest.py: tiers).
+pytestmark = pytest.mark.integration
+
 MSK = ZoneInfo("Europe/Moscow")
 PRESS_A = -1001000000101  # PRESS_CHAT_ID: page 1
 PRESS_B = -1001000000102  # bound to page 2 with /bind
@@ -509,7 +512,7 @@ async def test_concurrent_refreshes_while_a_worker_writes(
     assert ticks > 1 and reports > 1
     # ORM flushes of several appeals mark their page-days; only the statements whose rows
     # cannot be told rebuilt every rollup in the writer's transaction (without deadlocking).
-    assert caplog.text.count("rebuilding every rollup") == rebuilds == 3
+    assert caplog.text.count("пересчитываем все сводные данные") == rebuilds == 3
     appeals = await rollups.all_appeals(session_factory(writer_engine))
     # Reports from any worker equal the definitions; the rollups equal a fresh full rebuild.
     await rollups.check_periods(session_factory(report_engine), rng, 8, appeals)

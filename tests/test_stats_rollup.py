@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -320,6 +321,7 @@ async def test_report_equals_definitions(engine: AsyncEngine) -> None:
     await scenario(engine, seed=7, count=150, periods=25)
 
 
+@pytest.mark.integration  # builds a fresh SQLite database per example
 @hsettings(
     max_examples=12,
     deadline=None,

@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services.figures import Figures, PageFigures, StatsReport
 from bot.services.policy import PageDefaults
 from storage.health_models import PageSnapshot, Post, PostCounter
 from storage.models import Page
@@ -468,39 +467,3 @@ async def health_weeks(
         weeks.append(HealthWeek(monday, count, sum(latest.values()) if latest else None))
         monday += timedelta(days=7)
     return weeks
-
-
-async def add_page_health(
-    session: AsyncSession,
-    report: StatsReport,
-    defaults: PageDefaults,
-    page_id: int | None,
-    page_ids: frozenset[int] | None = None,
-) -> None:
-    """Give every page of `report` its health; list pages with health data but no appeals
-    (only among `page_ids` when the caller may see just those)."""
-    end = min(report.until, report.at)
-    listed = {page.page_id for page in report.pages}
-    if page_id is None:
-        extra = [
-            pid
-            for pid in await pages_with_health(session, report.since, end)
-            if pid not in listed and (page_ids is None or pid in page_ids)
-        ]
-        if extra:
-            rows = (await session.exec(select(Page).where(col(Page.id).in_(extra)))).all()
-            for row in sorted(rows, key=lambda row: row.id or 0):
-                assert row.id is not None
-                report.pages.append(PageFigures(row.id, row.platform, row.title, Figures()))
-    kinds = {
-        page.id: page.kind
-        for page in (
-            await session.exec(
-                select(Page).where(col(Page.id).in_([p.page_id for p in report.pages]))
-            )
-        ).all()
-    }
-    followed = [p.page_id for p in report.pages if kinds.get(p.page_id) in HEALTH_KINDS]
-    found = await report_health(session, followed, report.since, report.until, report.at, defaults)
-    for item in report.pages:
-        item.health = found.get(item.page_id)

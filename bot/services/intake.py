@@ -32,7 +32,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -45,7 +44,11 @@ from bot import text as text_analysis
 from bot.events import Event
 from bot.memory import settle_after_start
 from bot.services import quality
-from bot.services.ingest import IngestResult, IngestService, Outcome
+from bot.services.ingest import IngestResult, IngestService
+from bot.services.intake_jobs import Cursor as Cursor
+from bot.services.intake_jobs import IntakeJob as IntakeJob
+from bot.services.intake_jobs import RawCopy as RawCopy
+from bot.services.intake_jobs import Stored as Stored
 from bot.services.notices import tell_press
 from bot.services.policy import PageDefaults
 from storage import intake_rows
@@ -77,46 +80,6 @@ RECOVERY_NOTICE = (
 # read-only, I/O error, disk full, cannot open.
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 8, 10, 13, 14})
 _SQLITE_UNAVAILABLE_WORDS = ("locked", "busy", "readonly", "disk", "unable to open")
-
-
-@dataclass(frozen=True, slots=True)
-class RawCopy:
-    """An update as the platform sent it, kept once per (source, key)."""
-
-    source: str  # "telegram", "vk:<group id>"
-    key: str  # the platform's id of the update (Telegram update_id, VK event_id)
-    update_type: str | None
-    payload: str  # the update as JSON text
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """An intake cursor written with the job (VK's long-poll ts, the newest date seen)."""
-
-    name: str
-    value: str
-    rising: bool = False  # numeric; only ever moves forward
-
-
-@dataclass(frozen=True, slots=True)
-class IntakeJob:
-    """One unit of intake work: committed as a whole, or its raw copy kept as failed."""
-
-    raw: RawCopy | None
-    events: tuple[Event, ...] = ()
-    status: str = "done"  # "skipped": nothing here interprets the update
-    note: str | None = None
-    cursors: tuple[Cursor, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """What became of an `IntakeJob` once committed."""
-
-    duplicate: bool = False  # the update was processed before: nothing else was done
-    rescore: tuple[int, ...] = ()  # appeals whose replies were rescored in the job's transaction
-    failure: str | None = None  # deciding an event failed: the raw copy is kept as "failed"
-    outcomes: tuple[Outcome, ...] = ()  # one per event, in order
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -195,7 +158,7 @@ def _decide(service: IngestService, db: Db, job: IntakeJob, raw_id: int | None) 
             db.run("ROLLBACK TO intake_events", {})
             db.run("RELEASE intake_events", {})
             key = job.raw.key if job.raw is not None else "(read back)"
-            logger.exception("update %s failed", key)
+            logger.exception("обновление %s не обработано", key)
             note = note_of(error)
             if raw_id is None:
                 raise DecisionFailed(note) from error
@@ -281,8 +244,8 @@ class Intake:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             logger.error(
-                "the database is unavailable (%s); the intake waits and confirms nothing "
-                "until it is back",
+                "база данных недоступна (%s); приём ждёт и ничего не подтверждает, "
+                "пока она не вернётся",
                 note_of(error),
             )
             self._tell_press(OUTAGE_NOTICE)
@@ -293,7 +256,7 @@ class Intake:
         if self._outage_since is not None:
             lasted = time.monotonic() - self._outage_since
             logger.warning(
-                "the database is available again after %.0f s; the intake goes on", lasted
+                "база данных снова доступна (перерыв %.0f с); приём продолжается", lasted
             )
             self._outage_since = None
             self._tell_press(RECOVERY_NOTICE.format(lasted=ru.duration(lasted)))
@@ -375,7 +338,9 @@ class Intake:
                 raise DatabaseUnavailable(note_of(error)) from error
             if job.raw is None:
                 raise DecisionFailed(note_of(error)) from error
-            logger.exception("update %s could not be stored; keeping it as failed", job.raw.key)
+            logger.exception(
+                "обновление %s не удалось сохранить; оставлено с пометкой об ошибке", job.raw.key
+            )
             await self.keep_failed(job.raw, error, wait=False)
             return Stored(failure=note_of(error))
 

@@ -12,24 +12,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from bot.config import PageDefaults
+from bot.services.intake_jobs import IntakeJob, Stored
 from storage.writer import Handler, IntakeWriter, WriterError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from bot.services.intake import Intake, IntakeJob, Stored
-
 logger = logging.getLogger(__name__)
 
-Then = Callable[["Stored"], None]
+Then = Callable[[Stored], None]
+
+
+class SessionIntake(Protocol):
+    """What the bridge needs of the intake (bot/services/intake.py `Intake`, which builds it)."""
+
+    defaults: PageDefaults
+
+    async def deliver(
+        self, job: IntakeJob, *, within: float | None = None, session_only: bool = False
+    ) -> Stored: ...
 
 
 class WriterBridge:
     """The intake's side of the writer process."""
 
-    def __init__(self, writer: IntakeWriter, intake: Intake) -> None:
+    def __init__(self, writer: IntakeWriter, intake: SessionIntake) -> None:
         self.writer = writer
         self.intake = intake
         # Jobs the writer could not store (no result yet), with their callbacks: stored through
@@ -42,7 +52,7 @@ class WriterBridge:
 
     @classmethod
     def for_engine(
-        cls, engine: AsyncEngine, intake: Intake, runner: Handler
+        cls, engine: AsyncEngine, intake: SessionIntake, runner: Handler
     ) -> WriterBridge | None:
         """A bridge to a writer process for a file-based SQLite engine; None for anything else.
 
@@ -67,7 +77,9 @@ class WriterBridge:
             if error is not None or stored is None:
                 key = job.raw.key if job.raw is not None else "(read back)"
                 logger.error(
-                    "update %s not stored by the writer (%s); storing it directly", key, error
+                    "обновление %s не сохранено процессом записи (%s); сохраняем напрямую",
+                    key,
+                    error,
                 )
                 self._unstored.append((job, then, None))
                 return
@@ -83,7 +95,7 @@ class WriterBridge:
         try:
             stored: Stored = await self.writer.submit(job)
         except WriterError as error:
-            logger.error("the writer could not store a job (%s); storing it directly", error)
+            logger.error("процесс записи не смог сохранить задание (%s); сохраняем напрямую", error)
             return None
         return stored
 

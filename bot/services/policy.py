@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.config import PageDefaults
 from bot.services.worktime import WorkCalendar, calendar_for
 from storage.models import Page
-
-
-@dataclass(frozen=True, slots=True)
-class PageDefaults:
-    """The defaults a page falls back to (docs/METRICS.md, .env.example)."""
-
-    timezone: str = "Europe/Moscow"
-    work_hours: str = "09:00-18:00"
-    shorten_preholiday: bool = False
-    sla_hours: float = 8.0
-    sla_urgent_hours: float = 4.0
-    # Page health (bot/services/health.py): REGION_AUDIENCE and POSTS_PER_WEEK_NORM.
-    region_audience: int | None = None
-    posts_per_week_norm: float = 3.0
-    # WEB_PUBLIC_URL: chat cards link to the appeal in the dashboard (bot/services/web_links.py).
-    dashboard_url: str | None = None
-    final_answer_days: int = 7
-    final_answer_urgent_days: int = 1
 
 
 def page_calendar(page: Page | None, defaults: PageDefaults) -> WorkCalendar:

@@ -18,9 +18,9 @@ from sqlmodel import col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.services.figures import DayRow, OverdueAppeal, StatsReport
-from bot.services.final_stage import final_counts
-from bot.services.health import BestPost, HealthWeek, add_page_health, best_post, health_weeks
+from bot.services import health
+from bot.services.figures import DayRow, Figures, OverdueAppeal, PageFigures, StatsReport
+from bot.services.health import BestPost, HealthWeek, best_post, health_weeks
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
 from bot.services.series import Step, compute_series
@@ -58,22 +58,7 @@ async def build_report(
         defaults=defaults,
         weights=weights,
     )
-    await add_page_health(session, report, defaults, page_id, page_ids)
-    # The final-answer stage: one pass over the period's appeals (not in the rollups).
-    counts = await final_counts(
-        session,
-        since=aware(since, "since"),
-        until=aware(until, "until"),
-        at=aware(at, "at"),
-        page_ids=[page.page_id for page in report.pages],
-    )
-    for page in report.pages:
-        found = counts.get(page.page_id)
-        if found is not None:
-            for name, value in vars(found).items():
-                setattr(page.figures, name, value)
-            for name, value in vars(found).items():
-                setattr(report.total, name, getattr(report.total, name) + value)
+    await _add_page_health(session, report, defaults, page_id, page_ids)
     return report
 
 
@@ -237,3 +222,40 @@ async def health_series(
 ) -> list[HealthWeek]:
     """Page health per local week of `tz`: posts and subscribers (the page-health chart)."""
     return await health_weeks(session, page_ids, since, until, at, tz)
+
+async def _add_page_health(
+    session: AsyncSession,
+    report: StatsReport,
+    defaults: PageDefaults,
+    page_id: int | None,
+    page_ids: frozenset[int] | None = None,
+) -> None:
+    """Give every page of `report` its health; list pages with health data but no appeals
+    (only among `page_ids` when the caller may see just those)."""
+    end = min(report.until, report.at)
+    listed = {page.page_id for page in report.pages}
+    if page_id is None:
+        extra = [
+            pid
+            for pid in await health.pages_with_health(session, report.since, end)
+            if pid not in listed and (page_ids is None or pid in page_ids)
+        ]
+        if extra:
+            rows = (await session.exec(orm_select(Page).where(col(Page.id).in_(extra)))).all()
+            for row in sorted(rows, key=lambda row: row.id or 0):
+                assert row.id is not None
+                report.pages.append(PageFigures(row.id, row.platform, row.title, Figures()))
+    kinds = {
+        page.id: page.kind
+        for page in (
+            await session.exec(
+                orm_select(Page).where(col(Page.id).in_([p.page_id for p in report.pages]))
+            )
+        ).all()
+    }
+    followed = [p.page_id for p in report.pages if kinds.get(p.page_id) in health.HEALTH_KINDS]
+    found = await health.report_health(
+        session, followed, report.since, report.until, report.at, defaults
+    )
+    for item in report.pages:
+        item.health = found.get(item.page_id)

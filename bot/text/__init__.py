@@ -248,4 +248,4 @@ def corrections_to_corpus(rows: Iterable[tuple[str, bool, str | None]]) -> list[
     """Turn press-office corrections (text, is_appeal, topic) into corpus JSON lines."""
     from bot.text.corpus import corrections_to_corpus as convert
 
-    return convert(rows)
+    return convert(rows, get_classifier())

@@ -159,7 +159,7 @@ class Classifier:
             if model.get("mode", "stem") != mode:
                 raise ValueError(f"model {path} was trained for mode {model.get('mode')!r}")
         else:
-            logger.warning("Classifier model %s is missing; using lexicons only", path)
+            logger.warning("модели классификатора %s нет; работают только словари", path)
         return cls(mode=mode, model=model)
 
     def _to_commenter(self, text: str) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.text.classifier import TOPICS
+from bot.text.classifier import TOPICS, Classifier
 from bot.text.lexicon import DATA_DIR
 
 logger = logging.getLogger(__name__)
@@ -120,18 +120,17 @@ def write_corpus(path: Path, examples: Iterable[Example]) -> None:
     path.write_text("".join(e.to_line() + "\n" for e in examples), encoding="utf-8")
 
 
-def corrections_to_corpus(rows: Iterable[tuple[str, bool, str | None]]) -> list[str]:
+def corrections_to_corpus(
+    rows: Iterable[tuple[str, bool, str | None]], classifier: Classifier
+) -> list[str]:
     """Turn press-office corrections (text, is_appeal, topic) into corpus JSON lines.
 
     Lines carry no trailing newline. Empty texts are skipped, the same text is kept once
     (the last correction wins). A missing topic of an appeal and the urgency of an appeal
-    (corrections do not record it) are filled in by the classifier; an unknown topic raises
-    ValueError.
+    (corrections do not record it) are filled in by `classifier` (the caller passes the one in
+    use: this module does not import the `bot.text` facade, which imports it); an unknown topic
+    raises ValueError.
     """
-    from bot.text import get_classifier
-
-    classifier = get_classifier()
-
     latest: dict[str, Example] = {}
     for text, is_appeal, topic in rows:
         if not text or not text.strip():

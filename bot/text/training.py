@@ -35,9 +35,12 @@ SEED = 20250601
 # Targets the decision shifts are chosen for on out-of-fold scores (the costs are asymmetric:
 # a missed appeal vanishes from every figure, a missed emergency gets the 8-hour deadline).
 APPEAL_RECALL_TARGET = 0.98
-URGENT_RECALL_TARGET = 0.97
+URGENT_RECALL_TARGET = 0.95
 # Share of non-appeals the «danger report → appeal» rule may turn into false appeals.
 DANGER_EXTRA_FALSE_APPEALS = 0.01
+# A missed appeal weighs this many false ones when the danger rule's margin is chosen.
+MISSED_APPEAL_COST = 2
+RULE_OFF = 1e9
 _C_GRID = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
@@ -273,21 +276,34 @@ def pick_danger_margin(
     urgent_shift: float,
     extra_false: float = DANGER_EXTRA_FALSE_APPEALS,
 ) -> float:
-    """The smallest margin whose «danger report → appeal» rule adds few false appeals.
+    """The margin of the «danger report → appeal» rule that pays for itself out of fold.
 
-    At most extra_false of the non-appeals may become appeals through the rule (out of fold).
+    The rule turns a text the appeal head rejects into an appeal when its urgency score clears
+    the urgency threshold by the margin. Each candidate margin is weighed out of fold: a true
+    appeal it saves counts MISSED_APPEAL_COST false ones (the costs are asymmetric), and at most
+    extra_false of the non-appeals may become appeals through it. If no margin gains, the rule
+    is off (an unreachable margin).
     """
-    candidates = [
-        float(oof.urgent[i] - urgent_shift)
-        for i, e in enumerate(examples)
-        if not e.is_appeal and oof.appeal[i] <= appeal_shift
-    ]
-    non_appeals = sum(not e.is_appeal for e in examples)
-    allowed = int(extra_false * non_appeals)
-    ordered = sorted(candidates, reverse=True)
-    if len(ordered) <= allowed:
-        return 0.0
-    return max(0.0, ordered[allowed] + 1e-6)
+    rejected = [i for i in range(len(examples)) if oof.appeal[i] <= appeal_shift]
+    lifted = sorted(
+        ((float(oof.urgent[i] - urgent_shift), examples[i].is_appeal) for i in rejected),
+        reverse=True,
+    )
+    allowed = int(extra_false * sum(not e.is_appeal for e in examples))
+    best_gain, best_margin = 0.0, RULE_OFF
+    saved = false = 0
+    for position, (score, is_appeal) in enumerate(lifted):
+        if score <= 0:
+            break
+        saved += is_appeal
+        false += not is_appeal
+        if false > allowed:
+            break
+        following = lifted[position + 1][0] if position + 1 < len(lifted) else 0.0
+        gain = MISSED_APPEAL_COST * saved - false
+        if gain > best_gain and following < score:
+            best_gain, best_margin = gain, max(0.0, (score + max(following, 0.0)) / 2)
+    return best_margin
 
 
 def temperature(oof: OutOfFold, examples: Sequence[Example], appeal_shift: float) -> float:

@@ -22,6 +22,7 @@ from bot.app import AppContext
 from bot.progress import progress_bar
 from bot.services.intake import Intake
 from handlers.vk.client import VkCallError, call, make_vk_session
+from handlers.vk.page import VkPage
 from handlers.vk.sync import (
     DEFAULT_RETRY,
     Retry,
@@ -30,7 +31,6 @@ from handlers.vk.sync import (
     sync_dialogues,
     sync_post,
 )
-from handlers.vk.translate import VkPage
 from storage import repositories as repo
 
 logger = logging.getLogger(__name__)

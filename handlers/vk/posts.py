@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.events import PostCountersEvent, PostEvent, PostKind
-from handlers.vk.translate import TranslationError, VkPage, from_unix
+from handlers.vk.page import TranslationError, VkPage, from_unix
 
 # Posts that are not (yet) the page's publications: suggested by readers, or scheduled.
 NOT_PUBLISHED = frozenset({"suggest", "postpone"})

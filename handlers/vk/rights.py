@@ -13,7 +13,7 @@ from typing import Any
 from bot.app import AppContext
 from bot.services.page_check import PageCheck
 from handlers.vk.client import VkCallError, VkTransportError, call, make_vk_session
-from handlers.vk.translate import VkPage
+from handlers.vk.page import VkPage
 
 # Rights Otklik needs, and why, in the words of VK's own settings page.
 NEEDED_RIGHTS = {

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bot.events import (
@@ -19,13 +18,12 @@ from bot.events import (
     EditEvent,
     Event,
     MessageEvent,
-    PageKind,
-    PageRef,
-    Platform,
     RestoreEvent,
     ThreadKind,
     ThreadRef,
 )
+from handlers.vk.page import TranslationError, VkPage, from_unix
+from handlers.vk.posts import post_event
 
 JsonDict = dict[str, Any]
 
@@ -62,51 +60,6 @@ HANDLED_EVENT_TYPES: tuple[str, ...] = (
 CHAT_PEER_START = 2_000_000_000
 # A board reply names the post it answers as "[post123|Name], ...".
 _BOARD_MENTION = re.compile(r"\[post(\d+)\|")
-
-
-class TranslationError(ValueError):
-    """A known event type without a field it must have; the raw event is kept."""
-
-
-@dataclass(frozen=True, slots=True)
-class VkPage:
-    """What the intake knows about the page an event belongs to."""
-
-    owner_id: int  # -group_id for a community, the user id for a personal wall
-    title: str | None = None
-    screen_name: str | None = None
-
-    @property
-    def is_community(self) -> bool:
-        return self.owner_id < 0
-
-    @property
-    def ref(self) -> PageRef:
-        if self.is_community:
-            return PageRef(
-                Platform.VK,
-                str(-self.owner_id),
-                PageKind.VK_GROUP,
-                title=self.title,
-                username=self.screen_name,
-            )
-        return PageRef(
-            Platform.VK,
-            str(self.owner_id),
-            PageKind.VK_WALL,
-            title=self.title,
-            username=self.screen_name,
-        )
-
-
-def from_unix(value: Any) -> datetime:
-    """VK's `date` (unix seconds) as an aware UTC datetime."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TranslationError(f"date {value!r} is not a unix time")
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (ValueError, OverflowError, OSError):
-        raise TranslationError(f"date {value!r} is not a unix time") from None
 
 
 def _int(obj: Mapping[str, Any], name: str) -> int:
@@ -269,8 +222,6 @@ def translate(event: Mapping[str, Any], page: VkPage, now: datetime) -> list[Eve
     if not isinstance(obj, Mapping):
         raise TranslationError(f"{event_type} without an object")
     if event_type == "wall_post_new":
-        from handlers.vk.posts import post_event  # posts builds on this module
-
         post = post_event(obj, page)
         return [post] if post is not None else []
     if event_type == "message_new":

@@ -14,6 +14,7 @@ from importlib import resources
 from aiohttp import web
 
 from bot.app import AppContext
+from bot.config import parse_listen
 from handlers.web import auth, views
 from handlers.web.context import DASHBOARD, Dashboard
 from handlers.web.render import make_environment
@@ -43,11 +44,6 @@ def mount(application: web.Application, app: AppContext) -> Dashboard:
     return dashboard
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
 class DashboardServer:
     """The dashboard alone on `listen` (`otklik web`, or `otklik run` without a webhook)."""
 
@@ -63,7 +59,7 @@ class DashboardServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        logger.info("dashboard on http://%s:%r", self.host, self.port)
+        logger.info("веб-панель: http://%s:%r", self.host, self.port)
 
     @property
     def bound_port(self) -> int:
