@@ -3,8 +3,8 @@
 tests/data/classifier_reference.json was written by scripts/classifier_reference.py from the
 code before the speed work (issue 11); it pins every corpus text's is_appeal, topic, urgent and
 confidence. A retrained model.json (or a changed corpus) legitimately changes them: the file names
-the model and the texts it was made with, the comparison is skipped for others, and the script
-writes it again.
+the model and the texts it was made with, and the test fails for others until the script has
+written it again (a skipped comparison would protect nothing).
 """
 
 from __future__ import annotations
@@ -50,10 +50,12 @@ def test_every_corpus_decision_matches_the_reference(
     classifier: Classifier, texts: list[str]
 ) -> None:
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
-    if reference["model_sha256"] != _digest(MODEL_PATH.read_bytes()):
-        pytest.skip("model.json was retrained: run scripts/classifier_reference.py")
-    if reference["texts_sha256"] != _digest(json.dumps(texts, ensure_ascii=False).encode()):
-        pytest.skip("the corpus changed: run scripts/classifier_reference.py")
+    assert reference["model_sha256"] == _digest(MODEL_PATH.read_bytes()), (
+        "model.json was retrained: run scripts/classifier_reference.py"
+    )
+    assert reference["texts_sha256"] == _digest(
+        json.dumps(texts, ensure_ascii=False).encode()
+    ), "the corpus changed: run scripts/classifier_reference.py"
     assert len(reference["rows"]) == len(texts) > 3000
     differences = []
     for text, row in zip(texts, reference["rows"], strict=True):
