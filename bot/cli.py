@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import logru
 from bot.argparse_ru import RussianArgumentParser, integer
 
 logger = logging.getLogger(__name__)
@@ -209,6 +210,7 @@ def configure_logging(level: str = "INFO") -> None:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logru.install()  # aiogram's polling and outage lines in Russian (bot/logru.py)
 
 
 def use_region_model(database_url: str) -> str | None:

@@ -234,7 +234,7 @@ async def _corrections(args: argparse.Namespace, settings: Settings) -> int:
     if args.output:
         await asyncio.to_thread(Path(args.output).write_text, text, encoding="utf-8")
         written = ru.quantity(len(lines), "исправление", "исправления", "исправлений")
-        print(f"{written} записано в {args.output}", file=sys.stderr)
+        print(f"Записано {written}: {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

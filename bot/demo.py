@@ -199,11 +199,12 @@ def _plan(state: DemoState, app: AppContext, days: int) -> None:
         weekend = (morning + timedelta(hours=3)).weekday() >= 5
         for n in range(rng.randint(3, 5) if weekend else rng.randint(6, 9)):
             moment = post_at + timedelta(minutes=rng.randint(10, 14 * 60))
+            first_name = rng.choice(FIRST_NAMES)
             citizen = {
                 "id": 100_000 + day * 100 + n,
                 "is_bot": False,
-                "first_name": rng.choice(("Иван", "Анна", "Сергей", "Елена", "Олег")),
-                "last_name": rng.choice(("Петров", "Смирнова", "Кузнецов", "Иванова")),
+                "first_name": first_name,
+                "last_name": surname_for(first_name, rng.choice(SURNAMES)),
             }
             if rng.random() < 0.25:
                 text, is_appeal = rng.choice(OTHER_COMMENTS), False
@@ -262,6 +263,23 @@ def _reply(state: DemoState, at: datetime, holder: dict[str, int], text: str) ->
         state.last_update = max(state.last_update, sent["update_id"])
 
     state.at(at, send)
+
+
+# Citizens' names: a surname agrees with the first name's gender («Анна Смирнова», never
+# «Анна Петров»); tests/test_demo_names.py checks every pair with pymorphy3.
+FIRST_NAMES = ("Иван", "Анна", "Сергей", "Елена", "Олег")
+FEMININE = frozenset({"Анна", "Елена"})
+SURNAMES = (
+    ("Петров", "Петрова"),
+    ("Смирнов", "Смирнова"),
+    ("Кузнецов", "Кузнецова"),
+    ("Иванов", "Иванова"),
+)
+
+
+def surname_for(first_name: str, forms: tuple[str, str]) -> str:
+    """The masculine or feminine form of a surname, as the first name requires."""
+    return forms[1] if first_name in FEMININE else forms[0]
 
 
 def _private_message(state: DemoState, at: datetime, day: int, calendar: Any) -> None:

@@ -69,8 +69,12 @@ def percent(share: float | None, digits: int = 1) -> str:
     return f"{number(share * 100, digits)}{NBSP}%"
 
 
-def duration(seconds: float | None) -> str:
-    """11820 → «3 ч 17 мин»; days for long waits: «2 дн 4 ч»; None → «—»; negative → «0 мин»."""
+def duration(seconds: float | None, *, genitive: bool = False) -> str:
+    """11820 → «3 ч 17 мин»; days for long waits: «2 дня 4 ч», «1 день», «5 дней»; None → «—».
+
+    Negative → «0 мин». Days are whole words with their plural form: the abbreviation «дн» read
+    as «1 дн 17 ч» in a sentence (issue 12). `genitive` after «не дольше»: «1 дня», «2 дней».
+    """
     if seconds is None:
         return "—"
     # A wait cannot be negative: clock skew between platforms must not show «−1 дн 23 ч».
@@ -81,10 +85,26 @@ def duration(seconds: float | None) -> str:
     days, rest = divmod(total_minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     if days:
-        return f"{days}{NBSP}дн{NBSP}{hours}{NBSP}ч" if hours else f"{days}{NBSP}дн"
+        if genitive:
+            singular = days % 10 == 1 and days % 100 != 11
+            whole = f"{number(days)}{NBSP}{'дня' if singular else 'дней'}"
+        else:
+            whole = quantity(days, "день", "дня", "дней")
+        return f"{whole}{NBSP}{hours}{NBSP}ч" if hours else whole
     if hours:
         return f"{hours}{NBSP}ч{NBSP}{minutes}{NBSP}мин" if minutes else f"{hours}{NBSP}ч"
     return f"{minutes}{NBSP}мин"
+
+
+def working_duration(seconds: float | None) -> str:
+    """Working time in hours, never days: «63 ч», «4 ч 30 мин» (a working day is no 24 h)."""
+    if seconds is None:
+        return "—"
+    minutes = round(max(seconds, 0.0) / 60)
+    hours, rest = divmod(minutes, 60)
+    if hours >= 24:
+        return f"{number(hours)}{NBSP}ч{NBSP}{rest}{NBSP}мин" if rest else f"{number(hours)}{NBSP}ч"
+    return duration(seconds)
 
 
 def date_short(day: date | datetime) -> str:

@@ -80,24 +80,42 @@ async def run(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
         await _start_jobs(app, tasks, stoppers)
         await _start_health(app, intake, tasks, stoppers)
         settle_after_start()  # bot/memory.py: fewer garbage-collector passes from here on
+        logger.info("Отклик запущен: %s", started_parts(settings))
         waiter = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         failed = [t for t in done if t is not waiter and t.exception() is not None]
         for task in failed:
-            logger.error("a service stopped with an error: %r", task.exception())
-        logger.info("stopping")
+            logger.error("служба остановилась с ошибкой: %r", task.exception())
+        logger.info("Отклик останавливается")
         for stopper in reversed(stoppers):
             try:
                 await stopper()
             except Exception:
-                logger.exception("error while stopping")
+                logger.exception("ошибка при остановке")
         waiter.cancel()
         for task in tasks:
             if not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    logger.info("stopped")
+    logger.info("Отклик остановлен")
     return 1 if failed else 0
+
+
+def started_parts(settings: Settings) -> str:
+    """«Telegram (опрос), ВКонтакте (Long Poll), напоминания и сводки»: what `run` started."""
+    parts = []
+    if settings.has_telegram:
+        parts.append("Telegram (вебхук)" if settings.WEBHOOK_URL else "Telegram (опрос)")
+    if settings.has_vk:
+        if settings.vk_group_tokens:
+            mode = "Callback API" if settings.WEBHOOK_URL else "Long Poll"
+            parts.append(f"ВКонтакте ({mode})")
+        else:
+            parts.append("ВКонтакте (личные стены)")
+    parts.append("напоминания и сводки")
+    if dashboard_on_webhook(settings) or settings.WEB_LISTEN:
+        parts.append("веб-панель")
+    return ", ".join(parts)
 
 
 async def _start_telegram(
@@ -162,7 +180,9 @@ async def _start_telegram_webhook(
     secret = app.settings.WEBHOOK_SECRET
     secret_value = secret.get_secret_value() if secret is not None else None
     if secret_value is None:
-        logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post updates")
+        logger.warning(
+            "WEBHOOK_SECRET не задан: любой, кто узнает адрес вебхука, сможет присылать обновления"
+        )
     server = TelegramWebhook(dp, bot, secret=secret_value, listen=app.settings.WEBHOOK_LISTEN)
     if dashboard_on_webhook(app.settings):
         from handlers.web.server import mount
@@ -232,7 +252,9 @@ def _vk_callback(app: AppContext, intake: Intake) -> VkCallbackHandler:
 
     secret = app.settings.WEBHOOK_SECRET
     if secret is None:
-        logger.warning("WEBHOOK_SECRET is empty: anyone who finds the URL can post VK events")
+        logger.warning(
+            "WEBHOOK_SECRET не задан: любой, кто узнает адрес, сможет присылать события ВКонтакте"
+        )
     return VkCallbackHandler(
         app, secret=secret.get_secret_value() if secret else None, intake=intake
     )

@@ -46,7 +46,7 @@ def settle_moment(
     (`first_response_at <= at`), the scored answer (the final one once `final_response_at <=
     at`, the first one before), re-opened (`reopened_at`), rated (`rated_at <= at`), and,
     while unanswered, overdue (`sla_deadline < at`). Strictness covers both the `<=` and the
-    `<` comparisons.
+    `<` comparisons. The final-answer stage settles on its own (`final_settle_moment`).
     """
     moments = [
         m for m in (answered_at, first_response_at, final_response_at, reopened_at) if m is not None
@@ -55,6 +55,34 @@ def settle_moment(
         moments.append(rated_at)
     if answered_at is None:
         moments.append(sla_deadline)
+    return max(moments)
+
+
+def final_settle_moment(
+    *,
+    final_deadline: datetime | None,
+    final_response_at: datetime | None,
+    answered_offline_at: datetime | None,
+    reopened_at: datetime | None,
+    reopen_deadline: datetime | None,
+    reanswered_at: datetime | None,
+) -> datetime | None:
+    """The last moment at which the appeal's final-answer stage can still depend on `at`.
+
+    None without a final deadline (the stage is counted nowhere). Otherwise, for every `at`
+    strictly after it the stage (bot/services/final_stage.py `_stage`) is final: answered by the
+    earlier of the final reply and «Ответили вне соцсети», else overdue once `final_deadline`
+    has passed; after a re-open (`reopened_at`) answered by `reanswered_at`, else overdue once
+    `reopen_deadline` has passed. Kept apart from `settle_moment`, whose figures settle within
+    a day or two: a stage waits up to ten days for its answer, and the first-reaction rollups
+    need not wait with it.
+    """
+    if final_deadline is None:
+        return None
+    answers = [m for m in (final_response_at, answered_offline_at) if m is not None]
+    moments = [min(answers) if answers else final_deadline]
+    if reopened_at is not None and reopen_deadline is not None:
+        moments += [reopened_at, reanswered_at if reanswered_at is not None else reopen_deadline]
     return max(moments)
 
 
@@ -101,9 +129,18 @@ def derived_appeal_columns(values: Mapping[str, Any]) -> dict[str, Any]:
                 sla_deadline=values["sla_deadline"],
             )
         )
+    final_settle = final_settle_moment(
+        final_deadline=values.get("final_deadline"),
+        final_response_at=values.get("final_response_at"),
+        answered_offline_at=values.get("answered_offline_at"),
+        reopened_at=values.get("reopened_at"),
+        reopen_deadline=values.get("reopen_deadline"),
+        reanswered_at=values.get("reanswered_at"),
+    )
     return {
         "answered_at": answered_at,
         "settle_day": settle,
+        "final_settle_day": None if final_settle is None else day_number(final_settle),
         "frt_bucket": frt_bucket(values.get("frt_s")),
         "frt_work_bucket": frt_bucket(values.get("frt_work_s")),
     }
@@ -118,6 +155,9 @@ DERIVED_FROM = (
     "rating",
     "rated_at",
     "sla_deadline",
+    "final_deadline",
+    "reopen_deadline",
+    "reanswered_at",
     "frt_s",
     "frt_work_s",
 )

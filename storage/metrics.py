@@ -13,9 +13,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, false, func, or_, true
 
-from storage.models import Appeal, table_of
+from storage.models import Appeal, OfficialReply, table_of
 
-A = table_of(Appeal).c
+APPEAL = table_of(Appeal)
+A = APPEAL.c
+# The replies that answer the final stage (bot/services/final_stage.py): the first final reply,
+# and the new final reply after a re-open. Their «отписка» label is counted.
+FINAL_REPLY = table_of(OfficialReply).alias("final_reply")
+NEW_REPLY = table_of(OfficialReply).alias("new_reply")
 
 # FRT histogram kinds: (kind, value column, bucket column).
 FRT_KINDS = ((0, A.frt_s, A.frt_bucket), (1, A.frt_work_s, A.frt_work_bucket))
@@ -33,6 +38,18 @@ COUNTED = (
     "rated",
     "rated_positive",
     "deleted_by_page",
+)
+
+# The final-answer stage's counted figures (docs/METRICS.md «Final answer»), after COUNTED in
+# the rollup table; `final_late` is `final_answered − final_in_time`. They need
+# `final_source()` (the appeal with its two final replies) instead of the bare appeal table.
+FINAL_COUNTED = (
+    "final_answered",
+    "final_in_time",
+    "final_overdue",
+    "final_pending",
+    "formal_replies",
+    "reopened",
 )
 
 
@@ -75,6 +92,74 @@ def templated_at(at: datetime | None) -> Any:
     return case((answer_known(at), A.answer_templated), else_=A.first_answer_templated)
 
 
+def _happened(moment: Any, at: datetime | None) -> ColumnElement[bool]:
+    """`_known` that is false, never NULL, for a missing moment (safe under NOT and CASE)."""
+    return moment.is_not(None) if at is None else and_(moment.is_not(None), moment <= at)
+
+
+def final_source() -> Any:
+    """The appeal table with the replies that answer its final stage (for `final_conditions`)."""
+    return APPEAL.outerjoin(FINAL_REPLY, FINAL_REPLY.c.id == A.final_reply_id).outerjoin(
+        NEW_REPLY, NEW_REPLY.c.id == A.reanswer_reply_id
+    )
+
+
+def final_conditions(at: datetime | None) -> dict[str, ColumnElement[bool]]:
+    """The final stage of one appeal as known at `at` (None: its final value), by name.
+
+    The SQL form of bot/services/final_stage.py `_stage`: appeals without a final deadline are
+    in none; a re-open known at `at` starts a new stage (its deadline, its new final reply);
+    otherwise the stage is answered by the earlier of the final reply and «Ответили вне
+    соцсети» known at `at`. «Отписка»: the stage's reply is labelled formal and is its answer.
+    """
+    staged = A.final_deadline.is_not(None)
+    reopened = and_(staged, _happened(A.reopened_at, at), A.reopen_deadline.is_not(None))
+    final_known = _happened(A.final_response_at, at)
+    offline_known = _happened(A.answered_offline_at, at)
+    first_answer = case(
+        (
+            and_(
+                final_known,
+                or_(~offline_known, A.final_response_at <= A.answered_offline_at),
+            ),
+            A.final_response_at,
+        ),
+        (offline_known, A.answered_offline_at),
+        else_=None,
+    )
+    new_answer = case((_happened(A.reanswered_at, at), A.reanswered_at), else_=None)
+    answer = case((reopened, new_answer), else_=first_answer)
+    deadline = case((reopened, A.reopen_deadline), else_=A.final_deadline)
+    answered = and_(staged, answer.is_not(None))
+    unanswered = and_(staged, answer.is_(None))
+    # A settled stage without an answer is overdue: it settles once its deadline has passed.
+    overdue = unanswered if at is None else and_(unanswered, deadline <= at)
+    pending = false() if at is None else and_(unanswered, deadline > at)
+    formal = or_(
+        and_(
+            reopened,
+            new_answer.is_not(None),
+            NEW_REPLY.c.is_formal == true(),
+            NEW_REPLY.c.sent_at == A.reanswered_at,
+        ),
+        and_(
+            staged,
+            ~reopened,
+            first_answer.is_not(None),
+            FINAL_REPLY.c.is_formal == true(),
+            FINAL_REPLY.c.sent_at == first_answer,
+        ),
+    )
+    return {
+        "final_answered": answered,
+        "final_in_time": and_(answered, answer <= deadline),
+        "final_overdue": overdue,
+        "final_pending": pending,
+        "formal_replies": formal,
+        "reopened": reopened,
+    }
+
+
 def conditions(at: datetime | None) -> dict[str, ColumnElement[bool]]:
     """Every counted figure of one appeal as known at `at` (None: its final value), by name."""
     answered = _known(A.answered_at, at)
@@ -112,6 +197,12 @@ def counted(at: datetime | None) -> list[Any]:
     columns += [count(found[name]).label(name) for name in COUNTED]
     columns.append(quality_sum(at, found["quality_count"]).label("quality_sum"))
     return columns
+
+
+def final_counted(at: datetime | None) -> list[Any]:
+    """Every figure of `final_conditions(at)`, labelled, for a SELECT from `final_source()`."""
+    found = final_conditions(at)
+    return [count(found[name]).label(name) for name in FINAL_COUNTED]
 
 
 def received(pages: int | list[int], since: datetime, until: datetime) -> ColumnElement[bool]:

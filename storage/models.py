@@ -116,6 +116,7 @@ class Appeal(SQLModel, table=True):
         # Report rollups (storage/rollup.py): the appeals of a page that can still change with
         # the report's `at`, and exact order statistics inside one FRT histogram bucket.
         Index("ix_appeal_settle", "page_id", "settle_day", "received_at"),
+        Index("ix_appeal_final_settle", "page_id", "final_settle_day", "received_at"),
         Index(
             "ix_appeal_frt_bucket",
             "page_id",
@@ -190,6 +191,7 @@ class Appeal(SQLModel, table=True):
     settle_day: int | None = None
     frt_bucket: int | None = None
     frt_work_bucket: int | None = None
+    final_settle_day: int | None = None  # the same for the final-answer stage (None: no stage)
 
 
 class AppealRollup(SQLModel, table=True):
@@ -215,6 +217,27 @@ class AppealRollup(SQLModel, table=True):
     rated: int = 0
     rated_positive: int = 0
     deleted_by_page: int = 0
+
+
+class AppealFinalRollup(SQLModel, table=True):
+    """Final-answer stages of a page's appeals received on one UTC day, by the day they settle.
+
+    `settle_day` is the appeal's `final_settle_day` (storage/buckets.py); appeals without a
+    final deadline and excluded ones are left out. Settled stages are never pending; the
+    column keeps rollup rows and live rows alike (storage/metrics.py FINAL_COUNTED).
+    """
+
+    __tablename__ = "appeal_final_rollup"
+
+    page_id: int = Field(primary_key=True)
+    day: int = Field(primary_key=True)  # UTC day number of received_at
+    settle_day: int = Field(primary_key=True)
+    final_answered: int = 0
+    final_in_time: int = 0
+    final_overdue: int = 0
+    final_pending: int = 0
+    formal_replies: int = 0
+    reopened: int = 0
 
 
 class AppealTopicRollup(SQLModel, table=True):

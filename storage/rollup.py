@@ -47,6 +47,7 @@ from storage.metrics import FRT_KINDS
 from storage.models import (
     APPEAL_STATS_COLUMNS,
     Appeal,
+    AppealFinalRollup,
     AppealFrtRollup,
     AppealRollup,
     AppealTopicRollup,
@@ -61,7 +62,9 @@ A = APPEAL.c
 R = table_of(AppealRollup)
 T = table_of(AppealTopicRollup)
 H = table_of(AppealFrtRollup)
+F = table_of(AppealFinalRollup)
 S = table_of(RollupStale)
+TABLES = (R, T, H, F)
 
 _STACK = "otklik_rollup_keys"
 _ALL = None  # marker: the statement's rows cannot be told, rebuild
@@ -170,7 +173,9 @@ def _after(
         after = _keys_where(connection, statement, sets)
         keys = _ALL if after is None else keys | after
     if keys is None:
-        logger.warning("appeal rows of a bulk statement unknown: rebuilding every rollup")
+        logger.warning(
+            "строки обращений массовой операции неизвестны: пересчитываем все сводные данные"
+        )
         rebuild(connection)
     else:
         mark(connection, keys)
@@ -310,17 +315,37 @@ def recompute(connection: Connection, keys: Iterable[tuple[int, int]]) -> None:
 
 
 def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
-    for table in (R, T, H):
+    for table in TABLES:
         connection.execute(delete(table).where(table.c.page_id == page_id, table.c.day == day))
     where = metrics.received(page_id, day_start(day), day_start(day + 1))
     # The final figures of each appeal (storage/metrics.py), grouped by the day they settled.
     counts = select(literal(page_id), literal(day), A.settle_day, *metrics.counted(None))
     columns = ["page_id", "day", "settle_day", "appeals", *metrics.COUNTED, "quality_sum"]
     connection.execute(insert(R).from_select(columns, counts.where(where).group_by(A.settle_day)))
+    _recompute_final(connection, page_id, day)
     topics = select(literal(page_id), literal(day), A.topic, func.count()).where(where)
     connection.execute(
         insert(T).from_select(["page_id", "day", "topic", "appeals"], topics.group_by(A.topic))
     )
+    _recompute_histograms(connection, page_id, day)
+
+
+def _recompute_final(connection: Connection, page_id: int, day: int) -> None:
+    """The final-answer stages of one page-day, by the day they settle («отписка»: joined)."""
+    where = metrics.received(page_id, day_start(day), day_start(day + 1))
+    stages = (
+        select(literal(page_id), literal(day), A.final_settle_day, *metrics.final_counted(None))
+        .select_from(metrics.final_source())
+        .where(where, A.final_settle_day.is_not(None))
+        .group_by(A.final_settle_day)
+    )
+    connection.execute(
+        insert(F).from_select(["page_id", "day", "settle_day", *metrics.FINAL_COUNTED], stages)
+    )
+
+
+def _recompute_histograms(connection: Connection, page_id: int, day: int) -> None:
+    where = metrics.received(page_id, day_start(day), day_start(day + 1))
     replied = metrics.conditions(None)["replied"]
     for kind, value, bucket in FRT_KINDS:
         histogram = select(
@@ -332,6 +357,15 @@ def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
                 histogram.group_by(A.settle_day, bucket),
             )
         )
+
+
+def rebuild_final(connection: Connection) -> None:
+    """Recompute the final-stage rollups of every page-day (migration 0006 adds them)."""
+    connection.execute(delete(F))
+    query = select(A.page_id, func.min(A.received_at), func.max(A.received_at)).group_by(A.page_id)
+    for page_id, first, last in connection.execute(query).all():
+        for day in range(day_number(_aware(first)), day_number(_aware(last)) + 1):
+            _recompute_final(connection, int(page_id), day)
 
 
 def rebuild(connection: Connection) -> int:
@@ -348,7 +382,7 @@ def rebuild(connection: Connection) -> int:
     # table-wide DELETE: on PostgreSQL every rollup row is written under its page-day's
     # advisory lock, taken in key order, or a concurrent refresh holding one lock and waiting
     # for these rows would deadlock with this rebuild waiting for that lock.
-    for table in (R, T, H):
+    for table in TABLES:
         rows = connection.execute(select(table.c.page_id, table.c.day).distinct()).all()
         keys += [(int(page_id), int(day)) for page_id, day in rows]
     recompute(connection, keys)

@@ -196,7 +196,7 @@ class IntakeWriter:
                 try:
                     pending.then(result, error)
                 except Exception:  # one callback's bug must not strand the other futures
-                    logger.exception("intake writer: a completion callback failed")
+                    logger.exception("процесс записи: ошибка в обработчике завершения")
             if pending.future.cancelled():
                 continue
             if error is None:
@@ -213,14 +213,14 @@ class IntakeWriter:
         self._restarts += 1
         if self._restarts > MAX_RESTARTS:
             logger.error(
-                "intake writer exited with status %s %d times in a row; giving up",
+                "процесс записи завершился с кодом %s %d раз подряд; перезапусков больше не будет",
                 code,
                 self._restarts,
             )
             self._fail_all(WriterError(f"the intake writer keeps exiting (status {code})"))
             return
         logger.error(
-            "intake writer exited with status %s; starting it again for %d updates",
+            "процесс записи завершился с кодом %s; запускаем снова (ждут обновлений: %d)",
             code,
             len(self._inflight),
         )
@@ -285,7 +285,7 @@ class _Child:
             async with asyncio.timeout(10):
                 await asyncio.shield(self.exited)
         except TimeoutError:
-            logger.warning("intake writer did not exit; killing it")
+            logger.warning("процесс записи не завершился; останавливаем принудительно")
             self.kill()
 
     def kill(self) -> None:
@@ -305,7 +305,7 @@ class _Child:
             self.loop.add_writer(self.stdin, self._writable)
             return
         except OSError as error:  # the child is gone; reading sees it and we start again
-            logger.warning("intake writer: cannot write to the child: %s", error)
+            logger.warning("процесс записи: не удаётся передать данные: %s", error)
             self.unsent.clear()
         if self.closing:
             self._close_stdin()
@@ -331,7 +331,7 @@ class _Child:
         except BlockingIOError:
             pass
         except OSError as error:
-            logger.warning("intake writer: cannot read from the child: %s", error)
+            logger.warning("процесс записи: не удаётся прочитать ответ: %s", error)
             ended = True
         # Answers that arrived together with the end still count: deliver them first.
         while len(self.received) >= _HEADER.size:
@@ -393,6 +393,8 @@ def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # As in the parent (bot/cli.py): pymorphy3 announces its dictionaries at INFO, in English.
+    logging.getLogger("pymorphy3").setLevel(logging.WARNING)
     run = handler(context)
     connection = _connect(path)
 
@@ -477,18 +479,19 @@ def _write_batch(
             results = [one(job) for job in jobs]
             connection.execute("COMMIT")
             if attempt > 1:
-                logger.warning("intake writer: committed after %d attempts", attempt)
+                logger.warning("процесс записи: сохранено с попытки %d", attempt)
             return results
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             if not _retryable(error):
-                logger.error("intake writer: %d updates not stored: %s", len(jobs), error)
+                logger.error("процесс записи: не сохранены обновления (%d): %s", len(jobs), error)
                 return [(False, f"{type(error).__name__}: {error}")] * len(jobs)
             delay = min(0.05 * 2**attempt, 5.0)
             if attempt == 1:  # said once; the parent confirms nothing meanwhile
                 logger.warning(
-                    "intake writer: could not commit %d updates (%s); retrying until it can",
+                    "процесс записи: не удаётся сохранить обновления (%d): %s; "
+                    "повторяем, пока не получится",
                     len(jobs),
                     error,
                 )
@@ -509,7 +512,7 @@ def _run_job(connection: sqlite3.Connection, work: Callable[[Db], Any]) -> tuple
     except Exception as error:
         connection.execute("ROLLBACK TO intake_job")
         connection.execute("RELEASE intake_job")
-        logger.exception("intake writer: a job failed")
+        logger.exception("процесс записи: задание не выполнено")
         return False, f"{type(error).__name__}: {error}"
     connection.execute("RELEASE intake_job")
     return True, result

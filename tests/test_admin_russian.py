@@ -265,6 +265,17 @@ def test_russian_guide_keeps_step_with_the_english_docs() -> None:
     assert commands <= _mentioned(ROOT / "README.md", cli_pattern)
 
 
+def test_page_settings_in_both_guides() -> None:
+    """Every `/page ID <setting>` the chat help names is in the Russian and the English guide."""
+    from handlers.telegram.pressoffice import PAGE_HELP
+
+    settings = set(re.findall(r"/page ID ([a-z]+)", PAGE_HELP))
+    assert {"final", "sla", "tz", "hours", "title", "unbind"} <= settings
+    page_pattern = r"`/page \d+ ([a-z]+)"
+    assert settings <= _mentioned(ROOT / "docs" / "GUIDE_RU.md", page_pattern)
+    assert settings <= _mentioned(ROOT / "docs" / "SETUP.md", page_pattern)
+
+
 def _sources(folder: Path) -> str:
     return "".join(path.read_text(encoding="utf-8") for path in folder.rglob("*.py"))
 

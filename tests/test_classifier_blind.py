@@ -1,10 +1,12 @@
-"""The classifier on the blind set: 740 texts written apart from the model (issue 11).
+"""The classifier on the blind set: texts written apart from the model (issue 11).
 
-`tests/data/classifier_blind.jsonl` was written by two helpers who saw only DESIGN's
-definitions and the topic list (never the lexicons, the model or the training corpus). Nothing
-trains or tunes on it: bot/text/training.py and scripts/train_classifier.py read only
-bot/text/data/. The floors are the figures measured when the set was added (docs/CLASSIFIER.md)
-less a small margin, so that a regression on text nobody here wrote fails.
+`tests/data/classifier_blind.jsonl` was written by two helpers who saw only the labelling rules
+(DESIGN's definitions and the topic list; never the lexicons, the model or the training corpus).
+Nothing trains or tunes on it: bot/text/training.py and scripts/train_classifier.py read only
+bot/text/data/. A blind set that has been evaluated once joins the training part and a new one,
+written afresh, takes its place (docs/CLASSIFIER.md, "The blind sets"). The floors are the
+figures measured when the set was added, less a small margin, so that a regression on text
+nobody here wrote fails.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from bot.text.evaluate import evaluate_file
 BLIND = Path(__file__).parent / "data" / "classifier_blind.jsonl"
 TEXT_DATA = Path(__file__).resolve().parents[1] / "bot" / "text" / "data"
 
-# Measured 07.12.2026 (docs/CLASSIFIER.md): 0.9757, 0.9937, 0.865, 0.9139, 0.654.
+# Measured 07.12.2026 on the second blind set (docs/CLASSIFIER.md): 0.9505, 0.991, 0.7899,
+# 1.0, 0.5856.
 FLOORS = {
-    "appeal_accuracy": 0.96,
+    "appeal_accuracy": 0.94,
     "appeal_recall": 0.98,
-    "topic_accuracy": 0.85,
-    "urgent_recall": 0.89,
-    "urgent_precision": 0.62,
+    "topic_accuracy": 0.77,
+    "urgent_recall": 0.97,
+    "urgent_precision": 0.56,
 }
 
 
@@ -42,9 +45,9 @@ def test_blind_set_is_well_formed_and_apart_from_the_training_corpus() -> None:
         for line in path.read_text(encoding="utf-8").splitlines():
             corpus.add(json.loads(line)["text"].strip().lower())
     shared = [row["text"] for row in rows if row["text"].strip().lower() in corpus]
-    # Written apart, the two sets still coincide on 28 texts: one-word remarks and emoji, DESIGN's
-    # own example «Когда включат фонари на Парковой?» and four stock phrases. Without them the
-    # figures move by at most 0.001 (docs/CLASSIFIER.md); more coincidences would mean a leak.
+    # Written apart, the sets still coincide on a few texts: one-word remarks and emoji, DESIGN's
+    # own example «Когда включат фонари на Парковой?», stock phrases (docs/CLASSIFIER.md); more
+    # coincidences would mean a leak.
     assert len(shared) <= 30, shared
     assert sum(len(text.split()) > 3 for text in shared) <= 5, shared
 

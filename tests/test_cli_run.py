@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import sys
@@ -85,7 +86,13 @@ async def test_sigterm_finishes_confirms_offset_and_exits_zero(
     assert process.returncode == 0, log[-2000:]
     assert sandbox.pending_updates() == 0  # the last offset was confirmed on the way out
     assert TOKEN not in log and TOKEN not in stdout.decode()
-    assert "stopped" in log
+    assert "Отклик запущен: Telegram (опрос), напоминания и сводки" in log
+    assert "Отклик остановлен" in log
+    # What an administrator reads is Russian: every line at INFO and above (issue 12).
+    lines = [line for line in log.splitlines() if re.match(r"\S+ \S+ (INFO|WARNING|ERROR) ", line)]
+    assert lines, log[-2000:]
+    english = [line for line in lines if not re.search(r"[а-яё]", line.split(": ", 1)[-1], re.I)]
+    assert english == [], english
 
 
 async def _appeal_stored(database: Path) -> None:

@@ -164,7 +164,7 @@ async def test_digest_text_and_chart(world: World, tmp_path: Path) -> None:
     assert "Показаны" not in text  # the one overdue appeal is the whole list
     assert "; 90 % ответов — не дольше " in text and "быстрее" not in text
     assert " %" not in digest.text  # the percent sign never wraps away from its number
-    assert "просрочено на 3 дн 22 ч · открыть [https://t.me/c/1000000002/105?thread=10]" in text
+    assert "просрочено на 3 дня 22 ч · открыть [https://t.me/c/1000000002/105?thread=10]" in text
     assert "Минздрав края · Дороги — 1 ч 30 мин (ответ вне соцсети)" in text
     assert "Темы обращений" in text and "Дороги — 3" in text
     assert len(digest.text) < 4096

@@ -106,7 +106,7 @@ async def test_vk_members_views_marks_deleted_post_and_rate_limit(
     report = await refresh.run_once()
     assert report.pages == 2 and report.posts == 2  # the first post and the other page's one
     assert source.requests == 3  # groups.getById, execute (29), execute again
-    assert "error 29" in caplog.text
+    assert "ошибка 29" in caplog.text
 
     # 72.5 h: the first post's 72 h mark and the second's 24 h mark are due; views grew.
     vk_box.set_post_counters(WALL, first, views=3000, likes=60)
@@ -161,7 +161,7 @@ async def test_vk_token_without_right_and_no_service_token_are_explained_gaps(
     assert await rows(app, PostCounter, col(PostCounter.id)) == []
     (snapshot,) = await rows(app, PageSnapshot, col(PageSnapshot.id))
     assert snapshot.subscribers is None and "ошибка 15" in (snapshot.note or "")
-    assert "wall.getById in execute" in caplog.text
+    assert "wall.getById внутри execute" in caplog.text
     assert SERVICE_TOKEN not in caplog.text
 
     # No service token at all: the same gap, with the setting that would close it.
@@ -224,7 +224,7 @@ async def test_telegram_members_views_from_preview_changed_preview_and_banned_bo
         snapshots = await rows(app, PageSnapshot, col(PageSnapshot.day))
         assert snapshots[-1].subscribers is None
         assert "не администратор канала" in (snapshots[-1].note or "")
-        assert "preview of @gov_region" in caplog.text
+        assert "веб-превью канала @gov_region" in caplog.text
 
         # Views off (the default): the gap names the setting.
         clock.advance(timedelta(days=4))

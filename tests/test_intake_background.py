@@ -175,7 +175,7 @@ async def test_the_same_update_twice_is_stored_once(
     assert store.last_update_id == 7
     # Both redeliveries are recognised as such, not failed jobs.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert caplog.messages.count("update 7 was delivered before; skipped") == 2
+    assert caplog.messages.count("обновление 7 уже получено раньше; пропущено") == 2
 
 
 async def test_a_failing_decision_keeps_the_raw_update_as_failed(
@@ -406,7 +406,7 @@ async def test_updates_the_writer_cannot_store_are_stored_through_a_session(
     assert store.last_update_id is None
     with caplog.at_level(logging.ERROR):
         await store.flush()
-    assert "giving up" in caplog.text
+    assert "перезапусков больше не будет" in caplog.text
     assert store.last_update_id == 3
     assert _count(reader, "raw_update") == 3
     assert _count(reader, "citizen_message") == 3

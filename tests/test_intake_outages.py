@@ -151,7 +151,7 @@ async def test_postgres_cut_under_telegram_polling_loses_no_update(
     assert await _count(app, RawUpdate) == 40
     assert await _count(app, CitizenMessage) == 40
     assert await _statuses(app) == ["done"]
-    outage = [m for m in caplog.messages if "database is unavailable" in m]
+    outage = [m for m in caplog.messages if "база данных недоступна" in m]
     assert len(outage) == 1  # said once, not once per try
     # ... and once in the press chat, in Russian, with the end of it (issue 16).
     told = [m.text or "" for m in tg_sandbox.sent_messages(PRESS_CHAT_ID)]

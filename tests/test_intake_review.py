@@ -167,7 +167,7 @@ async def test_concurrent_webhook_updates_the_writer_gave_up_on_are_stored_witho
             *(dp.feed_update(bot, _comment(n)) for n in range(1, 9)), return_exceptions=True
         )
     assert not [r for r in results if isinstance(r, BaseException)]
-    failed = [m for m in caplog.messages if m.startswith("update ") and " failed: " in m]
+    failed = [m for m in caplog.messages if m.startswith("обновление ") and " не обработано: " in m]
     assert failed == []
     stored = reader.execute("SELECT update_key, status FROM raw_update").fetchall()
     assert sorted(stored) == sorted((str(n), "done") for n in range(1, 9))

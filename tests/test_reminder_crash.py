@@ -93,7 +93,7 @@ async def test_a_crash_inside_a_send_repeats_it_once_later_saying_so(
     sent = world.sandbox.sent_messages(PRESS_CHAT)
     assert len(sent) == delivered + 1
     assert (sent[-1].text or "").startswith("Повторная отправка")
-    assert "may have been delivered" in caplog.text
+    assert "возможно, сообщение дошло" in caplog.text
     assert await _statuses(world) == ["sent"]
 
     # And never again.

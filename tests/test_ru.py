@@ -63,8 +63,11 @@ def test_negative_numbers_use_the_minus_sign_and_never_minus_zero() -> None:
         (45 * 60, "45\u00a0мин"),
         (3 * 3600 + 17 * 60, "3\u00a0ч\u00a017\u00a0мин"),
         (2 * 3600, "2\u00a0ч"),
-        (49 * 3600, "2\u00a0дн\u00a01\u00a0ч"),
-        (3 * 86400, "3\u00a0дн"),
+        (49 * 3600, "2\u00a0дня\u00a01\u00a0ч"),
+        (3 * 86400, "3\u00a0дня"),
+        (86400 + 17 * 3600, "1\u00a0день\u00a017\u00a0ч"),
+        (5 * 86400, "5\u00a0дней"),
+        (21 * 86400, "21\u00a0день"),
         (-60, "0\u00a0мин"),
         (-2 * 86400, "0\u00a0мин"),
     ],
@@ -77,3 +80,18 @@ def test_dates() -> None:
     assert ru.date_short(date(2026, 11, 26)) == "26.11.2026"
     assert ru.date_long(date(2026, 11, 26)) == "26\u00a0ноября"
     assert ru.date_long(date(2026, 5, 1), with_year=True) == "1\u00a0мая 2026\u00a0г."
+
+
+@pytest.mark.parametrize(
+    ("days", "expected"),
+    [
+        (1, "1\u00a0дня"),
+        (2, "2\u00a0дней"),
+        (5, "5\u00a0дней"),
+        (11, "11\u00a0дней"),
+        (21, "21\u00a0дня"),
+    ],
+)
+def test_duration_after_ne_dolshe(days: int, expected: str) -> None:
+    """«не дольше 1 дня 3 ч», «не дольше 2 дней»: the genitive after a comparative."""
+    assert ru.duration(days * 86400, genitive=True) == expected

@@ -512,7 +512,7 @@ async def test_concurrent_refreshes_while_a_worker_writes(
     assert ticks > 1 and reports > 1
     # ORM flushes of several appeals mark their page-days; only the statements whose rows
     # cannot be told rebuilt every rollup in the writer's transaction (without deadlocking).
-    assert caplog.text.count("rebuilding every rollup") == rebuilds == 3
+    assert caplog.text.count("пересчитываем все сводные данные") == rebuilds == 3
     appeals = await rollups.all_appeals(session_factory(writer_engine))
     # Reports from any worker equal the definitions; the rollups equal a fresh full rebuild.
     await rollups.check_periods(session_factory(report_engine), rng, 8, appeals)

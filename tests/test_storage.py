@@ -132,7 +132,7 @@ async def test_cursor_and_page_upsert(sessions: SessionFactory) -> None:
 async def test_derived_appeal_columns_are_kept_alike_by_both_writers(
     sessions: SessionFactory,
 ) -> None:
-    derived = ("answered_at", "settle_day", "frt_bucket", "frt_work_bucket")
+    derived = ("answered_at", "settle_day", "frt_bucket", "frt_work_bucket", "final_settle_day")
     async with sessions() as session:
         service = IngestService(session)
         await service.handle(citizen(MONDAY_10_MSK, message_id="-1002:1"))
@@ -143,6 +143,7 @@ async def test_derived_appeal_columns_are_kept_alike_by_both_writers(
         appeal = (await session.exec(select(Appeal))).one()
         assert appeal.answered_at == MONDAY_10_MSK + hours(3)
         assert appeal.frt_bucket is not None and appeal.settle_day is not None
+        assert appeal.final_settle_day is not None  # a final deadline, so a final stage
         values = appeal.model_dump()
         assert {name: values[name] for name in derived} == derived_appeal_columns(values)
         # Changed through the ORM (a press-office decision): the flush derives them again.

@@ -29,11 +29,11 @@ from bot.text.lexicon import LEXICON_DIR
 # small margin: a change that loses more than that fails here.
 MARGIN = 0.015
 HELDOUT_MEASURED = {
-    "appeal_accuracy": 0.9686,
-    "appeal_recall": 0.9839,
-    "topic_accuracy": 0.866,
-    "urgent_recall": 0.9439,
-    "urgent_precision": 0.7266,
+    "appeal_accuracy": 0.9623,
+    "appeal_recall": 0.9759,
+    "topic_accuracy": 0.8686,
+    "urgent_recall": 1.0,
+    "urgent_precision": 0.7985,
 }
 
 
@@ -47,7 +47,10 @@ def test_corpus_size_split_and_coverage() -> None:
     dev = load_corpus(DEV_CORPUS)
     held = load_corpus(HELDOUT_CORPUS)
     assert len(dev) + len(held) >= 3000
-    assert 0.18 <= len(held) / (len(dev) + len(held)) <= 0.22
+    # The held-out part is a fifth of the texts written for the corpus; the training part also
+    # holds the first blind set (729 texts by other writers, docs/CLASSIFIER.md), never held out.
+    assert 0.15 <= len(held) / (len(dev) + len(held)) <= 0.22
+    assert len(dev) >= 3200
     assert not {text_key(e.text) for e in dev} & {text_key(e.text) for e in held}
     for part in (dev, held):
         assert {e.topic for e in part if e.is_appeal} == set(TOPICS)

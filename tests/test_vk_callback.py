@@ -166,7 +166,7 @@ async def test_wrong_secret_and_unknown_community_are_refused(
     assert [(d.attempt, d.status) for d in sandbox.deliveries] == [(n, 403) for n in range(1, 7)]
     assert await count(app, RawUpdate) == 0
     assert await count(app, CitizenMessage) == 0
-    assert "wrong secret" in caplog.text
+    assert "с неверным секретом; отклонено" in caplog.text
     assert "forged-secret-77" not in caplog.text and SECRET not in caplog.text
 
 

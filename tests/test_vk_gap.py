@@ -73,7 +73,8 @@ async def test_an_old_pinned_post_and_an_old_active_post_are_read_back(
             sandbox.fail_next_poll(GROUP_ID, 1)
             await eventually(lambda: _messages_are(app, 1 + lost), timeout=20)
     assert await count(app, CitizenMessage) == 1 + lost
-    assert "reading back comments" in caplog.text and "1 older ones with comments" in caplog.text
+    assert "дочитываем комментарии" in caplog.text
+    assert "более старых с известными комментариями — 1" in caplog.text
 
 
 async def _messages_are(app: AppContext, n: int) -> bool:
@@ -114,7 +115,7 @@ async def test_without_a_service_token_the_press_chat_is_told_what_was_not_read_
     assert "VK_SERVICE_TOKEN" in text
     assert f"otklik backfill vk --group {GROUP_ID} --since 2026-11-02" in text
     assert "«Администрация города»" in text and "02.11.2026 09:55" in text
-    assert "cannot be read back without VK_SERVICE_TOKEN" in caplog.text
+    assert "не дочитать без VK_SERVICE_TOKEN" in caplog.text
 
 
 # -- kill -9 within the very first long-poll batch (found by `otklik bench faults`) -----------
@@ -139,7 +140,7 @@ async def test_a_kill_within_the_first_batch_resumes_at_its_start(
     log = tmp_path / "first.log"
     first = await _run(env, tmp_path, log)
     try:
-        await eventually(lambda: _said(log, "long poll started"), timeout=150)
+        await eventually(lambda: _said(log, "Long Poll запущен"), timeout=150)
         for n in range(total):  # one batch: the listener is waiting on its first poll
             sandbox.add_comment(WALL, post, 800 + n, f"Когда починят лифт в доме {n}?", T0)
         await eventually(lambda: _stored(database, 1), timeout=60)

@@ -392,7 +392,7 @@ async def test_expired_token_names_the_community_and_others_keep_working(
             assert intake.listeners[GROUP_ID].failed is not None
     assert len(await appeals(app)) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any(str(GROUP_ID) in e and "rejected" in e for e in errors)
+    assert any(str(GROUP_ID) in e and "отклонён" in e for e in errors)
     assert all(GROUP_TOKEN not in r.getMessage() for r in caplog.records)
     assert all(OTHER_TOKEN not in r.getMessage() for r in caplog.records)
 

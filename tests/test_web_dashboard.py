@@ -281,7 +281,7 @@ async def test_list_filters_timeline_and_export(
     city = next(p for p in (1, 2) if p != transport)
     slowest = _plain(await (await client.get(f"/pages/{city}", params=PERIOD)).text())
     # The slowest answer of the period comes first: A3, 49 hours (reports.slowest_answered).
-    assert slowest.split("Дольше всего ждали ответа")[1].split("ждали")[1].startswith(" 2 дн 1 ч")
+    assert slowest.split("Дольше всего ждали ответа")[1].split("ждали")[1].startswith(" 2 дня 1 ч")
 
 
 async def test_overview_sorts_and_filters_pages(
@@ -302,6 +302,36 @@ async def test_overview_sorts_and_filters_pages(
     assert await order(q="МИНТРАНС") == [transport]  # case-insensitive, Cyrillic too
     assert await order(platform="vk") == []
     assert await order(sort="nonsense") == [city, transport]  # the index, highest first
+
+
+async def test_overview_is_paged_on_the_server(
+    client: TestClient[Any, Any], context: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One screen of rows at a time, in the chosen order, with links to the others."""
+    from handlers.web import views
+
+    monkeypatch.setattr(views, "OVERVIEW_PER_PAGE", 1)  # two pages, so two screens
+    await _login(client, context, SUPERVISOR)
+
+    async def screen(**params: str) -> tuple[list[str], str]:
+        html = await (await client.get("/", params={**PERIOD, "sort": "appeals", **params})).text()
+        return re.findall(r'<tr data-page-id="\d+">\s*<td><a [^>]*>([^<]+)</a>', html), html
+
+    city, transport = "Администрация города", "Минтранс области"
+    first, html = await screen()
+    assert first == [city]
+    assert "страница 1 из 2" in _plain(html) and "строки 1–1 из 2" in _plain(html)
+    assert 'rel="next"' in html and "p=2" in html and "sort=appeals" in html
+    second, html = await screen(p="2")
+    assert second == [transport] and "страница 2 из 2" in _plain(html)
+    assert (await screen(p="9"))[0] == [transport]  # past the end: the last screen
+    assert (await screen(p="x"))[0] == [city]
+    # The totals are every page's, whichever screen is shown.
+    total = re.search(r'data-field="appeals">([^<]+)<', html)
+    first_html = (await screen())[1]
+    assert total and total.group(1) == re.search(
+        r'data-field="appeals">([^<]+)<', first_html
+    ).group(1)  # type: ignore[union-attr]
 
 
 async def test_formal_replies_filter_and_label(

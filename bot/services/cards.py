@@ -87,6 +87,7 @@ HEADERS = {
     "urgent": "🚨 Срочное обращение",
     "half_sla": "⏳ Прошла половина срока ответа",
     "deadline": "⏰ Срок ответа истёк",
+    "final_half": "⏳ Прошла половина срока ответа по существу",
     "final_deadline": "⌛ Истёк срок ответа по существу",
     "reopened": "↩️ Житель недоволен ответом",
 }
@@ -116,6 +117,7 @@ class AppealCard:
     answered_offline: bool = False
     answer_link: str | None = None
     final: FinalStage | None = None
+    final_left_s: float = 0.0  # working seconds from `at` to the final deadline
     excluded_at: datetime | None = None  # «Не обращение», if so
     shown: str = ""  # `card_state` of the appeal at `at`
     web_link: str | None = None  # the appeal in the web dashboard
@@ -218,6 +220,7 @@ async def load_card(
         answered_offline=offline,
         answer_link=answer_link,
         final=final,
+        final_left_s=calendar.working_seconds(at, final.deadline) if final else 0.0,
         excluded_at=(appeal.excluded_at or appeal.received_at) if appeal.excluded else None,
         shown=card_state(appeal, at),
         web_link=appeal_url(defaults.dashboard_url, appeal.id),
@@ -281,6 +284,17 @@ def format_duration(seconds: float) -> str:
     return ru.duration(max(seconds, 0.0))
 
 
+def reminder_header(count: int) -> str:
+    """«🔔 Напоминание: 2 обращения ждут ответа» above the cards of several appeals."""
+    waits = ru.plural(count, "ждёт", "ждут", "ждут")
+    return f"<b>🔔 Напоминание: {appeals_count(count)} {waits} ответа</b>"
+
+
+def format_working(seconds: float) -> str:
+    """Working time in hours, never days («63 ч», «4 ч 30 мин»): a working day is no 24 h."""
+    return ru.working_duration(seconds)
+
+
 def appeals_count(n: int) -> str:
     return ru.quantity(n, "обращение", "обращения", "обращений")
 
@@ -309,7 +323,7 @@ def card_lines(card: AppealCard, now: datetime) -> list[str]:
     elif card.deadline > now:
         lines.append(
             f"{timing} · срок ответа — {format_moment(card.deadline, tz, now)}"
-            f" (осталось {format_duration(card.working_left_s)} рабочего времени)"
+            f" (осталось {format_working(card.working_left_s)} рабочего времени)"
         )
     else:
         lines.append(
@@ -322,6 +336,7 @@ def card_lines(card: AppealCard, now: datetime) -> list[str]:
             f"↩️ Житель недоволен ответом ({format_moment(final.reopened_at, tz, now)})"
             + (
                 f": новый ответ по существу — до {format_moment(final.deadline, tz, now)}"
+                + _final_left(card, now)
                 if not final.answered
                 else ""
             )
@@ -376,10 +391,18 @@ def _answer_line(card: AppealCard, now: datetime) -> str:
     if final is not None and not final.answered and final.reopened_at is None:
         return (
             f"💬 Промежуточный ответ {when}{link}; ответ по существу — до "
-            f"{format_moment(final.deadline, tz, now)}"
-            + (" (срок истёк)" if final.deadline <= now else "")
+            f"{format_moment(final.deadline, tz, now)}" + _final_left(card, now)
         )
     return f"✅ Ответили {when}{link}"
+
+
+def _final_left(card: AppealCard, now: datetime) -> str:
+    """« (осталось 2 дн 4 ч рабочего времени)» before the final deadline, « (срок истёк)» after."""
+    final = card.final
+    assert final is not None
+    if final.deadline <= now:
+        return " (срок истёк)"
+    return f" (осталось {format_working(card.final_left_s)} рабочего времени)"
 
 
 def card_buttons(card: AppealCard, labelled: bool = False) -> list[list[Button]]:

@@ -75,7 +75,7 @@ async def correct_topic(
         )
     )
     await session.flush()
-    logger.info("appeal %r: topic %r → %r by %r", appeal.id, previous, topic, actor_id)
+    logger.info("обращение %r: тема %r → %r, исправил %r", appeal.id, previous, topic, actor_id)
     return Corrected(True, f"Тема обращения №{appeal.id}: «{previous}» → «{title}».")
 
 

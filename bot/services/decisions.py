@@ -124,5 +124,5 @@ async def apply_decision(
         for row in pending.all():
             row.status = "cancelled"
     await session.flush()
-    logger.info("appeal %r: %s by %r", appeal.id, action, actor_id)
+    logger.info("обращение %r: %s, нажал %r", appeal.id, action, actor_id)
     return DecisionResult(True, message, appeal, taken_from)

@@ -215,9 +215,10 @@ def _summary_line(total: dict[str, Any], before: dict[str, Any]) -> str:
             f"\nПервый ответ: в среднем (медиана) через {format_duration(total['frt_median_s'])}"
         )
         if total.get("frt_median_work_s") is not None:
-            text += f", рабочего времени — {format_duration(total['frt_median_work_s'])}"
+            text += f", рабочего времени — {ru.working_duration(total['frt_median_work_s'])}"
         if total.get("frt_p90_s") is not None:
-            text += f"; 90{NBSP}% ответов — не дольше {format_duration(total['frt_p90_s'])}"
+            p90 = ru.duration(total["frt_p90_s"], genitive=True)
+            text += f"; 90{NBSP}% ответов — не дольше {p90}"
         text += "."
     return text
 
@@ -260,7 +261,7 @@ def _slowest_lines(slowest: list[tuple[Appeal, Page]]) -> list[str]:
         waited = (appeal.answered_at - appeal.received_at).total_seconds()
         topic = TOPIC_TITLES_RU.get(appeal.topic, appeal.topic)
         offline = " (ответ вне соцсети)" if appeal.first_response_at is None else ""
-        work = f", рабочих {format_duration(appeal.frt_work_s)}" if appeal.frt_work_s else ""
+        work = f", рабочих {ru.working_duration(appeal.frt_work_s)}" if appeal.frt_work_s else ""
         lines.append(
             f"• №{appeal.id} · {html.escape(page_title(page))} · {html.escape(topic)} — "
             f"{format_duration(waited)}{work}{offline}{_link(appeal.link)}"
@@ -438,7 +439,7 @@ async def deliver_digests(
             row.next_attempt_at = now + min(RETRY_BASE * 2 ** (row.attempts - 1), RETRY_MAX)
             report.failed += 1
             report.errors.append(str(error))
-            logger.error("digest %r to %r not delivered: %s", row.due_key, row.chat_id, error)
+            logger.error("сводка %r в чат %r не доставлена: %s", row.due_key, row.chat_id, error)
         else:
             row.status, row.sent_at, row.last_error = "sent", now, None
             row.attempts += 1

@@ -237,7 +237,7 @@ async def decide(
             )
         )
         await session.flush()
-        logger.info("doubtful message %r: not an appeal, by %r", message.id, actor_id)
+        logger.info("сомнительное сообщение %r: не обращение, решил %r", message.id, actor_id)
         return DoubtResult(
             True,
             "Отмечено: не обращение. В показатели не войдёт.",
@@ -277,7 +277,9 @@ async def decide(
         await repo.run_in_transaction(session, partial(quality.rescore_appeal, appeal_id=rescored))
     appeal = await session.get(Appeal, appeal_id)
     assert appeal is not None
-    logger.info("doubtful message %r: appeal %r, by %r", message.id, appeal_id, actor_id)
+    logger.info(
+        "сомнительное сообщение %r: обращение %r, решил %r", message.id, appeal_id, actor_id
+    )
     deadline = format_moment(appeal.sla_deadline, timezone, at)
     due = (
         f"срок ответа истёк {deadline}"
@@ -350,7 +352,11 @@ class DoubtfulService:
                 self.session.add(row)
                 await self.session.flush()
         except IntegrityError:
-            logger.info("doubtful card for message %r was planned elsewhere", message_id)
+            logger.info(
+                "карточка «Возможно, обращение» для сообщения %r уже запланирована "
+                "другим процессом",
+                message_id,
+            )
             return False
         return True
 
@@ -424,7 +430,8 @@ class DoubtfulService:
             report.errors.append(str(error))
             log = logger.error if row.attempts >= 3 or error.permanent else logger.warning
             log(
-                "doubtful card %r to chat %r not delivered (attempt %r, next in %s): %s",
+                "карточка «Возможно, обращение» %r в чат %r не доставлена "
+                "(попытка %r, следующая через %s): %s",
                 row.id,
                 row.chat_id,
                 row.attempts,

@@ -113,7 +113,7 @@ class HealthRefresh:
             try:
                 events: list[Event] = list(await source.subscribers(refs, now))
             except Exception as error:
-                logger.exception("subscribers of %s pages could not be read", platform)
+                logger.exception("не удалось прочитать число подписчиков страниц (%s)", platform)
                 report.failed_sources.append(f"{platform}: {type(error).__name__}")
                 continue
             report.pages += len(refs)
@@ -126,7 +126,7 @@ class HealthRefresh:
             try:
                 events = list(await source.counters(posts, now))
             except Exception as error:
-                logger.exception("post counters of %s pages could not be read", platform)
+                logger.exception("не удалось прочитать счётчики публикаций страниц (%s)", platform)
                 report.failed_sources.append(f"{platform}: {type(error).__name__}")
                 continue
             report.posts += len(posts)
@@ -195,10 +195,12 @@ class HealthRefresh:
                 report = await self.run_once()
                 if report.events:
                     logger.info(
-                        "page health: %d pages, %d posts refreshed", report.pages, report.posts
+                        "здоровье страниц обновлено: страниц — %d, публикаций — %d",
+                        report.pages,
+                        report.posts,
                     )
             except Exception:
-                logger.exception("page-health refresh failed; trying again later")
+                logger.exception("обновление здоровья страниц не удалось; повторим позже")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.interval_s)
 

@@ -158,7 +158,7 @@ def _decide(service: IngestService, db: Db, job: IntakeJob, raw_id: int | None) 
             db.run("ROLLBACK TO intake_events", {})
             db.run("RELEASE intake_events", {})
             key = job.raw.key if job.raw is not None else "(read back)"
-            logger.exception("update %s failed", key)
+            logger.exception("обновление %s не обработано", key)
             note = note_of(error)
             if raw_id is None:
                 raise DecisionFailed(note) from error
@@ -244,8 +244,8 @@ class Intake:
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             logger.error(
-                "the database is unavailable (%s); the intake waits and confirms nothing "
-                "until it is back",
+                "база данных недоступна (%s); приём ждёт и ничего не подтверждает, "
+                "пока она не вернётся",
                 note_of(error),
             )
             self._tell_press(OUTAGE_NOTICE)
@@ -256,7 +256,7 @@ class Intake:
         if self._outage_since is not None:
             lasted = time.monotonic() - self._outage_since
             logger.warning(
-                "the database is available again after %.0f s; the intake goes on", lasted
+                "база данных снова доступна (перерыв %.0f с); приём продолжается", lasted
             )
             self._outage_since = None
             self._tell_press(RECOVERY_NOTICE.format(lasted=ru.duration(lasted)))
@@ -338,7 +338,9 @@ class Intake:
                 raise DatabaseUnavailable(note_of(error)) from error
             if job.raw is None:
                 raise DecisionFailed(note_of(error)) from error
-            logger.exception("update %s could not be stored; keeping it as failed", job.raw.key)
+            logger.exception(
+                "обновление %s не удалось сохранить; оставлено с пометкой об ошибке", job.raw.key
+            )
             await self.keep_failed(job.raw, error, wait=False)
             return Stored(failure=note_of(error))
 

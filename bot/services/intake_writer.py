@@ -77,7 +77,9 @@ class WriterBridge:
             if error is not None or stored is None:
                 key = job.raw.key if job.raw is not None else "(read back)"
                 logger.error(
-                    "update %s not stored by the writer (%s); storing it directly", key, error
+                    "обновление %s не сохранено процессом записи (%s); сохраняем напрямую",
+                    key,
+                    error,
                 )
                 self._unstored.append((job, then, None))
                 return
@@ -93,7 +95,7 @@ class WriterBridge:
         try:
             stored: Stored = await self.writer.submit(job)
         except WriterError as error:
-            logger.error("the writer could not store a job (%s); storing it directly", error)
+            logger.error("процесс записи не смог сохранить задание (%s); сохраняем напрямую", error)
             return None
         return stored
 

@@ -3,6 +3,8 @@
 First reaction (the SLA, docs/METRICS.md sec. 2): `urgent` at once for urgent appeals,
 `half_sla` at half the SLA's working hours, `deadline` at the SLA deadline; only the latest due
 stage goes out. Final answer (sec. 2a): `reopened` when a citizen re-opens an appeal,
+`final_half` when half of the final stage's working time has passed without a final answer
+(not while the first reaction is overdue: the daily summary already lists that appeal),
 `final_deadline` when the final answer's deadline passes. Nothing goes out outside the page's
 working hours unless the appeal is urgent. Planning and delivery: bot/services/reminders.py.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,12 +30,14 @@ URGENT = "urgent"
 HALF_SLA = "half_sla"
 DEADLINE = "deadline"
 OVERDUE_DAILY = "overdue_daily"
+FINAL_HALF = "final_half"
 FINAL_DEADLINE = "final_deadline"
 REOPENED = "reopened"
 # The ladder of one appeal's first reaction, earliest stage first.
 STAGES = (URGENT, HALF_SLA, DEADLINE)
-# Reminders of the final-answer stage; each stands alone.
-FINAL_STAGES = (REOPENED, FINAL_DEADLINE)
+# Reminders of the final-answer stage: a re-open stands alone; of the half-time and the
+# deadline reminders only the later due one goes out.
+FINAL_STAGES = (REOPENED, FINAL_HALF, FINAL_DEADLINE)
 APPEAL_KINDS = (*STAGES, *FINAL_STAGES)
 
 # Individual reminders are planned for moments at most this old; older overdue appeals are in
@@ -102,16 +107,39 @@ def is_due(kind: str, appeal: Appeal, at: datetime) -> bool:
     stage = stage_at(appeal, at)
     if stage is None or stage.answered:
         return False
+    if kind == FINAL_HALF:
+        # Past the deadline the deadline reminder says more; with the first reaction overdue
+        # the appeal is in the daily summary and on the deadline card already.
+        first_overdue = is_open(appeal, at) and appeal.sla_deadline <= at
+        return stage.deadline > at and not first_overdue
     return kind == FINAL_DEADLINE or stage.reopened_at is not None
 
 
-def final_moments(appeal: Appeal, at: datetime) -> dict[str, tuple[str, datetime]]:
+# Every tick asks again for every appeal still waiting for its final answer (about 0.5 ms each
+# on a loaded 2-core machine); the moment never changes for the same stage and calendar (the
+# calendars are shared, bot/services/worktime.calendar_for).
+@lru_cache(maxsize=65536)
+def final_half_moment(start: datetime, deadline: datetime, calendar: WorkCalendar) -> datetime:
+    """Half of the working time from `start` (receipt or re-open) to the final deadline."""
+    half_hours = calendar.working_seconds(start, deadline) / 2 / 3600
+    return calendar.add_working_hours(start, half_hours)
+
+
+def final_moments(
+    appeal: Appeal, at: datetime, calendar: WorkCalendar
+) -> dict[str, tuple[str, datetime]]:
     """The final-stage reminders of `appeal` known at `at`: kind → (due key, moment)."""
     stage = stage_at(appeal, at)
     if appeal.excluded or stage is None or stage.answered:
         return {}
     assert appeal.id is not None
+    half = final_half_moment(stage.started_at, stage.deadline, calendar)
     if stage.reopened_at is None:
-        return {FINAL_DEADLINE: (str(appeal.id), stage.deadline)}
+        key = str(appeal.id)
+        return {FINAL_HALF: (key, half), FINAL_DEADLINE: (key, stage.deadline)}
     key = f"{appeal.id}:r"
-    return {REOPENED: (str(appeal.id), stage.reopened_at), FINAL_DEADLINE: (key, stage.deadline)}
+    return {
+        REOPENED: (str(appeal.id), stage.reopened_at),
+        FINAL_HALF: (key, half),
+        FINAL_DEADLINE: (key, stage.deadline),
+    }

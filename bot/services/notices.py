@@ -22,11 +22,11 @@ async def tell_press(app: AppContext, text: str) -> bool:
     chat_id = app.settings.PRESS_CHAT_ID
     notifier = app.notifier
     if notifier is None or chat_id is None:
-        logger.warning("no press chat to tell (PRESS_CHAT_ID and Telegram needed): %s", text)
+        logger.warning("некому сообщить: нет пресс-чата (нужны PRESS_CHAT_ID и Telegram): %s", text)
         return False
     try:
         await notifier.send_text(chat_id, html.escape(text, quote=False))
     except Exception as error:  # the notice is not what matters; what it reports is logged
-        logger.warning("notice to the press chat not sent (%s): %s", error, text)
+        logger.warning("сообщение в пресс-чат не отправлено (%s): %s", error, text)
         return False
     return True

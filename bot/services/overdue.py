@@ -60,6 +60,21 @@ def final_open_filter(at: datetime) -> ColumnElement[bool]:
     )
 
 
+def final_waiting_filter(at: datetime) -> ColumnElement[bool]:
+    """Appeals whose final stage has no answer at `at` (due or not; checked in Python)."""
+    return or_(
+        and_(
+            col(Appeal.final_deadline).is_not(None),
+            or_(col(Appeal.final_response_at).is_(None), col(Appeal.final_response_at) > at),
+            or_(col(Appeal.answered_offline_at).is_(None), col(Appeal.answered_offline_at) > at),
+        ),
+        and_(
+            col(Appeal.reopened_at) <= at,
+            or_(col(Appeal.reanswered_at).is_(None), col(Appeal.reanswered_at) > at),
+        ),
+    )
+
+
 def needs_attention(appeal: Appeal, at: datetime) -> bool:
     """Overdue at `at` (first reaction or final answer), or re-opened and waiting."""
     if appeal.excluded:

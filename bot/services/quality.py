@@ -426,7 +426,7 @@ async def score_replies(
         scored += len(params)
         await _copy_to_appeals(session, pid)
     await session.flush()
-    logger.info("scored %d replies on %d pages", scored, len(page_ids))
+    logger.info("качество ответов пересчитано: ответов — %d, страниц — %d", scored, len(page_ids))
     return scored
 
 

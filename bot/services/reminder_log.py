@@ -70,8 +70,8 @@ async def recover(session: AsyncSession, now: datetime) -> int:
     ).all()
     for row in stale:
         logger.warning(
-            "%s %r to chat %r was interrupted while being sent (a crash); it may have been "
-            "delivered, sending it again (at least once)",
+            "отправка %s %r в чат %r прервалась (сбой); возможно, сообщение дошло — "
+            "отправляем снова (доставка хотя бы один раз)",
             row.kind,
             row.due_key,
             row.chat_id,

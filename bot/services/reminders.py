@@ -12,7 +12,9 @@ and for the final-answer stage (bot/services/final_stage.py):
 
 5. `reopened` — at once when a citizen's 👎 or dissatisfied return re-opens an appeal, as a
    reply to the appeal's card;
-6. `final_deadline` — when the final answer's deadline passes without a final answer.
+6. `final_half` — when half of the final stage's working time has passed without a final
+   answer (an interim reply, or a re-open, and nothing on the merits yet);
+7. `final_deadline` — when the final answer's deadline passes without a final answer.
 
 The kinds and their moments are in bot/services/ladder.py; what a card shows in
 bot/services/cards.py, the sent cards and their edits in bot/services/sent_cards.py, the
@@ -44,7 +46,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
-from bot.ru import plural
 from bot.services import reminder_log, sent_cards
 from bot.services.cards import (
     AppealCard,
@@ -54,12 +55,14 @@ from bot.services.cards import (
     load_card,
     pack,
     page_title,
+    reminder_header,
 )
 from bot.services.ladder import (
     APPEAL_KINDS,
     DAILY_AT,
     DEADLINE,
     FINAL_DEADLINE,
+    FINAL_HALF,
     HALF_SLA,
     LOOKBACK,
     OVERDUE_DAILY,
@@ -78,7 +81,7 @@ from bot.services.ladder import (
 )
 from bot.services.notify import DeliveryError, Notifier
 from bot.services.overdue import (
-    final_open_filter,
+    final_waiting_filter,
     is_open,
     open_filter,
     overdue_cards,
@@ -92,6 +95,7 @@ __all__ = [
     "APPEAL_KINDS",
     "DEADLINE",
     "FINAL_DEADLINE",
+    "FINAL_HALF",
     "HALF_SLA",
     "OVERDUE_DAILY",
     "REOPENED",
@@ -156,7 +160,7 @@ class ReminderService:
                                 col(Appeal.final_deadline) >= now - LOOKBACK,
                                 col(Appeal.reopened_at) >= now - LOOKBACK,
                             ),
-                            final_open_filter(now),
+                            final_waiting_filter(now),
                         ),
                     ),
                 )
@@ -169,11 +173,7 @@ class ReminderService:
                 chat = page_chat[appeal.page_id]
                 calendar = page_calendar(pages[appeal.page_id], self.defaults)
                 await self._plan_first(appeal, chat, calendar, now, existing, report)
-                for kind, (key, moment) in final_moments(appeal, now).items():
-                    if not now - LOOKBACK <= moment <= now or (kind, chat, key) in existing:
-                        continue
-                    if await self._insert(kind, chat, key, appeal.id, moment):
-                        report.planned += 1
+                await self._plan_final(appeal, chat, calendar, now, existing, report)
         for chat, chat_pages in chats.items():
             await self._plan_daily(chat, chat_pages, now, report)
         return report
@@ -208,6 +208,36 @@ class ReminderService:
                     report.skipped += 1
                 continue
             status = "pending" if kind == latest else "skipped"
+            if await self._insert(kind, chat, key, appeal.id, moment, status):
+                report.planned += status == "pending"
+                report.skipped += status == "skipped"
+
+    async def _plan_final(
+        self,
+        appeal: Appeal,
+        chat: int,
+        calendar: WorkCalendar,
+        now: datetime,
+        existing: dict[tuple[str, int, str], ReminderLog],
+        report: TickReport,
+    ) -> None:
+        """The final-answer reminders: a re-open at once; half-time, then the deadline."""
+        assert appeal.id is not None
+        due = {
+            kind: (key, moment)
+            for kind, (key, moment) in final_moments(appeal, now, calendar).items()
+            if now - LOOKBACK <= moment <= now
+        }
+        for kind, (key, moment) in due.items():
+            row = existing.get((kind, chat, key))
+            # Half-time is superseded once the deadline is due too (after a pause, say).
+            superseded = kind == FINAL_HALF and FINAL_DEADLINE in due
+            if row is not None:
+                if superseded and row.status == "pending":
+                    row.status = "skipped"
+                    report.skipped += 1
+                continue
+            status = "skipped" if superseded else "pending"
             if await self._insert(kind, chat, key, appeal.id, moment, status):
                 report.planned += status == "pending"
                 report.skipped += status == "skipped"
@@ -248,7 +278,9 @@ class ReminderService:
                 self.session.add(row)
                 await self.session.flush()
         except IntegrityError:
-            logger.info("reminder %r/%r/%r was planned elsewhere", kind, chat_id, due_key)
+            logger.info(
+                "напоминание %r/%r/%r уже запланировано другим процессом", kind, chat_id, due_key
+            )
             return False
         return True
 
@@ -362,10 +394,7 @@ class ReminderService:
             await self._send([row], notifier, chat_id, message, now, report, reply_to)
         for chunk in pack([(row.kind, card) for row, card in items], now):
             rows_of = [row for row, card in items if (row.kind, card) in chunk]
-            header = None
-            if len(chunk) > 1:
-                waits = plural(len(chunk), "ждёт", "ждут", "ждут")
-                header = f"<b>🔔 Напоминание: {appeals_count(len(chunk))} {waits} ответа</b>"
+            header = reminder_header(len(chunk)) if len(chunk) > 1 else None
             message = CardMessage(kind=chunk[0][0], cards=chunk, header=header)
             await self._send(rows_of, notifier, chat_id, message, now, report)
         # The summary after the single reminders: it is the overview of what is left.
@@ -422,7 +451,7 @@ class ReminderService:
             report.errors.append(str(error))
             log = logger.error if attempts >= 3 or error.permanent else logger.warning
             log(
-                "reminders %r to chat %r not delivered (attempt %r, next in %s): %s",
+                "напоминания %r в чат %r не доставлены (попытка %r, следующая через %s): %s",
                 [row.id for row in rows],
                 chat_id,
                 attempts,

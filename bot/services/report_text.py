@@ -140,8 +140,8 @@ def _figures_lines(figures: Figures, weights: MaturityWeights) -> list[str]:
     if figures.replied:
         lines.append(
             f"• первый ответ: медиана {ru.duration(figures.frt_median_s)}"
-            f" (рабочего времени {ru.duration(figures.frt_median_work_s)}),"
-            f" 90\u00a0% ответов — не дольше {ru.duration(figures.frt_p90_s)}"
+            f" (рабочего времени {ru.working_duration(figures.frt_median_work_s)}),"
+            f" 90\u00a0% ответов — не дольше {ru.duration(figures.frt_p90_s, genitive=True)}"
         )
     if figures.quality_mean is not None:
         lines.append(

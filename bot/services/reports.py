@@ -20,7 +20,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import health
 from bot.services.figures import DayRow, Figures, OverdueAppeal, PageFigures, StatsReport
-from bot.services.final_stage import final_counts
 from bot.services.health import BestPost, HealthWeek, best_post, health_weeks
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
@@ -60,21 +59,6 @@ async def build_report(
         weights=weights,
     )
     await _add_page_health(session, report, defaults, page_id, page_ids)
-    # The final-answer stage: one pass over the period's appeals (not in the rollups).
-    counts = await final_counts(
-        session,
-        since=aware(since, "since"),
-        until=aware(until, "until"),
-        at=aware(at, "at"),
-        page_ids=[page.page_id for page in report.pages],
-    )
-    for page in report.pages:
-        found = counts.get(page.page_id)
-        if found is not None:
-            for name, value in vars(found).items():
-                setattr(page.figures, name, value)
-            for name, value in vars(found).items():
-                setattr(report.total, name, getattr(report.total, name) + value)
     return report
 
 
@@ -238,7 +222,6 @@ async def health_series(
 ) -> list[HealthWeek]:
     """Page health per local week of `tz`: posts and subscribers (the page-health chart)."""
     return await health_weeks(session, page_ids, since, until, at, tz)
-
 
 async def _add_page_health(
     session: AsyncSession,

@@ -118,7 +118,7 @@ async def register_operator(
         )
         session.add(staff)
         await session.flush()
-        logger.info("user %r registered as an operator of page %r", user_id, page_id)
+        logger.info("пользователь %r стал оператором страницы %r", user_id, page_id)
         return staff
     if staff.role == "staff":
         staff.role = "operator"  # an official account of the page now also works the queue

@@ -65,7 +65,9 @@ class Scheduler:
                 notifier = self.app.notifier
                 if notifier is None:
                     if not self._warned_no_notifier:
-                        logger.warning("no notifier configured: reminders are planned, not sent")
+                        logger.warning(
+                            "Telegram не настроен: напоминания планируются, но не отправляются"
+                        )
                         self._warned_no_notifier = True
                     return report
                 # Sends a crash interrupted are due again after their lease (at least once).
@@ -80,7 +82,8 @@ class Scheduler:
                 await session.commit()
         if report.planned or report.sent or report.failed:
             logger.info(
-                "tick at %s: planned %r, sent %r in %r messages, failed %r, waiting %r",
+                "напоминания на %s: запланировано — %r, отправлено — %r (сообщений — %r), "
+                "не доставлено — %r, ждут рабочего времени — %r",
                 now.isoformat(),
                 report.planned,
                 report.sent,
@@ -97,7 +100,7 @@ class Scheduler:
                 refreshed = await connection.run_sync(rollup.refresh)
         except Exception:
             # A failed refresh leaves the marks; the next tick or report retries.
-            logger.exception("refreshing the report rollups failed")
+            logger.exception("не удалось пересчитать сводные данные отчётов")
             return
         if refreshed:
             logger.debug("refreshed %r stale rollup page-days", refreshed)
@@ -122,15 +125,15 @@ class Scheduler:
 
     async def run(self) -> None:
         """Tick until `stop()`; an error in one tick is logged and the next tick goes on."""
-        logger.info("scheduler started (every %r s)", self.interval)
+        logger.info("планировщик запущен (проверка каждые %r с)", self.interval)
         while not self._stopping.is_set():
             try:
                 await self.tick()
             except Exception:
-                logger.exception("scheduler tick failed; trying again next tick")
+                logger.exception("ошибка планировщика; повтор при следующей проверке")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.interval)
-        logger.info("scheduler stopped")
+        logger.info("планировщик остановлен")
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -147,11 +147,11 @@ async def refresh_cards(
             await notifier.edit_text(chat_id, message_id, text, buttons)
         except DeliveryError as error:
             if error.permanent:
-                logger.info("card message %r/%r cannot be edited: %s", chat_id, message_id, error)
+                logger.info("карточку %r/%r больше нельзя изменить: %s", chat_id, message_id, error)
                 for row in message_rows:
                     row.live = False
             else:
-                logger.warning("card message %r/%r not edited yet: %s", chat_id, message_id, error)
+                logger.warning("карточка %r/%r пока не обновлена: %s", chat_id, message_id, error)
             continue
         for row in message_rows:
             if row.appeal_id in cards:

@@ -30,7 +30,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from bot.services.policy import PageDefaults
 from bot.services.reports import build_report
 from storage import rollup
-from storage.buckets import day_number, frt_bucket, settle_moment
+from storage.buckets import day_number, final_settle_moment, frt_bucket, settle_moment
 from storage.engine import create_engine, session_factory
 from storage.migrate import upgrade
 
@@ -44,15 +44,25 @@ def _text(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _rows(count: int, start: datetime, span_s: int, seed: int) -> Iterator[tuple[Any, ...]]:
-    """Synthetic appeals: 85 % answered (exponential FRT, mean 5 h), 3 % offline, 2 % excluded."""
+def _rows(
+    count: int, start: datetime, span_s: int, seed: int, first_id: int, pages: int = PAGES
+) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
+    """Synthetic appeals: 85 % answered (exponential FRT, mean 5 h), 3 % offline, 2 % excluded.
+
+    With the final stage: 7–10 days to the final deadline; the first reply is final for 80 %
+    of the answered, a later final reply comes for half of the rest; 3 % of the final answers
+    are re-opened (half answered again); 10 % of final replies are «отписка». Each appeal
+    comes with the rows of its final replies (ids `2 × id` and `2 × id + 1`).
+    """
     rng = random.Random(seed)
-    for _ in range(count):
-        page = rng.randrange(PAGES) + 1
+    for number in range(count):
+        appeal_id = first_id + number
+        page = rng.randrange(pages) + 1
         received = start + timedelta(seconds=rng.randrange(span_s))
         deadline = received + timedelta(hours=rng.choice((9, 15, 24, 63)))
+        final_deadline = received + timedelta(days=rng.uniform(7, 10))
         draw = rng.random()
-        first = offline = None
+        first = offline = final = None
         frt = frt_work = quality = templated = None
         if draw < 0.85:
             frt = round(rng.expovariate(1 / 18000), 3)
@@ -60,19 +70,54 @@ def _rows(count: int, start: datetime, span_s: int, seed: int) -> Iterator[tuple
             first = received + timedelta(seconds=frt)
             quality = float(rng.randrange(0, 101, 5))
             templated = rng.random() < 0.2
+            final_draw = rng.random()
+            if final_draw < 0.8:
+                final = first
+            elif final_draw < 0.9:
+                final = first + timedelta(hours=rng.uniform(1, 240))
         elif draw < 0.88:
             offline = received + timedelta(hours=rng.uniform(1, 30))
+        reopened = reopen_deadline = reanswered = None
+        if final is not None and rng.random() < 0.03:
+            reopened = final + timedelta(hours=rng.uniform(1, 48))
+            reopen_deadline = reopened + timedelta(days=7)
+            if rng.random() < 0.5:
+                reanswered = reopened + timedelta(hours=rng.uniform(1, 100))
+        replies = [
+            (
+                2 * appeal_id + offset,
+                page,
+                page,
+                f"r{2 * appeal_id + offset}",
+                _text(moment),
+                rng.random() < 0.1,
+                _text(moment),
+            )
+            for offset, moment in ((0, final), (1, reanswered))
+            if moment is not None
+        ]
         answered = min((m for m in (first, offline) if m is not None), default=None)
         rating = rng.choice((None, None, None, 0, 1, 1)) if first else None
         rated = first + timedelta(hours=1) if rating is not None and first else None
         settle = settle_moment(
             answered_at=answered,
             first_response_at=first,
+            final_response_at=final,
+            reopened_at=reopened,
             rating=rating,
             rated_at=rated,
             sla_deadline=deadline,
         )
-        yield (
+        final_settle = final_settle_moment(
+            final_deadline=final_deadline,
+            final_response_at=final,
+            answered_offline_at=offline,
+            reopened_at=reopened,
+            reopen_deadline=reopen_deadline,
+            reanswered_at=reanswered,
+        )
+        row = (
+            appeal_id,
             page,
             page,
             f"c{rng.randrange(1_000_000)}",
@@ -98,19 +143,36 @@ def _rows(count: int, start: datetime, span_s: int, seed: int) -> Iterator[tuple
             day_number(settle),
             frt_bucket(frt),
             frt_bucket(frt_work),
+            _text(final_deadline),
+            _text(final) if final else None,
+            2 * appeal_id if final else None,
+            _text(reopened) if reopened else None,
+            _text(reopen_deadline) if reopen_deadline else None,
+            _text(reanswered) if reanswered else None,
+            2 * appeal_id + 1 if reanswered else None,
+            day_number(final_settle) if final_settle else None,
         )
+        yield row, replies
 
 
 _INSERT = (
-    "INSERT INTO appeal (page_id, thread_id, citizen_id, received_at, topic, urgent, sla_hours,"
-    " sla_deadline, messages_count, first_response_at, frt_s, frt_work_s, excluded,"
+    "INSERT INTO appeal (id, page_id, thread_id, citizen_id, received_at, topic, urgent,"
+    " sla_hours, sla_deadline, messages_count, first_response_at, frt_s, frt_work_s, excluded,"
     " answered_offline_at, topic_corrected, deleted_by_page, rating, rated_at, quality_score,"
-    " recorded_at, answered_at, answer_templated, settle_day, frt_bucket, frt_work_bucket)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " recorded_at, answered_at, answer_templated, settle_day, frt_bucket, frt_work_bucket,"
+    " final_deadline, final_response_at, final_reply_id, reopened_at, reopen_deadline,"
+    " reanswered_at, reanswer_reply_id, final_settle_day)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    " ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_REPLY = (
+    "INSERT INTO official_reply (id, page_id, thread_id, external_id, author_role, content_kind,"
+    " text, sent_at, is_interim, is_formal, recorded_at)"
+    " VALUES (?, ?, ?, ?, 'page', 'text', '', ?, 0, ?, ?)"
 )
 
 
-def _fill(path: Path, rows: int, extra_rows: int) -> tuple[float, float]:
+def _fill(path: Path, rows: int, extra_rows: int, pages: int = PAGES) -> tuple[float, float]:
     """Insert pages, threads and appeals, then rebuild the rollups; returns both durations."""
     started = time.perf_counter()
     connection = sqlite3.connect(path, isolation_level=None)
@@ -119,14 +181,15 @@ def _fill(path: Path, rows: int, extra_rows: int) -> tuple[float, float]:
         connection.execute("PRAGMA synchronous=OFF")
         connection.execute("PRAGMA cache_size=-262144")  # 256 MB page cache for the index sorts
         indexes = connection.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'appeal'"
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            " AND tbl_name IN ('appeal', 'official_reply')"
             " AND sql IS NOT NULL"
         ).fetchall()
         connection.execute("BEGIN")
         for name, _ in indexes:
             connection.execute(f'DROP INDEX "{name}"')
         now = _text(MONTH_START)
-        for page in range(1, PAGES + 1):
+        for page in range(1, pages + 1):
             connection.execute(
                 "INSERT INTO page (id, platform, external_id, kind, title, is_active, recorded_at)"
                 " VALUES (?, 'telegram', ?, 'tg_channel', ?, 1, ?)",
@@ -142,13 +205,18 @@ def _fill(path: Path, rows: int, extra_rows: int) -> tuple[float, float]:
             # The other rows fill the two years before the month.
             before = MONTH_START - timedelta(days=730)
             plans.append((extra_rows, before, 730 * 86400, 2))
+        first_id = 1
         for count, start, span, seed in plans:
-            generator = _rows(count, start, span, seed)
+            generator = _rows(count, start, span, seed, first_id, pages)
+            first_id += count
             while True:
-                batch = [row for _, row in zip(range(BATCH), generator, strict=False)]
+                batch = [item for _, item in zip(range(BATCH), generator, strict=False)]
                 if not batch:
                     break
-                connection.executemany(_INSERT, batch)
+                connection.executemany(_INSERT, [row for row, _ in batch])
+                connection.executemany(
+                    _INSERT_REPLY, [reply for _, replies in batch for reply in replies]
+                )
         for _, sql in indexes:
             connection.execute(sql)
         connection.execute("COMMIT")

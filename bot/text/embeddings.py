@@ -61,7 +61,7 @@ class Embeddings:
         """Read the navec tar; None (logged) if it is missing or unreadable."""
         path = path or navec_path()
         if path is None:
-            logger.warning("navec embeddings not found (is the natasha package installed?)")
+            logger.warning("векторы navec не найдены (установлен ли пакет natasha?)")
             return None
         try:
             with tarfile.open(path) as archive:
@@ -69,7 +69,7 @@ class Embeddings:
                 vocab = _member(archive, "vocab.bin")
                 pq = _member(archive, "pq.bin")
         except (OSError, KeyError, tarfile.TarError, ValueError) as error:
-            logger.warning("navec embeddings %s cannot be read: %s", path, error)
+            logger.warning("векторы navec %s не читаются: %s", path, error)
             return None
         with gzip.GzipFile(fileobj=io.BytesIO(vocab)) as handle:
             raw = handle.read()
@@ -77,7 +77,7 @@ class Embeddings:
         words = raw[4 + 4 * int(size) :].decode("utf-8").split("\n")
         vectors, dim, qdim, centroids = (int(x) for x in np.frombuffer(pq[:16], np.uint32))
         if dim != DIM or len(words) != vectors or "id" not in meta:
-            logger.warning("navec file %s is not the expected model", path)
+            logger.warning("файл navec %s — не та модель, что ожидается", path)
             return None
         indexes = np.frombuffer(pq, np.uint8, count=vectors * qdim, offset=16)
         codes = np.frombuffer(pq, np.float32, offset=16 + vectors * qdim)

@@ -38,6 +38,9 @@ APPEAL_RECALL_TARGET = 0.98
 URGENT_RECALL_TARGET = 0.95
 # Share of non-appeals the «danger report → appeal» rule may turn into false appeals.
 DANGER_EXTRA_FALSE_APPEALS = 0.01
+# A missed appeal weighs this many false ones when the danger rule's margin is chosen.
+MISSED_APPEAL_COST = 2
+RULE_OFF = 1e9
 _C_GRID = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
@@ -56,9 +59,15 @@ class Hyper:
     appeal_temperature: float = 1.0
     blocks: tuple[str, ...] = ("sparse", "dense", "embedding")
     char_ngrams: bool = True
-    # Urgency by danger concept: lexicon and concept scores and navec closeness to the concepts'
-    # seed words only; n-grams would learn the corpus's wording of emergencies instead.
-    urgent_blocks: tuple[str, ...] = ("dense",)
+    # Urgency sees the danger-concept block (lexicon and concept scores, navec closeness to the
+    # concepts' seed words) and, since the first blind set joined the training part, the words
+    # and the navec mean too: on that set, written by other hands, the concept block alone
+    # flagged 73 non-urgent appeals about the same subjects (docs/CLASSIFIER.md, "Candidates").
+    urgent_blocks: tuple[str, ...] = ("dense", "sparse", "embedding")
+    # The urgency head learns from every text (non-appeals are never urgent), not from appeals
+    # alone: the «danger report → appeal» rule reads its score on every text, and a head that
+    # never saw a condolence («соболезнования семьям погибших при пожаре») scores it as a fire.
+    urgent_on_all: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -194,8 +203,9 @@ def fit(analyses: Sequence[Analysis], examples: Sequence[Example], hyper: Hyper)
     topic_bias = np.full(len(TOPICS), -30.0)  # a topic absent from the data is never chosen
     topic_coef[order], topic_bias[order] = coef, intercept
     put(slice(1, 1 + len(TOPICS)), topic_coef, topic_bias, hyper.blocks)
-    x_urgent = _matrix([analyses[i] for i in appeals], design, hyper, hyper.urgent_blocks)
-    labels = [examples[i].urgent for i in appeals]
+    taught = range(len(examples)) if hyper.urgent_on_all else appeals
+    x_urgent = _matrix([analyses[i] for i in taught], design, hyper, hyper.urgent_blocks)
+    labels = [examples[i].urgent for i in taught]
     if len(set(labels)) == 2:
         coef, intercept = _logistic(x_urgent, labels, hyper.c_urgent)
         put(slice(HEADS - 1, HEADS), coef, intercept, hyper.urgent_blocks)
@@ -271,21 +281,34 @@ def pick_danger_margin(
     urgent_shift: float,
     extra_false: float = DANGER_EXTRA_FALSE_APPEALS,
 ) -> float:
-    """The smallest margin whose «danger report → appeal» rule adds few false appeals.
+    """The margin of the «danger report → appeal» rule that pays for itself out of fold.
 
-    At most extra_false of the non-appeals may become appeals through the rule (out of fold).
+    The rule turns a text the appeal head rejects into an appeal when its urgency score clears
+    the urgency threshold by the margin. Each candidate margin is weighed out of fold: a true
+    appeal it saves counts MISSED_APPEAL_COST false ones (the costs are asymmetric), and at most
+    extra_false of the non-appeals may become appeals through it. If no margin gains, the rule
+    is off (an unreachable margin).
     """
-    candidates = [
-        float(oof.urgent[i] - urgent_shift)
-        for i, e in enumerate(examples)
-        if not e.is_appeal and oof.appeal[i] <= appeal_shift
-    ]
-    non_appeals = sum(not e.is_appeal for e in examples)
-    allowed = int(extra_false * non_appeals)
-    ordered = sorted(candidates, reverse=True)
-    if len(ordered) <= allowed:
-        return 0.0
-    return max(0.0, ordered[allowed] + 1e-6)
+    rejected = [i for i in range(len(examples)) if oof.appeal[i] <= appeal_shift]
+    lifted = sorted(
+        ((float(oof.urgent[i] - urgent_shift), examples[i].is_appeal) for i in rejected),
+        reverse=True,
+    )
+    allowed = int(extra_false * sum(not e.is_appeal for e in examples))
+    best_gain, best_margin = 0.0, RULE_OFF
+    saved = false = 0
+    for position, (score, is_appeal) in enumerate(lifted):
+        if score <= 0:
+            break
+        saved += is_appeal
+        false += not is_appeal
+        if false > allowed:
+            break
+        following = lifted[position + 1][0] if position + 1 < len(lifted) else 0.0
+        gain = MISSED_APPEAL_COST * saved - false
+        if gain > best_gain and following < score:
+            best_gain, best_margin = gain, max(0.0, (score + max(following, 0.0)) / 2)
+    return best_margin
 
 
 def temperature(oof: OutOfFold, examples: Sequence[Example], appeal_shift: float) -> float:

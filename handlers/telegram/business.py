@@ -48,7 +48,11 @@ async def _store_connection(update: BusinessConnection, session: AsyncSession) -
     )
     page.business_connection_id = update.id
     page.is_active = update.is_enabled
-    logger.info("business connection %s for page %r", "on" if update.is_enabled else "off", page.id)
+    logger.info(
+        "Telegram Business %s для страницы %r",
+        "подключён" if update.is_enabled else "отключён",
+        page.id,
+    )
     return page
 
 
@@ -106,7 +110,9 @@ async def _owner(bot: Bot, session: AsyncSession, connection_id: str) -> PageRef
     try:
         info = await bot.get_business_connection(connection_id)
     except TelegramAPIError as error:
-        logger.warning("unknown business connection; getBusinessConnection failed: %s", error)
+        logger.warning(
+            "неизвестное подключение Telegram Business; getBusinessConnection не удался: %s", error
+        )
         return None
     await _store_connection(info, session)
     return _page_ref(info.user.id, person_name(info.user), info.user.username)

@@ -157,7 +157,11 @@ class GroupPages:
         try:
             full = await bot.get_chat(chat.id)
         except (TelegramBadRequest, TelegramForbiddenError) as error:
-            logger.warning("getChat(%r) refused: %s; the group is its own page", chat.id, error)
+            logger.warning(
+                "getChat(%r): Telegram отказал: %s; группа считается отдельной страницей",
+                chat.id,
+                error,
+            )
             full = None
         except (TelegramAPIError, ClientDecodeError) as error:
             raise ChannelLookupUnavailable(f"getChat({chat.id}) failed: {error}") from error
@@ -168,7 +172,7 @@ class GroupPages:
                 channel = await bot.get_chat(linked)
                 title, username = channel.title, channel.username
             except (TelegramAPIError, ClientDecodeError) as error:
-                logger.warning("getChat(%r) for the linked channel failed: %s", linked, error)
+                logger.warning("getChat(%r) для связанного канала не удался: %s", linked, error)
             ref = PageRef(
                 Platform.TELEGRAM,
                 str(linked),

@@ -43,7 +43,7 @@ async def on_doubt(query: CallbackQuery, session: AsyncSession, app: AppContext)
     if role < roles.Role.OPERATOR:
         in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
         if not roles.may_join_by_pressing(app.settings, in_press_chat):
-            logger.info("user %r pressed %r without a role; refused", user.id, query.data)
+            logger.info("пользователь %r без роли нажал %r; отказано", user.id, query.data)
             await query.answer(BUTTON_REFUSAL, show_alert=True)
             return
         # An open press chat (PRESS_CHAT_OPEN): an operator from the first press (roles docs).
@@ -73,7 +73,9 @@ async def on_doubt(query: CallbackQuery, session: AsyncSession, app: AppContext)
         )
     except TelegramAPIError as error:
         # Too old to edit, deleted, or already showing this answer: the decision stands.
-        logger.info("doubtful card %r not edited: %s", query.message.message_id, error)
+        logger.info(
+            "карточка «Возможно, обращение» %r не изменена: %s", query.message.message_id, error
+        )
 
 
 def create_router() -> Router:

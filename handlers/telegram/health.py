@@ -79,11 +79,15 @@ class TelegramCounterSource:
             try:
                 count = await self._member_count(int(page.external_id))
             except (TelegramForbiddenError, TelegramBadRequest) as error:
-                logger.warning("getChatMemberCount(%s) refused: %s", page.external_id, error)
+                logger.warning(
+                    "getChatMemberCount(%s): Telegram отказал: %s", page.external_id, error
+                )
                 events.append(SubscribersEvent(page, at, None, bot_refused(error)))
                 continue
             except (TelegramAPIError, aiohttp.ClientError, TimeoutError) as error:
-                logger.warning("getChatMemberCount(%s) failed: %s; later", page.external_id, error)
+                logger.warning(
+                    "getChatMemberCount(%s) не удался: %s; повторим позже", page.external_id, error
+                )
                 continue
             events.append(SubscribersEvent(page, at, count))
         return events
@@ -121,13 +125,13 @@ class TelegramCounterSource:
         try:
             views = await self._preview_views(page.username, min(wanted) if wanted else None)
         except PreviewChanged as error:
-            logger.warning("preview of @%s: %s", page.username, error)
+            logger.warning("веб-превью канала @%s: %s", page.username, error)
             return [gap(post, PREVIEW_CHANGED) for post in posts]
         except (aiohttp.ClientError, TimeoutError) as error:
-            logger.warning("preview of @%s unreachable: %s", page.username, error)
+            logger.warning("веб-превью канала @%s недоступно: %s", page.username, error)
             return [gap(post, PREVIEW_UNREACHABLE) for post in posts]
         if wanted and not views:
-            logger.warning("preview of @%s shows no post we know", page.username)
+            logger.warning("в веб-превью канала @%s нет известных нам постов", page.username)
             return [gap(post, PREVIEW_CHANGED) for post in posts]
         events = []
         for post in posts:

@@ -29,12 +29,12 @@ async def notify_press_chat(bot: Bot, app: AppContext, page: Page | None, text: 
     """Tell the page's press chat (or PRESS_CHAT_ID) about a page; a failure is only logged."""
     chat_id = press_chat_of(page, app.settings) if page is not None else app.settings.PRESS_CHAT_ID
     if chat_id is None:
-        logger.info("no press chat to tell: %s", text.splitlines()[0])
+        logger.info("некому сообщить, пресс-чат не задан: %s", text.splitlines()[0])
         return
     try:
         await bot.send_message(chat_id, html.escape(text), parse_mode="HTML")
     except TelegramAPIError as error:
-        logger.warning("press chat %r not told about a page: %s", chat_id, error)
+        logger.warning("пресс-чату %r не удалось сообщить о странице: %s", chat_id, error)
 
 
 async def _page_of_chat(session: AsyncSession, chat_id: int) -> Page | None:
@@ -48,6 +48,15 @@ async def _page_of_chat(session: AsyncSession, chat_id: int) -> Page | None:
     return found.first()
 
 
+# The bot's status in a chat, as the log line says it.
+_STATUS_RU = {
+    "member": "участник без прав администратора",
+    "restricted": "участник с ограничениями",
+    "left": "не участник",
+    "kicked": "исключён",
+}
+
+
 async def bot_membership(
     update: ChatMemberUpdated, bot: Bot, session: AsyncSession, app: AppContext
 ) -> None:
@@ -57,19 +66,19 @@ async def bot_membership(
     if chat.type not in ("channel", "group", "supergroup"):
         return
     if status not in ADMIN_STATUSES:
-        logger.info("bot is now %s in chat %r", status, chat.id)
+        logger.info("бот теперь %s в чате %r", _STATUS_RU.get(status, status), chat.id)
         if was_admin:
             await _lost_rights(bot, session, app, update)
         return
     check, group = await check_telegram(bot, chat.id)
     if group is None:
-        logger.warning("chat %r: no discussion group the bot can read", chat.id)
+        logger.warning("чат %r: нет группы обсуждений, которую бот может читать", chat.id)
         await notify_press_chat(bot, app, await _page_of_chat(session, chat.id), check_text(check))
         return
     ref = await group_pages.discover(bot, group)
     page = await repo.ensure_page(session, ref)
     check.page_id, check.title = page.id, page.title or check.title
-    logger.info("page %r (%s) registered from chat %r", page.id, page.title, chat.id)
+    logger.info("страница %r (%s) подключена из чата %r", page.id, page.title, chat.id)
     if not was_admin:
         await notify_press_chat(bot, app, page, "🔌 " + check_text(check))
 

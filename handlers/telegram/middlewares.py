@@ -117,8 +117,8 @@ class UpdateStoreMiddleware(BaseMiddleware):
                 await self.intake.close()
         except TimeoutError:
             logger.error(
-                "the intake writer did not finish within %s s; stopping it (%d updates not "
-                "stored will come again from Telegram)",
+                "процесс записи не закончил за %s с; останавливаем его (несохранённые "
+                "обновления, %d, Telegram пришлёт снова)",
                 within,
                 self.intake.pending,
             )
@@ -156,7 +156,9 @@ class UpdateStoreMiddleware(BaseMiddleware):
             else:
                 # It waited on something that did not call `about_to_wait` first: stop it at
                 # that point and run the update from the start in a task.
-                logger.warning("update %r waited on its eager pass; run in a task", event.update_id)
+                logger.warning(
+                    "обновление %r ждало быстрой обработки; обрабатываем в фоне", event.update_id
+                )
                 _abort(eager)
         return await _finish_shielded(self._process(handler, event, data, eager=False))
 
@@ -176,7 +178,10 @@ class UpdateStoreMiddleware(BaseMiddleware):
                 if raced:
                     raise
                 raced = True
-                logger.info("update %r raced with another worker; retrying", update.update_id)
+                logger.info(
+                    "обновление %r одновременно обрабатывал другой процесс; повторяем",
+                    update.update_id,
+                )
             except DatabaseUnavailable as error:
                 # Nothing of the update is stored: wait for the database, then run it again.
                 if eager:
@@ -197,7 +202,7 @@ class UpdateStoreMiddleware(BaseMiddleware):
                 data["session"] = unit.session
             result = await handler(update, data)
         except AlreadyStored:
-            logger.info("update %r was delivered before; skipped", update.update_id)
+            logger.info("обновление %r уже получено раньше; пропущено", update.update_id)
             self._confirm(update.update_id)
             return None
         except NeedsTask:
@@ -219,7 +224,7 @@ class UpdateStoreMiddleware(BaseMiddleware):
             assert unit.opened is not None
             await unit.opened.commit(handled=result is not UNHANDLED)
         except AlreadyStored:
-            logger.info("update %r was delivered before; skipped", update.update_id)
+            logger.info("обновление %r уже получено раньше; пропущено", update.update_id)
         except DatabaseUnavailable:
             raise
         except Exception as error:  # the commit failed for a reason of the update's own
@@ -252,16 +257,20 @@ class UpdateStoreMiddleware(BaseMiddleware):
     def _stored(self, update: Update, stored: Stored) -> None:
         """On the event loop, once the update's job is committed."""
         if stored.duplicate:
-            logger.info("update %r was delivered before; skipped", update.update_id)
+            logger.info("обновление %r уже получено раньше; пропущено", update.update_id)
         elif stored.failure is not None:
-            logger.error("update %r failed: %s (kept as failed)", update.update_id, stored.failure)
+            logger.error(
+                "обновление %r не обработано: %s (сохранено с пометкой об ошибке)",
+                update.update_id,
+                stored.failure,
+            )
         self._confirm(update.update_id)
 
     async def _failed(self, unit: UpdateUnit, error: BaseException) -> None:
         """Keep the update even though interpreting it failed; it is never lost."""
         update = unit.update
         logger.error(
-            "update %r failed: %s: %s (kept as failed)",
+            "обновление %r не обработано: %s: %s (сохранено с пометкой об ошибке)",
             update.update_id,
             type(error).__name__,
             error,
@@ -280,7 +289,7 @@ class UpdateStoreMiddleware(BaseMiddleware):
         """An update aiogram could not parse: its raw copy kept as failed, then confirmed."""
         await self.intake.flush()  # every earlier update committed first
         await self.intake.keep_failed(held.raw, held.error)
-        logger.error("update %s kept as failed: %s", held.raw.key, held.error)
+        logger.error("обновление %s сохранено с пометкой об ошибке: %s", held.raw.key, held.error)
         self._confirm(int(held.raw.key))
 
     def _confirm(self, update_id: int) -> None:
@@ -307,7 +316,7 @@ def _abort(coro: Coroutine[Any, Any, Any]) -> None:
     except (NeedsTask, StopIteration):
         return
     except Exception:
-        logger.exception("an eager pass failed while being stopped")
+        logger.exception("быстрая обработка прервалась с ошибкой при остановке")
         return
     coro.close()
 
@@ -331,7 +340,7 @@ class FlushBeforeGetUpdates(BaseRequestMiddleware):
 
 def _log_unhandled(update: Update) -> None:
     logger.info(
-        "update %r (%s) not handled; kept as skipped",
+        "обновление %r (%s) не обрабатывается; сохранено как пропущенное",
         update.update_id,
         update_type(update) or "unknown type",
     )

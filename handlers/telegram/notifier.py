@@ -227,19 +227,24 @@ class TelegramNotifier:
                         f"{method} to {chat_id}: flood control, retry after {error.retry_after} s"
                     ) from None
                 logger.warning(
-                    "%s to %r: 429, retrying after %r s", method, target, error.retry_after
+                    "%s в чат %r: Telegram просит подождать (429), повтор через %r с",
+                    method,
+                    target,
+                    error.retry_after,
                 )
                 await self.sleep(float(error.retry_after))
             except TelegramMigrateToChat as error:
                 # The group became a supergroup: the same message goes to its new id.
                 logger.warning(
-                    "chat %r migrated to %r; resending there", target, error.migrate_to_chat_id
+                    "чат %r стал супергруппой %r; отправляем туда", target, error.migrate_to_chat_id
                 )
                 target = error.migrate_to_chat_id
             except (TelegramServerError, TelegramNetworkError) as error:
                 if attempt == MAX_TRIES:
                     raise DeliveryError(f"{method} to {chat_id}: {error.message}") from None
-                logger.warning("%s to %r failed (%s); retrying", method, target, error.message)
+                logger.warning(
+                    "%s в чат %r не удался (%s); повторяем", method, target, error.message
+                )
                 await self.sleep(float(attempt))
             except TelegramAPIError as error:
                 # Bad request, forbidden (kicked), not found: repeating the call cannot help.

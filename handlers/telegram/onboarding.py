@@ -186,7 +186,7 @@ async def _set(bot: Bot, menu: Menu, scope: object, where: str) -> bool:
         await bot.set_my_commands(_commands(menu), scope=scope)  # type: ignore[arg-type]
     except TelegramAPIError as error:
         # A person who never opened the bot has no private chat yet: "chat not found".
-        logger.warning("command menu for %s not set: %s", where, error)
+        logger.warning("меню команд для %s не задано: %s", where, error)
         return False
     return True
 
@@ -201,7 +201,7 @@ async def _forget(bot: Bot, user_id: int, chats: Iterable[int]) -> None:
         try:
             await bot.delete_my_commands(scope=scope)
         except TelegramAPIError as error:
-            logger.warning("command menu of user %r not removed: %s", user_id, error)
+            logger.warning("меню команд пользователя %r не убрано: %s", user_id, error)
 
 
 async def refresh_menus(
@@ -242,7 +242,7 @@ def create_router(app: AppContext) -> Router:
     async def on_startup(bot: Bot) -> None:
         async with app.sessions() as session:
             count = await refresh_menus(bot, session, app)
-        logger.info("command menus set for %d scopes", count)
+        logger.info("меню команд заданы (областей видимости — %d)", count)
 
     router.startup.register(on_startup)
     chats = PrivateOrPressChat(app)

@@ -150,11 +150,11 @@ async def add_page(
         try:
             ref = await group_pages.discover(bot, group)
         except TelegramAPIError as error:
-            logger.warning("page %r not registered: %s", target, error)
+            logger.warning("страница %r не подключена: %s", target, error)
         else:
             page = await repo.ensure_page(session, ref)
             check.page_id, check.title = page.id, page.title or check.title
-            logger.info("page %r (%s) added with /page add", page.id, page.title)
+            logger.info("страница %r (%s) подключена командой /page add", page.id, page.title)
     await message.answer(check_text(check))
 
 
@@ -171,5 +171,5 @@ async def _add_vk(
     if vk_page is not None:
         page = await repo.ensure_page(session, vk_page.ref)
         check.page_id, check.title = page.id, page.title or check.title
-        logger.info("VK page %r (%s) added with /page add", page.id, page.title)
+        logger.info("страница ВКонтакте %r (%s) подключена командой /page add", page.id, page.title)
     await message.answer(check_text(check))

@@ -41,7 +41,7 @@ async def operator_reply(
     try:
         await bot.copy_message(relay.citizen_chat_id, message.chat.id, message.message_id)
     except TelegramAPIError as error:
-        logger.warning("reply to citizen chat %r not delivered: %s", relay.citizen_chat_id, error)
+        logger.warning("ответ жителю (чат %r) не доставлен: %s", relay.citizen_chat_id, error)
         await message.reply(
             "Не удалось доставить ответ гражданину: он мог заблокировать бота. "
             "Ответ не засчитан, свяжитесь с ним другим способом."
@@ -64,7 +64,9 @@ async def operator_reply(
             answers_conversation=True,
         )
     )
-    logger.info("operator reply relayed to %r: %s", relay.citizen_chat_id, result.outcome)
+    logger.info(
+        "ответ оператора передан жителю (чат %r): %s", relay.citizen_chat_id, result.outcome
+    )
     if result.outcome is Outcome.REPLY and not text_analysis.is_interim(message_text(message)):
         await _ask_for_rating(bot, relay.citizen_chat_id, reply_id)
 
@@ -84,7 +86,7 @@ async def _ask_for_rating(bot: Bot, chat_id: int, reply_id: str) -> None:
     try:
         await bot.send_message(chat_id, RATE_QUESTION, reply_markup=keyboard)
     except TelegramAPIError as error:
-        logger.info("rating question not delivered to %r: %s", chat_id, error)
+        logger.info("вопрос об оценке не доставлен (чат %r): %s", chat_id, error)
 
 
 def create_router() -> Router:

@@ -24,6 +24,7 @@ from bot.services.cards import CALLBACK_PREFIX, MORE_PREFIX, page_title
 from bot.services.decisions import apply_decision, parse_callback, takeover_text
 from bot.services.notify import DeliveryError, Notifier
 from bot.services.overdue import no_overdue_text, overdue_cards, summary_pages
+from bot.services.policy import final_answer_days
 from bot.services.reminders import press_chat_of
 from bot.services.sent_cards import latest_card, parse_more, refresh_cards, send_cards
 from bot.services.worktime import WorkSchedule
@@ -58,10 +59,16 @@ PAGE_HELP = (
     "/page ID title Новое название\n"
     "/page ID tz Владивосток — часовой пояс (город или Asia/Vladivostok)\n"
     "/page ID sla 8 4 — часы на ответ: обычные и срочные\n"
+    "/page ID final 7 1 — рабочие дни на ответ по существу: обычные и срочные\n"
     "/page ID hours 09:00-18:00 — рабочее время\n"
     "/page ID unbind — отвязать пресс-чат\n"
     "/bind ID в пресс-чате — напоминания по странице придут сюда."
 )
+# The longest final-answer term a page may set: about a quarter of a year of working days.
+MAX_FINAL_DAYS = 60
+# Deadlines are stored with each appeal when it arrives (docs/METRICS.md): a new term counts
+# for appeals received from now on.
+NEW_TERMS_NOTE = "Новые сроки действуют для обращений, полученных с этого момента."
 
 
 def _notifier(app: AppContext, bot: Bot) -> Notifier:
@@ -91,7 +98,7 @@ async def on_decision(
     in_press_chat = chat_id is not None and chat_id == press_chat_of(page, app.settings)
     if role < roles.Role.OPERATOR:
         if not roles.may_join_by_pressing(app.settings, in_press_chat):
-            logger.info("user %r pressed %r without a role; refused", user.id, query.data)
+            logger.info("пользователь %r без роли нажал %r; отказано", user.id, query.data)
             await query.answer(BUTTON_REFUSAL, show_alert=True)
             return
         # An open press chat: its member is an operator from the first press (roles docs).
@@ -121,7 +128,7 @@ async def on_decision(
             await notifier.send_text(chat_id, html.escape(text), reply_to=reply_to)
     except DeliveryError as error:
         # The decision stands; the scheduler's tick edits the cards later.
-        logger.warning("cards of appeal %r not updated yet: %s", appeal_id, error)
+        logger.warning("карточки обращения %r пока не обновлены: %s", appeal_id, error)
 
 
 async def on_more(query: CallbackQuery, session: AsyncSession, app: AppContext) -> None:
@@ -290,13 +297,23 @@ def _page_line(page: Page, app: AppContext) -> str:
     )
     sla = page.sla_hours or app.defaults.sla_hours
     urgent = page.sla_urgent_hours or app.defaults.sla_urgent_hours
+    final = final_answer_days(page, False, app.defaults)
+    final_urgent = final_answer_days(page, True, app.defaults)
     state = "" if page.is_active else " · отключена"
     return (
         f"<b>{page.id}</b> · {html.escape(page_title(page))} ({ru.platform(page.platform)})\n"
         f"    {html.escape(page.timezone or app.defaults.timezone)} · "
         f"{html.escape(page.work_hours or app.defaults.work_hours)} · "
-        f"ответ за {sla:g} ч, срочные за {urgent:g} ч · {chat_text}{state}"
+        f"ответ за {sla:g} ч, срочные за {urgent:g} ч · "
+        f"по существу за {_working_days(final)}, срочные за {_working_days(final_urgent)} · "
+        f"{chat_text}{state}"
     )
+
+
+def _working_days(days: int) -> str:
+    """«1 рабочий день», «2 рабочих дня», «7 рабочих дней»."""
+    adjective = ru.plural(days, "рабочий", "рабочих", "рабочих")
+    return f"{ru.number(days)}{ru.NBSP}{adjective} {ru.plural(days, 'день', 'дня', 'дней')}"
 
 
 STAFF_USAGE = (
@@ -384,7 +401,7 @@ async def staff_command(
 async def page_command(
     message: Message, bot: Bot, session: AsyncSession, app: AppContext, command: CommandObject
 ) -> None:
-    """/page: list pages; /page add …: connect one; /page ID title|tz|sla|hours|unbind …."""
+    """/page: list pages; /page add …: connect one; /page ID title|tz|sla|final|hours|unbind …."""
     if not await _require(message, session, app, roles.Role.ADMIN):
         return
     args = (command.args or "").split()
@@ -436,6 +453,17 @@ async def page_command(
         page.sla_hours = hours[0]
         if len(hours) == 2:
             page.sla_urgent_hours = hours[1]
+    elif field == "final" and 1 <= len(values) <= 2:
+        days = [int(v) if v.isdigit() else 0 for v in values]
+        if any(not 1 <= d <= MAX_FINAL_DAYS for d in days):
+            await message.answer(
+                "Рабочие дни на ответ по существу — целые числа от 1 до "
+                f"{MAX_FINAL_DAYS}: /page ID final 7 1 (обычные и срочные)"
+            )
+            return
+        page.final_answer_days = days[0]
+        if len(days) == 2:
+            page.final_answer_urgent_days = days[1]
     elif field == "hours" and values:
         try:
             WorkSchedule.parse(page.timezone or app.defaults.timezone, " ".join(values))
@@ -450,9 +478,13 @@ async def page_command(
         return
     await session.flush()
     logger.info(
-        "page %r: %s changed by %r", page.id, field, message.from_user and message.from_user.id
+        "страница %r: настройку %s изменил %r",
+        page.id,
+        field,
+        message.from_user and message.from_user.id,
     )
-    await message.answer("Сохранено.\n" + _page_line(page, app), parse_mode="HTML")
+    note = f"\n{NEW_TERMS_NOTE}" if field in ("sla", "final") else ""
+    await message.answer("Сохранено.\n" + _page_line(page, app) + note, parse_mode="HTML")
 
 
 async def bind_command(
@@ -489,7 +521,7 @@ async def bind_command(
         await onboarding.refresh_menus(message.bot, session, app)  # the new chat's menu
     titles = ", ".join(f"«{html.escape(page_title(p))}»" for p in chosen)
     pages_word = "странице" if len(chosen) == 1 else "страницам"  # not a count: one or several
-    logger.info("chat %r bound to pages %r", message.chat.id, [p.id for p in chosen])
+    logger.info("чат %r привязан к страницам %r", message.chat.id, [p.id for p in chosen])
     await message.answer(
         f"Готово: напоминания по {pages_word} {titles} будут приходить в этот чат.",
         parse_mode="HTML",

@@ -92,7 +92,7 @@ async def _relay(
     """Copy the citizen's message to the press chat, where a reply to it goes back to them."""
     press_chat = await _press_chat_for(app, session, page_id)
     if press_chat is None:
-        logger.warning("no press chat configured; private message %r not relayed", event.message_id)
+        logger.warning("пресс-чат не задан; личное сообщение %r не переслано", event.message_id)
         return
     user = message.from_user
     # «Автор: Татьяна Орлова», not «от Татьяна Орлова»: a name is not declined by guesswork.
@@ -116,7 +116,7 @@ async def _relay(
             )
             relayed_id = copied.message_id
     except TelegramAPIError as error:
-        logger.error("could not relay %r to the press chat: %s", event.message_id, error)
+        logger.error("не удалось переслать %r в пресс-чат: %s", event.message_id, error)
         return
     assert page_id is not None
     await repo.save_relay(
@@ -159,7 +159,7 @@ async def rating(query: CallbackQuery, bot: Bot, app: AppContext, ingest: Update
         try:
             await query.message.edit_text(f"Ваша оценка ответа: {verdict}. Спасибо!")
         except TelegramAPIError as error:
-            logger.info("rating message not edited: %s", error)
+            logger.info("сообщение с оценкой не изменено: %s", error)
 
 
 def create_router() -> Router:

@@ -71,7 +71,7 @@ async def _log_error(event: ErrorEvent) -> object:
     the update again. (Returning True here used to let polling take such an update as done.)
     """
     logger.error(
-        "update %r not processed: %s: %s",
+        "обновление %r не обработано: %s: %s",
         event.update.update_id,
         type(event.exception).__name__,
         event.exception,
@@ -87,12 +87,12 @@ async def confirm_offset(bot: Bot, store: UpdateStoreMiddleware) -> None:
             await store.flush()
     except TimeoutError:
         # Confirm only what is committed: `last_update_id` never counts the rest.
-        logger.error("updates still being stored at stop; confirming the committed ones only")
+        logger.error("при остановке ещё сохранялись обновления; подтверждаем только сохранённые")
     except Exception as error:  # the database is unavailable: confirm what was committed
-        logger.error("could not store every update before stopping: %s", error)
+        logger.error("до остановки сохранены не все обновления: %s", error)
     if store.last_update_id is None:
         return
     try:
         await bot.get_updates(offset=store.last_update_id + 1, limit=1, timeout=0)
     except TelegramAPIError as error:
-        logger.warning("could not confirm the last offset: %s", error)
+        logger.warning("не удалось подтвердить Telegram последнее полученное обновление: %s", error)

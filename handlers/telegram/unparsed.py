@@ -57,10 +57,14 @@ class UnparsedUpdates:
         except ValidationError as error:
             update_id = item.get("update_id") if isinstance(item, dict) else None
             if not isinstance(update_id, int) or isinstance(update_id, bool):
-                logger.error("an update without an update_id does not parse; dropped: %s", error)
+                logger.error("обновление без update_id не разбирается; отброшено: %s", error)
                 return None
             reason = _reason(error)
-            logger.error("update %r does not parse (%s); kept as failed", update_id, reason)
+            logger.error(
+                "обновление %r не разбирается (%s); сохранено с пометкой об ошибке",
+                update_id,
+                reason,
+            )
             self._held[update_id] = Unparsed(
                 RawCopy(SOURCE, str(update_id), _type_of(item), _json(item)),
                 UnparsedUpdate(reason),

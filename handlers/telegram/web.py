@@ -75,13 +75,13 @@ async def web_command(message: Message, bot: Bot, session: AsyncSession, app: Ap
                 chat_id=user.id, menu_button=MenuButtonWebApp(text="Панель", web_app=app_info)
             )
         except TelegramAPIError as error:
-            logger.warning("could not set the dashboard menu button: %s", error)
+            logger.warning("не удалось задать кнопку веб-панели в меню: %s", error)
     await message.answer(
         login_text(web_access.login_url(public, token)),
         reply_markup=markup,
         link_preview_options=LinkPreviewOptions(is_disabled=True),
     )
-    logger.info("user %r got a dashboard login link", user.id)
+    logger.info("пользователь %r получил ссылку для входа в веб-панель", user.id)
 
 
 def create_router(app: AppContext) -> Router:

@@ -42,10 +42,10 @@ class StoreThenAnswer(SimpleRequestHandler):
         try:
             update = await request.json(loads=bot.session.json_loads)
         except ValueError:  # not JSON, not UTF-8: no sending it again will make it parse
-            logger.warning("webhook body is not JSON; answered 400")
+            logger.warning("тело запроса вебхука — не JSON; ответ 400")
             return web.Response(status=400, text="the body is not a JSON object")
         if not isinstance(update, dict):
-            logger.warning("webhook body is JSON but not an update object; answered 400")
+            logger.warning("тело запроса вебхука — JSON, но не обновление; ответ 400")
             return web.Response(status=400, text="the body is not a JSON object")
         unparsed = unparsed_of(bot)
         if unparsed is None:
@@ -61,7 +61,7 @@ class StoreThenAnswer(SimpleRequestHandler):
         done, _ = await asyncio.wait({work}, timeout=ANSWER_WITHIN)
         if not done:
             logger.warning(
-                "update %r not stored within %s s; asking Telegram to send it again",
+                "обновление %r не сохранено за %s с; просим Telegram прислать его снова",
                 update.get("update_id"),
                 ANSWER_WITHIN,
             )
@@ -96,7 +96,7 @@ class TelegramWebhook:
             allowed_updates=allowed,
         )
         logger.info(
-            "webhook server on %s:%r; Telegram posts to %s%s",
+            "вебхук-сервер слушает %s:%r; Telegram присылает обновления на %s%s",
             self.host,
             self.port,
             public_url.rstrip("/"),

@@ -89,7 +89,7 @@ class VkCallbackHandler:
         group_id = _group_id(body.get("group_id"))
         if group_id is None or group_id not in self.tokens:
             logger.warning(
-                "VK callback for an unknown community %r from %r refused",
+                "Callback API: запрос от неизвестного сообщества %r с адреса %r отклонён",
                 body.get("group_id"),
                 request.remote,
             )
@@ -101,7 +101,7 @@ class VkCallbackHandler:
             str(body.get("secret") or "").encode(), self.secret.encode()
         ):
             logger.warning(
-                "VK callback %r for community %r from %r: wrong secret; refused",
+                "Callback API: событие %r сообщества %r с адреса %r с неверным секретом; отклонено",
                 event_type,
                 group_id,
                 request.remote,
@@ -113,7 +113,9 @@ class VkCallbackHandler:
             await process_event(self.intake, page, update, self.app.clock(), within=STORE_WITHIN)
         except DatabaseUnavailable as exc:
             logger.error(
-                "VK community %r: event not stored (%s); VK will send it again", group_id, exc
+                "сообщество ВКонтакте %r: событие не сохранено (%s); ВКонтакте пришлёт его снова",
+                group_id,
+                exc,
             )
             return web.Response(status=500, text="retry")
         self.processed += 1
@@ -129,13 +131,13 @@ class VkCallbackHandler:
             code = await self.confirmation_code(group_id)
         except RECOVERABLE as exc:
             logger.error(
-                "VK community %r: confirmation code unavailable (%s); the server address is "
-                "not confirmed — does the token have the «Управление сообществом» right?",
+                "сообщество ВКонтакте %r: код подтверждения недоступен (%s); адрес сервера "
+                "не подтверждён — есть ли у ключа право «Управление сообществом»?",
                 group_id,
                 exc,
             )
             return web.Response(status=500, text="confirmation code unavailable")
-        logger.info("VK community %r: Callback API server confirmation answered", group_id)
+        logger.info("сообщество ВКонтакте %r: адрес сервера Callback API подтверждён", group_id)
         return web.Response(text=code)
 
     async def confirmation_code(self, group_id: int) -> str:
@@ -161,7 +163,7 @@ class VkCallbackHandler:
             if group_id not in self._codes:
                 raise
             logger.warning(
-                "VK community %r: confirmation code not read (%s); the last one answered",
+                "сообщество ВКонтакте %r: код подтверждения не прочитан (%s); отвечаем прежним",
                 group_id,
                 exc,
             )
@@ -186,14 +188,16 @@ class VkCallbackHandler:
             except RECOVERABLE as exc:
                 if isinstance(exc, VkCallError) and exc.code in FATAL_CODES:
                     logger.error(
-                        "VK community %r: %s (%s); events are still recorded. Fix its entry "
-                        "in VK_GROUP_TOKENS",
+                        "сообщество ВКонтакте %r: %s (%s); события записываются. Исправьте его "
+                        "запись в VK_GROUP_TOKENS",
                         group_id,
                         FATAL_CODES[exc.code],
                         exc,
                     )
                 else:
-                    logger.warning("VK community %r: name unavailable (%s)", group_id, exc)
+                    logger.warning(
+                        "сообщество ВКонтакте %r: название недоступно (%s)", group_id, exc
+                    )
                 self._page_retry_at[group_id] = time.monotonic() + PAGE_RETRY_S
                 return VkPage(-group_id)
             if page.title is None:
@@ -239,7 +243,8 @@ class VkCallbackServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         logger.info(
-            "VK Callback API server on %s:%r; set %s%s as the server address of each community",
+            "сервер Callback API ВКонтакте слушает %s:%r; укажите %s%s адресом сервера "
+            "в каждом сообществе",
             self.host,
             self.port,
             (public_url or "").rstrip("/"),

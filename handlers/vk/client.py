@@ -68,7 +68,8 @@ class RewritingSession(requests.Session):
             if parts.scheme != "https" and parts.hostname not in _LOOPBACK_HOSTS:
                 # vk_api puts the token in the POST body: over plain HTTP the path can read it.
                 logger.warning(
-                    "VK API server %r is not HTTPS: tokens travel unencrypted", parts.netloc
+                    "сервер API ВКонтакте %r без HTTPS: ключи передаются незашифрованными",
+                    parts.netloc,
                 )
 
     def rewrite(self, url: str) -> str:

@@ -49,14 +49,25 @@ def event_job(
         events = translate(update, page, now)
     except TranslationError as exc:
         logger.warning(
-            "VK community %r: %r event skipped (%s); kept raw", group_id, event_type, exc
+            "сообщество ВКонтакте %r: событие %r пропущено (%s); сохранено как есть",
+            group_id,
+            event_type,
+            exc,
         )
         return IntakeJob(raw, (), "skipped", str(exc)[:500], cursors)
     except Exception as exc:  # a bug in translation: kept raw as failed, never lost
-        logger.exception("VK community %r: event %r failed; kept raw", group_id, raw.key)
+        logger.exception(
+            "сообщество ВКонтакте %r: событие %r не обработано; сохранено как есть",
+            group_id,
+            raw.key,
+        )
         return IntakeJob(raw, (), "failed", note_of(exc), cursors)
     if events is None:
-        logger.info("VK community %r: %r not handled; kept raw", group_id, event_type)
+        logger.info(
+            "сообщество ВКонтакте %r: %r не обрабатывается; сохранено как есть",
+            group_id,
+            event_type,
+        )
         return IntakeJob(raw, (), "skipped", "event type not handled", cursors)
     return IntakeJob(raw, tuple(events), "done", None, cursors)
 
@@ -79,11 +90,17 @@ async def process_event(
     job = event_job(page, update, now, cursors)
     stored = await intake.deliver(job, within=within)
     if stored.duplicate:
-        logger.info("VK event %r of %r delivered before; skipped", job.raw and job.raw.key, page)
+        logger.info(
+            "событие ВКонтакте %r (%r) уже получено раньше; пропущено",
+            job.raw and job.raw.key,
+            page,
+        )
         return "duplicate"
     if stored.failure is not None:
         logger.error(
-            "VK event %r failed: %s (kept raw as failed)", job.raw and job.raw.key, stored.failure
+            "событие ВКонтакте %r не обработано: %s (сохранено с пометкой об ошибке)",
+            job.raw and job.raw.key,
+            stored.failure,
         )
         return "failed"
     return job.status

@@ -98,7 +98,7 @@ class VkCounterSource:
                 if error.code not in RATE_LIMIT_CODES or attempt + 1 == self.backoff.attempts:
                     raise
                 pause = min(self.backoff.base_s * 2**attempt, self.backoff.cap_s)
-                logger.warning("VK %s: error %d, waiting %.1f s", method, error.code, pause)
+                logger.warning("ВКонтакте %s: ошибка %d, ждём %.0f с", method, error.code, pause)
                 await self.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -130,14 +130,18 @@ class VkCounterSource:
                     fields="members_count",
                 )
             except VkTransportError as error:
-                logger.warning("groups.getById failed (%s); next refresh tries again", error)
+                logger.warning(
+                    "groups.getById не удался (%s); повторим при следующем обновлении", error
+                )
                 continue
             except VkCallError as error:
                 if error.code in RATE_LIMIT_CODES:
-                    logger.warning("groups.getById still limited; next refresh tries again")
+                    logger.warning(
+                        "groups.getById всё ещё ограничен; повторим при следующем обновлении"
+                    )
                     continue
                 note = refusal(error.code, error.message)
-                logger.warning("groups.getById: %s", note)
+                logger.warning("groups.getById: ошибка %s", note)
                 events.extend(SubscribersEvent(page, at, None, note) for page in chunk)
                 continue
             found = {
@@ -189,14 +193,14 @@ class VkCounterSource:
         try:
             body = await self._call(self.service_token, "execute", raw=True, code=script)
         except VkTransportError as error:
-            logger.warning("execute failed (%s); next refresh tries again", error)
+            logger.warning("execute не удался (%s); повторим при следующем обновлении", error)
             return []
         except VkCallError as error:
             if error.code in RATE_LIMIT_CODES:
-                logger.warning("execute still limited; next refresh tries again")
+                logger.warning("execute всё ещё ограничен; повторим при следующем обновлении")
                 return []
             note = refusal(error.code, error.message)
-            logger.warning("execute: %s", note)
+            logger.warning("execute: ошибка %s", note)
             return [
                 PostCountersEvent(names[key].page, names[key].post_id, at, note=note)
                 for chunk in batch
@@ -206,7 +210,7 @@ class VkCounterSource:
         errors = list(body.get("execute_errors") or [])
         if not isinstance(results, list) or len(results) != len(batch):
             logger.warning(
-                "execute answered %d results for %d calls", len(results or []), len(batch)
+                "execute вернул результатов: %d, а вызовов было %d", len(results or []), len(batch)
             )
             return []
         events: list[PostCountersEvent] = []
@@ -217,7 +221,7 @@ class VkCounterSource:
                 if nested_code in RATE_LIMIT_CODES or nested_code == 0:
                     continue  # left for the next refresh
                 note = refusal(nested_code, str(nested.get("error_msg", "")))
-                logger.warning("wall.getById in execute: %s", note)
+                logger.warning("wall.getById внутри execute: %s", note)
                 events.extend(
                     PostCountersEvent(names[key].page, names[key].post_id, at, note=note)
                     for key in chunk
@@ -236,7 +240,7 @@ class VkCounterSource:
                     read = counters_event(item, VkPage(owner_id(post.page)), at)
                     events.append(replace(read, page=post.page))
                 except TranslationError as error:
-                    logger.warning("post %s: %s", key, error)
+                    logger.warning("пост %s: %s", key, error)
                     continue
                 seen.add(key)
             for key in chunk:

@@ -52,7 +52,8 @@ RECOVERABLE: tuple[type[BaseException], ...] = (VkCallError, *NETWORK_ERRORS)
 # A gap fill that ends so is tried again later (a comment read back that cannot be decided too).
 GAP_FILL_ERRORS: tuple[type[BaseException], ...] = (*RECOVERABLE, DecisionFailed)
 # Errors after which a community's token will not start working by itself.
-FATAL_CODES = {5: "the access token was rejected", 15: "access denied", 27: "wrong token type"}
+# Said in the log an administrator reads (in Russian).
+FATAL_CODES = {5: "ключ доступа отклонён", 15: "доступ запрещён", 27: "неверный тип ключа"}
 COMMUNITY_RPS_DELAY = 0.05  # 20 requests/s with a community token
 SERVICE_RPS_DELAY = 0.34  # 3 requests/s: the limit for user tokens, safe for service ones
 GAP_MARGIN = timedelta(minutes=5)
@@ -176,7 +177,7 @@ class VkIntake:
             if self.wall_owner_ids:
                 self._walls_task = asyncio.create_task(self._poll_walls(), name="vk-walls")
             if not self.listeners and not self._walls_task:
-                logger.warning("VK intake has nothing to do: no community tokens, no walls")
+                logger.warning("ВКонтакте: нечего читать — нет ни ключей сообществ, ни стен")
             await self._consume()
         finally:
             self._done.set()
@@ -195,7 +196,7 @@ class VkIntake:
                 await asyncio.to_thread(listener.thread.join, self.join_timeout_s)
                 if listener.thread.is_alive():
                     logger.warning(
-                        "VK community %r: long poll thread still busy", listener.group_id
+                        "сообщество ВКонтакте %r: поток Long Poll ещё занят", listener.group_id
                     )
         if self._walls_task is not None:
             self._walls_task.cancel()
@@ -237,8 +238,8 @@ class VkIntake:
                 if exc.code in FATAL_CODES:
                     listener.failed = exc
                     logger.error(
-                        "VK community %r is not monitored: %s (%s). Fix its entry in "
-                        "VK_GROUP_TOKENS and restart; other communities keep working",
+                        "сообщество ВКонтакте %r не отслеживается: %s (%s). Исправьте его "
+                        "запись в VK_GROUP_TOKENS и перезапустите; остальные сообщества работают",
                         group_id,
                         FATAL_CODES[exc.code],
                         exc,
@@ -247,12 +248,15 @@ class VkIntake:
                     return
                 if exc.code == 100:
                     logger.error(
-                        "VK community %r: %s — is the Long Poll API on (API version 5.199)?",
+                        "сообщество ВКонтакте %r: %s — включён ли Long Poll API "
+                        "(версия API 5.199)?",
                         group_id,
                         exc,
                     )
                 else:
-                    logger.warning("VK community %r: %s; retry in %.0f s", group_id, exc, backoff)
+                    logger.warning(
+                        "сообщество ВКонтакте %r: %s; повтор через %.0f с", group_id, exc, backoff
+                    )
                 listener.stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_cap_s)
                 continue
@@ -260,7 +264,7 @@ class VkIntake:
                 if listener.stop.is_set():
                     break
                 logger.warning(
-                    "VK community %r: long poll failed (%s); retry in %.0f s",
+                    "сообщество ВКонтакте %r: Long Poll не ответил (%s); повтор через %.0f с",
                     group_id,
                     type(exc).__name__,
                     backoff,
@@ -269,13 +273,15 @@ class VkIntake:
                 backoff = min(backoff * 2, self.backoff_cap_s)
                 continue
             except Exception:
-                logger.exception("VK community %r: long poll error", group_id)
+                logger.exception("сообщество ВКонтакте %r: ошибка Long Poll", group_id)
                 listener.stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_cap_s)
                 continue
             backoff = self.backoff_s
             if result.failed == 2:
-                logger.info("VK community %r: long poll key expired, renewed", group_id)
+                logger.info(
+                    "сообщество ВКонтакте %r: ключ Long Poll истёк, получен новый", group_id
+                )
             if result.updates or result.history_lost:
                 self._emit(_Batch(group_id, result))
         if listener.longpoll is not None:
@@ -298,7 +304,7 @@ class VkIntake:
             listener.resume_ts = None
         _check_longpoll_settings(vk, group_id)
         listener.longpoll = longpoll
-        logger.info("VK community %r: long poll started", group_id)
+        logger.info("сообщество ВКонтакте %r: Long Poll запущен", group_id)
 
     # ------------------------------------------------------------------ the consumer
 
@@ -323,7 +329,9 @@ class VkIntake:
                         attempt += 1
                         continue
                     # Never lose the consumer: the ts of this batch stays unstored.
-                    logger.exception("VK community %r: batch failed", item.group_id)
+                    logger.exception(
+                        "сообщество ВКонтакте %r: пачка событий не обработана", item.group_id
+                    )
                 break
 
     def _page(self, group_id: int) -> VkPage:
@@ -334,7 +342,8 @@ class VkIntake:
         group_id, result = batch.group_id, batch.result
         if result.history_lost:
             logger.warning(
-                "VK community %r: long poll history lost (failed %r); reading the gap back",
+                "сообщество ВКонтакте %r: история Long Poll потеряна (failed %r); "
+                "дочитываем пропуск",
                 group_id,
                 result.failed,
             )
@@ -405,7 +414,7 @@ class VkIntake:
                     retry=self.retry,
                 )
                 logger.info(
-                    "VK community %r: gap since %s filled from the wall: %r new messages",
+                    "сообщество ВКонтакте %r: пропуск с %s дочитан со стены, новых сообщений — %r",
                     group_id,
                     since.isoformat(),
                     counts.new_messages,
@@ -416,9 +425,9 @@ class VkIntake:
                     )
             else:
                 logger.error(
-                    "VK community %r: wall comments since %s cannot be read back without "
-                    "VK_SERVICE_TOKEN (community tokens get error 27 on wall.get); set it and "
-                    "run `otklik backfill vk --group %s --since %s`",
+                    "сообщество ВКонтакте %r: комментарии на стене с %s не дочитать без "
+                    "VK_SERVICE_TOKEN (ключ сообщества получает ошибку 27 на wall.get); "
+                    "задайте его и запустите `otklik backfill vk --group %s --since %s`",
                     group_id,
                     since.isoformat(),
                     group_id,
@@ -429,7 +438,7 @@ class VkIntake:
                 self.intake, self._community_vk(group_id), page, since, retry=self.retry
             )
             logger.info(
-                "VK community %r: gap since %s filled from dialogues: %r new messages",
+                "сообщество ВКонтакте %r: пропуск с %s дочитан из диалогов, новых сообщений — %r",
                 group_id,
                 since.isoformat(),
                 counts.new_messages,
@@ -437,7 +446,7 @@ class VkIntake:
         except GAP_FILL_ERRORS as exc:
             # Kept as pending: the next batch or the next start tries again.
             logger.error(
-                "VK community %r: gap fill failed: %s; retry in %.0f s",
+                "сообщество ВКонтакте %r: пропуск не дочитан: %s; повтор через %.0f с",
                 group_id,
                 exc,
                 GAP_RETRY_S,
@@ -501,21 +510,27 @@ class VkIntake:
                         retry=self.retry,
                     )
                     if counts.new_messages:
-                        logger.info("VK wall %r: %r new messages", owner_id, counts.new_messages)
+                        logger.info(
+                            "стена ВКонтакте %r: новых сообщений — %r",
+                            owner_id,
+                            counts.new_messages,
+                        )
                 except VkCallError as exc:
                     if exc.code == 5:
                         logger.error(
-                            "VK wall %r: VK_SERVICE_TOKEN was rejected (%s); walls are not "
-                            "monitored until it is replaced",
+                            "стена ВКонтакте %r: VK_SERVICE_TOKEN отклонён (%s); стены не "
+                            "отслеживаются, пока его не заменят",
                             owner_id,
                             exc,
                         )
                     else:
-                        logger.error("VK wall %r: polling failed: %s", owner_id, exc)
+                        logger.error("стена ВКонтакте %r: не удалось прочитать: %s", owner_id, exc)
                 except NETWORK_ERRORS as exc:
-                    logger.warning("VK wall %r: polling failed: %s", owner_id, type(exc).__name__)
+                    logger.warning(
+                        "стена ВКонтакте %r: не удалось прочитать: %s", owner_id, type(exc).__name__
+                    )
                 except Exception:
-                    logger.exception("VK wall %r: polling failed", owner_id)
+                    logger.exception("стена ВКонтакте %r: не удалось прочитать", owner_id)
             self.wall_rounds += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.wall_interval_s)
@@ -537,7 +552,7 @@ class VkIntake:
                     owner = -int(group["id"])
                     pages[owner] = VkPage(owner, group.get("name"), group.get("screen_name"))
         except RECOVERABLE as exc:
-            logger.warning("VK walls: names unavailable (%s); ids used instead", exc)
+            logger.warning("стены ВКонтакте: названия недоступны (%s); показываем ID", exc)
         return pages
 
 
@@ -554,7 +569,7 @@ def community_page(vk: vk_api.VkApi, group_id: int) -> VkPage:
     except VkCallError as exc:
         if exc.code in FATAL_CODES:
             raise
-        logger.warning("VK community %r: name unavailable (%s)", group_id, exc)
+        logger.warning("сообщество ВКонтакте %r: название недоступно (%s)", group_id, exc)
         return VkPage(-group_id)
     if not groups:
         return VkPage(-group_id)
@@ -566,20 +581,20 @@ def _check_longpoll_settings(vk: vk_api.VkApi, group_id: int) -> None:
     try:
         settings = call(vk, "groups.getLongPollSettings", group_id=group_id)
     except VkCallError as exc:
-        logger.info("VK community %r: long poll settings unreadable (%s)", group_id, exc)
+        logger.info("сообщество ВКонтакте %r: настройки Long Poll не прочитать (%s)", group_id, exc)
         return
     if not settings.get("is_enabled", True):
-        logger.error("VK community %r: the Long Poll API is switched off", group_id)
+        logger.error("сообщество ВКонтакте %r: Long Poll API выключен", group_id)
     version = settings.get("api_version")
     if version and version != "5.199":
         logger.warning(
-            "VK community %r: Long Poll API version is %r, expected 5.199", group_id, version
+            "сообщество ВКонтакте %r: версия Long Poll API — %r, нужна 5.199", group_id, version
         )
     events = settings.get("events") or {}
     missing = [name for name in HANDLED_EVENT_TYPES if not events.get(name)]
     if missing:
         logger.warning(
-            "VK community %r: Long Poll event types switched off: %s — these are not tracked",
+            "сообщество ВКонтакте %r: выключены типы событий Long Poll: %s — они не отслеживаются",
             group_id,
             ", ".join(missing),
         )

@@ -63,7 +63,7 @@ async def api(vk: vk_api.VkApi, method: str, retry: Retry = DEFAULT_RETRY, **par
             if exc.code not in RETRYABLE_CODES or attempt == retry.attempts:
                 raise
             logger.warning(
-                "%s failed with error %r; retry %d/%d in %.1f s",
+                "%s: ошибка ВКонтакте %r; повтор %d из %d через %.0f с",
                 method,
                 exc.code,
                 attempt,
@@ -118,7 +118,7 @@ async def fetch_posts(
             try:
                 published = from_unix(post.get("date"))
             except TranslationError:
-                logger.warning("post without a date on wall %r skipped", owner_id)
+                logger.warning("запись без даты на стене %r пропущена", owner_id)
                 continue
             if published >= since or (pinned and post.get("is_pinned")):
                 posts.append(dict(post))
@@ -220,7 +220,7 @@ async def ingest_comments(
             event = comment_event("wall_reply", item, page, names)
         except TranslationError as exc:
             logger.warning(
-                "comment %r under post %r of %r skipped: %s",
+                "комментарий %r под записью %r на стене %r пропущен: %s",
                 comment.get("id"),
                 post_id,
                 page.owner_id,
@@ -282,7 +282,9 @@ async def sync_post(
     except VkCallError as exc:
         if exc.code in (15, 18, 100, 212):
             # Deleted post, closed comments, or no access: nothing to read, say so.
-            logger.warning("comments of post %r on %r unavailable: %s", post_id, page.owner_id, exc)
+            logger.warning(
+                "комментарии записи %r на стене %r недоступны: %s", post_id, page.owner_id, exc
+            )
             return SyncCounts(posts=1, skipped=1, unread_posts=[post_id])
         raise
     counts = await ingest_comments(intake, page, post_id, comments, names, since=since)
@@ -335,15 +337,15 @@ async def fill_wall_gap(
     )
     if len(posts) >= GAP_MAX_POSTS:
         logger.warning(
-            "wall %r: more than %r posts in the gap's window; the oldest are not read back",
+            "стена %r: за время пропуска больше %r записей; самые старые не дочитываются",
             page.owner_id,
             GAP_MAX_POSTS,
         )
     listed = {int(post["id"]) for post in posts}
     known = [{"id": post_id} for post_id in sorted(set(active_posts) - listed)]
     logger.info(
-        "wall %r: reading back comments since %s under %r posts (%r published since %s, "
-        "%r older ones with comments known)",
+        "стена %r: дочитываем комментарии с %s под записями (%r): опубликованных — %r (с %s), "
+        "более старых с известными комментариями — %r",
         page.owner_id,
         since.isoformat(),
         len(posts) + len(known),
@@ -410,7 +412,7 @@ async def sync_dialogues(
             try:
                 event = dialogue_event(message, page)
             except TranslationError as exc:
-                logger.warning("dialogue message skipped: %s", exc)
+                logger.warning("сообщение из диалога пропущено: %s", exc)
                 total.skipped += 1
                 continue
             if event.sent_at < since:

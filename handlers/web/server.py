@@ -59,7 +59,7 @@ class DashboardServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        logger.info("dashboard on http://%s:%r", self.host, self.port)
+        logger.info("веб-панель: http://%s:%r", self.host, self.port)
 
     @property
     def bound_port(self) -> int:

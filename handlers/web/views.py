@@ -43,6 +43,8 @@ STATUS_RU = {
     "excluded": "не обращение",
 }
 # Sortable overview columns: query value -> the page JSON field.
+OVERVIEW_PER_PAGE = 100  # rows of the overview's table per screen
+
 SORTS = {
     "title": "title",
     "maturity": "maturity_index",
@@ -171,6 +173,13 @@ async def overview(
     unknown = [r for r in rows if _sort_value(r, key) is None]
     known.sort(key=lambda r: _sort_value(r, key), reverse=descending)
     has_health = any(r.get("health") for r in data["pages"])
+    # Paged on the server: a region of a thousand pages is a thousand rows of figures, but a
+    # screen shows one page of them (the totals above are still every page's).
+    ordered = known + unknown
+    pages = max(1, -(-len(ordered) // OVERVIEW_PER_PAGE))
+    raw = request.query.get("p", "1")
+    number = min(pages, max(1, int(raw))) if raw.isdigit() and len(raw) < 7 else 1
+    shown = ordered[(number - 1) * OVERVIEW_PER_PAGE : number * OVERVIEW_PER_PAGE]
     return render(
         dashboard.env,
         "overview.html",
@@ -179,7 +188,11 @@ async def overview(
             access,
             period,
             total=data["total"],
-            rows=known + unknown,
+            rows=shown,
+            matched=len(ordered),
+            number=number,
+            pages=pages,
+            first=(number - 1) * OVERVIEW_PER_PAGE + 1,
             listed=len(data["pages"]),
             search=search,
             platform=platform,

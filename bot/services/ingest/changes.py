@@ -44,7 +44,7 @@ class KnownMessageChanges:
     def edit(self, db: Db, event: EditEvent) -> Decided:
         page, message = self._known(db, event)
         if message is None:
-            logger.info("edit of unknown message %r skipped", event.message_id)
+            logger.info("правка неизвестного сообщения %r пропущена", event.message_id)
             return Decided(
                 IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
             )
@@ -99,7 +99,7 @@ class KnownMessageChanges:
     def delete(self, db: Db, event: DeleteEvent) -> IngestResult:
         page, message = self._known(db, event)
         if message is None:
-            logger.info("deletion of unknown message %r skipped", event.message_id)
+            logger.info("удаление неизвестного сообщения %r пропущено", event.message_id)
             return IngestResult(Outcome.SKIPPED, page.id if page else None, note="unknown message")
         if message.deleted_at is not None:
             return IngestResult(Outcome.DUPLICATE, message.page_id)

@@ -299,7 +299,8 @@ class NewMessages:
                 appeals.append(target)
             elif not seen_first:
                 logger.info(
-                    "official reply %r answers message %r we never saw; kept unlinked",
+                    "официальный ответ %r отвечает на сообщение %r, которого нет в базе; "
+                    "сохранён без связи",
                     event.message_id,
                     event.reply_to_id,
                 )
