@@ -13,20 +13,24 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.text.embeddings import Embeddings, shared_embeddings
-from bot.text.features import TOPICS, Featurizer, TextFeatures
+from bot.text.features import TOPICS, Featurizer, TextFeatures, WordFeatures
 from bot.text.lexicon import (
     DATA_DIR,
     LEXICON_DIR,
+    Candidates,
+    Found,
+    MatcherGroup,
     PhraseMatcher,
+    label_scores,
     read_labelled,
     read_phrases,
     read_weighted,
 )
 from bot.text.linear import LinearModel
-from bot.text.normalize import Analyzer, words
+from bot.text.normalize import Analyzer, clean_word, raw_words, words
 
 __all__ = ["MODEL_PATH", "TOPICS", "Analysis", "Classification", "Classifier"]
 
@@ -60,6 +64,7 @@ _MENTION_RE = re.compile(r"^\s*@\w+")
 _PATRONYMIC_ENDINGS = ("вич", "вна", "чна", "ична")
 _UPPER_RE = re.compile(r"[А-ЯЁA-Z]")
 _LETTER_RE = re.compile(r"[А-ЯЁа-яёA-Za-z]")
+_CACHE_LIMIT = 200_000
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,15 @@ class Classification:
     urgent: bool
     # Confidence in the is_appeal decision (0.5..1): how sure the model is of what it said.
     confidence: float = 1.0
+
+
+class _WordEntry(NamedTuple):
+    """A word's keys (stem and prefix patterns), plural imperative mark and feature material."""
+
+    keys: tuple[str, ...]
+    imperative: bool
+    material: WordFeatures
+    candidates: Candidates  # lexicon phrases that may start here
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,8 @@ class Classifier:
         ]
         # Appeal cues, urgency cues and danger concepts in one pass over the words (labels).
         self.cues = PhraseMatcher(analyzer, [*appeal_items, *urgent_items, *concept_items])
+        # Both searched in one pass over the words.
+        self.lexicons = MatcherGroup(self.cues, self.topics)
         seeds = [(c, p) for c, p, _ in concept_items if " " not in p and not p.endswith("*")]
         self.names = frozenset(read_phrases(lexicon_dir / "names.txt"))
         self.linear: LinearModel | None = None
@@ -132,6 +148,7 @@ class Classifier:
         known = {key for key in lexicon_keys if not key.endswith("*")}
         prefixes = {key for key in lexicon_keys if key.endswith("*")}
         analyzer.set_vocabulary(known, prefixes)
+        self._words: dict[str, _WordEntry] = {}
 
     @classmethod
     def load(cls, path: Path = MODEL_PATH, mode: str = "stem") -> Classifier:
@@ -156,33 +173,63 @@ class Classifier:
         second = (match.group(2) or "").lower()
         return name in self.names and not second.endswith(_PATRONYMIC_ENDINGS)
 
+    def _word(self, raw: str) -> _WordEntry:
+        """Everything known about one word of raw_words(), cached (one look-up per word)."""
+        entry = self._words.get(raw)
+        if entry is None:
+            word = clean_word(raw)
+            keys = self.analyzer.word_keys(word)
+            entry = _WordEntry(
+                keys,
+                self.analyzer.is_imperative(word),
+                self.featurizer.word(word, keys[0]),
+                self.lexicons.candidates(keys),
+            )
+            if len(self._words) > _CACHE_LIMIT:
+                self._words = {}
+            self._words[raw] = entry
+        return entry
+
     def analyze(self, text: str) -> Analysis:
         """Collect the lexicon evidence and the model's features for text."""
-        word_list = words(text)
-        tokens = [self.analyzer.word_keys(word) for word in word_list]
-        has_request = any(self.analyzer.is_imperative(word) for word in word_list)
+        cache = self._words
+        entries = [cache.get(raw) or self._word(raw) for raw in raw_words(text)]
+        tokens = [entry.keys for entry in entries]
+        has_request = any([entry.imperative for entry in entries])
         has_question = "?" in text
         to_commenter = self._to_commenter(text)
         marks = []
-        for present, mark in (
-            (has_request, REQUEST),
-            (has_question, QUESTION),
-            (to_commenter, TO_COMMENTER),
-            (len(tokens) <= 3, SHORT),
-            (len(tokens) > 40, LONG),
-            ("!" in text, EXCLAIM),
-        ):
-            if present:
-                marks.append(mark)
-        letters = len(_LETTER_RE.findall(text))
-        if letters >= 8 and len(_UPPER_RE.findall(text)) > 0.6 * letters:
-            marks.append(CAPS)
-        cues = self.cues.scores(tokens)
+        if has_request:
+            marks.append(REQUEST)
+        if has_question:
+            marks.append(QUESTION)
+        if to_commenter:
+            marks.append(TO_COMMENTER)
+        if len(tokens) <= 3:
+            marks.append(SHORT)
+        if len(tokens) > 40:
+            marks.append(LONG)
+        if "!" in text:
+            marks.append(EXCLAIM)
+        # More than 60 % of at least 8 letters in upper case; fewer than 5 capitals never are.
+        capitals = len(_UPPER_RE.findall(text))
+        if capitals >= 5:
+            letters = len(_LETTER_RE.findall(text))
+            if letters >= 8 and capitals > 0.6 * letters:
+                marks.append(CAPS)
+        cue_positions, topic_positions = self.lexicons.positions(
+            tokens, [entry.candidates for entry in entries]
+        )
+        cues = label_scores(cue_positions)
         appeal_lexicon = cues.pop("appeal", 0.0)
         urgent_lexicon = cues.pop("urgent", 0.0)
-        topic_lexicon = self._topic_lexicon(tokens)
-        features = self.featurizer.extract(
-            word_list, tokens, marks, (appeal_lexicon, urgent_lexicon, topic_lexicon), cues
+        topic_lexicon = self._topic_lexicon(tokens, topic_positions)
+        features = self.featurizer.assemble(
+            [entry.material for entry in entries],
+            tokens,
+            marks,
+            (appeal_lexicon, urgent_lexicon, topic_lexicon),
+            cues,
         )
         return Analysis(
             features=features,
@@ -195,28 +242,33 @@ class Classifier:
             has_words=bool(tokens),
         )
 
-    def _topic_lexicon(self, tokens: list[tuple[str, ...]]) -> dict[str, float]:
+    def _topic_lexicon(self, tokens: list[tuple[str, ...]], found: Found) -> dict[str, float]:
         """Sum topic cue weights, discounting words that only name a place."""
         places: set[int] = set()
         for position, keys in enumerate(tokens):
             if keys[0] in _LOCATIVE_STEMS:
                 places.update((position + 1, position + 2))
         totals: dict[str, float] = {}
-        for entry, position in self.topics.positions(tokens):
+        for entry, position in found:
             weight = entry.weight * (_LOCATIVE_DISCOUNT if position in places else 1.0)
             totals[entry.label] = totals.get(entry.label, 0.0) + weight
         return totals
 
     def decide(self, analysis: Analysis) -> Classification:
         """Turn the analysis into a classification (the model's, or the lexicons' alone)."""
+        return self.decide_unrounded(analysis)[0]
+
+    def decide_unrounded(self, analysis: Analysis) -> tuple[Classification, float]:
+        """The classification and its confidence before rounding (tests compare it)."""
         if not analysis.has_words:
-            return Classification(is_appeal=False, topic="other", urgent=False)
+            return Classification(is_appeal=False, topic="other", urgent=False), 1.0
         if self.linear is None:
             score = lexicon_appeal_score(analysis)
             is_appeal = score > 0
             urgent = is_appeal and analysis.urgent_lexicon >= _LEXICON_URGENT_THRESHOLD
             confidence = 1.0 / (1.0 + math.exp(-min(abs(score), 30.0)))
-            return Classification(is_appeal, lexicon_topic(analysis), urgent, round(confidence, 4))
+            topic = lexicon_topic(analysis)
+            return Classification(is_appeal, topic, urgent, round(confidence, 4)), confidence
         scores = self.linear.scores(analysis.features)
         is_appeal = scores.is_appeal(self.linear.danger_margin)
         probability = scores.appeal_probability(self.linear.appeal_temperature)
@@ -225,7 +277,7 @@ class Classifier:
         topic = TOPICS[int(scores.topics.argmax())]
         urgent = is_appeal and scores.urgent > 0
         confidence = max(probability, 1.0 - probability)
-        return Classification(is_appeal, topic, urgent, round(confidence, 4))
+        return Classification(is_appeal, topic, urgent, round(confidence, 4)), confidence
 
     def is_urgent(self, analysis: Analysis) -> bool:
         """Decide urgency as if the text were an appeal."""

@@ -12,16 +12,19 @@ Three blocks, the same for training and for classifying (one path):
 - **embedding**: the mean of the unit navec vectors of the text's words (300 numbers), which
   gives words the corpus never had a place near the ones it had.
 
-Per-word work (stems, character n-grams, vectors, concept similarities) is cached, so a warm
-classifier spends its time on a few dictionary look-ups and small numpy sums per text.
+Per-word work (stems, character n-grams, concept similarities) is cached, so a warm classifier
+spends its time on a few dictionary look-ups and small numpy sums per text. The 300-d vectors are
+not kept (1.2 KB a word): a linear model scores the mean of the words' projections onto its heads
+instead (docs/CLASSIFIER.md, «Speed and memory»), and the embedding block is rebuilt for training.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +32,7 @@ import numpy.typing as npt
 from bot.text.embeddings import DIM, Embeddings
 from bot.text.normalize import Analyzer
 
-__all__ = ["CONCEPTS", "DENSE_NAMES", "Featurizer", "TextFeatures"]
+__all__ = ["CONCEPTS", "DENSE_NAMES", "Featurizer", "TextFeatures", "WordFeatures"]
 
 TOPICS: tuple[str, ...] = (
     "housing",
@@ -85,35 +88,65 @@ _CACHE_LIMIT = 200_000
 Vector = npt.NDArray[np.float32]
 
 
+@dataclass(frozen=True, eq=False)
+class WordFeatures:
+    """Cached per-word material; compared and hashed by identity (models cache per word)."""
+
+    stem: str
+    # (concept number, closeness) where the word comes near a concept's seed words: the
+    # max similarity above the floor, rescaled (float32 values); empty for most words.
+    near: tuple[tuple[int, float], ...]
+    word: str
+    # Rebuilds the unit navec vector (None: the word has none). Not kept: 1.2 KB a word, and
+    # only training needs it again; a model keeps the vector's projection onto its heads.
+    source: Callable[[str], Vector | None] | None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The word's sparse names: «w:» stem and «c:» character 3- and 4-grams."""
+        # Built again at every call, not kept (~1 KB a word): a model caches their columns.
+        marked = f"<{self.word}>"
+        grams = {marked[i : i + n] for n in (3, 4) for i in range(len(marked) - n + 1)}
+        return (f"w:{self.stem}", *sorted(f"c:{gram}" for gram in grams))
+
+    @property
+    def vector(self) -> Vector | None:
+        """The word's unit navec vector (decoded again at every call)."""
+        return None if self.source is None else self.source(self.word)
+
+
 @dataclass(frozen=True)
 class TextFeatures:
     """The three feature blocks of one text.
 
-    The sparse names are kept as the per-word tuples (the cached objects, so that a model can
-    cache their columns per word) plus the text's own names (marks, bigrams, the first stem).
+    The sparse names are kept as the per-word material (the cached objects, so that a model can
+    cache their columns and projections per word) plus the text's own names (marks, bigrams,
+    the first stem). The embedding block is computed when asked for: a linear model can score
+    the words' cached projections instead (mean(vectors) @ W == mean(vectors @ W)).
     """
 
-    groups: tuple[tuple[str, ...], ...]
+    words: tuple[WordFeatures, ...]
     extra: tuple[str, ...]
     dense: npt.NDArray[np.float64]
-    embedding: Vector
+
+    @property
+    def groups(self) -> tuple[tuple[str, ...], ...]:
+        """The sparse names of each word."""
+        return tuple(word.names for word in self.words)
+
+    @cached_property
+    def embedding(self) -> Vector:
+        """The mean of the words' unit navec vectors (zeros if none has one)."""
+        vectors = [word.vector for word in self.words if word.vector is not None]
+        return np.mean(vectors, axis=0) if vectors else np.zeros(DIM, np.float32)
 
     @property
     def sparse(self) -> frozenset[str]:
         """Every sparse name present (binary features)."""
         names = set(self.extra)
-        for group in self.groups:
-            names.update(group)
+        for word in self.words:
+            names.update(word.names)
         return frozenset(names)
-
-
-@dataclass(frozen=True)
-class _Word:
-    """Cached per-word material."""
-
-    names: tuple[str, ...]  # «w:» stem and «c:» character n-grams
-    vector: Vector | None  # unit navec vector
-    near: Vector | None  # per concept: max similarity to its seeds above the floor, rescaled
 
 
 class Featurizer:
@@ -128,8 +161,9 @@ class Featurizer:
         """Seeds are (concept, word) pairs looked up in navec for the «near:» features."""
         self.analyzer = analyzer
         self.embeddings = embeddings
-        self._cache: dict[str, _Word] = {}
+        self._cache: dict[str, WordFeatures] = {}
         self._lock = threading.Lock()
+        self._source = self._lookup  # one bound method shared by the cached words
         self._seed_matrix: Vector | None = None
         self._seed_concepts: npt.NDArray[np.intp] = np.zeros(0, np.intp)
         if embeddings is not None:
@@ -158,22 +192,20 @@ class Featurizer:
         norm = float(np.linalg.norm(vector))
         return (vector / norm).astype(np.float32) if norm > 0 else None
 
-    def _word(self, word: str, stem: str) -> _Word:
+    def word(self, word: str, stem: str) -> WordFeatures:
         """Per-word material, cached."""
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        marked = f"<{word}>"
-        grams = {marked[i : i + n] for n in (3, 4) for i in range(len(marked) - n + 1)}
-        names = (f"w:{stem}", *sorted(f"c:{gram}" for gram in grams))
         vector = self._lookup(word) if not word.isdigit() else None
-        near = None
+        near: tuple[tuple[int, float], ...] = ()
         if vector is not None and self._seed_matrix is not None:
             similarity = vector @ self._seed_matrix
-            near = np.zeros(len(CONCEPTS), np.float32)
-            np.maximum.at(near, self._seed_concepts, similarity)
-            near = np.clip((near - _NEAR_FLOOR) / (1 - _NEAR_FLOOR), 0.0, 1.0)
-        result = _Word(names, vector, near)
+            closest = np.zeros(len(CONCEPTS), np.float32)
+            np.maximum.at(closest, self._seed_concepts, similarity)
+            closest = np.clip((closest - _NEAR_FLOOR) / (1 - _NEAR_FLOOR), 0.0, 1.0)
+            near = tuple((column, value) for column, value in enumerate(closest.tolist()) if value)
+        result = WordFeatures(stem, near, word, None if vector is None else self._source)
         with self._lock:
             if len(self._cache) > _CACHE_LIMIT:
                 self._cache = {}
@@ -189,41 +221,56 @@ class Featurizer:
         concepts: dict[str, float],
     ) -> TextFeatures:
         """Build the blocks from the words, their keys, shape marks, lexicon and concept scores."""
+        materials = [self.word(word, keys[0]) for word, keys in zip(word_list, tokens, strict=True)]
+        return self.assemble(materials, tokens, marks, lexicon, concepts)
+
+    def assemble(
+        self,
+        materials: Sequence[WordFeatures],
+        tokens: Sequence[tuple[str, ...]],
+        marks: Sequence[str],
+        lexicon: tuple[float, float, dict[str, float]],
+        concepts: dict[str, float],
+    ) -> TextFeatures:
+        """Build the blocks from the words' material (self.word) and the rest, as extract."""
         extra: list[str] = list(marks)
-        groups: list[tuple[str, ...]] = []
-        vectors: list[Vector] = []
-        nears: list[Vector] = []
         previous = ""
-        for word, keys in zip(word_list, tokens, strict=True):
+        for keys in tokens:
             stem = keys[0]
-            material = self._word(word, stem)
-            groups.append(material.names)
             if previous:
                 extra.append(f"b:{previous}_{stem}")
             previous = stem
-            if material.vector is not None:
-                vectors.append(material.vector)
-            if material.near is not None:
-                nears.append(material.near)
         if tokens:
             extra.append(f"f:{tokens[0][0]}")
-        # One numpy call per block, not one per word: this is the warm classifier's hot path.
-        embedding = np.mean(vectors, axis=0) if vectors else np.zeros(DIM, np.float32)
-        near = np.max(nears, axis=0) if nears else np.zeros(len(CONCEPTS), np.float32)
+        # Plain Python on a few short lists, one array at the end: numpy's per-call cost is
+        # what a warm classifier would otherwise spend its time on.
         appeal_lexicon, urgent_lexicon, topic_lexicon = lexicon
-        dense = np.zeros(len(DENSE_NAMES))
-        dense[0] = appeal_lexicon
-        dense[1] = urgent_lexicon
+        values = [0.0] * len(DENSE_NAMES)
+        values[0] = appeal_lexicon
+        values[1] = urgent_lexicon
         for topic, score in topic_lexicon.items():
-            dense[_TOPIC_COLUMN[topic]] = score
-        for concept, score in concepts.items():
-            column = _CONCEPT_COLUMN.get(concept)
-            if column is not None:
-                dense[column] = score
-        dense[_NEAR_OFFSET : _NEAR_OFFSET + len(CONCEPTS)] = near
-        concept_scores = dense[_CONCEPT_OFFSET:_NEAR_OFFSET]
-        dense[-4] = concept_scores.sum()
-        dense[-3] = concept_scores.max()
-        dense[-2] = float(near.max())
-        dense[-1] = math.log1p(len(word_list))
-        return TextFeatures(tuple(groups), tuple(extra), dense, embedding)
+            values[_TOPIC_COLUMN[topic]] = score
+        if concepts:
+            for concept, score in concepts.items():
+                column = _CONCEPT_COLUMN.get(concept)
+                if column is not None:
+                    values[column] = score
+            concept_scores = values[_CONCEPT_OFFSET:_NEAR_OFFSET]
+            # Two terms and zeros add up exactly in any order; more go through numpy, whose
+            # pairwise summation the model was trained with.
+            if len(concepts) <= 2:
+                values[-4] = sum(concept_scores)
+            else:
+                values[-4] = float(np.sum(concept_scores))
+            values[-3] = max(concept_scores)
+        near_max = 0.0
+        for material in materials:
+            for number, value in material.near:
+                if value > values[_NEAR_OFFSET + number]:
+                    values[_NEAR_OFFSET + number] = value
+                    if value > near_max:
+                        near_max = value
+        values[-2] = near_max
+        values[-1] = math.log1p(len(tokens))
+        dense = np.array(values)
+        return TextFeatures(tuple(materials), tuple(extra), dense)

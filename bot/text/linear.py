@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.text.embeddings import DIM
-from bot.text.features import DENSE_NAMES, TOPICS, TextFeatures
+from bot.text.features import DENSE_NAMES, TOPICS, TextFeatures, WordFeatures
 
 __all__ = ["HEADS", "LinearModel", "Scores", "decode_array", "encode_array"]
 
@@ -34,6 +34,7 @@ _CACHE_LIMIT = 200_000
 _TOPIC = slice(1, 1 + len(TOPICS))
 
 Matrix = npt.NDArray[np.float32]
+Projection = npt.NDArray[np.float64]
 
 
 def encode_array(array: npt.NDArray[Any]) -> str:
@@ -88,8 +89,9 @@ class LinearModel:
         """Build from the arrays (shapes: F×HEADS, D×HEADS, DIM×HEADS, HEADS, D, D)."""
         self.vocabulary = tuple(vocabulary)
         self.index = {name: number for number, name in enumerate(self.vocabulary)}
-        # Per-word name tuples → their columns (the words' tuples are cached objects upstream).
-        self._group_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
+        # Per word (the featurizer's cached objects): its known sparse columns and its navec
+        # vector's projection onto the heads.
+        self._word_cache: dict[WordFeatures, tuple[tuple[int, ...], Projection | None]] = {}
         if sparse.shape != (len(self.vocabulary), HEADS):
             raise ValueError("sparse weights do not match the vocabulary")
         if dense.shape != (len(DENSE_NAMES), HEADS) or embedding.shape != (DIM, HEADS):
@@ -107,27 +109,34 @@ class LinearModel:
         # Confidence = logistic(temperature × shifted appeal score); the temperature is fitted
         # on out-of-fold scores, because in-sample scores of a fitted model are overconfident.
         self.appeal_temperature = float(appeal_temperature)
-        # The dense standardisation and the embedding scale folded into one matrix and bias,
-        # so that a text costs one matrix product for both blocks.
-        folded = self.dense.astype(np.float64) / self.dense_scale[:, None]
+        # The dense standardisation folded into the dense weights and the bias, and the
+        # embedding scale into the embedding weights: a text costs one small product.
         self._bias_folded = self.bias - (self.dense_mean / self.dense_scale) @ self.dense
-        self._dense_embedding = np.vstack(
-            [folded, self.embedding.astype(np.float64) * self.emb_scale]
-        )
+        self._dense_folded = self.dense.astype(np.float64) / self.dense_scale[:, None]
+        self._embedding_scaled = self.embedding.astype(np.float64) * self.emb_scale
+        self._ones = np.ones(len(self.vocabulary))
+
+    def _word(self, word: WordFeatures) -> tuple[tuple[int, ...], Projection | None]:
+        """A word's known sparse columns and its vector's projection onto the heads, cached."""
+        entry = self._word_cache.get(word)
+        if entry is None:
+            index = self.index
+            ids = tuple(index[name] for name in word.names if name in index)
+            projection = None
+            if word.vector is not None:
+                projection = word.vector.astype(np.float64) @ self._embedding_scaled
+            entry = (ids, projection)
+            if len(self._word_cache) > _CACHE_LIMIT:
+                self._word_cache.clear()
+            self._word_cache[word] = entry
+        return entry
 
     def sparse_ids(self, features: TextFeatures) -> list[int]:
         """Column numbers of the text's known sparse names, distinct and sorted."""
-        index = self.index
-        cache = self._group_cache
         ids: set[int] = set()
-        for group in features.groups:
-            known = cache.get(group)
-            if known is None:
-                known = tuple(index[name] for name in group if name in index)
-                if len(cache) > _CACHE_LIMIT:
-                    cache.clear()
-                cache[group] = known
-            ids.update(known)
+        for word in features.words:
+            ids.update(self._word(word)[0])
+        index = self.index
         for name in features.extra:
             column = index.get(name)
             if column is not None:
@@ -139,12 +148,29 @@ class LinearModel:
         return (dense - self.dense_mean) / self.dense_scale
 
     def scores(self, features: TextFeatures) -> Scores:
-        """Score one text."""
-        ids = self.sparse_ids(features)
-        inputs: npt.NDArray[np.float64] = np.concatenate((features.dense, features.embedding))
-        total = self._bias_folded + inputs @ self._dense_embedding
+        """Score one text.
+
+        The embedding block is the mean of the words' vectors and the heads are linear, so its
+        share is the mean of the words' cached projections (14 numbers each), not a 300-d mean.
+        """
+        cache = self._word_cache
+        groups = []
+        projections = []
+        for word in features.words:
+            columns, projection = cache.get(word) or self._word(word)
+            groups.append(columns)
+            if projection is not None:
+                projections.append(projection)
+        known = [column for column in map(self.index.get, features.extra) if column is not None]
+        ids = set().union(*groups, known)
+        total = self._bias_folded + features.dense @ self._dense_folded
+        if projections:
+            total += sum(projections) / len(projections)
         if ids:
-            total += self.sparse[ids].sum(axis=0) / math.sqrt(len(ids))
+            rows = self.sparse.take(np.fromiter(ids, np.intp, len(ids)), axis=0)
+            # Each present name weighs 1/sqrt(k); a matrix-vector product sums the rows fastest,
+            # in float64 (the float32 rows are widened), so their order does not matter.
+            total += (self._ones[: len(ids)] @ rows) / math.sqrt(len(ids))
         return Scores(
             appeal=float(total[0]) - self.appeal_shift,
             topics=total[_TOPIC],

@@ -9,7 +9,7 @@ from typing import Any
 
 import snowballstemmer
 
-__all__ = ["Analyzer", "normalize", "words"]
+__all__ = ["Analyzer", "clean_word", "normalize", "raw_words", "words"]
 
 # Spam and careless typing mix Latin look-alikes into Cyrillic words («cпacибo»).
 _LATIN_LOOKALIKES = str.maketrans("aceopxykmtbh", "асеорхукмтвн")
@@ -32,12 +32,35 @@ def normalize(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """Split text into normalised words (emoji and punctuation dropped, hyphens split)."""
+    normalized = normalize(text)
+    found: list[str] = _WORD_RE.findall(normalized)
+    if not _LATIN_RE.search(normalized):  # most comments: no word mixes the alphabets
+        return found
     result = []
-    for word in _WORD_RE.findall(normalize(text)):
+    for word in found:
         if _LATIN_RE.search(word) and _CYRILLIC_RE.search(word):
             word = word.translate(_LATIN_LOOKALIKES)
         result.append(word)
     return result
+
+
+def raw_words(text: str) -> list[str]:
+    """The words of text before squeezing and look-alike repair: [clean_word(w) …] == words(text).
+
+    A run of one repeated character lies wholly inside a word or wholly between words, so
+    squeezing each word gives the words of the squeezed text; callers that cache per word
+    (the classifier) do that work once per distinct word instead of once per text.
+    """
+    found: list[str] = _WORD_RE.findall(text.lower().replace("ё", "е"))
+    return found
+
+
+def clean_word(raw: str) -> str:
+    """The normalised form of one word of raw_words() (as words() would give it)."""
+    word = _REPEAT_RE.sub(r"\1", raw)
+    if _LATIN_RE.search(word) and _CYRILLIC_RE.search(word):
+        word = word.translate(_LATIN_LOOKALIKES)
+    return word
 
 
 def _snowball() -> Callable[[str], str]:

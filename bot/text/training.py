@@ -64,6 +64,10 @@ class Hyper:
     # and the navec mean too: on that set, written by other hands, the concept block alone
     # flagged 73 non-urgent appeals about the same subjects (docs/CLASSIFIER.md, "Candidates").
     urgent_blocks: tuple[str, ...] = ("dense", "sparse", "embedding")
+    # The urgency head learns from every text (non-appeals are never urgent), not from appeals
+    # alone: the «danger report → appeal» rule reads its score on every text, and a head that
+    # never saw a condolence («соболезнования семьям погибших при пожаре») scores it as a fire.
+    urgent_on_all: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -199,8 +203,9 @@ def fit(analyses: Sequence[Analysis], examples: Sequence[Example], hyper: Hyper)
     topic_bias = np.full(len(TOPICS), -30.0)  # a topic absent from the data is never chosen
     topic_coef[order], topic_bias[order] = coef, intercept
     put(slice(1, 1 + len(TOPICS)), topic_coef, topic_bias, hyper.blocks)
-    x_urgent = _matrix([analyses[i] for i in appeals], design, hyper, hyper.urgent_blocks)
-    labels = [examples[i].urgent for i in appeals]
+    taught = range(len(examples)) if hyper.urgent_on_all else appeals
+    x_urgent = _matrix([analyses[i] for i in taught], design, hyper, hyper.urgent_blocks)
+    labels = [examples[i].urgent for i in taught]
     if len(set(labels)) == 2:
         coef, intercept = _logistic(x_urgent, labels, hyper.c_urgent)
         put(slice(HEADS - 1, HEADS), coef, intercept, hyper.urgent_blocks)
