@@ -146,7 +146,8 @@ async def median_p90_by_group(
     histograms: Mapping[int, Histogram],
     where: ColumnElement[bool],
 ) -> dict[int, tuple[float | None, float | None]]:
-    """`median_p90` of every group (a value of the column `group`, e.g. a page) at once.
+    """`median_p90` of every group (a value of the column `group`, e.g. a page) at once;
+    `where` and `group == key` select a group's rows.
 
     The same index seeks as `median_p90` (`ORDER BY value LIMIT … OFFSET …` inside the bucket
     holding a wanted rank), joined with UNION ALL into a few statements however many pages a
