@@ -85,6 +85,13 @@ class RunningIntake:
             self.task.cancel()  # a crash: no offset confirmation
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+        if not graceful:
+            # Cancelling start_polling leaves its per-bot polling task running (asyncio.wait does
+            # not cancel what it waits for): a crashed process has no such poller left.
+            for task in _polling_tasks(self.dp):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         assert self.store is not None
         if graceful:
             await self.store.close()
@@ -100,6 +107,21 @@ class RunningIntake:
         async with asyncio.timeout(timeout):
             while await self.processed() < count:  # noqa: ASYNC110  (polling a database)
                 await asyncio.sleep(0.02)
+
+
+def _polling_tasks(dp: Dispatcher) -> list[asyncio.Task[Any]]:
+    """The running `Dispatcher._polling` tasks of `dp`."""
+    found = []
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        if (
+            getattr(coro, "__qualname__", "") == "Dispatcher._polling"
+            and frame is not None
+            and frame.f_locals.get("self") is dp
+        ):
+            found.append(task)
+    return found
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:  # noqa: ASYNC109

@@ -35,7 +35,7 @@ SEED = 20250601
 # Targets the decision shifts are chosen for on out-of-fold scores (the costs are asymmetric:
 # a missed appeal vanishes from every figure, a missed emergency gets the 8-hour deadline).
 APPEAL_RECALL_TARGET = 0.98
-URGENT_RECALL_TARGET = 0.97
+URGENT_RECALL_TARGET = 0.96
 # Share of non-appeals the «danger report → appeal» rule may turn into false appeals.
 DANGER_EXTRA_FALSE_APPEALS = 0.01
 # A missed appeal weighs this many false ones when the danger rule's margin is chosen.
