@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, select
+from sqlalchemy import Column, ColumnElement, Table, and_, false, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import order_stats
@@ -275,34 +276,45 @@ async def _live_conditions(
     its sign (-1: a part of a whole day outside the period, evaluated the same way, taken off).
     """
     conditions = [(where, True, sign) for where, sign in _parts(ids, split)]
-    if split.whole_days:
-        rows = await core(
-            session,
-            select(R.c.settle_day)
-            .where(
-                R.c.page_id.in_(ids),
-                R.c.day >= split.first_day,
-                R.c.day < split.end_day,
-                R.c.settle_day >= split.at_day,
-            )
-            .distinct(),
-        )
-        # The settle days that occur: exact index seeks instead of a scan of later days.
-        settle_days = sorted(int(day) for (day,) in rows.all())
-        if settle_days:
-            conditions.append(
-                (
-                    and_(
-                        A.page_id.in_(ids),
-                        A.settle_day.in_(settle_days),
-                        A.received_at >= day_start(split.first_day),
-                        A.received_at < day_start(split.end_day),
-                    ),
-                    False,
-                    1,
-                )
-            )
+    unsettled = await _unsettled(session, R, A.settle_day, ids, split)
+    if unsettled is not None:
+        conditions.append((unsettled, False, 1))
     return conditions
+
+
+async def _unsettled(
+    session: AsyncSession,
+    rollup_table: Table,
+    settle_column: Column[Any],
+    ids: list[int],
+    split: _Split,
+) -> ColumnElement[bool] | None:
+    """The whole days' appeals whose rollup row is not settled by `at` (None: there are none).
+
+    The settle days that occur are read first: exact index seeks instead of a scan of later days.
+    """
+    if not split.whole_days:
+        return None
+    rows = await core(
+        session,
+        select(rollup_table.c.settle_day)
+        .where(
+            rollup_table.c.page_id.in_(ids),
+            rollup_table.c.day >= split.first_day,
+            rollup_table.c.day < split.end_day,
+            rollup_table.c.settle_day >= split.at_day,
+        )
+        .distinct(),
+    )
+    settle_days = sorted(int(day) for (day,) in rows.all())
+    if not settle_days:
+        return None
+    return and_(
+        A.page_id.in_(ids),
+        settle_column.in_(settle_days),
+        A.received_at >= day_start(split.first_day),
+        A.received_at < day_start(split.end_day),
+    )
 
 
 async def _live_final_conditions(
@@ -314,31 +326,9 @@ async def _live_final_conditions(
     read here; only the stages still open are (index `ix_appeal_final_settle`).
     """
     conditions = _parts(ids, split)
-    if split.whole_days:
-        rows = await core(
-            session,
-            select(F.c.settle_day)
-            .where(
-                F.c.page_id.in_(ids),
-                F.c.day >= split.first_day,
-                F.c.day < split.end_day,
-                F.c.settle_day >= split.at_day,
-            )
-            .distinct(),
-        )
-        settle_days = sorted(int(day) for (day,) in rows.all())
-        if settle_days:
-            conditions.append(
-                (
-                    and_(
-                        A.page_id.in_(ids),
-                        A.final_settle_day.in_(settle_days),
-                        A.received_at >= day_start(split.first_day),
-                        A.received_at < day_start(split.end_day),
-                    ),
-                    1,
-                )
-            )
+    unsettled = await _unsettled(session, F, A.final_settle_day, ids, split)
+    if unsettled is not None:
+        conditions.append((unsettled, 1))
     return conditions
 
 
