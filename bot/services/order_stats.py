@@ -191,7 +191,9 @@ async def median_p90_by_group(
         except KeyError:
             # A concurrent commit moved the ranks (PostgreSQL, READ COMMITTED): this group
             # again, with the fallback of `median_p90`.
-            logger.info("quantiles moved under a concurrent write; reading group %r again", key)
+            logger.info(
+                "квантили сдвинулись из-за одновременной записи; группа %r читается заново", key
+            )
             result[key] = await median_p90(
                 session, value, bucket, histograms[key], and_(where, group == key)
             )
