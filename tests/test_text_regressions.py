@@ -79,9 +79,9 @@ URGENT: dict[str, list[Any]] = {
             "на стройке нет забора дети лазят в котлован",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="known miss since the blind sets joined the training part: their writers "
-                "labelled an unfenced pit with children climbing in as not urgent (one such label "
-                "corrected, docs/CLASSIFIER.md); the thin-ice paraphrase of the concept holds",
+                reason="known miss since the blind sets joined the training part: the first "
+                "set's writer labelled an unfenced pit with children climbing in as not urgent "
+                "(corrected, docs/CLASSIFIER.md); the thin-ice paraphrase of the concept holds",
             ),
         ),
         "Открытый люк прямо у детского сада, ребенок чуть не упал",
