@@ -36,12 +36,14 @@ def words(text: str) -> list[str]:
     found: list[str] = _WORD_RE.findall(normalized)
     if not _LATIN_RE.search(normalized):  # most comments: no word mixes the alphabets
         return found
-    result = []
-    for word in found:
-        if _LATIN_RE.search(word) and _CYRILLIC_RE.search(word):
-            word = word.translate(_LATIN_LOOKALIKES)
-        result.append(word)
-    return result
+    return [_repair_lookalikes(word) for word in found]
+
+
+def _repair_lookalikes(word: str) -> str:
+    """Latin look-alikes inside a Cyrillic word mapped back («мусoр» with a Latin o)."""
+    if _LATIN_RE.search(word) and _CYRILLIC_RE.search(word):
+        return word.translate(_LATIN_LOOKALIKES)
+    return word
 
 
 def raw_words(text: str) -> list[str]:
@@ -57,10 +59,7 @@ def raw_words(text: str) -> list[str]:
 
 def clean_word(raw: str) -> str:
     """The normalised form of one word of raw_words() (as words() would give it)."""
-    word = _REPEAT_RE.sub(r"\1", raw)
-    if _LATIN_RE.search(word) and _CYRILLIC_RE.search(word):
-        word = word.translate(_LATIN_LOOKALIKES)
-    return word
+    return _repair_lookalikes(_REPEAT_RE.sub(r"\1", raw))
 
 
 def _snowball() -> Callable[[str], str]:
