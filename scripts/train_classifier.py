@@ -1,12 +1,14 @@
 """Build the package corpus and train the shipped text classifier model from its training part.
 
 Usage:
-  python scripts/train_classifier.py [--rebuild-corpus FILE.jsonl ...] [--extra FILE ...]
-      [--quick] [--out PATH]
+  python scripts/train_classifier.py [--rebuild-corpus FILE.jsonl ...]
+      [--add-to-training FILE.jsonl ...] [--extra FILE ...] [--quick] [--out PATH]
 
 --rebuild-corpus merges the current package corpus (corpus_dev.jsonl + corpus_heldout.jsonl)
 with the given JSONL files (duplicates dropped, the first label kept), splits the result 80/20
 stratified by (is_appeal, topic, urgent) with a fixed seed and rewrites both files.
+--add-to-training appends the given files to the training part only (how an evaluated blind set
+joins it): texts already in either part are dropped, the held-out part is not touched.
 Training reads only corpus_dev.jsonl (the training part) plus --extra files; the held-out part
 is never read for training or tuning. --quick skips the hyper-parameter search (keeps the
 current model's hyper-parameters). --calibrate only refits the confidence temperature of the
@@ -31,6 +33,7 @@ from bot.text.corpus import (
     load_corpus,
     merge_corpora,
     split_stratified,
+    text_key,
     write_corpus,
 )
 from bot.text.training import SEED, Hyper, analyse, builtin_hyper, out_of_fold, temperature, train
@@ -58,6 +61,17 @@ def rebuild(sources: list[Path]) -> None:
     )
 
 
+def add_to_training(sources: list[Path]) -> None:
+    """Append files to the training part; texts already in either part are dropped."""
+    train_part = load_corpus(DEV_CORPUS)
+    known = {text_key(e.text) for e in [*train_part, *load_corpus(HELDOUT_CORPUS)]}
+    new, dropped = merge_corpora(load_corpus(path) for path in sources)
+    added = [e for e in new if text_key(e.text) not in known]
+    dropped += len(new) - len(added)
+    write_corpus(DEV_CORPUS, [*train_part, *added])
+    print(json.dumps({"added": len(added), "duplicates_dropped": dropped}))
+
+
 def calibrate(path: Path) -> int:
     """Refit the confidence temperature of the model at path (out of fold, training part)."""
     model = json.loads(path.read_text("utf-8"))
@@ -77,6 +91,7 @@ def main() -> int:
     """Optionally rebuild the corpus; train and write the model JSON; print the CV figures."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rebuild-corpus", type=Path, nargs="+", default=[])
+    parser.add_argument("--add-to-training", type=Path, nargs="+", default=[])
     parser.add_argument("--extra", type=Path, action="append", default=[])
     parser.add_argument("--out", type=Path, default=MODEL_PATH)
     parser.add_argument("--quick", action="store_true")
@@ -87,6 +102,8 @@ def main() -> int:
         return calibrate(args.out)
     if args.rebuild_corpus:
         rebuild(args.rebuild_corpus)
+    if args.add_to_training:
+        add_to_training(args.add_to_training)
     examples = load_corpus(DEV_CORPUS)
     for path in args.extra:
         examples.extend(load_corpus(path))

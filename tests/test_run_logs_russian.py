@@ -58,6 +58,7 @@ RUN_MODULES = (
     "handlers/telegram/web.py",
     "handlers/telegram/pressoffice.py",
     "handlers/web/server.py",
+    "handlers/web/auth.py",
     "handlers/vk/health.py",
     "handlers/vk/client.py",
     "handlers/vk/sync.py",

@@ -167,7 +167,7 @@ def test_classify_stream_keeps_order_and_survives_bad_lines(
     assert lines[2]["topic"] in TOPICS
     assert all(0.5 <= line["confidence"] <= 1 for line in (lines[0], lines[2], lines[4]))
     assert lines[4]["is_appeal"] is True
-    assert sum("bad input line" in record.message for record in caplog.records) == 2
+    assert sum("пропущена" in record.message for record in caplog.records) == 2
 
 
 def test_corrections_to_corpus() -> None:

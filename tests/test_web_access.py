@@ -59,15 +59,15 @@ def test_genuine_init_data_names_the_user() -> None:
 @pytest.mark.parametrize(
     ("init_data", "reason"),
     [
-        (telegram_init_data(token="654321:OTHER-bot-token"), "signature"),
-        (telegram_init_data().replace("7001", "7002"), "signature"),  # another user swapped in
-        (telegram_init_data() + "&start_param=x", "signature"),  # a field added after signing
-        (telegram_init_data().replace("hash=", "hash=0"), "signature"),
-        (telegram_init_data().split("&hash=")[0], "signature"),  # no hash at all
-        (telegram_init_data(auth_date=NOW - timedelta(hours=2)), "expired"),
-        (telegram_init_data(auth_date=NOW + timedelta(minutes=10)), "future"),
-        ("", "missing"),
-        ("%%%", "query string"),
+        (telegram_init_data(token="654321:OTHER-bot-token"), "подпись"),
+        (telegram_init_data().replace("7001", "7002"), "подпись"),  # another user swapped in
+        (telegram_init_data() + "&start_param=x", "подпись"),  # a field added after signing
+        (telegram_init_data().replace("hash=", "hash=0"), "подпись"),
+        (telegram_init_data().split("&hash=")[0], "подпись"),  # no hash at all
+        (telegram_init_data(auth_date=NOW - timedelta(hours=2)), "устарел"),
+        (telegram_init_data(auth_date=NOW + timedelta(minutes=10)), "из будущего"),
+        ("", "нет или"),
+        ("%%%", "строка запроса"),
     ],
 )
 def test_forged_or_expired_init_data_is_refused(init_data: str, reason: str) -> None:
@@ -83,7 +83,7 @@ async def test_init_data_is_accepted_once(sessions: SessionFactory) -> None:
         await session.commit()
     assert user.user_id == 7001
     async with sessions() as session:
-        with pytest.raises(AccessDenied, match="replayed"):
+        with pytest.raises(AccessDenied, match="повтор"):
             await web_access.use_init_data(session, init_data, TOKEN, NOW + timedelta(seconds=5))
     # Opening the Mini App again gives new signed data, accepted as well.
     fresh = telegram_init_data(auth_date=NOW + timedelta(minutes=1))
@@ -104,11 +104,11 @@ async def test_login_link_works_once_within_ten_minutes(sessions: SessionFactory
         assert used == "7001"
         await session.commit()
     async with sessions() as session:
-        with pytest.raises(AccessDenied, match="already used"):
+        with pytest.raises(AccessDenied, match="уже использована"):
             await web_access.use_login_token(session, token, NOW + timedelta(minutes=9))
-        with pytest.raises(AccessDenied, match="expired"):
+        with pytest.raises(AccessDenied, match="устарел"):
             await web_access.use_login_token(session, late, NOW + timedelta(minutes=10))
-        with pytest.raises(AccessDenied, match="unknown"):
+        with pytest.raises(AccessDenied, match="неизвестна"):
             await web_access.use_login_token(session, "made-up-token", NOW)
         count = (await session.exec(select(func.count()).select_from(WebLogin))).one()
     assert count == 2

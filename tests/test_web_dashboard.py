@@ -133,7 +133,7 @@ async def test_login_link_opens_a_session_once(
     again = await client.get(f"/login/{token}", allow_redirects=False)
     assert again.status == 401 and "недействительна" in await again.text()
     assert (await client.get("/")).status == 401
-    assert "login link already used" in caplog.text
+    assert "ссылка для входа уже использована" in caplog.text
     assert token not in caplog.text and TOKEN not in caplog.text
 
 
@@ -184,7 +184,7 @@ async def test_mini_app_signs_in_with_telegrams_signature(
     assert (await client.get("/", params=PERIOD)).status == 200
     replayed = await client.post("/auth/telegram", data={"initData": genuine})
     assert replayed.status == 401
-    assert "signature does not match" in caplog.text and "replayed" in caplog.text
+    assert "подпись initData не совпадает" in caplog.text and "повтор" in caplog.text
     assert forged.split("hash=")[1] not in caplog.text
 
 

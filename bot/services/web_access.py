@@ -84,7 +84,7 @@ async def issue_login_token(session: AsyncSession, user_id: int | str, now: date
 async def use_login_token(session: AsyncSession, token: str, now: datetime) -> str:
     """The user id of a valid unused token, which is used up now; AccessDenied otherwise."""
     if not token or len(token) > 256:
-        raise AccessDenied("login link malformed")
+        raise AccessDenied("ссылка для входа искажена")
     digest = _digest(token)
     connection = await session.connection()
     result = await connection.execute(
@@ -102,10 +102,10 @@ async def use_login_token(session: AsyncSession, token: str, now: datetime) -> s
         return used.user_id
     found = (await session.exec(select(WebLogin).where(WebLogin.secret_hash == digest))).first()
     if found is None:
-        raise AccessDenied("login link unknown")
+        raise AccessDenied("ссылка для входа неизвестна")
     if found.used_at is not None:
-        raise AccessDenied("login link already used")
-    raise AccessDenied("login link expired")
+        raise AccessDenied("ссылка для входа уже использована")
+    raise AccessDenied("ссылка для входа устарела")
 
 
 def login_url(public_url: str, token: str) -> str:
@@ -137,28 +137,28 @@ def sign_init_data(fields: dict[str, str], bot_token: str) -> str:
 def verify_init_data(init_data: str, bot_token: str, now: datetime) -> MiniAppUser:
     """The user of a genuine, fresh `initData` query string; AccessDenied otherwise."""
     if not init_data or len(init_data) > 8192:
-        raise AccessDenied("initData missing or too long")
+        raise AccessDenied("initData нет или он слишком длинный")
     try:
         pairs = parse_qsl(init_data, keep_blank_values=True, strict_parsing=True)
     except ValueError:
-        raise AccessDenied("initData is not a query string") from None
+        raise AccessDenied("initData — не строка запроса") from None
     fields = dict(pairs)
     if len(fields) != len(pairs):
-        raise AccessDenied("initData repeats a field")
+        raise AccessDenied("в initData повторяется поле")
     received = fields.pop("hash", "")
     expected = sign_init_data(fields, bot_token)
     if not hmac.compare_digest(received.encode(), expected.encode()):
-        raise AccessDenied("initData signature does not match")
+        raise AccessDenied("подпись initData не совпадает")
     try:
         auth_date = datetime.fromtimestamp(int(fields["auth_date"]), UTC)
         user = json.loads(fields["user"])
         user_id = int(user["id"])
     except (KeyError, ValueError, TypeError, OverflowError, OSError):
-        raise AccessDenied("initData has no valid user or auth_date") from None
+        raise AccessDenied("в initData нет верных user или auth_date") from None
     if auth_date > now + CLOCK_SKEW:
-        raise AccessDenied("initData auth_date is in the future")
+        raise AccessDenied("auth_date в initData — из будущего")
     if now - auth_date > INIT_DATA_MAX_AGE:
-        raise AccessDenied("initData expired")
+        raise AccessDenied("initData устарел")
     name = " ".join(str(user.get(k) or "") for k in ("first_name", "last_name")).strip()
     return MiniAppUser(user_id, name or str(user_id), auth_date, received)
 
@@ -181,7 +181,7 @@ async def use_init_data(
                 )
             )
     except IntegrityError:
-        raise AccessDenied("initData replayed") from None
+        raise AccessDenied("initData уже использован (повтор)") from None
     return user
 
 

@@ -236,7 +236,7 @@ def classify_stream(infile: TextIO, outfile: TextIO) -> int:
                 "confidence": result.confidence,
             }
         except ValueError as error:  # json.JSONDecodeError is a ValueError
-            logger.warning("classify: bad input line %d: %s", number, error)
+            logger.warning("classify: строка %d пропущена: %s", number, error)
             output = {"error": f"строка {number}: {error}"}
         outfile.write(json.dumps(output, ensure_ascii=False) + "\n")
         count += 1

@@ -50,7 +50,7 @@ def guarded(view: View) -> Handler:
             if user is not None:
                 access = await web_access.access_of(session, dashboard.app.settings, user)
                 if access is None:
-                    logger.info("dashboard: user %r has no role any more", user)
+                    logger.info("веб-панель: у пользователя %r больше нет роли", user)
             if access is None:
                 return _signin_page(dashboard, 401)
             response = await view(request, dashboard, session, access)
@@ -104,7 +104,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         try:
             user_id = await web_access.use_login_token(session, request.match_info["token"], now)
         except AccessDenied as error:
-            logger.warning("dashboard login refused from %s: %s", request.remote, error)
+            logger.warning("веб-панель: вход по ссылке с %s отклонён: %s", request.remote, error)
             return _signin_page(
                 dashboard,
                 401,
@@ -114,11 +114,11 @@ async def login(request: web.Request) -> web.StreamResponse:
         access = await web_access.access_of(session, dashboard.app.settings, user_id)
         await session.commit()
     if access is None:
-        logger.warning("dashboard login refused: user %r has no role", user_id)
+        logger.warning("веб-панель: вход отклонён, у пользователя %r нет роли", user_id)
         return _signin_page(dashboard, 401, "У вас нет доступа к панели.")
     response = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": "/"})
     _start_session(request, dashboard, response, user_id)
-    logger.info("dashboard: user %r signed in by a login link", user_id)
+    logger.info("веб-панель: пользователь %r вошёл по ссылке", user_id)
     return response
 
 
@@ -130,22 +130,24 @@ async def telegram_auth(request: web.Request) -> web.StreamResponse:
     init_data = form.get("initData")
     now = utc_now()
     if token is None or not isinstance(init_data, str):
-        logger.warning("dashboard Mini App sign-in refused from %s: no initData", request.remote)
+        logger.warning("веб-панель: вход из Mini App с %s отклонён: нет initData", request.remote)
         return web.json_response({"ok": False}, status=401, headers=SECURITY_HEADERS)
     async with dashboard.app.sessions() as session:
         try:
             user = await web_access.use_init_data(session, init_data, token, now)
         except AccessDenied as error:
-            logger.warning("dashboard Mini App sign-in refused from %s: %s", request.remote, error)
+            logger.warning("веб-панель: вход из Mini App с %s отклонён: %s", request.remote, error)
             return web.json_response({"ok": False}, status=401, headers=SECURITY_HEADERS)
         access = await web_access.access_of(session, dashboard.app.settings, str(user.user_id))
         await session.commit()
     if access is None:
-        logger.warning("dashboard Mini App sign-in refused: user %r has no role", user.user_id)
+        logger.warning(
+            "веб-панель: вход из Mini App отклонён, у пользователя %r нет роли", user.user_id
+        )
         return web.json_response({"ok": False}, status=403, headers=SECURITY_HEADERS)
     response = web.json_response({"ok": True}, headers=SECURITY_HEADERS)
     _start_session(request, dashboard, response, str(user.user_id))
-    logger.info("dashboard: user %r signed in from the Mini App", user.user_id)
+    logger.info("веб-панель: пользователь %r вошёл из Mini App", user.user_id)
     return response
 
 
