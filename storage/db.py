@@ -47,6 +47,8 @@ def _sqlite_value(value: Any) -> Any:
     # The exact text storage/types.UTCDateTime gives SQLite through SQLAlchemy, so that rows
     # written here and by the ORM compare and sort alike.
     if isinstance(value, datetime):
+        if value.tzinfo is UTC:  # the usual case: no conversion needed
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -56,7 +58,9 @@ def _sqlite_value(value: Any) -> Any:
 
 
 # Parameter types sqlite3 takes as they are; anything else goes through `_sqlite_value`.
-_SQLITE_NATIVE = frozenset({str, int, float, type(None), bytes})
+_SQLITE_NATIVE = frozenset({str, int, float, type(None), bytes, bool})
+# Tables whose rows `Db.memo` may hold: an UPDATE of one of them through `Db.update` drops it.
+MEMO_TABLES = frozenset({"page", "thread"})
 
 
 class Db:
@@ -67,6 +71,17 @@ class Db:
     changed: list[tuple[type[Any], int, dict[str, Any]]]
     # (page_id, UTC day of receipt) of appeals written here: their report rollups are stale.
     appeal_days: set[tuple[int, int]]
+    # Rows read or written here that nobody else can change until `forget` (None: no memo).
+    # Only the intake writer process keeps one (storage/writer.py): it holds SQLite's write
+    # lock for a whole batch and drops the memo when another connection has committed since
+    # its last batch (`PRAGMA data_version`) or when anything is rolled back. Pages, thread ids
+    # and the page-days already marked stale live here (storage/repositories.py, `run_marking`).
+    memo: dict[Any, Any] | None = None
+
+    def forget(self) -> None:
+        """Drop the memo (something was rolled back, or another connection wrote)."""
+        if self.memo:
+            self.memo.clear()
 
     def touch_appeal(self, page_id: int, received_at: datetime) -> None:
         self.appeal_days.add((page_id, day_number(received_at)))
@@ -75,6 +90,8 @@ class Db:
         raise NotImplementedError
 
     def run(self, sql: str, params: Params) -> None:
+        if self.memo and sql.startswith("ROLLBACK"):
+            self.memo.clear()  # what was memoised since the savepoint may be gone
         self.rows(sql, params)
 
     def row(self, sql: str, params: Params) -> tuple[Any, ...] | None:
@@ -95,27 +112,53 @@ class Db:
             f"UPDATE {table} SET {assignments} WHERE id = :row_id", {**values, "row_id": row_id}
         )
         self.changed.append((model, row_id, values))
+        if self.memo and table in MEMO_TABLES:
+            self.memo.clear()
 
 
 class SqliteDb(Db):
     """The driver's sqlite3 connection, used from aiosqlite's own worker thread."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, memo: dict[Any, Any] | None = None
+    ) -> None:
         self.connection = connection
         self.sqlite = True
         self.changed = []
         self.appeal_days = set()
+        self.memo = memo
 
     def rows(self, sql: str, params: Params) -> list[tuple[Any, ...]]:
-        values = {
-            name: value if type(value) in _SQLITE_NATIVE else _sqlite_value(value)
-            for name, value in params.items()
-        }
         try:
-            return self.connection.execute(sql, values).fetchall()
+            return self.connection.execute(sql, _sqlite_params(params)).fetchall()
         except sqlite3.IntegrityError as error:
             # The same exception type the ORM path raises, so callers retry either way.
             raise IntegrityError(sql, dict(params), error) from error
+
+    def insert(self, sql: str, params: Params) -> int:
+        """Run an INSERT of one row (no RETURNING, no conflict clause); the new row's id.
+
+        sqlite3's `lastrowid` spares the RETURNING clause, which SQLite runs through a
+        temporary table of its own.
+        """
+        try:
+            row_id = self.connection.execute(sql, _sqlite_params(params)).lastrowid
+        except sqlite3.IntegrityError as error:
+            raise IntegrityError(sql, dict(params), error) from error
+        assert row_id is not None
+        return row_id
+
+
+def _sqlite_params(params: Params) -> Params:
+    """`params` as sqlite3 takes them (the mapping itself when nothing needs converting)."""
+    native = _SQLITE_NATIVE
+    for value in params.values():
+        if type(value) not in native:
+            return {
+                name: value if type(value) in native else _sqlite_value(value)
+                for name, value in params.items()
+            }
+    return params
 
 
 _TEXT_CACHE: dict[str, TextClause] = {}
@@ -179,9 +222,16 @@ async def run_in_transaction(session: AsyncSession, work: Callable[[Db], T]) -> 
 def run_marking(work: Callable[[Db], T], db: Db) -> T:
     """Run `work`, then mark the page-days it wrote stale (storage/rollup.py), in one trip."""
     result = work(db)
-    if db.appeal_days:
+    days = db.appeal_days
+    if days and db.memo is not None:
+        # Marked earlier in this writer's transactions and not refreshed since (a refresh is
+        # another connection's commit, which drops the memo): marking again changes nothing.
+        marked: set[tuple[int, int]] = db.memo.setdefault("rollup_stale", set())
+        days = days - marked
+        marked |= days
+    if days:
         # storage/rollup.py follows SQLAlchemy statements only; plain SQL marks its page-days.
-        rollup.mark_rows(db.run, db.sqlite, db.appeal_days)
+        rollup.mark_rows(db.run, db.sqlite, days)
     return result
 
 
@@ -215,7 +265,7 @@ def _defaults_of(model: type[Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 
 _DEFAULTS: dict[type[Any], tuple[dict[str, Any], tuple[str, ...]]] = {}
-_INSERTS: dict[tuple[str, tuple[str, ...], str | None], str] = {}
+_INSERTS: dict[tuple[str, tuple[str, ...], str | None, bool], str] = {}
 
 
 def insert_row(
@@ -227,14 +277,18 @@ def insert_row(
     for name in factories:
         if name not in row:
             row[name] = model.model_fields[name].default_factory()
-    key = (model.__tablename__, tuple(row), conflict)
+    plain_insert = conflict is None and isinstance(db, SqliteDb)
+    key = (model.__tablename__, tuple(row), conflict, plain_insert)
     sql = _INSERTS.get(key)
     if sql is None:
         sql = _INSERTS[key] = (
             f"INSERT INTO {model.__tablename__} ({', '.join(row)}) "
-            f"VALUES ({', '.join(':' + name for name in row)}) "
-            + (f"ON CONFLICT {conflict} DO NOTHING " if conflict else "")
-            + "RETURNING id"
+            f"VALUES ({', '.join(':' + name for name in row)})"
+            + (f" ON CONFLICT {conflict} DO NOTHING" if conflict else "")
+            + ("" if plain_insert else " RETURNING id")
         )
+    if plain_insert:
+        assert isinstance(db, SqliteDb)
+        return db.insert(sql, row)
     found = db.row(sql, row)
     return None if found is None else int(found[0])

@@ -226,6 +226,25 @@ def page_row(db: Db, platform: str, external_id: str) -> Page | None:
 
 def ensure_page_row(db: Db, ref: PageRef) -> Page:
     """The page for `ref` (detached), created on first sight; a newer title or username is kept."""
+    memo = db.memo
+    if memo is None:
+        return _ensure_page_row(db, ref)
+    key = ("page", ref.platform.value, ref.external_id)
+    page: Page | None = memo.get(key)
+    if page is None or any(
+        new and new != old
+        for new, old in (
+            (ref.title, page.title),
+            (ref.username, page.username),
+            (ref.linked_chat_id, page.linked_chat_id),
+        )
+    ):
+        page = _ensure_page_row(db, ref)  # an UPDATE of the page drops the memo first
+        memo[key] = page
+    return page
+
+
+def _ensure_page_row(db: Db, ref: PageRef) -> Page:
     page = page_row(db, ref.platform.value, ref.external_id)
     if page is None:
         insert_row(
@@ -263,6 +282,18 @@ def ensure_page_row(db: Db, ref: PageRef) -> Page:
 
 def ensure_thread_row(db: Db, page_id: int, ref: ThreadRef) -> int:
     """The thread's id, created on first sight; a title is filled in once."""
+    memo = db.memo
+    if memo is None:
+        return _ensure_thread_row(db, page_id, ref)
+    key = ("thread", page_id, ref.external_id)
+    known: tuple[int, bool] | None = memo.get(key)
+    if known is None or (ref.title and not known[1]):
+        thread_id = _ensure_thread_row(db, page_id, ref)  # filling the title drops the memo
+        known = memo[key] = (thread_id, bool(ref.title) or bool(known and known[1]))
+    return known[0]
+
+
+def _ensure_thread_row(db: Db, page_id: int, ref: ThreadRef) -> int:
     query = "SELECT id, title FROM thread WHERE page_id = :page AND external_id = :ext"
     params = {"page": page_id, "ext": ref.external_id}
     row = db.row(query, params)

@@ -40,6 +40,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -60,6 +61,9 @@ SEND_BATCH = 32
 BUSY_TIMEOUT_MS = 5000
 # A child that dies this many times in a row without answering anything is not started again.
 MAX_RESTARTS = 3
+# More than this many bytes of jobs (~60 Telegram updates) sent and not yet taken by the child:
+# it is behind (`IntakeWriter.behind`).
+BEHIND_BYTES = 64 * 1024
 _HEADER = struct.Struct(">I")
 
 Handler = Callable[[Any], Callable[[Db, Any], Any]]
@@ -115,6 +119,17 @@ class IntakeWriter:
     def pending(self) -> int:
         """Jobs submitted and not yet committed (and answered)."""
         return len(self._inflight)
+
+    @property
+    def behind(self) -> bool:
+        """Is the child behind: jobs waiting in its pipe that it has not started on yet?
+
+        Not `pending`: that counts answers this process has not read yet, and it does not
+        read them while it is busy. The child takes everything waiting in its pipe when it
+        starts a batch, so what is still there arrived since, while it was writing.
+        """
+        child = self._child
+        return child is not None and child.backlog() > BEHIND_BYTES
 
     def submit(
         self, job: Any, then: Callable[[Any, BaseException | None], None] | None = None
@@ -272,6 +287,14 @@ class _Child:
         self.loop.add_reader(self.stdout, self._readable)
         self.send(start)
 
+    def backlog(self) -> int:
+        """Bytes sent to the child (or waiting to be) that it has not read yet."""
+        try:
+            queued = fcntl.ioctl(self.stdin, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return len(self.unsent)
+        return len(self.unsent) + int.from_bytes(queued, sys.byteorder, signed=True)
+
     def send(self, value: Any) -> None:
         body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         self.unsent += _HEADER.pack(len(body)) + body
@@ -397,9 +420,10 @@ def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
     logging.getLogger("pymorphy3").setLevel(logging.WARNING)
     run = handler(context)
     connection = _connect(path)
+    memo = _Memo()
 
     def one(job: Any) -> tuple[bool, Any]:
-        return _run_job(connection, lambda db: run(db, job))
+        return _run_job(connection, lambda db: run(db, job), memo)
 
     try:
         while True:
@@ -415,7 +439,7 @@ def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
                 requests.append(more)
                 size += len(more)
             jobs = [job for request in requests for job in request]
-            results = _write_batch(connection, jobs, one)
+            results = _write_batch(connection, jobs, one, memo)
             body = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 _write_all(stdout, _HEADER.pack(len(body)) + body)
@@ -464,10 +488,34 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+class _Memo(dict[Any, Any]):
+    """What the jobs may remember between statements (`Db.memo`), valid while nobody else writes.
+
+    The writer holds SQLite's write lock from BEGIN IMMEDIATE to COMMIT, so within a batch only
+    its own statements change the database. Between batches another connection may commit (a
+    `/page` command, a report refreshing its rollups): `PRAGMA data_version` then differs from
+    what it was after our last commit, and the memo is dropped. A rollback drops it too.
+    """
+
+    version: int | None = None
+
+    def begin(self, connection: sqlite3.Connection) -> None:
+        """In the batch's transaction, before its first job: drop the memo if others wrote."""
+        version = connection.execute("PRAGMA data_version").fetchone()[0]
+        if version != self.version:
+            self.clear()
+            self.version = version
+
+    def drop(self) -> None:
+        self.clear()
+        self.version = None
+
+
 def _write_batch(
     connection: sqlite3.Connection,
     jobs: list[Any],
     one: Callable[[Any], tuple[bool, Any]],
+    memo: _Memo | None = None,
 ) -> list[tuple[bool, Any]]:
     """Run `jobs` in one transaction; retried while the database is busy or full."""
     attempt = 0
@@ -476,12 +524,16 @@ def _write_batch(
         try:
             # IMMEDIATE takes the write lock up front, waiting up to the busy timeout.
             connection.execute("BEGIN IMMEDIATE")
+            if memo is not None:
+                memo.begin(connection)
             results = [one(job) for job in jobs]
             connection.execute("COMMIT")
             if attempt > 1:
                 logger.warning("процесс записи: сохранено с попытки %d", attempt)
             return results
         except sqlite3.Error as error:
+            if memo is not None:
+                memo.drop()
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             if not _retryable(error):
@@ -498,11 +550,19 @@ def _write_batch(
             time.sleep(delay)
 
 
-def _run_job(connection: sqlite3.Connection, work: Callable[[Db], Any]) -> tuple[bool, Any]:
+def _run_job(
+    connection: sqlite3.Connection, work: Callable[[Db], Any], memo: _Memo | None = None
+) -> tuple[bool, Any]:
     connection.execute("SAVEPOINT intake_job")
     try:
-        # The page-days the job wrote are marked stale for the report rollups in the same trip.
-        result = run_marking(work, SqliteDb(connection))
+        try:
+            # The page-days the job wrote are marked stale for the report rollups in the same
+            # trip.
+            result = run_marking(work, SqliteDb(connection, memo))
+        except BaseException:
+            if memo is not None:
+                memo.drop()  # rows it remembered may be rolled back below
+            raise
     except sqlite3.OperationalError as error:
         connection.execute("ROLLBACK TO intake_job")
         if _retryable(error):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import time
@@ -41,10 +42,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from bot import ru
 from bot import text as text_analysis
-from bot.events import Event
+from bot.events import Event, MessageEvent
 from bot.memory import settle_after_start
 from bot.services import quality
-from bot.services.ingest import IngestResult, IngestService
+from bot.services.ingest import IngestResult, IngestService, reading
 from bot.services.intake_jobs import Cursor as Cursor
 from bot.services.intake_jobs import IntakeJob as IntakeJob
 from bot.services.intake_jobs import RawCopy as RawCopy
@@ -119,6 +120,23 @@ def note_of(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:500]
 
 
+def warm_up_reading() -> None:
+    """Load the model and the dictionaries (pymorphy3 too: «почините») now, not with an update."""
+    text_analysis.classify("Почините, пожалуйста, дорогу: когда починят?")
+    text_analysis.is_interim("Передали в управление.")
+
+
+def read_ahead(job: IntakeJob) -> IntakeJob:
+    """`job` with its new messages' texts read (the writer then need not read them)."""
+    if not any(isinstance(event, MessageEvent) for event in job.events):
+        return job
+    readings = tuple(
+        reading.read_ahead(event) if isinstance(event, MessageEvent) else None
+        for event in job.events
+    )
+    return dataclasses.replace(job, readings=readings)
+
+
 # -- the one transaction body ------------------------------------------------------------------
 
 
@@ -144,7 +162,11 @@ def _decide(service: IngestService, db: Db, job: IntakeJob, raw_id: int | None) 
     for attempt in (1, 2):
         db.run("SAVEPOINT intake_events", {})
         try:
-            decided = [service.decide(db, event) for event in job.events]
+            readings = job.readings or (None,) * len(job.events)
+            decided = [
+                service.decide(db, event, reading)
+                for event, reading in zip(job.events, readings, strict=True)
+            ]
         except IntegrityError:
             # Another connection stored one of the rows first: the second pass sees it.
             db.run("ROLLBACK TO intake_events", {})
@@ -185,8 +207,7 @@ def _move_cursors(db: Db, job: IntakeJob) -> None:
 def job_runner(defaults: PageDefaults | None) -> Callable[[Db, IntakeJob], Stored]:
     """What the intake writer process runs for each job (given to storage.writer at start)."""
     service = IngestService(None, defaults)
-    # Load the dictionaries (pymorphy3 too: «почините») now, not with the first update.
-    text_analysis.classify("Почините, пожалуйста, дорогу: когда починят?")
+    warm_up_reading()
     settle_after_start()  # this runs in the writer process: its own garbage collector
     return partial(store_job, service)
 
@@ -234,6 +255,10 @@ class Intake:
 
         intake = cls(sessions, defaults)
         intake.writer = WriterBridge.for_engine(engine, intake, job_runner)
+        if intake.writer is not None:
+            # `submit` may read texts ahead here: the model loaded now, before the garbage
+            # collector is settled (bot/memory.py), not with the first update.
+            warm_up_reading()
         return intake
 
     # -- outages -------------------------------------------------------------------------------
@@ -394,8 +419,15 @@ class Intake:
         return self.writer is not None and self.writer.open
 
     def submit(self, job: IntakeJob, then: Callable[[Stored], None]) -> None:
-        """Hand `job` to the writer; `then(stored)` runs once it is committed (see `flush`)."""
+        """Hand `job` to the writer; `then(stored)` runs once it is committed (see `flush`).
+
+        While the writer is behind (jobs wait in its pipe that it has not started on), the new
+        messages' texts are read here first (bot/services/ingest/reading.py), so that the
+        writer, the busier process, does not have to: the two processes share the work.
+        """
         assert self.writer is not None
+        if not job.readings and self.writer.behind:
+            job = read_ahead(job)
         self.writer.submit(job, then)
 
     @property

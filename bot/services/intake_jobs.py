@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bot.events import Event
 from bot.services.ingest import Outcome
+from bot.services.ingest.reading import TextReading
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,9 @@ class IntakeJob:
     status: str = "done"  # "skipped": nothing here interprets the update
     note: str | None = None
     cursors: tuple[Cursor, ...] = ()
+    # The new messages' texts read ahead, one per event in order (None: not read); empty: none
+    # (bot/services/ingest/reading.py).
+    readings: tuple[TextReading | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

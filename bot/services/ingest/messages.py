@@ -19,7 +19,9 @@ from bot import text as text_analysis
 from bot.clock import utc_now
 from bot.events import AuthorRole, MessageEvent
 from bot.services import quality
+from bot.services.ingest import reading as read
 from bot.services.ingest.clock import Reply, apply_reply, make_urgent, reopen
+from bot.services.ingest.reading import TextReading
 from bot.services.ingest.result import Decided, IngestResult, Outcome
 from bot.services.policy import PageDefaults, final_deadline, sla_deadline
 from storage import repositories as repo
@@ -39,15 +41,19 @@ class NewMessages:
     def __init__(self, defaults: PageDefaults) -> None:
         self.defaults = defaults
 
-    def decide(self, db: Db, event: MessageEvent) -> Decided:
-        """A new message: a citizen's (an appeal, a follow-up, a re-open, a comment) or official."""
+    def decide(self, db: Db, event: MessageEvent, reading: TextReading | None = None) -> Decided:
+        """A new message: a citizen's (an appeal, a follow-up, a re-open, a comment) or official.
+
+        `reading`: its text read ahead (reading.py); used only if this process's model made it.
+        """
         page = repo.ensure_page_row(db, event.page)
         assert page.id is not None
         if repo.message_by_key(db, page.id, event.message_id) is not None:
             return Decided(IngestResult(Outcome.DUPLICATE, page.id))
+        reading = read.current(reading)
         if self._is_official(db, event, page):
-            return Decided(self._official(db, event, page))
-        return self._citizen(db, event, page)
+            return Decided(self._official(db, event, page, reading))
+        return self._citizen(db, event, page, reading)
 
     def _is_official(self, db: Db, event: MessageEvent, page: Page) -> bool:
         if event.author_role in (AuthorRole.PAGE, AuthorRole.OPERATOR):
@@ -57,10 +63,12 @@ class NewMessages:
         assert page.id is not None
         return repo.writes_officially(db, page.platform, event.author_id, page.id)
 
-    def _citizen(self, db: Db, event: MessageEvent, page: Page) -> Decided:
+    def _citizen(
+        self, db: Db, event: MessageEvent, page: Page, reading: TextReading | None
+    ) -> Decided:
         assert page.id is not None
         thread_id = repo.ensure_thread_row(db, page.id, event.thread)
-        verdict = text_analysis.classify(event.text, event.content_kind)
+        verdict = read.verdict(event, reading)
         message: dict[str, object] = {
             "page_id": page.id,
             "thread_id": thread_id,
@@ -94,7 +102,7 @@ class NewMessages:
             )
 
         rescore: tuple[int, ...] = ()
-        if event.author_id is not None and text_analysis.is_dissatisfied(event.text):
+        if event.author_id is not None and read.dissatisfied(event, reading):
             answered = repo.last_answered_row(db, thread_id, event.author_id, event.sent_at)
             if answered is not None:
                 # «Reopen» (docs/METRICS.md sec. 2a): the return goes back to the appeal it answers
@@ -266,11 +274,13 @@ class NewMessages:
         if verdict.urgent and not appeal["urgent"]:
             make_urgent(appeal, page, self.defaults)
 
-    def _official(self, db: Db, event: MessageEvent, page: Page) -> IngestResult:
+    def _official(
+        self, db: Db, event: MessageEvent, page: Page, reading: TextReading | None
+    ) -> IngestResult:
         assert page.id is not None
         thread_id = repo.ensure_thread_row(db, page.id, event.thread)
         staff_role = {AuthorRole.PAGE: "page", AuthorRole.OPERATOR: "operator"}
-        is_interim = text_analysis.is_interim(event.text)
+        is_interim = read.interim(event, reading)
         reply_id = insert_row(
             db,
             OfficialReply,

@@ -21,6 +21,7 @@ from bot.events import (
 from bot.services import posts, quality
 from bot.services.ingest.changes import KnownMessageChanges
 from bot.services.ingest.messages import NewMessages
+from bot.services.ingest.reading import TextReading
 from bot.services.ingest.result import Decided, IngestResult, Outcome
 from bot.services.policy import PageDefaults
 from storage.db import Db, run_in_transaction
@@ -46,13 +47,19 @@ class IngestService:
             quality.rescore_appeal(db, appeal_id)  # a rating, a re-open: in the same transaction
         return decided
 
-    def decide(self, db: Db, event: Event) -> tuple[IngestResult, tuple[int, ...]]:
+    def decide(
+        self, db: Db, event: Event, reading: TextReading | None = None
+    ) -> tuple[IngestResult, tuple[int, ...]]:
         """Decide and store `event` synchronously on `db` (storage/writer.py's thread).
 
         Returns the result and the appeals whose replies `quality.rescore_appeal` must rescore
-        in the same transaction (a rating, a re-open, a newly linked reply).
+        in the same transaction (a rating, a re-open, a newly linked reply). `reading`: a new
+        message's text read ahead (reading.py), if it was.
         """
-        decided = self._decide(event, db)
+        if reading is not None and isinstance(event, MessageEvent):
+            decided = self.messages.decide(db, event, reading)
+        else:
+            decided = self._decide(event, db)
         return decided.result, decided.rescore
 
     def promote(
