@@ -1,0 +1,299 @@
+"""Texts read ahead in the bot process, and the intake writer's memo: same decisions, once.
+
+The bot process may classify a comment before it hands the job to the writer process
+(bot/services/ingest/reading.py, `Intake.submit`); the writer takes that reading only if its own
+model made it. The writer remembers pages, thread ids and stale marks while it alone writes
+(storage/writer.py `_Memo`): another connection's commit or a rollback makes it forget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from bot import text as text_analysis
+from bot.app import AppContext, defaults_from
+from bot.events import MessageEvent, ThreadKind, ThreadRef
+from bot.services.ingest.reading import TextReading, read_ahead
+from bot.services.intake import Intake, IntakeJob, RawCopy, Stored
+from storage import writer as writer_module
+from storage.engine import SessionFactory
+from storage.models import Appeal, CitizenMessage, OfficialReply, Thread
+from tests.conftest import MONDAY_10_MSK, make_settings
+from tests.factories import APPEAL_TEXT, INTERIM_ANSWER, THANKS_TEXT, citizen, hours, official
+
+# Texts of every kind the decision reads differently: appeals of several topics, an urgent
+# one, thanks, a doubtful one, a return «не решено», media without text, a sticker.
+TEXTS = (
+    (APPEAL_TEXT, "text"),
+    (THANKS_TEXT, "text"),
+    ("Во дворе дома 12 не вывозят мусор уже неделю!", "text"),
+    ("Нет горячей воды в доме 5 по улице Мира третий день", "text"),
+    ("Срочно! Оборван провод на остановке, искрит, рядом дети", "text"),
+    ("а что там с ремонтом?", "text"),
+    ("Опять ничего не сделали, проблема не решена", "text"),
+    ("", "voice"),
+    ("", "photo"),
+    ("", "sticker"),
+)
+CITIZEN_COLUMNS = (
+    "is_appeal",
+    "topic",
+    "urgent",
+    "confidence",
+    "model_version",
+    "doubtful",
+    "is_reopen",
+)
+END_OF_TIME = datetime(9999, 12, 31, 23, 0, tzinfo=MONDAY_10_MSK.tzinfo)
+
+
+def _conversation(thread: str) -> list[MessageEvent]:
+    """Each text from its own citizen, each answered, then each citizen writes again."""
+    ref = ThreadRef(thread, ThreadKind.COMMENTS)
+    events: list[MessageEvent] = []
+    for n, (text, kind) in enumerate(TEXTS):
+        first = citizen(
+            MONDAY_10_MSK + hours(n), text, author=f"{thread}-{n}", thread=ref, kind=kind
+        )
+        answer = official(
+            MONDAY_10_MSK + hours(n + 0.5),
+            first.message_id,
+            INTERIM_ANSWER if n % 2 else "Отремонтировали, спасибо за сигнал.",
+            thread=ref,
+        )
+        again = citizen(
+            MONDAY_10_MSK + hours(n + 30),
+            "Опять ничего не сделали, проблема не решена",
+            author=f"{thread}-{n}",
+            thread=ref,
+        )
+        events += [first, answer, again]
+    return events
+
+
+async def _rows(sessions: SessionFactory, thread: str) -> list[tuple[Any, ...]]:
+    """What was decided in the thread, in order, without the ids."""
+    async with sessions() as session:
+        thread_id = (
+            await session.exec(select(Thread.id).where(Thread.external_id == thread))
+        ).one()
+        messages = (
+            await session.exec(
+                select(CitizenMessage)
+                .where(CitizenMessage.thread_id == thread_id)
+                .order_by(CitizenMessage.sent_at)
+            )
+        ).all()
+        replies = (
+            await session.exec(
+                select(OfficialReply)
+                .where(OfficialReply.thread_id == thread_id)
+                .order_by(OfficialReply.sent_at)
+            )
+        ).all()
+    return [tuple(getattr(m, c) for c in CITIZEN_COLUMNS) for m in messages] + [
+        (r.is_interim, r.appeal_id is not None, r.quality_score) for r in replies
+    ]
+
+
+async def test_texts_read_ahead_are_decided_as_the_writer_reads_them(
+    sessions: SessionFactory,
+) -> None:
+    intake = Intake(sessions, defaults_from(make_settings()))
+    for thread, ahead in (("plain", False), ("ahead", True)):
+        for event in _conversation(thread):
+            job = IntakeJob(None, (event,))
+            if ahead:
+                job = dataclasses.replace(job, readings=(read_ahead(event),))
+            await intake.store_in_session(job)
+    plain, ahead = await _rows(sessions, "plain"), await _rows(sessions, "ahead")
+    assert ahead == plain
+    # The conversation does exercise what is read: appeals, comments, re-opens, interim replies.
+    assert {row[0] for row in plain[: 2 * len(TEXTS)]} == {True, False}
+    assert any(row[6] for row in plain[: 2 * len(TEXTS)])
+    assert {row[0] for row in plain[2 * len(TEXTS) :]} == {True, False}
+
+
+def test_a_reading_says_what_the_text_functions_say() -> None:
+    for text, kind in TEXTS:
+        event = citizen(MONDAY_10_MSK, text, kind=kind)
+        reading = read_ahead(event)
+        assert reading.model_version == text_analysis.model_version()
+        assert reading.verdict == text_analysis.classify(text, kind)
+        assert reading.dissatisfied == text_analysis.is_dissatisfied(text)
+        assert reading.interim is None
+        answer = official(MONDAY_10_MSK, None, text)
+        assert read_ahead(answer) == TextReading(
+            text_analysis.model_version(), interim=text_analysis.is_interim(text)
+        )
+
+
+@pytest.mark.parametrize("model", ["current", "another"])
+async def test_a_reading_is_taken_only_from_the_model_in_use(
+    sessions: SessionFactory, model: str
+) -> None:
+    """A reading by another model (a retrained file) is read again; the current one is taken."""
+    version = text_analysis.model_version() if model == "current" else "local-0123456789ab"
+    event = citizen(MONDAY_10_MSK, APPEAL_TEXT)
+    assert text_analysis.classify(APPEAL_TEXT).is_appeal
+    wrong = TextReading(
+        version, text_analysis.Classification(False, "other", False, 0.99), dissatisfied=False
+    )
+    stored = await Intake(sessions, defaults_from(make_settings())).store_in_session(
+        IntakeJob(None, (event,), readings=(wrong,))
+    )
+    assert stored.failure is None
+    async with sessions() as session:
+        message = (await session.exec(select(CitizenMessage))).one()
+        appeals = (await session.exec(select(Appeal))).all()
+    # Taken as it is when the model is the same (nothing is classified twice)...
+    if model == "current":
+        assert (message.is_appeal, message.confidence, len(appeals)) == (False, 0.99, 0)
+    # ...and read again by the model in use when it is not.
+    else:
+        assert message.is_appeal and len(appeals) == 1
+    assert message.model_version == text_analysis.model_version()
+
+
+# -- through the writer process -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def writing(app: AppContext) -> AsyncIterator[Intake]:
+    intake = Intake.for_database(app.engine, app.sessions, app.defaults)
+    assert intake.writer is not None
+    yield intake
+    await intake.close()
+
+
+@pytest.fixture
+def database(app: AppContext) -> Path:
+    path = app.engine.url.database
+    assert path is not None
+    return Path(path)
+
+
+@contextmanager
+def _write_lock(database: Path) -> Iterator[None]:
+    """Another connection holds the write lock: the writer takes its jobs, commits none."""
+    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
+def _job(update: int, *events: MessageEvent) -> IntakeJob:
+    return IntakeJob(RawCopy("telegram", str(update), "message", "{}"), events)
+
+
+def _citizen_rows(database: Path) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(database)) as reader:
+        return reader.execute(
+            "SELECT m.external_id, m.is_appeal, m.topic, m.confidence, m.model_version, "
+            "a.sla_hours, t.external_id FROM citizen_message m "
+            "JOIN thread t ON t.id = m.thread_id LEFT JOIN appeal a ON a.id = m.appeal_id "
+            "ORDER BY m.id"
+        ).fetchall()
+
+
+async def test_the_bot_reads_ahead_only_while_the_writer_is_behind(
+    writing: Intake, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "BEHIND_BYTES", 0)  # any job it has not taken
+    stored: list[Stored] = []
+    events = [
+        citizen(MONDAY_10_MSK + hours(n), text, author=str(n))
+        for n, (text, _) in enumerate(TEXTS[:4])
+    ]
+    await writing.store(_job(1, events[0]))  # the writer is started, idle, nothing waits
+    with _write_lock(database):
+        writing.submit(_job(2, events[1]), stored.append)
+        await asyncio.sleep(0.5)  # sent; taken by the writer, which waits for the lock
+        writing.submit(_job(3, events[2]), stored.append)
+        await asyncio.sleep(0.2)  # sent; the writer has not taken it: it is behind
+        writing.submit(_job(4, events[3]), stored.append)
+        assert writing.writer is not None
+        jobs = [pending.job for pending in writing.writer.writer._inflight]
+        assert [bool(job.readings) for job in jobs] == [False, False, True]
+        assert jobs[-1].readings == (read_ahead(events[3]),)
+    await writing.flush()
+    assert [s.failure for s in stored] == [None, None, None]
+    rows = _citizen_rows(database)
+    for row, event in zip(rows, events, strict=True):
+        verdict = text_analysis.classify(event.text)
+        assert row[:5] == (
+            event.message_id,
+            verdict.is_appeal,
+            verdict.topic,
+            verdict.confidence,
+            text_analysis.model_version(),
+        )
+
+
+async def test_the_writer_sees_a_page_changed_by_another_connection(
+    writing: Intake, database: Path
+) -> None:
+    """The memo holds the page between batches only while nobody else commits."""
+    await writing.store(_job(1, citizen(MONDAY_10_MSK, APPEAL_TEXT, author="1")))
+    with closing(sqlite3.connect(database, isolation_level=None)) as other:
+        other.execute("UPDATE page SET sla_hours = 3")  # as `/page` does in the bot process
+    await writing.store(_job(2, citizen(MONDAY_10_MSK + hours(1), APPEAL_TEXT, author="2")))
+    first, second = _citizen_rows(database)
+    assert first[5] != 3
+    assert second[5] == 3
+
+
+async def test_a_thread_rolled_back_with_a_failed_update_is_created_again(
+    writing: Intake, database: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rollback makes the writer forget the rows it remembered since."""
+    thread = ThreadRef("post:77", ThreadKind.COMMENTS)
+    failing = _job(
+        1,
+        citizen(MONDAY_10_MSK, APPEAL_TEXT, author="1", thread=thread),
+        # Its SLA deadline overflows `datetime`: deciding it fails, the update is kept failed.
+        citizen(END_OF_TIME, APPEAL_TEXT, author="2", thread=thread),
+    )
+    stored: list[Stored] = []
+    writing.submit(failing, stored.append)
+    writing.submit(
+        _job(2, citizen(MONDAY_10_MSK + hours(1), APPEAL_TEXT, author="3", thread=thread)),
+        stored.append,
+    )
+    await writing.flush()
+    assert stored[0].failure is not None and stored[1].failure is None
+    # Stored by the writer itself, not by the session it falls back on when a job fails there.
+    assert not [r for r in caplog.records if r.name == "bot.services.intake_writer"]
+    rows = _citizen_rows(database)
+    assert [row[6] for row in rows] == ["post:77"]  # joined with a thread that exists
+    with closing(sqlite3.connect(database)) as reader:
+        assert reader.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert reader.execute(
+            "SELECT status FROM raw_update ORDER BY update_key"
+        ).fetchall() == [("failed",), ("done",)]
+
+
+async def test_a_page_day_refreshed_by_another_connection_is_marked_stale_again(
+    writing: Intake, database: Path
+) -> None:
+    await writing.store(_job(1, citizen(MONDAY_10_MSK, APPEAL_TEXT, author="1")))
+    with closing(sqlite3.connect(database, isolation_level=None)) as other:
+        assert other.execute("SELECT count(*) FROM rollup_stale").fetchone() == (1,)
+        other.execute("DELETE FROM rollup_stale")  # what a refresh does once it is done
+        await writing.store(_job(2, citizen(MONDAY_10_MSK + hours(1), APPEAL_TEXT, author="2")))
+        assert other.execute("SELECT count(*) FROM rollup_stale").fetchone() == (1,)
+        await writing.store(_job(3, citizen(MONDAY_10_MSK + hours(2), APPEAL_TEXT, author="3")))
+        assert other.execute("SELECT count(*) FROM rollup_stale").fetchone() == (1,)
