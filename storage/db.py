@@ -119,9 +119,7 @@ class Db:
 class SqliteDb(Db):
     """The driver's sqlite3 connection, used from aiosqlite's own worker thread."""
 
-    def __init__(
-        self, connection: sqlite3.Connection, memo: dict[Any, Any] | None = None
-    ) -> None:
+    def __init__(self, connection: sqlite3.Connection, memo: dict[Any, Any] | None = None) -> None:
         self.connection = connection
         self.sqlite = True
         self.changed = []

@@ -122,11 +122,9 @@ class IntakeWriter:
 
     @property
     def behind(self) -> bool:
-        """Is the child behind: jobs waiting in its pipe that it has not started on yet?
+        """Do jobs wait in the child's pipe? It takes all there are when it starts a batch.
 
-        Not `pending`: that counts answers this process has not read yet, and it does not
-        read them while it is busy. The child takes everything waiting in its pipe when it
-        starts a batch, so what is still there arrived since, while it was writing.
+        (Not `pending`: this process reads no answers while it is busy routing updates.)
         """
         child = self._child
         return child is not None and child.backlog() > BEHIND_BYTES
@@ -489,12 +487,11 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Memo(dict[Any, Any]):
-    """What the jobs may remember between statements (`Db.memo`), valid while nobody else writes.
+    """What jobs may remember (`Db.memo`): valid while no other connection writes.
 
-    The writer holds SQLite's write lock from BEGIN IMMEDIATE to COMMIT, so within a batch only
-    its own statements change the database. Between batches another connection may commit (a
-    `/page` command, a report refreshing its rollups): `PRAGMA data_version` then differs from
-    what it was after our last commit, and the memo is dropped. A rollback drops it too.
+    From BEGIN IMMEDIATE to COMMIT only the writer writes. Another connection's commit between
+    batches (`/page`, a report refreshing rollups) changes `PRAGMA data_version`: the memo is
+    dropped. A rollback drops it too.
     """
 
     version: int | None = None
@@ -556,8 +553,7 @@ def _run_job(
     connection.execute("SAVEPOINT intake_job")
     try:
         try:
-            # The page-days the job wrote are marked stale for the report rollups in the same
-            # trip.
+            # The page-days the job wrote are marked stale for the reports in the same trip.
             result = run_marking(work, SqliteDb(connection, memo))
         except BaseException:
             if memo is not None:

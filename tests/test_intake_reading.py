@@ -281,9 +281,10 @@ async def test_a_thread_rolled_back_with_a_failed_update_is_created_again(
     assert [row[6] for row in rows] == ["post:77"]  # joined with a thread that exists
     with closing(sqlite3.connect(database)) as reader:
         assert reader.execute("PRAGMA foreign_key_check").fetchall() == []
-        assert reader.execute(
-            "SELECT status FROM raw_update ORDER BY update_key"
-        ).fetchall() == [("failed",), ("done",)]
+        assert reader.execute("SELECT status FROM raw_update ORDER BY update_key").fetchall() == [
+            ("failed",),
+            ("done",),
+        ]
 
 
 async def test_a_page_day_refreshed_by_another_connection_is_marked_stale_again(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.events import Event
+from bot.events import Event, pickled_by_fields
 from bot.services.ingest import Outcome
 from bot.services.ingest.reading import TextReading
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RawCopy:
     """An update as the platform sent it, kept once per (source, key)."""
@@ -24,6 +25,7 @@ class RawCopy:
     payload: str  # the update as JSON text
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """An intake cursor written with the job (VK's long-poll ts, the newest date seen)."""
@@ -33,6 +35,7 @@ class Cursor:
     rising: bool = False  # numeric; only ever moves forward
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class IntakeJob:
     """One unit of intake work: committed as a whole, or its raw copy kept as failed."""
@@ -47,6 +50,7 @@ class IntakeJob:
     readings: tuple[TextReading | None, ...] = ()
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Stored:
     """What became of an `IntakeJob` once committed."""

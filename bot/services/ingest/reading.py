@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import text as text_analysis
-from bot.events import AuthorRole, MessageEvent
+from bot.events import AuthorRole, MessageEvent, pickled_by_fields
 
 # Authors whose messages are official whatever the staff list says.
 _OFFICIAL_ROLES = (AuthorRole.PAGE, AuthorRole.OPERATOR)
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class TextReading:
     """What a message's text says, read ahead (None: not read, the decider reads it)."""
