@@ -61,9 +61,9 @@ SEND_BATCH = 32
 BUSY_TIMEOUT_MS = 5000
 # A child that dies this many times in a row without answering anything is not started again.
 MAX_RESTARTS = 3
-# More than this many bytes of jobs (~60 Telegram updates) sent and not yet taken by the child:
-# it is behind (`IntakeWriter.behind`).
-BEHIND_BYTES = 64 * 1024
+# Jobs sent and not yet taken by the child beyond this (~120 Telegram updates): it is behind
+# (`IntakeWriter.behind`); 64 KiB overloaded the bot process instead (docs/BENCHMARKS.md).
+BEHIND_BYTES = 128 * 1024
 _HEADER = struct.Struct(">I")
 
 Handler = Callable[[Any], Callable[[Db, Any], Any]]
