@@ -9,7 +9,9 @@ model made it. The writer remembers pages, thread ids and stale marks while it a
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
+import pickle
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import closing, contextmanager
@@ -22,14 +24,23 @@ from sqlmodel import select
 
 from bot import text as text_analysis
 from bot.app import AppContext, defaults_from
-from bot.events import MessageEvent, ThreadKind, ThreadRef
+from bot.events import EditEvent, MessageEvent, RatingEvent, ThreadKind, ThreadRef
+from bot.services.ingest import Outcome
 from bot.services.ingest.reading import TextReading, read_ahead
-from bot.services.intake import Intake, IntakeJob, RawCopy, Stored
+from bot.services.intake import Cursor, Intake, IntakeJob, RawCopy, Stored
 from storage import writer as writer_module
 from storage.engine import SessionFactory
 from storage.models import Appeal, CitizenMessage, OfficialReply, Thread
 from tests.conftest import MONDAY_10_MSK, make_settings
-from tests.factories import APPEAL_TEXT, INTERIM_ANSWER, THANKS_TEXT, citizen, hours, official
+from tests.factories import (
+    APPEAL_TEXT,
+    CHANNEL,
+    INTERIM_ANSWER,
+    THANKS_TEXT,
+    citizen,
+    hours,
+    official,
+)
 
 # Texts of every kind the decision reads differently: appeals of several topics, an urgent
 # one, thanks, a doubtful one, a return «не решено», media without text, a sticker.
@@ -136,6 +147,26 @@ def test_a_reading_says_what_the_text_functions_say() -> None:
         assert read_ahead(answer) == TextReading(
             text_analysis.model_version(), interim=text_analysis.is_interim(text)
         )
+
+
+def test_jobs_cross_to_the_writer_and_back_unchanged() -> None:
+    """Events, jobs and results are pickled as constructor calls (`pickled_by_fields`)."""
+    event = citizen(MONDAY_10_MSK, APPEAL_TEXT, reply_to="-1002:1")
+    edit = EditEvent(CHANNEL, "-1002:2", "исправлено", MONDAY_10_MSK + hours(1))
+    rating = RatingEvent(CHANNEL, "-1002:3", None, False, MONDAY_10_MSK + hours(2))
+    job = IntakeJob(
+        RawCopy("telegram", "7", "message", '{"update_id": 7}'),
+        (event, edit, rating),
+        "done",
+        "заметка",
+        (Cursor("vk:1:ts", "42", rising=True),),
+        (read_ahead(event), None, None),
+    )
+    stored = Stored(False, (1, 2), None, (Outcome.APPEAL, Outcome.EDIT))
+    for value in (job, stored, ThreadRef("post:1", ThreadKind.BOARD, "Тема")):
+        again = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        assert again == value and type(again) is type(value)
+    assert copy.copy(event) == event
 
 
 @pytest.mark.parametrize("model", ["current", "another"])
