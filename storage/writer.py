@@ -40,7 +40,6 @@ import sqlite3
 import struct
 import subprocess
 import sys
-import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -61,11 +60,9 @@ SEND_BATCH = 32
 BUSY_TIMEOUT_MS = 5000
 # A child that dies this many times in a row without answering anything is not started again.
 MAX_RESTARTS = 3
-# Jobs sent and not yet taken by the child beyond this (~120 Telegram updates): it is behind
-# (`IntakeWriter.behind`); 64 KiB overloaded the bot process instead (docs/BENCHMARKS.md).
-BEHIND_BYTES = 128 * 1024
 _HEADER = struct.Struct(">I")
 
+# handler(context) -> run(db, job); `run.prepare(jobs) -> jobs`, if any, sees each batch first.
 Handler = Callable[[Any], Callable[[Db, Any], Any]]
 
 
@@ -119,15 +116,6 @@ class IntakeWriter:
     def pending(self) -> int:
         """Jobs submitted and not yet committed (and answered)."""
         return len(self._inflight)
-
-    @property
-    def behind(self) -> bool:
-        """Do jobs wait in the child's pipe? It takes all there are when it starts a batch.
-
-        (Not `pending`: this process reads no answers while it is busy routing updates.)
-        """
-        child = self._child
-        return child is not None and child.backlog() > BEHIND_BYTES
 
     def submit(
         self, job: Any, then: Callable[[Any, BaseException | None], None] | None = None
@@ -285,14 +273,6 @@ class _Child:
         self.loop.add_reader(self.stdout, self._readable)
         self.send(start)
 
-    def backlog(self) -> int:
-        """Bytes sent to the child (or waiting to be) that it has not read yet."""
-        try:
-            queued = fcntl.ioctl(self.stdin, termios.FIONREAD, b"\0\0\0\0")
-        except OSError:
-            return len(self.unsent)
-        return len(self.unsent) + int.from_bytes(queued, sys.byteorder, signed=True)
-
     def send(self, value: Any) -> None:
         body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         self.unsent += _HEADER.pack(len(body)) + body
@@ -417,6 +397,7 @@ def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
     # As in the parent (bot/cli.py): pymorphy3 announces its dictionaries at INFO, in English.
     logging.getLogger("pymorphy3").setLevel(logging.WARNING)
     run = handler(context)
+    prepare: Callable[[list[Any]], list[Any]] | None = getattr(run, "prepare", None)
     connection = _connect(path)
     memo = _Memo()
 
@@ -437,6 +418,8 @@ def serve(path: str, stdin: int = 0, stdout: int = 1) -> int:
                 requests.append(more)
                 size += len(more)
             jobs = [job for request in requests for job in request]
+            if prepare is not None:
+                jobs = prepare(jobs)
             results = _write_batch(connection, jobs, one, memo)
             body = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
             try:
@@ -487,12 +470,10 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Memo(dict[Any, Any]):
-    """What jobs may remember (`Db.memo`): valid while no other connection writes.
+    """What jobs may remember (`Db.memo`) while only the writer writes (BEGIN IMMEDIATE on).
 
-    From BEGIN IMMEDIATE to COMMIT only the writer writes. Another connection's commit between
-    batches (`/page`, a report refreshing rollups) changes `PRAGMA data_version`: the memo is
-    dropped. A rollback drops it too.
-    """
+    Another connection's commit between batches changes `PRAGMA data_version`: then it is
+    dropped, as after any rollback."""
 
     version: int | None = None
 

@@ -1,8 +1,8 @@
-"""Texts read ahead in the bot process, and the intake writer's memo: same decisions, once.
+"""Texts read ahead of deciding them, and the intake writer's memo: same decisions, once.
 
-The bot process may classify a comment before it hands the job to the writer process
-(bot/services/ingest/reading.py, `Intake.submit`); the writer takes that reading only if its own
-model made it. The writer remembers pages, thread ids and stale marks while it alone writes
+The writer process reads a batch's texts first (bot/services/ingest/reading.py,
+`JobRunner.prepare`); a decision takes the reading a job carries only if the model in use made
+it. The writer remembers pages, thread ids and stale marks while it alone writes
 (storage/writer.py `_Memo`): another connection's commit or a rollback makes it forget.
 """
 
@@ -25,10 +25,11 @@ from sqlmodel import select
 from bot import text as text_analysis
 from bot.app import AppContext, defaults_from
 from bot.events import EditEvent, MessageEvent, RatingEvent, ThreadKind, ThreadRef
+from bot.services import intake as intake_module
 from bot.services.ingest import Outcome
 from bot.services.ingest.reading import TextReading, read_ahead
-from bot.services.intake import Cursor, Intake, IntakeJob, RawCopy, Stored
-from storage import writer as writer_module
+from bot.services.intake import Cursor, Intake, IntakeJob, JobRunner, RawCopy, Stored
+from bot.services.intake import read_ahead as read_ahead_job
 from storage.engine import SessionFactory
 from storage.models import Appeal, CitizenMessage, OfficialReply, Thread
 from tests.conftest import MONDAY_10_MSK, make_settings
@@ -240,31 +241,49 @@ def _citizen_rows(database: Path) -> list[tuple[Any, ...]]:
         ).fetchall()
 
 
-async def test_the_bot_reads_ahead_only_while_the_writer_is_behind(
-    writing: Intake, database: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_writer_reads_a_batch_first_and_leaves_what_it_cannot_read(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(writer_module, "BEHIND_BYTES", 0)  # any job it has not taken
-    stored: list[Stored] = []
-    events = [
-        citizen(MONDAY_10_MSK + hours(n), text, author=str(n))
-        for n, (text, _) in enumerate(TEXTS[:4])
+    events = [citizen(MONDAY_10_MSK, text, kind=kind) for text, kind in TEXTS[:3]]
+    given = TextReading(text_analysis.model_version(), interim=True)
+    jobs = [
+        _job(1, events[0], official(MONDAY_10_MSK, None, INTERIM_ANSWER)),
+        IntakeJob(None, (events[1],), readings=(given,)),  # read already: kept as it is
+        _job(3, events[2]),
+        IntakeJob(None, ()),
     ]
-    await writing.store(_job(1, events[0]))  # the writer is started, idle, nothing waits
-    with _write_lock(database):
-        writing.submit(_job(2, events[1]), stored.append)
-        await asyncio.sleep(0.5)  # sent; taken by the writer, which waits for the lock
-        writing.submit(_job(3, events[2]), stored.append)
-        await asyncio.sleep(0.2)  # sent; the writer has not taken it: it is behind
-        writing.submit(_job(4, events[3]), stored.append)
-        assert writing.writer is not None
-        jobs = [pending.job for pending in writing.writer.writer._inflight]
-        assert [bool(job.readings) for job in jobs] == [False, False, True]
-        assert jobs[-1].readings == (read_ahead(events[3]),)
+    runner = JobRunner(None)
+    prepared = runner.prepare(jobs)
+    assert prepared[0] == read_ahead_job(jobs[0])
+    assert prepared[0].readings[1] == TextReading(text_analysis.model_version(), interim=True)
+    assert prepared[1] is jobs[1] and prepared[3] == jobs[3]
+    assert prepared[2].readings == (read_ahead(events[2]),)
+
+    def broken(job: IntakeJob) -> IntakeJob:  # a reading that fails (fault injection)
+        raise RuntimeError("cannot read")
+
+    monkeypatch.setattr(intake_module, "read_ahead", broken)
+    # Left unread: deciding the job reads its text again (and keeps the update if that fails).
+    assert runner.prepare(jobs[2:3]) == jobs[2:3]
+
+
+async def test_a_batch_through_the_writer_is_decided_as_each_text_reads(
+    writing: Intake, database: Path
+) -> None:
+    events = [
+        citizen(MONDAY_10_MSK + hours(n), text, author=str(n), kind=kind)
+        for n, (text, kind) in enumerate(TEXTS)
+    ]
+    stored: list[Stored] = []
+    with _write_lock(database):  # everything waits, then goes in one batch
+        for n, event in enumerate(events):
+            writing.submit(_job(n, event), stored.append)
+        await asyncio.sleep(0.3)
     await writing.flush()
-    assert [s.failure for s in stored] == [None, None, None]
+    assert [s.failure for s in stored] == [None] * len(events)
     rows = _citizen_rows(database)
     for row, event in zip(rows, events, strict=True):
-        verdict = text_analysis.classify(event.text)
+        verdict = text_analysis.classify(event.text, event.content_kind)
         assert row[:5] == (
             event.message_id,
             verdict.is_appeal,

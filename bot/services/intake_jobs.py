@@ -46,7 +46,7 @@ class IntakeJob:
     note: str | None = None
     cursors: tuple[Cursor, ...] = ()
     # The new messages' texts read ahead, one per event in order (None: not read); empty: none
-    # (bot/services/ingest/reading.py).
+    # (bot/services/ingest/reading.py; the writer process reads a batch's texts first).
     readings: tuple[TextReading | None, ...] = ()
 
 

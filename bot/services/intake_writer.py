@@ -70,11 +70,6 @@ class WriterBridge:
     def pending(self) -> int:
         return self.writer.pending + sum(1 for _, _, stored in self._unstored if stored is None)
 
-    @property
-    def behind(self) -> bool:
-        """Jobs wait for the writer process that it has not started on (storage/writer.py)."""
-        return self.writer.behind
-
     def submit(self, job: IntakeJob, then: Then) -> None:
         """Queue `job`; `then(stored)` runs on the loop once it is committed."""
 

@@ -15,7 +15,7 @@ The parts, each importing only the ones listed before it:
 
 - `result.py` — `Outcome`, `IngestResult`: what deciding one event gave;
 - `reading.py` — a new message's text read (classified, «не решено», «передали»), perhaps
-  ahead, in the bot process: the decision takes a reading made by its own model, else reads;
+  ahead, a batch at a time: the decision takes a reading made by its own model, else reads;
 - `clock.py` — an appeal's clocks: a reply sets the first response and the final answer, a
   return or a 👎 re-opens the final stage;
 - `messages.py` — new messages: citizen messages become appeals, follow-ups, re-opens or

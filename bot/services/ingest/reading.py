@@ -1,14 +1,14 @@
-"""A new message's text, read ahead: where a core is free, not necessarily where it is decided.
+"""A new message's text, read ahead of deciding it: a batch's texts one after another.
 
 Deciding a message reads its text (bot/text/): a citizen's is classified and checked for «не
 решено», an official one for «передали в работу». That reading is a pure function of the text,
-its kind and the model, and it is the larger part of the intake writer's work per comment. So
-the bot process may read a text before it hands the job over (bot/services/intake.py
-`Intake.submit`, when the writer is behind), on the other core, and the writer takes the
-reading instead of reading again — only if it was made by the model the writer uses itself
-(`model_version`; both processes load the file `OTKLIK_CLASSIFIER_MODEL` names). Without a
-reading, or with a stale one, the text is read where it is decided, as every other path (VK,
-imports, backfill, the session fallback) does: the decision is the same either way.
+its kind and the model, and it is the larger part of the intake writer's work per comment. Read
+between SQLite's statements, the classifier finds its model out of the processor's caches; so
+the writer process reads a whole batch's texts first (bot/services/intake.py
+`JobRunner.prepare`) and the decision takes the reading a job carries (`IntakeJob.readings`) —
+only if the model in use made it (`model_version`). Without a reading, or with a stale one, the
+text is read where it is decided, as on every other path (VK, imports, backfill, the session
+fallback): the decision is the same either way.
 """
 
 from __future__ import annotations
