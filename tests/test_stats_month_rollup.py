@@ -67,7 +67,11 @@ def _periods(rng: random.Random) -> list[tuple[datetime, datetime, datetime]]:
         for first, end in (((2026, 10), (2026, 11)), ((2026, 10), (2026, 12))):
             since, until = _month(*first, tz), _month(*end, tz)
             # Right after the month as the benchmark, inside it, and well after it.
-            for at in (until + timedelta(days=1), since + timedelta(days=17), until + timedelta(days=40)):
+            for at in (
+                until + timedelta(days=1),
+                since + timedelta(days=17),
+                until + timedelta(days=40),
+            ):
                 periods.append((since, until, at))
     for _ in range(14):
         since = BASE + timedelta(seconds=rng.uniform(-45 * DAY, 30 * DAY))
@@ -126,7 +130,9 @@ async def test_month_rollups_equal_definitions(
         await session.commit()
     async with sessions() as session:
         connection = await session.connection()
-        await connection.execute(update(TABLE).where(TABLE.c.topic == "roads").values(excluded=True))
+        await connection.execute(
+            update(TABLE).where(TABLE.c.topic == "roads").values(excluded=True)
+        )
         await session.commit()
     await _check(sessions, await all_appeals(sessions), rng)
     await rollups_as_rebuilt(engine)

@@ -127,7 +127,7 @@ async def compute_report(
     where = and_(metrics.received(replied_ids, since, end), replied)
     # Each page's reads name their page: without the list of every page in each of them (a
     # thousand pages made every read carry a thousand parameters).
-    in_period = and_(A.received_at >= since, A.received_at < end, A.excluded == false(), replied)
+    in_period = order_stats.Rows(since, end, at)
     for kind, value, bucket in FRT_KINDS:
         if not replied_pages:
             break
@@ -259,7 +259,9 @@ async def _add_rollups(
     )
     for pid, is_settled, *sums in rows.all():
         page = figures[int(pid)]
-        found = {name: int(value or 0) for name, value in zip(metrics.FINAL_COUNTED, sums)}
+        found = {
+            name: int(value or 0) for name, value in zip(metrics.FINAL_COUNTED, sums, strict=True)
+        }
         if is_settled:
             for name, value in found.items():
                 setattr(page, name, getattr(page, name) + value)
@@ -307,9 +309,7 @@ async def _add_histograms(
             histograms[int(kind)][int(pid)][int(bucket)] += sign * int(count)
 
 
-def _daily(
-    ids: list[int], kinds: list[int], ranges: list[tuple[int, int]], replied: Any
-) -> Any:
+def _daily(ids: list[int], kinds: list[int], ranges: list[tuple[int, int]], replied: Any) -> Any:
     return (
         select(H.c.kind, H.c.page_id, H.c.bucket, func.sum(H.c.count))
         .where(
