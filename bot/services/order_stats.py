@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, and_, bindparam, false, func, select, text
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.engine import core
@@ -204,7 +205,7 @@ async def median_p90_by_group(
             reads.append((key, number, min(wanted), max(wanted) - min(wanted) + 1))
     table = value.table
     moments = UTCDateTime(timezone=True)
-    common = [
+    common: list[BindParameter[Any]] = [
         bindparam("since", rows.since, type_=moments),
         bindparam("until", rows.until, type_=moments),
         bindparam("at", rows.at, type_=moments),
