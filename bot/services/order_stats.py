@@ -14,10 +14,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, and_, bindparam, false, func, select, text
-from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.elements import TextClause
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.engine import core
@@ -133,11 +134,15 @@ def _places(counts: Histogram) -> tuple[int, dict[int, tuple[int, int]]]:
     wanted = sorted(median_ranks(total) | p90_ranks(total))
     where_rank: dict[int, tuple[int, int]] = {}
     start = 0
+    index = 0  # the next wanted rank (ascending)
     for number in sorted(counts):
+        if index == len(wanted):
+            break
         count = counts[number]
-        for rank in wanted:
-            if start <= rank < start + count:
-                where_rank[rank] = (number, rank - start)
+        while index < len(wanted) and wanted[index] < start + count:
+            if wanted[index] >= start:
+                where_rank[wanted[index]] = (number, wanted[index] - start)
+            index += 1
         start += count
     return total, where_rank
 
@@ -161,9 +166,22 @@ class Rows:
         )
 
 
-def _union_sql(table: str, value: str, bucket: str, group: str, parts: int) -> str:
+@lru_cache(maxsize=64)
+def _union(table: str, value: str, bucket: str, group: str, parts: int) -> TextClause:
     """`parts` rank reads as one UNION ALL text: each the `ORDER BY … LIMIT … OFFSET` seek
-    inside one group's bucket, with parameters `:g<i>`, `:b<i>`, `:n<i>`, `:o<i>`."""
+    inside one group's bucket, with parameters `:g<i>`, `:b<i>`, `:n<i>`, `:o<i>` and the
+    period's `:since`, `:until`, `:at`, `:no`. Built once per shape: parsing the text and
+    binding thousands of parameters into it cost more than the reads."""
+    moments = UTCDateTime(timezone=True)
+    return text(_union_sql(table, value, bucket, group, parts)).bindparams(
+        bindparam("since", type_=moments),
+        bindparam("until", type_=moments),
+        bindparam("at", type_=moments),
+        bindparam("no", type_=Boolean()),
+    )
+
+
+def _union_sql(table: str, value: str, bucket: str, group: str, parts: int) -> str:
     rows = (
         f"FROM {table} WHERE {table}.received_at >= :since AND {table}.received_at < :until"
         f" AND {table}.excluded = :no AND {table}.first_response_at <= :at"
@@ -204,24 +222,21 @@ async def median_p90_by_group(
         for number, wanted in sorted(inside.items()):
             reads.append((key, number, min(wanted), max(wanted) - min(wanted) + 1))
     table = value.table
-    moments = UTCDateTime(timezone=True)
-    common: list[BindParameter[Any]] = [
-        bindparam("since", rows.since, type_=moments),
-        bindparam("until", rows.until, type_=moments),
-        bindparam("at", rows.at, type_=moments),
-        bindparam("no", False, type_=Boolean()),
-    ]
     values: dict[tuple[int, int, int], float] = {}
     for start in range(0, len(reads), UNION_PARTS):
         chunk = reads[start : start + UNION_PARTS]
-        sql = _union_sql(table.name, value.name, bucket.name, group.name, len(chunk))
-        params: dict[str, int] = {}
+        statement = _union(table.name, value.name, bucket.name, group.name, len(chunk))
+        params: dict[str, Any] = {
+            "since": rows.since,
+            "until": rows.until,
+            "at": rows.at,
+            "no": False,
+        }
         for index, (key, number, low, count) in enumerate(chunk):
             params.update({f"g{index}": key, f"b{index}": number, f"n{index}": count})
             params[f"o{index}"] = low
-        statement = text(sql).bindparams(*common, **params)
         got: dict[int, list[float]] = defaultdict(list)
-        for part, item in (await core(session, statement)).all():
+        for part, item in (await core(session, statement, [params])).all():
             got[int(part)].append(float(item))
         for index, (key, number, low, _) in enumerate(chunk):
             for offset, item in enumerate(sorted(got[index])):
