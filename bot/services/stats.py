@@ -108,6 +108,10 @@ async def compute_report(
             )
         for where, sign in await _live_final_conditions(session, ids, split):
             await _add_final_rows(session, where, at, figures, sign)
+        unsettled = await _unsettled_final(session, ids, split)
+        if unsettled is not None:
+            await _add_quiet_stages(session, unsettled, at, figures)
+            await _add_final_rows(session, and_(unsettled, ~_quiet_at(at)), at, figures)
     per_page: list[PageFigures] = []
     total = Figures()
     for page in pages:
@@ -424,16 +428,47 @@ async def _live_final_conditions(
     A stage waits up to ten days for its final answer, so at a month's end its last days are
     read here; only the stages still open are (index `ix_appeal_final_settle`).
     """
-    conditions = _parts(ids, split)
-    # Stages quiet until after the day of `at` are pending, from the rollup (`_add_rollups`).
+    return _parts(ids, split)
+
+
+async def _unsettled_final(
+    session: AsyncSession, ids: list[int], split: _Split
+) -> ColumnElement[bool] | None:
+    """The whole days' stages not settled by `at` and not quiet until after its day (those are
+    pending, from the rollup: `_add_rollups`); None: there are none."""
     unsettled = await _unsettled(
         session, F, A.final_settle_day, ids, split, F.c.quiet_day <= split.at_day
     )
-    if unsettled is not None:
-        end = day_start(split.at_day + 1)
-        moments = (A.final_response_at, A.answered_offline_at, A.reopened_at, A.final_deadline)
-        conditions.append((and_(unsettled, or_(*(moment < end for moment in moments))), 1))
-    return conditions
+    if unsettled is None:
+        return None
+    end = day_start(split.at_day + 1)
+    moments = (A.final_response_at, A.answered_offline_at, A.reopened_at, A.final_deadline)
+    return and_(unsettled, or_(*(moment < end for moment in moments)))
+
+
+def _quiet_at(at: datetime) -> ColumnElement[bool]:
+    """No final reply, «Ответили вне соцсети» or re-open of the stage is known at `at`."""
+    moments = (A.final_response_at, A.answered_offline_at, A.reopened_at)
+    return and_(*(or_(moment.is_(None), moment > at) for moment in moments))
+
+
+async def _add_quiet_stages(
+    session: AsyncSession, where: ColumnElement[bool], at: datetime, figures: dict[int, Figures]
+) -> None:
+    """Stages of `where` with nothing known at `at` but their final deadline: overdue once it
+    has passed, else pending (`final_conditions(at)` for such a stage), counted from the index
+    `ix_appeal_final_settle` alone, without the reply joins."""
+    overdue = metrics.count(A.final_deadline <= at)
+    rows = await core(
+        session,
+        select(A.page_id, func.count(), overdue)
+        .where(where, A.excluded == false(), A.final_deadline.is_not(None), _quiet_at(at))
+        .group_by(A.page_id),
+    )
+    for pid, stages, late in rows.all():
+        page = figures[int(pid)]
+        page.final_overdue += int(late)
+        page.final_pending += int(stages) - int(late)
 
 
 async def _add_final_rows(
