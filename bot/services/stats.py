@@ -106,7 +106,10 @@ async def compute_report(
             await _add_rows(
                 session, where, at, figures, histograms, topics=topics, sign=sign, replies=replies
             )
-        for where, sign in await _live_final_conditions(session, ids, split):
+        # Final stages row by row: the edges, and the whole days' stages not settled at `at`
+        # (those with nothing known at `at` but their deadline from the index alone; on the
+        # edges SQLite would then scan a page's whole settle index instead of the edge).
+        for where, sign in _parts(ids, split):
             await _add_final_rows(session, where, at, figures, sign)
         unsettled = await _unsettled_final(session, ids, split)
         if unsettled is not None:
@@ -420,22 +423,15 @@ def unindexed(session: AsyncSession, column: Any) -> Any:
     return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
 
 
-async def _live_final_conditions(
-    session: AsyncSession, ids: list[int], split: _Split
-) -> list[tuple[ColumnElement[bool], int]]:
-    """Final stages computed row by row: the edges, and whole days' stages not settled by `at`.
-
-    A stage waits up to ten days for its final answer, so at a month's end its last days are
-    read here; only the stages still open are (index `ix_appeal_final_settle`).
-    """
-    return _parts(ids, split)
-
-
 async def _unsettled_final(
     session: AsyncSession, ids: list[int], split: _Split
 ) -> ColumnElement[bool] | None:
     """The whole days' stages not settled by `at` and not quiet until after its day (those are
-    pending, from the rollup: `_add_rollups`); None: there are none."""
+    pending, from the rollup: `_add_rollups`); None: there are none.
+
+    A stage waits up to ten days for its final answer, so at a month's end its last days are
+    read here; the index `ix_appeal_final_settle` tells them apart without the table rows.
+    """
     unsettled = await _unsettled(
         session, F, A.final_settle_day, ids, split, F.c.quiet_day <= split.at_day
     )
@@ -453,7 +449,11 @@ def _quiet_at(at: datetime) -> ColumnElement[bool]:
 
 
 async def _add_quiet_stages(
-    session: AsyncSession, where: ColumnElement[bool], at: datetime, figures: dict[int, Figures]
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    at: datetime,
+    figures: dict[int, Figures],
+    sign: int = 1,
 ) -> None:
     """Stages of `where` with nothing known at `at` but their final deadline: overdue once it
     has passed, else pending (`final_conditions(at)` for such a stage), counted from the index
@@ -467,8 +467,8 @@ async def _add_quiet_stages(
     )
     for pid, stages, late in rows.all():
         page = figures[int(pid)]
-        page.final_overdue += int(late)
-        page.final_pending += int(stages) - int(late)
+        page.final_overdue += sign * int(late)
+        page.final_pending += sign * (int(stages) - int(late))
 
 
 async def _add_final_rows(
