@@ -24,6 +24,7 @@ from bot.services.final_stage import FinalCounts, final_counts
 from bot.services.policy import PageDefaults
 from bot.services.reports import build_report
 from storage.engine import SessionFactory, session_factory
+from storage.migrate import upgrade
 from storage.models import Appeal
 from tests.test_stats_rollup import (
     BASE,
@@ -137,3 +138,22 @@ async def test_month_rollups_equal_definitions(
     await _check(sessions, await all_appeals(sessions), rng)
     await rollups_as_rebuilt(engine)
     assert "квантили сдвинулись" not in caplog.text
+
+
+async def test_migration_fills_the_new_rollups_from_existing_appeals(db_url: str) -> None:
+    """Appeals written at revision 0006 (rollups of the old shape), then migration 0007: the
+    reply-day, monthly and quiet-day rollups are filled from them and the reports are exact."""
+    from conftest import drop_engine, make_engine
+
+    engine = await make_engine(db_url)
+    try:
+        await upgrade(engine, "0006_final_rollup")
+        rng = random.Random(70)
+        sessions = session_factory(engine)
+        await add_pages(sessions)
+        await _load(sessions, rng, 120)
+        await upgrade(engine)
+        await rollups_as_rebuilt(engine)
+        assert await _check(sessions, await all_appeals(sessions), rng) > 100
+    finally:
+        await drop_engine(db_url, engine)
