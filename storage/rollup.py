@@ -424,13 +424,20 @@ def _recompute_histograms(connection: Connection, page_id: int, day: int) -> Non
         )
 
 
-def rebuild_final(connection: Connection) -> None:
-    """Recompute the final-stage rollups of every page-day (migration 0006 adds them)."""
-    connection.execute(delete(F))
+def rebuild_final_and_histograms(connection: Connection) -> None:
+    """Recompute the final-stage and FRT histogram rollups of every page-day, and the monthly
+    histograms (migration 0007 gives them their keys); the other rollups are left as they are.
+    """
+    for table in (F, H, HM):
+        connection.execute(delete(table))
     query = select(A.page_id, func.min(A.received_at), func.max(A.received_at)).group_by(A.page_id)
+    months: set[tuple[int, int]] = set()
     for page_id, first, last in connection.execute(query).all():
         for day in range(day_number(_aware(first)), day_number(_aware(last)) + 1):
             _recompute_final(connection, int(page_id), day)
+            _recompute_histograms(connection, int(page_id), day)
+            months.add((int(page_id), month_of(day)))
+    _recompute_months(connection, months)
 
 
 def rebuild(connection: Connection) -> int:

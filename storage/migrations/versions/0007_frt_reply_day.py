@@ -88,7 +88,7 @@ def upgrade() -> None:
     _final_rollup("page_id", "day", "settle_day", "quiet_day")
     from storage import rollup  # the one rollup code, at this revision's tables
 
-    rollup.rebuild(op.get_bind())
+    rollup.rebuild_final_and_histograms(op.get_bind())
 
 
 def downgrade() -> None:
