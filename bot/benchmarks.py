@@ -44,12 +44,12 @@ async def run_all() -> int:
         f"{health['posts']} постов за {health['http_requests']} HTTP-запросов, "
         f"{health['refresh_s']} с, пик памяти {health['peak_rss_mb']} МБ ({health})"
     )
-    from handlers.web.bench import run_dashboard_benchmark
+    from handlers.web.bench import run_dashboard_benchmark, summary_line
 
     dashboard = await run_dashboard_benchmark(
         rows=int(os.environ.get("OTKLIK_BENCH_ROWS", "1000000"))
     )
-    print(f"обзор панели (время сервера): {dashboard}")
+    print(f"{summary_line(dashboard)} ({dashboard})")
     return 0
 
 

@@ -29,6 +29,21 @@ def day_start(day: int) -> datetime:
     return EPOCH + day * DAY
 
 
+def month_of(day: int) -> int:
+    """Months since January 1970 of the UTC month holding day number `day`."""
+    moment = day_start(day)
+    return (moment.year - 1970) * 12 + moment.month - 1
+
+
+def month_days(month: int) -> tuple[int, int]:
+    """The day numbers `[first, end)` of month number `month` (`month_of`)."""
+    year, index = divmod(month, 12)
+    first = datetime(1970 + year, index + 1, 1, tzinfo=UTC)
+    year, index = divmod(month + 1, 12)
+    end = datetime(1970 + year, index + 1, 1, tzinfo=UTC)
+    return day_number(first), day_number(end)
+
+
 def settle_moment(
     *,
     answered_at: datetime | None,

@@ -31,7 +31,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Reports read tens of megabytes of index pages (a month of a million appeals): through a
+    # memory map instead of a read() and a copy per page, and a page cache larger than the 2 MB
+    # default (docs/BENCHMARKS.md, «Dashboard»). The map is the OS page cache, shared by every
+    # connection; the cache fills only as far as a connection reads.
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
+
+
+SQLITE_MMAP_BYTES = 1 << 30
+SQLITE_CACHE_KIB = 32 * 1024
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

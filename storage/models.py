@@ -102,6 +102,27 @@ APPEAL_STATS_COLUMNS = (
 )
 
 
+SETTLE_INDEX = (
+    "ix_appeal_settle",
+    "page_id",
+    "settle_day",
+    "received_at",
+    "excluded",
+    "first_response_at",
+)
+FINAL_SETTLE_INDEX = (
+    "ix_appeal_final_settle",
+    "page_id",
+    "final_settle_day",
+    "received_at",
+    "excluded",
+    "final_response_at",
+    "answered_offline_at",
+    "reopened_at",
+    "final_deadline",
+)
+
+
 class Appeal(SQLModel, table=True):
     """A citizen's request, complaint, question or proposal; one or more citizen messages."""
 
@@ -115,8 +136,10 @@ class Appeal(SQLModel, table=True):
         Index("ix_appeal_stats", *APPEAL_STATS_COLUMNS),
         # Report rollups (storage/rollup.py): the appeals of a page that can still change with
         # the report's `at`, and exact order statistics inside one FRT histogram bucket.
-        Index("ix_appeal_settle", "page_id", "settle_day", "received_at"),
-        Index("ix_appeal_final_settle", "page_id", "final_settle_day", "received_at"),
+        # The moments after the keys tell, from the index alone, which of these appeals a report
+        # at `at` must read (bot/services/stats.py `_live_conditions`, `_live_final_conditions`).
+        Index(*SETTLE_INDEX),
+        Index(*FINAL_SETTLE_INDEX),
         Index(
             "ix_appeal_frt_bucket",
             "page_id",
@@ -232,6 +255,10 @@ class AppealFinalRollup(SQLModel, table=True):
     page_id: int = Field(primary_key=True)
     day: int = Field(primary_key=True)  # UTC day number of received_at
     settle_day: int = Field(primary_key=True)
+    # The UTC day of the stage's first moment: the earliest of its final reply, «Ответили вне
+    # соцсети», re-open and final deadline. At every `at` before that day the stage is pending,
+    # so a report at such an `at` counts the row as pending however late it settles.
+    quiet_day: int = Field(primary_key=True)
     final_answered: int = 0
     final_in_time: int = 0
     final_overdue: int = 0
@@ -252,14 +279,35 @@ class AppealTopicRollup(SQLModel, table=True):
 
 
 class AppealFrtRollup(SQLModel, table=True):
-    """FRT histogram (kind 0: calendar, 1: working seconds) of a page's replied appeals."""
+    """FRT histogram (kind 0: calendar, 1: working seconds) of a page's replied appeals.
+
+    Keyed by the UTC day of the first reply (`reply_day`), the only moment a histogram entry
+    depends on: at every `at` on a later day the entry is known.
+    """
 
     __tablename__ = "appeal_frt_rollup"
+    __table_args__ = (Index("ix_appeal_frt_rollup_reply", "reply_day", "page_id"),)
 
     page_id: int = Field(primary_key=True)
     kind: int = Field(primary_key=True)
-    day: int = Field(primary_key=True)
-    settle_day: int = Field(primary_key=True)
+    day: int = Field(primary_key=True)  # UTC day number of received_at
+    reply_day: int = Field(primary_key=True)  # UTC day number of first_response_at
+    bucket: int = Field(primary_key=True)
+    count: int = 0
+
+
+class AppealFrtMonth(SQLModel, table=True):
+    """`appeal_frt_rollup` summed over a UTC month of receipt (`month`: `storage.buckets.month_of`).
+
+    A report over whole months reads these few rows and takes off the entries replied on or
+    after the day of its `at`, instead of summing the month's daily rows.
+    """
+
+    __tablename__ = "appeal_frt_month"
+
+    page_id: int = Field(primary_key=True)
+    kind: int = Field(primary_key=True)
+    month: int = Field(primary_key=True)
     bucket: int = Field(primary_key=True)
     count: int = 0
 

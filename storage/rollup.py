@@ -22,10 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Delete,
     Insert,
     Update,
     and_,
+    case,
+    cast,
     delete,
     func,
     insert,
@@ -33,6 +36,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy import Integer as SqlInteger
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,12 +46,13 @@ from sqlalchemy.sql.operators import and_ as and_op
 from sqlalchemy.sql.operators import eq
 
 from storage import metrics
-from storage.buckets import day_number, day_start
+from storage.buckets import day_number, day_start, month_days, month_of
 from storage.metrics import FRT_KINDS
 from storage.models import (
     APPEAL_STATS_COLUMNS,
     Appeal,
     AppealFinalRollup,
+    AppealFrtMonth,
     AppealFrtRollup,
     AppealRollup,
     AppealTopicRollup,
@@ -62,9 +67,13 @@ A = APPEAL.c
 R = table_of(AppealRollup)
 T = table_of(AppealTopicRollup)
 H = table_of(AppealFrtRollup)
+HM = table_of(AppealFrtMonth)
 F = table_of(AppealFinalRollup)
 S = table_of(RollupStale)
-TABLES = (R, T, H, F)
+TABLES = (R, T, H, F)  # keyed by (page_id, day); HM by (page_id, month), kept from H
+# A quiet day beyond every real one, for a sum of no moments (never happens: a stage has a
+# final deadline).
+NO_DAY = 2**31 - 1
 
 _STACK = "otklik_rollup_keys"
 _ALL = None  # marker: the statement's rows cannot be told, rebuild
@@ -252,6 +261,7 @@ def refresh(connection: Connection, pages: Iterable[int] | None = None) -> int:
     keys = sorted((int(page), int(day)) for page, day in connection.execute(query).all())
     postgres = connection.dialect.name == "postgresql"
     done = 0
+    months: set[tuple[int, int]] = set()
     for page_id, day in keys:
         if postgres:
             connection.execute(
@@ -263,7 +273,9 @@ def refresh(connection: Connection, pages: Iterable[int] | None = None) -> int:
             continue  # another worker refreshed it meanwhile
         _recompute_day(connection, page_id, day)
         connection.execute(delete(S).where(S.c.id.in_(ids)))
+        months.add((page_id, month_of(day)))
         done += 1
+    _recompute_months(connection, months)
     if done:
         logger.debug("rollups refreshed for %r page-days", done)
     return done
@@ -310,8 +322,50 @@ def recompute(connection: Connection, keys: Iterable[tuple[int, int]]) -> None:
                 text("SELECT pg_advisory_xact_lock(:page, :day)"), {"page": page_id, "day": day}
             )
         _recompute_day(connection, page_id, day)
+    _recompute_months(connection, {(page_id, month_of(day)) for page_id, day in ordered})
     if ordered:
         logger.debug("rollups recomputed for %r page-days", len(ordered))
+
+
+def day_of(connection: Connection, moment: Any) -> ColumnElement[int]:
+    """The UTC day number (`storage.buckets.day_number`) of a datetime column, in SQL.
+
+    SQLite keeps naive UTC text: its date part, so no rounding of fractions can cross midnight.
+    """
+    if connection.dialect.name == "sqlite":
+        return cast(func.julianday(func.substr(moment, 1, 10)) - 2440587.5, SqlInteger)
+    return cast(func.floor(func.extract("epoch", moment) / 86400), SqlInteger)
+
+
+def _earliest(connection: Connection, *days: ColumnElement[int]) -> ColumnElement[int]:
+    if connection.dialect.name == "sqlite":
+        return func.min(*days)  # the scalar min() of SQLite
+    return func.least(*days)
+
+
+def _recompute_months(connection: Connection, months: Iterable[tuple[int, int]]) -> None:
+    """Recompute `appeal_frt_month` of the given (page_id, month) keys from the daily rows.
+
+    PostgreSQL: under an advisory lock per (page, month), taken after every page-day lock and
+    in key order; whoever recomputes a month last sees every page-day committed before it.
+    """
+    postgres = connection.dialect.name == "postgresql"
+    for page_id, month in sorted(set(months)):
+        if postgres:
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:page, :key)"),
+                {"page": page_id, "key": -1 - month},
+            )
+        first, end = month_days(month)
+        connection.execute(delete(HM).where(HM.c.page_id == page_id, HM.c.month == month))
+        sums = (
+            select(literal(page_id), H.c.kind, literal(month), H.c.bucket, func.sum(H.c.count))
+            .where(H.c.page_id == page_id, H.c.day >= first, H.c.day < end)
+            .group_by(H.c.kind, H.c.bucket)
+        )
+        connection.execute(
+            insert(HM).from_select(["page_id", "kind", "month", "bucket", "count"], sums)
+        )
 
 
 def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
@@ -333,39 +387,57 @@ def _recompute_day(connection: Connection, page_id: int, day: int) -> None:
 def _recompute_final(connection: Connection, page_id: int, day: int) -> None:
     """The final-answer stages of one page-day, by the day they settle («отписка»: joined)."""
     where = metrics.received(page_id, day_start(day), day_start(day + 1))
+    moments = (A.final_response_at, A.answered_offline_at, A.reopened_at, A.final_deadline)
+    quiet = _earliest(
+        connection,
+        *(case((moment.is_(None), NO_DAY), else_=day_of(connection, moment)) for moment in moments),
+    ).label("quiet_day")
     stages = (
-        select(literal(page_id), literal(day), A.final_settle_day, *metrics.final_counted(None))
+        select(
+            literal(page_id),
+            literal(day),
+            A.final_settle_day,
+            quiet,
+            *metrics.final_counted(None),
+        )
         .select_from(metrics.final_source())
         .where(where, A.final_settle_day.is_not(None))
-        .group_by(A.final_settle_day)
+        .group_by(A.final_settle_day, quiet)
     )
-    connection.execute(
-        insert(F).from_select(["page_id", "day", "settle_day", *metrics.FINAL_COUNTED], stages)
-    )
+    columns = ["page_id", "day", "settle_day", "quiet_day", *metrics.FINAL_COUNTED]
+    connection.execute(insert(F).from_select(columns, stages))
 
 
 def _recompute_histograms(connection: Connection, page_id: int, day: int) -> None:
     where = metrics.received(page_id, day_start(day), day_start(day + 1))
     replied = metrics.conditions(None)["replied"]
+    reply_day = day_of(connection, A.first_response_at).label("reply_day")
     for kind, value, bucket in FRT_KINDS:
         histogram = select(
-            literal(page_id), literal(kind), literal(day), A.settle_day, bucket, func.count()
+            literal(page_id), literal(kind), literal(day), reply_day, bucket, func.count()
         ).where(where, replied, value.is_not(None))
         connection.execute(
             insert(H).from_select(
-                ["page_id", "kind", "day", "settle_day", "bucket", "count"],
-                histogram.group_by(A.settle_day, bucket),
+                ["page_id", "kind", "day", "reply_day", "bucket", "count"],
+                histogram.group_by(reply_day, bucket),
             )
         )
 
 
-def rebuild_final(connection: Connection) -> None:
-    """Recompute the final-stage rollups of every page-day (migration 0006 adds them)."""
-    connection.execute(delete(F))
+def rebuild_final_and_histograms(connection: Connection) -> None:
+    """Recompute the final-stage and FRT histogram rollups of every page-day, and the monthly
+    histograms (migration 0007 gives them their keys); the other rollups are left as they are.
+    """
+    for table in (F, H, HM):
+        connection.execute(delete(table))
     query = select(A.page_id, func.min(A.received_at), func.max(A.received_at)).group_by(A.page_id)
+    months: set[tuple[int, int]] = set()
     for page_id, first, last in connection.execute(query).all():
         for day in range(day_number(_aware(first)), day_number(_aware(last)) + 1):
             _recompute_final(connection, int(page_id), day)
+            _recompute_histograms(connection, int(page_id), day)
+            months.add((int(page_id), month_of(day)))
+    _recompute_months(connection, months)
 
 
 def rebuild(connection: Connection) -> int:
@@ -386,6 +458,9 @@ def rebuild(connection: Connection) -> int:
         rows = connection.execute(select(table.c.page_id, table.c.day).distinct()).all()
         keys += [(int(page_id), int(day)) for page_id, day in rows]
     recompute(connection, keys)
+    # Months left without any page-day are emptied too.
+    months = connection.execute(select(HM.c.page_id, HM.c.month).distinct()).all()
+    _recompute_months(connection, [(int(page_id), int(month)) for page_id, month in months])
     for start in range(0, len(marks), 500):
         connection.execute(delete(S).where(S.c.id.in_(marks[start : start + 500])))
     return with_appeals

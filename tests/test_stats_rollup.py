@@ -34,6 +34,8 @@ from storage.engine import SessionFactory, create_engine, session_factory
 from storage.migrate import upgrade
 from storage.models import (
     Appeal,
+    AppealFinalRollup,
+    AppealFrtMonth,
     AppealFrtRollup,
     AppealRollup,
     AppealTopicRollup,
@@ -243,7 +245,13 @@ async def rollups_as_rebuilt(engine: AsyncEngine) -> None:
     async def snapshot() -> list[list[Any]]:
         async with engine.connect() as connection:
             result = []
-            for model in (AppealRollup, AppealTopicRollup, AppealFrtRollup):
+            for model in (
+                AppealRollup,
+                AppealTopicRollup,
+                AppealFrtRollup,
+                AppealFrtMonth,
+                AppealFinalRollup,
+            ):
                 table = model.__table__  # type: ignore[union-attr]
                 rows = await connection.execute(select(table).order_by(*table.primary_key))
                 result.append([tuple(row) for row in rows.all()])

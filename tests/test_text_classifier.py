@@ -29,11 +29,11 @@ from bot.text.lexicon import LEXICON_DIR
 # small margin: a change that loses more than that fails here.
 MARGIN = 0.015
 HELDOUT_MEASURED = {
-    "appeal_accuracy": 0.9717,
-    "appeal_recall": 0.9732,
-    "topic_accuracy": 0.866,
-    "urgent_recall": 0.9626,
-    "urgent_precision": 0.8583,
+    "appeal_accuracy": 0.9764,
+    "appeal_recall": 0.9812,
+    "topic_accuracy": 0.8552,
+    "urgent_recall": 0.9813,
+    "urgent_precision": 0.8898,
 }
 
 
@@ -47,11 +47,11 @@ def test_corpus_size_split_and_coverage() -> None:
     dev = load_corpus(DEV_CORPUS)
     held = load_corpus(HELDOUT_CORPUS)
     assert len(dev) + len(held) >= 3000
-    # The held-out part is a fifth of the texts written for the corpus; the training part also
-    # holds the first two blind sets (1,549 texts by other writers, docs/CLASSIFIER.md), never
-    # held out.
-    assert 0.12 <= len(held) / (len(dev) + len(held)) <= 0.22
-    assert len(dev) >= 4000
+    # The held-out part is a fifth of the texts written for the first corpus (636); the training
+    # part also holds the evaluated blind sets and the later writers' texts (docs/CLASSIFIER.md,
+    # "Corpus"), never held out.
+    assert len(held) >= 600
+    assert len(dev) >= 10_000
     assert not {text_key(e.text) for e in dev} & {text_key(e.text) for e in held}
     for part in (dev, held):
         assert {e.topic for e in part if e.is_appeal} == set(TOPICS)

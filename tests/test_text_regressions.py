@@ -75,15 +75,7 @@ URGENT: dict[str, list[Any]] = {
     ],
     "child_danger": [
         "Дети играют на тонком льду на пруду, никто не следит",
-        pytest.param(
-            "на стройке нет забора дети лазят в котлован",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known miss since the blind sets joined the training part: the first "
-                "set's writer labelled an unfenced pit with children climbing in as not urgent "
-                "(corrected, docs/CLASSIFIER.md); the thin-ice paraphrase of the concept holds",
-            ),
-        ),
+        "на стройке нет забора дети лазят в котлован",
         "Открытый люк прямо у детского сада, ребенок чуть не упал",
     ],
     "animals": [

@@ -12,12 +12,17 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
+from sqlalchemy import Boolean, ColumnElement, and_, bindparam, false, func, select, text
+from sqlalchemy.sql.elements import TextClause
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.engine import core
+from storage.types import UTCDateTime
 
 logger = logging.getLogger(__name__)
 
@@ -129,13 +134,65 @@ def _places(counts: Histogram) -> tuple[int, dict[int, tuple[int, int]]]:
     wanted = sorted(median_ranks(total) | p90_ranks(total))
     where_rank: dict[int, tuple[int, int]] = {}
     start = 0
+    index = 0  # the next wanted rank (ascending)
     for number in sorted(counts):
+        if index == len(wanted):
+            break
         count = counts[number]
-        for rank in wanted:
-            if start <= rank < start + count:
-                where_rank[rank] = (number, rank - start)
+        while index < len(wanted) and wanted[index] < start + count:
+            if wanted[index] >= start:
+                where_rank[wanted[index]] = (number, wanted[index] - start)
+            index += 1
         start += count
     return total, where_rank
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows a report's order statistics range over: one table's rows received in
+    `[since, until)`, not excluded, with a first reply known at `at` (docs/METRICS.md)."""
+
+    since: datetime
+    until: datetime
+    at: datetime
+
+    def condition(self, table: Any) -> ColumnElement[bool]:
+        columns = table.c
+        return and_(
+            columns.received_at >= self.since,
+            columns.received_at < self.until,
+            columns.excluded == false(),
+            columns.first_response_at <= self.at,
+        )
+
+
+@lru_cache(maxsize=64)
+def _union(table: str, value: str, bucket: str, group: str, parts: int) -> TextClause:
+    """`parts` rank reads as one UNION ALL text: each the `ORDER BY … LIMIT … OFFSET` seek
+    inside one group's bucket, with parameters `:g<i>`, `:b<i>`, `:n<i>`, `:o<i>` and the
+    period's `:since`, `:until`, `:at`, `:no`. Built once per shape: parsing the text and
+    binding thousands of parameters into it cost more than the reads."""
+    moments = UTCDateTime(timezone=True)
+    return text(_union_sql(table, value, bucket, group, parts)).bindparams(
+        bindparam("since", type_=moments),
+        bindparam("until", type_=moments),
+        bindparam("at", type_=moments),
+        bindparam("no", type_=Boolean()),
+    )
+
+
+def _union_sql(table: str, value: str, bucket: str, group: str, parts: int) -> str:
+    rows = (
+        f"FROM {table} WHERE {table}.received_at >= :since AND {table}.received_at < :until"
+        f" AND {table}.excluded = :no AND {table}.first_response_at <= :at"
+        f" AND {table}.{value} IS NOT NULL"
+    )
+    return " UNION ALL ".join(
+        f"SELECT {index} AS part, val FROM (SELECT {table}.{value} AS val {rows}"
+        f" AND {table}.{group} = :g{index} AND {table}.{bucket} = :b{index}"
+        f" ORDER BY {table}.{value} LIMIT :n{index} OFFSET :o{index}) AS part{index}"
+        for index in range(parts)
+    )
 
 
 async def median_p90_by_group(
@@ -144,16 +201,17 @@ async def median_p90_by_group(
     bucket: Any,
     group: Any,
     histograms: Mapping[int, Histogram],
-    where: ColumnElement[bool],
+    rows: Rows,
 ) -> dict[int, tuple[float | None, float | None]]:
-    """`median_p90` of every group (a value of the column `group`, e.g. a page) at once;
-    `where` and `group == key` select a group's rows.
+    """`median_p90` of every group (a value of the column `group`, e.g. a page) at once, over
+    `rows` and `group == key`.
 
     The same index seeks as `median_p90` (`ORDER BY value LIMIT … OFFSET …` inside the bucket
     holding a wanted rank), joined with UNION ALL into a few statements however many pages a
-    report has (a dashboard of 1,000 pages), instead of a few round trips per page. (A
-    `row_number()` window over the wanted buckets was tried: it sorts every row of them and was
-    ten times slower on SQLite.)
+    report has (a dashboard of 1,000 pages), instead of a few round trips per page. The
+    statement is plain SQL text, the same for every report of the same size: building
+    thousands of SQLAlchemy selects cost seconds. (A `row_number()` window over the wanted
+    buckets was tried: it sorts every row of them and was ten times slower on SQLite.)
     """
     plans = {key: _places(counts) for key, counts in histograms.items()}
     reads: list[tuple[int, int, int, int]] = []  # (group, bucket, first rank inside, count)
@@ -163,23 +221,22 @@ async def median_p90_by_group(
             inside[number].append(rank)
         for number, wanted in sorted(inside.items()):
             reads.append((key, number, min(wanted), max(wanted) - min(wanted) + 1))
+    table = value.table
     values: dict[tuple[int, int, int], float] = {}
     for start in range(0, len(reads), UNION_PARTS):
         chunk = reads[start : start + UNION_PARTS]
-        parts = [
-            select(
-                select(literal(index).label("part"), value.label("val"))
-                .where(where, value.is_not(None), group == key, bucket == number)
-                .order_by(value)
-                .limit(count)
-                .offset(low)
-                .subquery()
-            )
-            for index, (key, number, low, count) in enumerate(chunk)
-        ]
-        rows = await core(session, union_all(*parts) if len(parts) > 1 else parts[0])
+        statement = _union(table.name, value.name, bucket.name, group.name, len(chunk))
+        params: dict[str, Any] = {
+            "since": rows.since,
+            "until": rows.until,
+            "at": rows.at,
+            "no": False,
+        }
+        for index, (key, number, low, count) in enumerate(chunk):
+            params.update({f"g{index}": key, f"b{index}": number, f"n{index}": count})
+            params[f"o{index}"] = low
         got: dict[int, list[float]] = defaultdict(list)
-        for part, item in rows.all():
+        for part, item in (await core(session, statement, [params])).all():
             got[int(part)].append(float(item))
         for index, (key, number, low, _) in enumerate(chunk):
             for offset, item in enumerate(sorted(got[index])):
@@ -195,7 +252,7 @@ async def median_p90_by_group(
                 "квантили сдвинулись из-за одновременной записи; группа %r читается заново", key
             )
             result[key] = await median_p90(
-                session, value, bucket, histograms[key], and_(where, group == key)
+                session, value, bucket, histograms[key], and_(rows.condition(table), group == key)
             )
             continue
         result[key] = median_of(found.__getitem__, total), p90_of(found.__getitem__, total)

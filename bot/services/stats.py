@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Table, and_, false, func, select
+from sqlalchemy import Column, ColumnElement, Table, and_, false, func, or_, select
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import order_stats
@@ -34,7 +36,7 @@ from bot.services.figures import Figures, PageFigures, StatsReport
 from bot.services.maturity import DEFAULT_WEIGHTS, MaturityWeights
 from bot.services.policy import PageDefaults
 from storage import metrics, rollup
-from storage.buckets import day_number, day_start
+from storage.buckets import day_number, day_start, month_days, month_of
 from storage.engine import core
 from storage.metrics import FRT_KINDS
 from storage.pages import report_pages
@@ -43,6 +45,7 @@ A = metrics.A
 R = rollup.R
 T = rollup.T
 H = rollup.H
+HM = rollup.HM
 F = rollup.F
 
 # Per FRT kind, then per page: bucket -> count.
@@ -99,10 +102,19 @@ async def compute_report(
     }
     if ids and since < end:
         await _add_rollups(session, ids, split, figures, histograms)
-        for where, topics, sign in await _live_conditions(session, ids, split):
-            await _add_rows(session, where, at, figures, histograms, topics=topics, sign=sign)
-        for where, sign in await _live_final_conditions(session, ids, split):
+        for where, topics, sign, replies in await _live_conditions(session, ids, split):
+            await _add_rows(
+                session, where, at, figures, histograms, topics=topics, sign=sign, replies=replies
+            )
+        # Final stages row by row: the edges, and the whole days' stages not settled at `at`
+        # (those with nothing known at `at` but their deadline from the index alone; on the
+        # edges SQLite would then scan a page's whole settle index instead of the edge).
+        for where, sign in _parts(ids, split):
             await _add_final_rows(session, where, at, figures, sign)
+        unsettled = await _unsettled_final(session, ids, split)
+        if unsettled is not None:
+            await _add_quiet_stages(session, unsettled, at, figures)
+            await _add_final_rows(session, and_(unsettled, ~_quiet_at(at)), at, figures)
     per_page: list[PageFigures] = []
     total = Figures()
     for page in pages:
@@ -124,7 +136,7 @@ async def compute_report(
     where = and_(metrics.received(replied_ids, since, end), replied)
     # Each page's reads name their page: without the list of every page in each of them (a
     # thousand pages made every read carry a thousand parameters).
-    in_period = and_(A.received_at >= since, A.received_at < end, A.excluded == false(), replied)
+    in_period = order_stats.Rows(since, end, at)
     for kind, value, bucket in FRT_KINDS:
         if not replied_pages:
             break
@@ -185,6 +197,23 @@ class _Split:
     def whole_days(self) -> bool:
         return self.first_day < self.end_day
 
+    def months(self) -> tuple[list[int], list[tuple[int, int]]]:
+        """The whole days as the UTC months they fill and the day ranges `[a, b)` left over."""
+        months: list[int] = []
+        month = month_of(self.first_day)
+        while True:
+            first, end = month_days(month)
+            if end > self.end_day:
+                break
+            if first >= self.first_day:
+                months.append(month)
+            month += 1
+        if not months:
+            return [], [(self.first_day, self.end_day)]
+        start, stop = month_days(months[0])[0], month_days(months[-1])[1]
+        rest = [(a, b) for a, b in ((self.first_day, start), (stop, self.end_day)) if a < b]
+        return months, rest
+
 
 HALF_DAY = timedelta(hours=12)
 _ROLLUP_SUMS = ("appeals", *metrics.COUNTED)
@@ -218,21 +247,36 @@ async def _add_rollups(
         page.quality_sum += float(quality_sum or 0.0)
         for name, value in zip(_ROLLUP_SUMS, sums, strict=True):
             setattr(page, name, getattr(page, name) + int(value or 0))
+    # Settled stages with their final figures; stages whose first moment (final reply,
+    # «Ответили вне соцсети», re-open, final deadline) comes after the day of `at` are pending
+    # at `at`, however they settle later (`quiet_day`).
+    settled = F.c.settle_day < split.at_day
     rows = await core(
         session,
-        select(F.c.page_id, *(func.sum(F.c[name]) for name in metrics.FINAL_COUNTED))
+        select(
+            F.c.page_id,
+            settled.label("settled"),
+            *(func.sum(F.c[name]) for name in metrics.FINAL_COUNTED),
+        )
         .where(
             F.c.page_id.in_(ids),
             F.c.day >= split.first_day,
             F.c.day < split.end_day,
-            F.c.settle_day < split.at_day,
+            or_(settled, F.c.quiet_day > split.at_day),
         )
-        .group_by(F.c.page_id),
+        .group_by(F.c.page_id, settled),
     )
-    for pid, *sums in rows.all():
+    for pid, is_settled, *sums in rows.all():
         page = figures[int(pid)]
-        for name, value in zip(metrics.FINAL_COUNTED, sums, strict=True):
-            setattr(page, name, getattr(page, name) + int(value or 0))
+        found = {
+            name: int(value or 0) for name, value in zip(metrics.FINAL_COUNTED, sums, strict=True)
+        }
+        if is_settled:
+            for name, value in found.items():
+                setattr(page, name, getattr(page, name) + value)
+        else:
+            # Every settled stage is answered or overdue: each of these is pending at `at`.
+            page.final_pending += found["final_answered"] + found["final_overdue"]
     rows = await core(
         session,
         select(T.c.page_id, T.c.topic, func.sum(T.c.appeals))
@@ -242,20 +286,61 @@ async def _add_rollups(
     for pid, topic, count in rows.all():
         topics = figures[int(pid)].topics
         topics[str(topic)] = topics.get(str(topic), 0) + int(count)
-    rows = await core(
-        session,
+    await _add_histograms(session, ids, split, histograms)
+
+
+async def _add_histograms(
+    session: AsyncSession, ids: list[int], split: _Split, histograms: Histograms
+) -> None:
+    """The FRT histograms of the whole days' appeals replied before the day of `at`.
+
+    Whole UTC months from their monthly sums less the entries replied on or after that day
+    (few: only the latest replies); the days outside whole months from the daily rows.
+    """
+    kinds = [kind for kind, _, _ in FRT_KINDS]
+    months, rest = split.months()
+    parts: list[tuple[Any, int]] = []
+    if months:
+        parts.append(
+            (
+                select(HM.c.kind, HM.c.page_id, HM.c.bucket, func.sum(HM.c.count))
+                .where(HM.c.page_id.in_(ids), HM.c.kind.in_(kinds), HM.c.month.in_(months))
+                .group_by(HM.c.kind, HM.c.page_id, HM.c.bucket),
+                1,
+            )
+        )
+        first, end = month_days(months[0])[0], month_days(months[-1])[1]
+        day = unindexed(session, H.c.day)
+        latest = (
+            select(H.c.kind, H.c.page_id, H.c.bucket, func.sum(H.c.count))
+            .where(
+                H.c.reply_day >= split.at_day,
+                unindexed(session, H.c.page_id).in_(ids),
+                unindexed(session, H.c.kind).in_(kinds),
+                day >= first,
+                day < end,
+            )
+            .group_by(H.c.kind, H.c.page_id, H.c.bucket)
+        )
+        parts.append((latest, -1))
+    if rest:
+        parts.append((_daily(ids, kinds, rest, H.c.reply_day < split.at_day), 1))
+    for query, sign in parts:
+        for kind, pid, bucket, count in (await core(session, query)).all():
+            histograms[int(kind)][int(pid)][int(bucket)] += sign * int(count)
+
+
+def _daily(ids: list[int], kinds: list[int], ranges: list[tuple[int, int]], replied: Any) -> Any:
+    return (
         select(H.c.kind, H.c.page_id, H.c.bucket, func.sum(H.c.count))
         .where(
             H.c.page_id.in_(ids),
-            H.c.kind.in_([kind for kind, _, _ in FRT_KINDS]),
-            H.c.day >= split.first_day,
-            H.c.day < split.end_day,
-            H.c.settle_day < split.at_day,
+            H.c.kind.in_(kinds),
+            or_(*(and_(H.c.day >= first, H.c.day < end) for first, end in ranges)),
+            replied,
         )
-        .group_by(H.c.kind, H.c.page_id, H.c.bucket),
+        .group_by(H.c.kind, H.c.page_id, H.c.bucket)
     )
-    for kind, pid, bucket, count in rows.all():
-        histograms[int(kind)][int(pid)][int(bucket)] += int(count)
 
 
 def _parts(ids: list[int], split: _Split) -> list[tuple[ColumnElement[bool], int]]:
@@ -269,16 +354,22 @@ def _parts(ids: list[int], split: _Split) -> list[tuple[ColumnElement[bool], int
 
 async def _live_conditions(
     session: AsyncSession, ids: list[int], split: _Split
-) -> list[tuple[ColumnElement[bool], bool, int]]:
+) -> list[tuple[ColumnElement[bool], bool, int, ColumnElement[bool] | None]]:
     """Appeals computed row by row: the edges, and whole-day appeals not settled before `at`.
 
-    Each with whether its topics are needed (whole days have theirs in the topic rollup) and
-    its sign (-1: a part of a whole day outside the period, evaluated the same way, taken off).
+    Each with whether its topics are needed (whole days have theirs in the topic rollup), its
+    sign (-1: a part of a whole day outside the period, evaluated the same way, taken off) and
+    which of its appeals' FRT histograms are needed (None: all; whole days have the replies
+    before the day of `at` in the histogram rollup).
     """
-    conditions = [(where, True, sign) for where, sign in _parts(ids, split)]
+    conditions: list[tuple[ColumnElement[bool], bool, int, ColumnElement[bool] | None]] = [
+        (where, True, sign, None) for where, sign in _parts(ids, split)
+    ]
     unsettled = await _unsettled(session, R, A.settle_day, ids, split)
     if unsettled is not None:
-        conditions.append((unsettled, False, 1))
+        # A first reply settles no later than its appeal, so these hold every later reply.
+        late_reply = A.first_response_at >= day_start(split.at_day)
+        conditions.append((unsettled, False, 1, late_reply))
     return conditions
 
 
@@ -288,6 +379,7 @@ async def _unsettled(
     settle_column: Column[Any],
     ids: list[int],
     split: _Split,
+    *also: ColumnElement[bool],
 ) -> ColumnElement[bool] | None:
     """The whole days' appeals whose rollup row is not settled by `at` (None: there are none).
 
@@ -303,33 +395,80 @@ async def _unsettled(
             rollup_table.c.day >= split.first_day,
             rollup_table.c.day < split.end_day,
             rollup_table.c.settle_day >= split.at_day,
+            *also,
         )
         .distinct(),
     )
     settle_days = sorted(int(day) for (day,) in rows.all())
     if not settle_days:
         return None
+    received = unindexed(session, A.received_at)
     return and_(
         A.page_id.in_(ids),
         settle_column.in_(settle_days),
-        A.received_at >= day_start(split.first_day),
-        A.received_at < day_start(split.end_day),
+        received >= day_start(split.first_day),
+        received < day_start(split.end_day),
     )
 
 
-async def _live_final_conditions(
+def unindexed(session: AsyncSession, column: Any) -> Any:
+    """`column` in a form SQLite's planner does not seek an index by (unary `+`).
+
+    Over a thousand pages SQLite preferred a range scan of the whole period on the covering
+    `ix_appeal_stats` to the seeks of the few settle days on `ix_appeal_settle`, and a scan of
+    a month's histogram rows to the seek of the latest replies on `ix_appeal_frt_rollup_reply`.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return column
+    return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+
+
+async def _unsettled_final(
     session: AsyncSession, ids: list[int], split: _Split
-) -> list[tuple[ColumnElement[bool], int]]:
-    """Final stages computed row by row: the edges, and whole days' stages not settled by `at`.
+) -> ColumnElement[bool] | None:
+    """The whole days' stages not settled by `at` and not quiet until after its day (those are
+    pending, from the rollup: `_add_rollups`); None: there are none.
 
     A stage waits up to ten days for its final answer, so at a month's end its last days are
-    read here; only the stages still open are (index `ix_appeal_final_settle`).
+    read here; the index `ix_appeal_final_settle` tells them apart without the table rows.
     """
-    conditions = _parts(ids, split)
-    unsettled = await _unsettled(session, F, A.final_settle_day, ids, split)
-    if unsettled is not None:
-        conditions.append((unsettled, 1))
-    return conditions
+    unsettled = await _unsettled(
+        session, F, A.final_settle_day, ids, split, F.c.quiet_day <= split.at_day
+    )
+    if unsettled is None:
+        return None
+    end = day_start(split.at_day + 1)
+    moments = (A.final_response_at, A.answered_offline_at, A.reopened_at, A.final_deadline)
+    return and_(unsettled, or_(*(moment < end for moment in moments)))
+
+
+def _quiet_at(at: datetime) -> ColumnElement[bool]:
+    """No final reply, «Ответили вне соцсети» or re-open of the stage is known at `at`."""
+    moments = (A.final_response_at, A.answered_offline_at, A.reopened_at)
+    return and_(*(or_(moment.is_(None), moment > at) for moment in moments))
+
+
+async def _add_quiet_stages(
+    session: AsyncSession,
+    where: ColumnElement[bool],
+    at: datetime,
+    figures: dict[int, Figures],
+    sign: int = 1,
+) -> None:
+    """Stages of `where` with nothing known at `at` but their final deadline: overdue once it
+    has passed, else pending (`final_conditions(at)` for such a stage), counted from the index
+    `ix_appeal_final_settle` alone, without the reply joins."""
+    overdue = metrics.count(A.final_deadline <= at)
+    rows = await core(
+        session,
+        select(A.page_id, func.count(), overdue)
+        .where(where, A.excluded == false(), A.final_deadline.is_not(None), _quiet_at(at))
+        .group_by(A.page_id),
+    )
+    for pid, stages, late in rows.all():
+        page = figures[int(pid)]
+        page.final_overdue += sign * int(late)
+        page.final_pending += sign * (int(stages) - int(late))
 
 
 async def _add_final_rows(
@@ -363,6 +502,7 @@ async def _add_rows(
     *,
     topics: bool,
     sign: int = 1,
+    replies: ColumnElement[bool] | None = None,
 ) -> None:
     """Add (or, `sign` -1, take off) the figures of the appeals matching `where`, evaluated at
     `at` row by row."""
@@ -386,6 +526,8 @@ async def _add_rows(
         for pid, topic, count in rows.all():
             counts = figures[int(pid)].topics
             counts[str(topic)] = counts.get(str(topic), 0) + sign * int(count)
+    if replies is not None:
+        replied = and_(replied, replies)
     for kind, value, bucket in FRT_KINDS:
         rows = await core(
             session,

@@ -88,7 +88,8 @@ def _date(value: str | None) -> date | None:
 def parse_period(request: web.Request, timezone: str, now: datetime) -> Period:
     """`from` and `to` (local dates, both inclusive); the last 7 days as /stats by default."""
     today = now.astimezone(ZoneInfo(timezone)).date()
-    default_first, default_last = last_days(today)
+    default_first, default_end = last_days(today)  # [first, day after the last)
+    default_last = default_end - timedelta(days=1)
     first = _date(request.query.get("from"))
     last = _date(request.query.get("to"))
     problem = None
@@ -102,7 +103,8 @@ def parse_period(request: web.Request, timezone: str, now: datetime) -> Period:
     if (last - first).days >= MAX_DAYS:
         problem = "Период длиннее года сокращён до года."
         first = last - timedelta(days=MAX_DAYS - 1)
-    since, until = local_bounds((first, last), timezone)
+    # `to` is the last day shown, as «по» says: the period ends at the next local midnight.
+    since, until = local_bounds((first, last + timedelta(days=1)), timezone)
     return Period(first, last, since, until, problem)
 
 
