@@ -22,3 +22,21 @@ def settle_after_start() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*THRESHOLDS)
+
+
+def release_freed() -> None:
+    """Collect, and hand the heap's freed pages back to the system (glibc's malloc_trim).
+
+    Loading the classifier parses a JSON file of a few MB into Python lists of floats that are
+    turned into numpy arrays and dropped; CPython frees them, but glibc keeps the pages in the
+    process until asked. Elsewhere than glibc this only collects.
+    """
+    gc.collect()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bot.memory import release_freed
 from bot.text.embeddings import Embeddings, shared_embeddings
 from bot.text.features import TOPICS, Featurizer, TextFeatures, WordFeatures
 from bot.text.lexicon import (
@@ -160,7 +161,10 @@ class Classifier:
                 raise ValueError(f"model {path} was trained for mode {model.get('mode')!r}")
         else:
             logger.warning("модели классификатора %s нет; работают только словари", path)
-        return cls(mode=mode, model=model)
+        classifier = cls(mode=mode, model=model)
+        del model  # the parsed JSON: its lists of floats are arrays now
+        release_freed()
+        return classifier
 
     def _to_commenter(self, text: str) -> bool:
         """Detect a comment addressed to another commenter («Марина, …», «@ivan …»)."""

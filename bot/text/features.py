@@ -88,7 +88,7 @@ _CACHE_LIMIT = 200_000
 Vector = npt.NDArray[np.float32]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class WordFeatures:
     """Cached per-word material; compared and hashed by identity (models cache per word)."""
 
