@@ -35,6 +35,22 @@ logger = logging.getLogger(__name__)
 MAX_CHAIN = 25
 
 
+def _message_columns(event: MessageEvent, page_id: int, thread_id: int) -> dict[str, object]:
+    """The columns a citizen message and an official reply both take from the event."""
+    return {
+        "page_id": page_id,
+        "thread_id": thread_id,
+        "external_id": event.message_id,
+        "author_id": event.author_id,
+        "author_name": event.author_name,
+        "content_kind": event.content_kind,
+        "text": event.text,
+        "sent_at": event.sent_at,
+        "reply_to_external_id": event.reply_to_id,
+        "link": event.link,
+    }
+
+
 class NewMessages:
     """Decides new citizen and official messages (and promotes stored ones to appeals)."""
 
@@ -70,16 +86,7 @@ class NewMessages:
         thread_id = repo.ensure_thread_row(db, page.id, event.thread)
         verdict = read.verdict(event, reading)
         message: dict[str, object] = {
-            "page_id": page.id,
-            "thread_id": thread_id,
-            "external_id": event.message_id,
-            "author_id": event.author_id,
-            "author_name": event.author_name,
-            "content_kind": event.content_kind,
-            "text": event.text,
-            "sent_at": event.sent_at,
-            "reply_to_external_id": event.reply_to_id,
-            "link": event.link,
+            **_message_columns(event, page.id, thread_id),
             "is_appeal": verdict.is_appeal,
             "topic": verdict.topic,
             "urgent": verdict.urgent,
@@ -285,17 +292,8 @@ class NewMessages:
             db,
             OfficialReply,
             {
-                "page_id": page.id,
-                "thread_id": thread_id,
-                "external_id": event.message_id,
+                **_message_columns(event, page.id, thread_id),
                 "author_role": staff_role.get(event.author_role, "staff"),
-                "author_id": event.author_id,
-                "author_name": event.author_name,
-                "content_kind": event.content_kind,
-                "text": event.text,
-                "sent_at": event.sent_at,
-                "reply_to_external_id": event.reply_to_id,
-                "link": event.link,
                 "is_interim": is_interim,
             },
         )
