@@ -182,11 +182,13 @@ class Classifier:
         entry = self._words.get(raw)
         if entry is None:
             word = clean_word(raw)
-            keys = self.analyzer.word_keys(word)
+            # This cache holds all of it per word: the analyzer's and featurizer's own caches
+            # would hold the same again (a dict of 20,000+ words each).
+            keys = self.analyzer.word_keys(word, cache=False)
             entry = _WordEntry(
                 keys,
-                self.analyzer.is_imperative(word),
-                self.featurizer.word(word, keys[0]),
+                self.analyzer.is_imperative(word, cache=False),
+                self.featurizer.word(word, keys[0], cache=False),
                 self.lexicons.candidates(keys),
             )
             if len(self._words) > _CACHE_LIMIT:

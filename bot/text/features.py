@@ -192,8 +192,8 @@ class Featurizer:
         norm = float(np.linalg.norm(vector))
         return (vector / norm).astype(np.float32) if norm > 0 else None
 
-    def word(self, word: str, stem: str) -> WordFeatures:
-        """Per-word material, cached."""
+    def word(self, word: str, stem: str, cache: bool = True) -> WordFeatures:
+        """Per-word material, cached (cache=False: the caller keeps it per word itself)."""
         cached = self._cache.get(word)
         if cached is not None:
             return cached
@@ -206,6 +206,8 @@ class Featurizer:
             closest = np.clip((closest - _NEAR_FLOOR) / (1 - _NEAR_FLOOR), 0.0, 1.0)
             near = tuple((column, value) for column, value in enumerate(closest.tolist()) if value)
         result = WordFeatures(stem, near, word, None if vector is None else self._source)
+        if not cache:
+            return result
         with self._lock:
             if len(self._cache) > _CACHE_LIMIT:
                 self._cache = {}

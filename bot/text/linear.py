@@ -11,15 +11,25 @@ head says: a report of a fire, gas or an accident on the page is a plea for help
 
 Stored inside the model JSON as base64 little-endian float32 arrays (compact; the same weights
 give the same bytes, so `otklik train` can tell an unchanged model).
+
+In memory the vocabulary (50,000+ sparse names) is not a tuple of str objects and a dict: it is
+one UTF-8 blob of the names plus a sorted array of their stable 64-bit hashes and the matching
+column numbers (`Vocabulary`), ~1.4 MB instead of ~10 MB. Per word the model caches its known
+columns (an int32 array) and the row of its navec projection in one float64 matrix
+(docs/CLASSIFIER.md, «Speed and memory»).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import logging
 import math
-from collections.abc import Sequence
+import threading
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -27,10 +37,26 @@ import numpy.typing as npt
 from bot.text.embeddings import DIM
 from bot.text.features import DENSE_NAMES, TOPICS, TextFeatures, WordFeatures
 
-__all__ = ["HEADS", "LinearModel", "Scores", "decode_array", "encode_array"]
+__all__ = [
+    "HEADS",
+    "LinearModel",
+    "Scores",
+    "Vocabulary",
+    "decode_array",
+    "encode_array",
+    "name_hashes",
+]
+
+logger = logging.getLogger(__name__)
 
 HEADS = 1 + len(TOPICS) + 1
 _CACHE_LIMIT = 200_000
+# Rows of the per-word projection matrix allocated at first (it doubles when full).
+_FIRST_ROWS = 1024
+# The ones vector that sums a text's sparse rows; longer only for a text with more names.
+_ONES = 1024
+_NO_ROW = -1
+_SENTINEL = np.uint64(2**64 - 1)
 _TOPIC = slice(1, 1 + len(TOPICS))
 
 Matrix = npt.NDArray[np.float32]
@@ -49,6 +75,120 @@ def decode_array(text: str, shape: tuple[int, ...]) -> Matrix:
     if values.size != math.prod(shape):
         raise ValueError(f"array of {values.size} values does not fit the shape {shape}")
     return values.reshape(shape).astype(np.float32)
+
+
+def name_hashes(names: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """Stable 64-bit hashes of names: BLAKE2b (8 bytes) of the UTF-8, the same in every process.
+
+    Not hash(): it is salted per process, so a collision would come and go between runs.
+    """
+    digests = [hashlib.blake2b(name.encode(), digest_size=8).digest() for name in names]
+    return np.frombuffer(b"".join(digests), "<u8").astype(np.uint64)
+
+
+class Vocabulary(Sequence[str]):
+    """The model's sparse names in their column order, kept compact and looked up by hash.
+
+    The names live as one UTF-8 blob (decoded when the whole list is asked for: saving a model,
+    fine-tuning); a look-up hashes the name (`name_hashes`) and finds it in a sorted array of the
+    vocabulary's hashes. Two names with one hash (or a name twice) are found when the vocabulary
+    is built: then it keeps a plain dict instead, with a warning, so that any model file works.
+    A name outside the vocabulary that shares a 64-bit hash with one inside would take that
+    name's column: with 50,000 names, a chance of 3·10⁻¹⁵ per look-up.
+    """
+
+    __slots__ = ("_blob", "_columns", "_fallback", "_hashes", "_size")
+
+    def __init__(self, names: Iterable[str]) -> None:
+        """Build from the names in column order; ValueError if one is not a str or has a newline."""
+        listed = list(names)
+        for name in listed:
+            if not isinstance(name, str) or "\n" in name:
+                raise ValueError(f"a vocabulary name must be a str without a newline: {name!r}")
+        self._size = len(listed)
+        self._blob = "\n".join(listed).encode()
+        hashes = name_hashes(listed)
+        order = np.argsort(hashes, kind="stable")
+        # A sentinel above every hash: a search never runs off the end. A name that hashes to
+        # it counts as a collision below.
+        self._hashes = np.append(hashes[order], _SENTINEL)
+        self._columns = np.append(order, _NO_ROW).astype(np.int32)
+        self._fallback: dict[str, int] | None = None
+        if bool(np.any(self._hashes[1:] == self._hashes[:-1])):
+            self._fallback = {name: number for number, name in enumerate(listed)}
+            logger.warning(
+                "в словаре модели классификатора есть совпадения 64-битных отпечатков имён "
+                "(или повторы имён): поиск идёт по обычному словарю, памяти нужно больше"
+            )
+
+    @property
+    def hashed(self) -> bool:
+        """Whether look-ups go through the hashes (False: a collision, a plain dict)."""
+        return self._fallback is None
+
+    def names(self) -> list[str]:
+        """Every name, in column order (decoded from the blob at each call)."""
+        return self._blob.decode().split("\n") if self._size else []
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    @overload
+    def __getitem__(self, number: int) -> str: ...
+
+    @overload
+    def __getitem__(self, number: slice) -> list[str]: ...
+
+    def __getitem__(self, number: int | slice) -> str | list[str]:
+        """The name of a column (decodes the whole blob: for rare use)."""
+        return self.names()[number]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and bool(self.columns((name,)))
+
+    def column(self, name: str) -> int | None:
+        """The column of a name, None if the vocabulary does not have it."""
+        found = self.columns((name,))
+        return found[0] if found else None
+
+    def columns(self, names: Sequence[str]) -> list[int]:
+        """The columns of the names the vocabulary has, in the order of names (others left out)."""
+        if self._fallback is not None:
+            index = self._fallback
+            return [index[name] for name in names if name in index]
+        if not names:
+            return []
+        keys = name_hashes(names)
+        positions = self._hashes.searchsorted(keys)
+        found: list[int] = self._columns[positions[self._hashes[positions] == keys]].tolist()
+        if _NO_ROW in found:  # an unknown name hashed to the sentinel itself (2⁻⁶⁴)
+            found = [column for column in found if column != _NO_ROW]
+        return found
+
+
+class _Index(Mapping[str, int]):
+    """A read-only name → column view of a Vocabulary (the dict the model once kept)."""
+
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self._vocabulary = vocabulary
+
+    def __getitem__(self, name: str) -> int:
+        column = self._vocabulary.column(name)
+        if column is None:
+            raise KeyError(name)
+        return column
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._vocabulary
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._vocabulary)
+
+    def __len__(self) -> int:
+        return len(self._vocabulary)
 
 
 @dataclass(frozen=True)
@@ -87,11 +227,20 @@ class LinearModel:
         appeal_temperature: float = 1.0,
     ) -> None:
         """Build from the arrays (shapes: F×HEADS, D×HEADS, DIM×HEADS, HEADS, D, D)."""
-        self.vocabulary = tuple(vocabulary)
-        self.index = {name: number for number, name in enumerate(self.vocabulary)}
-        # Per word (the featurizer's cached objects): its known sparse columns and its navec
-        # vector's projection onto the heads.
-        self._word_cache: dict[WordFeatures, tuple[tuple[int, ...], Projection | None]] = {}
+        if isinstance(vocabulary, Vocabulary):
+            self.vocabulary = vocabulary
+        else:
+            self.vocabulary = Vocabulary(vocabulary)
+        # Per word (the featurizer's cached objects): its known sparse columns (int32, in the
+        # order of its names) and the row of its navec vector's projection onto the heads in
+        # self._projections (_NO_ROW: the word has no vector). No int or ndarray object per
+        # word: ~250 bytes a word less than a tuple of ints and a 14-number array.
+        self._word_cache: dict[WordFeatures, tuple[array[int], int]] = {}
+        self._projections: Projection = np.empty((_FIRST_ROWS, HEADS))
+        self._rows = 0
+        # Bumped when the per-word cache is emptied: a text scored meanwhile starts again.
+        self._generation = 0
+        self._lock = threading.Lock()
         if sparse.shape != (len(self.vocabulary), HEADS):
             raise ValueError("sparse weights do not match the vocabulary")
         if dense.shape != (len(DENSE_NAMES), HEADS) or embedding.shape != (DIM, HEADS):
@@ -114,21 +263,39 @@ class LinearModel:
         self._bias_folded = self.bias - (self.dense_mean / self.dense_scale) @ self.dense
         self._dense_folded = self.dense.astype(np.float64) / self.dense_scale[:, None]
         self._embedding_scaled = self.embedding.astype(np.float64) * self.emb_scale
-        self._ones = np.ones(len(self.vocabulary))
+        self._ones = np.ones(min(len(self.vocabulary), _ONES))
 
-    def _word(self, word: WordFeatures) -> tuple[tuple[int, ...], Projection | None]:
-        """A word's known sparse columns and its vector's projection onto the heads, cached."""
+    @property
+    def index(self) -> Mapping[str, int]:
+        """Name → column, as a read-only view of the vocabulary (no dict is kept)."""
+        return _Index(self.vocabulary)
+
+    def _word(self, word: WordFeatures) -> tuple[array[int], int]:
+        """A word's known sparse columns and its projection's row, cached."""
         entry = self._word_cache.get(word)
         if entry is None:
-            index = self.index
-            ids = tuple(index[name] for name in word.names if name in index)
+            ids = array("i", self.vocabulary.columns(word.names))
+            vector = word.vector
             projection = None
-            if word.vector is not None:
-                projection = word.vector.astype(np.float64) @ self._embedding_scaled
-            entry = (ids, projection)
-            if len(self._word_cache) > _CACHE_LIMIT:
-                self._word_cache.clear()
-            self._word_cache[word] = entry
+            if vector is not None:
+                projection = vector.astype(np.float64) @ self._embedding_scaled
+            with self._lock:
+                if len(self._word_cache) > _CACHE_LIMIT:
+                    self._generation += 1
+                    self._word_cache = {}
+                    self._projections = np.empty((_FIRST_ROWS, HEADS))
+                    self._rows = 0
+                row = _NO_ROW
+                if projection is not None:
+                    row = self._rows
+                    if row == len(self._projections):
+                        grown = np.empty((2 * row, HEADS))
+                        grown[:row] = self._projections
+                        self._projections = grown
+                    self._projections[row] = projection
+                    self._rows = row + 1
+                entry = (ids, row)
+                self._word_cache[word] = entry
         return entry
 
     def sparse_ids(self, features: TextFeatures) -> list[int]:
@@ -136,11 +303,7 @@ class LinearModel:
         ids: set[int] = set()
         for word in features.words:
             ids.update(self._word(word)[0])
-        index = self.index
-        for name in features.extra:
-            column = index.get(name)
-            if column is not None:
-                ids.add(column)
+        ids.update(self.vocabulary.columns(features.extra))
         return sorted(ids)
 
     def dense_input(self, dense: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -153,24 +316,32 @@ class LinearModel:
         The embedding block is the mean of the words' vectors and the heads are linear, so its
         share is the mean of the words' cached projections (14 numbers each), not a 300-d mean.
         """
+        generation = self._generation
         cache = self._word_cache
         groups = []
-        projections = []
+        projected = []
         for word in features.words:
-            columns, projection = cache.get(word) or self._word(word)
+            columns, row = cache.get(word) or self._word(word)
             groups.append(columns)
-            if projection is not None:
-                projections.append(projection)
-        known = [column for column in map(self.index.get, features.extra) if column is not None]
+            if row != _NO_ROW:
+                projected.append(row)
+        # Read before the check: the cache is emptied (generation bumped) before a new matrix
+        # replaces this one; a grown matrix keeps every row.
+        projections = self._projections
+        if self._generation != generation:  # the cache was emptied meanwhile (another thread)
+            return self.scores(features)
+        known = self.vocabulary.columns(features.extra)
         ids = set().union(*groups, known)
         total = self._bias_folded + features.dense @ self._dense_folded
-        if projections:
-            total += sum(projections) / len(projections)
+        if projected:
+            # Summed row after row in order, as sum() over the rows would (the same bits).
+            total += projections.take(projected, axis=0).sum(axis=0) / len(projected)
         if ids:
             rows = self.sparse.take(np.fromiter(ids, np.intp, len(ids)), axis=0)
             # Each present name weighs 1/sqrt(k); a matrix-vector product sums the rows fastest,
             # in float64 (the float32 rows are widened), so their order does not matter.
-            total += (self._ones[: len(ids)] @ rows) / math.sqrt(len(ids))
+            ones = self._ones if len(ids) <= len(self._ones) else np.ones(len(ids))
+            total += (ones[: len(ids)] @ rows) / math.sqrt(len(ids))
         return Scores(
             appeal=float(total[0]) - self.appeal_shift,
             topics=total[_TOPIC],
@@ -182,7 +353,7 @@ class LinearModel:
         return {
             "heads": ["appeal", *TOPICS, "urgent"],
             "dense_names": list(DENSE_NAMES),
-            "vocabulary": list(self.vocabulary),
+            "vocabulary": self.vocabulary.names(),
             "sparse": encode_array(self.sparse),
             "dense": encode_array(self.dense),
             "embedding": encode_array(self.embedding),

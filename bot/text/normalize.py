@@ -139,14 +139,19 @@ class Analyzer:
             self._lemma_cache[word] = cached
         return cached
 
-    def is_imperative(self, word: str) -> bool:
-        """Return whether word can be a plural imperative («сделайте», «продлите»): a request."""
+    def is_imperative(self, word: str, cache: bool = True) -> bool:
+        """Return whether word can be a plural imperative («сделайте», «продлите»): a request.
+
+        cache=False: a caller that keeps the answer per word itself (the classifier).
+        """
         cached = self._imperative_cache.get(word)
         if cached is None:
             cached = word.endswith(("ите", "йте", "ьте")) and any(
                 "impr" in parse.tag and "plur" in parse.tag
                 for parse in _morph_analyzer().parse(word)[:4]
             )
+            if not cache:
+                return cached
             if len(self._imperative_cache) > _CACHE_LIMIT:
                 self._imperative_cache.clear()
             self._imperative_cache[word] = cached
@@ -182,8 +187,11 @@ class Analyzer:
                 return found
         return stem
 
-    def word_keys(self, word: str) -> tuple[str, ...]:
-        """Return the keys of one normalised word: its repaired stem and prefix patterns."""
+    def word_keys(self, word: str, cache: bool = True) -> tuple[str, ...]:
+        """Return the keys of one normalised word: its repaired stem and prefix patterns.
+
+        cache=False: a caller that keeps the keys per word itself (the classifier).
+        """
         cached = self._word_cache.get(word)
         if cached is not None:
             return cached
@@ -196,6 +204,8 @@ class Analyzer:
             if len(word) >= length and word[:length] + "*" in self._prefixes:
                 keys.append(word[:length] + "*")
         result = tuple(keys)
+        if not cache:
+            return result
         if len(self._word_cache) > _CACHE_LIMIT:
             self._word_cache = {}
         self._word_cache[word] = result
