@@ -56,6 +56,13 @@ _FIRST_ROWS = 1024
 # The ones vector that sums a text's sparse rows; longer only for a text with more names.
 _ONES = 1024
 _NO_ROW = -1
+# A cached word is one int: (start << 32 | count) << 24 | row + 1 — its `count` columns sit at
+# `start` in one int32 array, its projection in `row` of one matrix (0 below: no vector).
+_ROW_BITS = 24
+_ROW_MASK = (1 << _ROW_BITS) - 1
+_COUNT_MASK = (1 << 32) - 1
+_START_SHIFT = _ROW_BITS + 32
+assert _CACHE_LIMIT + 2 < _ROW_MASK, "a cached word's row must fit its bits"
 _SENTINEL = np.uint64(2**64 - 1)
 _TOPIC = slice(1, 1 + len(TOPICS))
 
@@ -231,11 +238,12 @@ class LinearModel:
             self.vocabulary = vocabulary
         else:
             self.vocabulary = Vocabulary(vocabulary)
-        # Per word (the featurizer's cached objects): its known sparse columns (int32, in the
-        # order of its names) and the row of its navec vector's projection onto the heads in
-        # self._projections (_NO_ROW: the word has no vector). No int or ndarray object per
-        # word: ~250 bytes a word less than a tuple of ints and a 14-number array.
-        self._word_cache: dict[WordFeatures, tuple[array[int], int]] = {}
+        # Per word (the featurizer's cached objects) one int (_ROW_BITS above): where its known
+        # sparse columns sit in self._word_columns (int32, in the order of its names) and the
+        # row of its navec vector's projection onto the heads in self._projections. No tuple,
+        # no int per column, no ndarray per word: ~400 bytes a word less.
+        self._word_cache: dict[WordFeatures, int] = {}
+        self._word_columns = array("i")
         self._projections: Projection = np.empty((_FIRST_ROWS, HEADS))
         self._rows = 0
         # Bumped when the per-word cache is emptied: a text scored meanwhile starts again.
@@ -270,11 +278,11 @@ class LinearModel:
         """Name → column, as a read-only view of the vocabulary (no dict is kept)."""
         return _Index(self.vocabulary)
 
-    def _word(self, word: WordFeatures) -> tuple[array[int], int]:
-        """A word's known sparse columns and its projection's row, cached."""
+    def _word(self, word: WordFeatures) -> int:
+        """A word's cached entry (its columns' place and its projection's row; _ROW_BITS)."""
         entry = self._word_cache.get(word)
         if entry is None:
-            ids = array("i", self.vocabulary.columns(word.names))
+            columns = self.vocabulary.columns(word.names)
             vector = word.vector
             projection = None
             if vector is not None:
@@ -283,6 +291,7 @@ class LinearModel:
                 if len(self._word_cache) > _CACHE_LIMIT:
                     self._generation += 1
                     self._word_cache = {}
+                    self._word_columns = array("i")
                     self._projections = np.empty((_FIRST_ROWS, HEADS))
                     self._rows = 0
                 row = _NO_ROW
@@ -294,15 +303,22 @@ class LinearModel:
                         self._projections = grown
                     self._projections[row] = projection
                     self._rows = row + 1
-                entry = (ids, row)
+                start = len(self._word_columns)
+                self._word_columns.extend(columns)
+                entry = ((start << 32 | len(columns)) << _ROW_BITS) | (row + 1)
                 self._word_cache[word] = entry
         return entry
 
     def sparse_ids(self, features: TextFeatures) -> list[int]:
         """Column numbers of the text's known sparse names, distinct and sorted."""
+        generation = self._generation
         ids: set[int] = set()
         for word in features.words:
-            ids.update(self._word(word)[0])
+            entry = self._word(word)
+            start = entry >> _START_SHIFT
+            ids.update(self._word_columns[start : start + (entry >> _ROW_BITS & _COUNT_MASK)])
+        if self._generation != generation:  # the cache was emptied meanwhile (another thread)
+            return self.sparse_ids(features)
         ids.update(self.vocabulary.columns(features.extra))
         return sorted(ids)
 
@@ -318,15 +334,18 @@ class LinearModel:
         """
         generation = self._generation
         cache = self._word_cache
+        pool = self._word_columns
         groups = []
         projected = []
         for word in features.words:
-            columns, row = cache.get(word) or self._word(word)
-            groups.append(columns)
-            if row != _NO_ROW:
-                projected.append(row)
-        # Read before the check: the cache is emptied (generation bumped) before a new matrix
-        # replaces this one; a grown matrix keeps every row.
+            entry = cache.get(word) or self._word(word)
+            start = entry >> _START_SHIFT
+            groups.append(pool[start : start + (entry >> _ROW_BITS & _COUNT_MASK)])
+            row = entry & _ROW_MASK
+            if row:
+                projected.append(row - 1)
+        # Read before the check: the cache is emptied (generation bumped) before new arrays
+        # replace these; a grown matrix keeps every row.
         projections = self._projections
         if self._generation != generation:  # the cache was emptied meanwhile (another thread)
             return self.scores(features)

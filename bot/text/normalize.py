@@ -119,11 +119,13 @@ class Analyzer:
         self._prefix_lengths: tuple[int, ...] = ()
         self._lock = threading.Lock()
 
-    def base(self, word: str) -> str:
-        """Return the stem or lemma of one normalised word (cached)."""
+    def base(self, word: str, cache: bool = True) -> str:
+        """Return the stem or lemma of one normalised word (cached unless cache=False)."""
         cached = self._base_cache.get(word)
         if cached is None:
             cached = self._base(word) if len(word) > 2 else word
+            if not cache:
+                return cached
             if len(self._base_cache) > _CACHE_LIMIT:
                 self._base_cache.clear()
             self._base_cache[word] = cached
@@ -195,7 +197,7 @@ class Analyzer:
         cached = self._word_cache.get(word)
         if cached is not None:
             return cached
-        stem = self.base(word)
+        stem = self.base(word, cache)
         # Only words the dictionary does not know are typos; «оторваны» must not become «оборваны».
         if stem not in self._known and not _morph_analyzer().word_is_known(word):
             stem = self.repair(stem)
