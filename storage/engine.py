@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import rollup
+from storage import plan_stats, rollup
 
 logger = logging.getLogger(__name__)
 
@@ -79,9 +79,28 @@ async def open_database(url: str, *, migrate: bool = True) -> AsyncIterator[Asyn
             except (OSError, SQLAlchemyError) as error:
                 shown = make_url(url).render_as_string(hide_password=True)
                 raise DatabaseUnavailable(f"cannot open the database {shown}: {error}") from None
+            await refresh_plan_statistics(engine)
         yield engine
     finally:
         await engine.dispose()
+
+
+async def refresh_plan_statistics(engine: AsyncEngine, *, force: bool = False) -> bool:
+    """SQLite: `ANALYZE` when its statistics are stale (storage/plan_stats.py); whether it did.
+
+    Run after the migrations on every start and by the scheduler; a failure (the database
+    locked for longer than the busy timeout) is logged and leaves the old statistics.
+    """
+    if engine.dialect.name != "sqlite":
+        return False
+    try:
+        async with engine.begin() as connection:
+            return bool(
+                await connection.run_sync(lambda sync: plan_stats.refresh(sync, force=force))
+            )
+    except SQLAlchemyError:
+        logger.exception("не удалось обновить статистику SQLite для планировщика запросов")
+        return False
 
 
 async def core(

@@ -418,10 +418,12 @@ def open_appeal_row(db: Db, thread_id: int, citizen_id: str, before: datetime) -
     """The citizen's latest appeal in the thread still unanswered at `before` (offline too)."""
     row = db.row(
         f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND citizen_id = :citizen "
-        "AND excluded = :no AND received_at <= :before "
+        # «NOT excluded» (no parameter): SQLite seeks the thread's index, never the boolean
+        # (its index, dropped by migration 0008, read every appeal kept; tests/test_query_plans.py).
+        "AND NOT excluded AND received_at <= :before "
         "AND (answered_at IS NULL OR answered_at > :before) "
         "ORDER BY received_at DESC LIMIT 1",
-        {"thread": thread_id, "citizen": citizen_id, "before": before, "no": False},
+        {"thread": thread_id, "citizen": citizen_id, "before": before},
     )
     return None if row is None else _appeal_row(row)
 
@@ -441,13 +443,14 @@ def last_answered_row(
 def unfinished_rows(db: Db, thread_id: int, until: datetime) -> list[AppealRow]:
     """Appeals in a conversation received by `until` and without a final answer then."""
     rows = db.rows(
-        f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND excluded = :no "
+        # «NOT excluded» keeps SQLite on the thread's index (see open_appeal_row).
+        f"SELECT {APPEAL_COLUMNS} FROM appeal WHERE thread_id = :thread AND NOT excluded "
         "AND received_at <= :until "
         "AND (final_response_at IS NULL OR final_response_at > :until "
         # Re-opened and waiting for a new final answer (bot/services/final_stage.py).
         " OR (reopen_deadline IS NOT NULL AND reopened_at <= :until "
         "     AND (reanswered_at IS NULL OR reanswered_at > :until))) ORDER BY received_at",
-        {"thread": thread_id, "until": until, "no": False},
+        {"thread": thread_id, "until": until},
     )
     return [_appeal_row(row) for row in rows]
 

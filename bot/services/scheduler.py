@@ -1,4 +1,5 @@
-"""Periodic jobs: reminders, the weekly digest, reply-quality scoring and rollup refreshes.
+"""Periodic jobs: reminders, the weekly digest, reply-quality scoring, rollup refreshes and
+SQLite's planner statistics.
 
 Nothing is kept in memory between ticks: a tick reads what is due from `appeal` and
 `reminder_log`, records it, sends it and marks it sent, so a restart (or a crash) neither
@@ -21,6 +22,7 @@ from bot.services import digest, quality, reminder_log, sent_cards
 from bot.services.doubtful import DoubtfulService
 from bot.services.reminders import ReminderService, TickReport
 from storage import rollup
+from storage.engine import refresh_plan_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,8 @@ TICK_SECONDS = 30.0
 # Template detection compares a reply with the page's other replies, so it runs as a batch.
 QUALITY_EVERY = timedelta(hours=1)
 QUALITY_LOOKBACK = timedelta(days=3)
+# SQLite's statistics are checked this often and re-analyzed when stale (storage/plan_stats.py).
+STATISTICS_EVERY = timedelta(hours=1)
 # A fixed 32-bit number that no other job uses: with the schema it keys the jobs' lock.
 ADVISORY_LOCK_KEY = 0x4F544B  # "OTK"
 
@@ -41,6 +45,7 @@ class Scheduler:
         self._stopping = asyncio.Event()
         self._warned_no_notifier = False
         self._scored_at: datetime | None = None
+        self._statistics_at: datetime | None = None
 
     async def tick(self) -> TickReport:
         """Plan and send everything due at `app.clock()`."""
@@ -51,6 +56,9 @@ class Scheduler:
                 logger.debug("another worker runs the periodic jobs; skipping this tick")
                 return report
             await self._refresh_rollups()
+            if self._statistics_at is None or now - self._statistics_at >= STATISTICS_EVERY:
+                self._statistics_at = now
+                await refresh_plan_statistics(self.app.engine)
             async with self.app.sessions() as session:
                 service = ReminderService(session, self.app.settings, self.app.defaults)
                 await service.plan(now, report)

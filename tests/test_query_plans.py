@@ -1,0 +1,257 @@
+"""SQLite query plans of what the product runs: no appeal read through a boolean's index, no
+scan of the whole appeal table (docs/BENCHMARKS.md, «Query plans»).
+
+The statements are recorded from the demo (intake of Telegram and VK, the scheduler's
+reminders and rollups, /stats, the final stage) and from the dashboard's pages over its
+database, then planned by SQLite **without statistics**: that is how a new database, and any
+index newer than the last `ANALYZE` (storage/plan_stats.py), is planned, and statistics of a
+few dozen appeals would say nothing about a large table. Plans over a million appeals with
+statistics are timed by the dashboard benchmark (handlers/web/bench.py).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.app import AppContext
+from bot.clock import SimulatedClock, utc_now
+from bot.config import Settings
+from bot.demo import START, run_demo
+from bot.services.web_access import SESSION_COOKIE, session_value
+from handlers.web.server import mount
+from storage.db import SqliteDb, _sqlite_params
+from storage.engine import create_engine, refresh_plan_statistics, session_factory
+from storage.migrate import upgrade
+from storage.models import Appeal, Page, Thread
+from storage.writer import IntakeWriter
+from tests.conftest import MONDAY_10_MSK
+
+TOKEN = "42:plans-token"
+SUPERVISOR = 7
+
+# Statements that read every appeal on purpose, each with its reason.
+WHOLE_TABLE = {
+    # plan_stats.stale: the row count, from the narrowest index (6 ms over a million appeals).
+    "SELECT count(*) FROM appeal",
+    # Migration 0005 gives appeals stored before it their final deadline (once).
+    "SELECT appeal.id, appeal.page_id, appeal.received_at, appeal.urgent  FROM appeal  "
+    "WHERE appeal.final_deadline IS NULL",
+    # rollup.rebuild (migration 0007, raw loads): every page's first and last appeal.
+    "SELECT appeal.page_id, min(appeal.received_at) AS min_1, max(appeal.received_at) AS max_1  "
+    "FROM appeal GROUP BY appeal.page_id",
+}
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Every SELECT, UPDATE and DELETE run on SQLite meanwhile, with its first parameters.
+
+    The intake's plain SQL (storage/repositories.py) runs on the driver's connection, past
+    SQLAlchemy's events, and on a SQLite file in the writer process: here it runs in this
+    process (the same SQL, `storage.db.SqliteDb`), where it is recorded.
+    """
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(IntakeWriter, "for_engine", classmethod(lambda *_, **__: None))
+    plain = SqliteDb.rows
+
+    def rows(self: SqliteDb, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        if sql.lstrip().upper().startswith(("SELECT", "WITH", "UPDATE", "DELETE")):
+            seen.setdefault(sql, _sqlite_params(params))
+        return plain(self, sql, params)
+
+    monkeypatch.setattr(SqliteDb, "rows", rows)
+
+    def record(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        words = ("SELECT", "WITH", "UPDATE", "DELETE")
+        if conn.dialect.name == "sqlite" and statement.lstrip().upper().startswith(words):
+            seen.setdefault(statement, parameters[0] if many else parameters)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+async def _browse_dashboard(url: str) -> None:
+    """A supervisor's tour of the dashboard over the demo's database."""
+    engine = create_engine(url)
+    await upgrade(engine)
+    settings = Settings(_env_file=None, TELEGRAM_BOT_TOKEN=TOKEN, SUPERVISOR_IDS=str(SUPERVISOR))
+    at = START + timedelta(days=3)
+    app = AppContext.create(settings, engine, clock=SimulatedClock(at))
+    application = web.Application()
+    mount(application, app)
+    server = TestServer(application)
+    await server.start_server(access_log=None)
+    period = {"from": START.date().isoformat(), "to": at.date().isoformat()}
+    try:
+        async with TestClient(server) as client:
+            client.session.cookie_jar.update_cookies(
+                {SESSION_COOKIE: session_value(SUPERVISOR, TOKEN, utc_now())}
+            )
+            paths: list[tuple[str, dict[str, str]]] = [("/", period), ("/operators", period)]
+            paths += [
+                ("/appeals", {**period, "status": status})
+                for status in ("", "answered_in_time", "answered_late", "overdue", "pending")
+            ]
+            paths += [("/appeals", {**period, "status": "excluded", "order": "wait"})]
+            paths += [("/pages/1", period), ("/appeals/1", {})]
+            for path, query in paths:
+                response = await client.get(path, params=query)
+                assert response.status == 200, (path, query, await response.text())
+    finally:
+        await server.close()
+        await engine.dispose()
+
+
+def _boolean_indexes(database: Path) -> set[str]:
+    """Indexes of the appeal table all of whose columns are booleans."""
+    connection = sqlite3.connect(database)
+    try:
+        kinds = {
+            row[1]: str(row[2]).upper() for row in connection.execute("PRAGMA table_info(appeal)")
+        }
+        found = set()
+        for row in connection.execute("PRAGMA index_list(appeal)"):
+            columns = [info[2] for info in connection.execute(f'PRAGMA index_info("{row[1]}")')]
+            if columns and all(kinds.get(name) == "BOOLEAN" for name in columns):
+                found.add(str(row[1]))
+        return found
+    finally:
+        connection.close()
+
+
+def _plans(database: Path, statements: dict[str, Any]) -> dict[str, str]:
+    """EXPLAIN QUERY PLAN of each statement that reads the appeal table, without statistics."""
+    dropping = sqlite3.connect(database)
+    dropping.execute("DROP TABLE IF EXISTS sqlite_stat1")
+    dropping.commit()
+    dropping.close()  # a connection keeps the statistics it loaded: plan on a new one
+    connection = sqlite3.connect(database)
+    try:
+        plans = {}
+        for statement, parameters in statements.items():
+            if "sqlite_" in statement:
+                continue  # plan_stats reading the statistics themselves
+            rows = connection.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+            plan = " | ".join(str(row[3]) for row in rows)
+            if re.search(r"\b(SCAN|SEARCH) appeal\b", plan):
+                plans[statement] = plan
+        return plans
+    finally:
+        connection.close()
+
+
+@pytest.mark.e2e  # the demo runs the Telegram and VK sandboxes
+async def test_appeals_are_read_by_selective_indexes(
+    tmp_path: Path, recorded: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "demo.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    assert await run_demo(days=3, database_url=url) == 0
+    await _browse_dashboard(url)
+    capsys.readouterr()  # the demo's printout is not this test's business
+    plans = _plans(database, recorded)
+    # What the scenario must have exercised, or the check below proves little.
+    texts = "\n".join(plans)
+    for needed in (
+        "thread_id = :thread AND citizen_id = :citizen",  # repositories.open_appeal_row
+        "FROM appeal WHERE thread_id = :thread AND ",  # repositories.unfinished_rows
+        "appeal.sla_deadline <",  # overdue counts and reminders
+        "appeal.final_deadline",  # the final stage
+        "count(*) AS appeals",  # the report (/stats, the overview)
+        "appeal.excluded = 1",  # the dashboard's «не обращение» list
+    ):
+        assert needed in texts, needed
+    assert len(plans) >= 40
+    boolean = _boolean_indexes(database)
+    wrong = {
+        statement: plan
+        for statement, plan in plans.items()
+        if any(f"INDEX {name} " in f"{plan} " for name in boolean)
+        or (
+            re.search(r"\bSCAN appeal\b", plan)
+            and " ".join(statement.split()) not in {" ".join(s.split()) for s in WHOLE_TABLE}
+        )
+    }
+    assert not wrong, "\n\n".join(f"{plan}\n    {sql[:400]}" for sql, plan in wrong.items())
+
+
+async def _add_appeals(engine: AsyncEngine, count: int) -> None:
+    async with session_factory(engine)() as session:
+        if await session.get(Page, 1) is None:
+            session.add(Page(id=1, platform="telegram", external_id="-1001", kind="tg_channel"))
+            session.add(Thread(id=1, page_id=1, external_id="t", kind="comments"))
+            await session.flush()
+        for number in range(count):
+            received = MONDAY_10_MSK + timedelta(minutes=number)
+            session.add(
+                Appeal(
+                    page_id=1,
+                    thread_id=1,
+                    received_at=received,
+                    sla_deadline=received + timedelta(hours=8),
+                )
+            )
+        await session.commit()
+
+
+async def _appeal_statistics(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT stat FROM sqlite_stat1 WHERE tbl = 'appeal' ORDER BY idx")
+        )
+        return [str(stat) for (stat,) in rows]
+
+
+async def test_statistics_are_refreshed_when_missing_or_a_quarter_off(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    # An empty table: nothing to analyze.
+    assert await refresh_plan_statistics(sqlite_engine) is False
+    await _add_appeals(sqlite_engine, 8)
+    # Appeals without statistics: analyzed, every appeal index counted.
+    assert await refresh_plan_statistics(sqlite_engine) is True
+    stats = await _appeal_statistics(sqlite_engine)
+    async with sqlite_engine.connect() as connection:
+        indexes = await connection.run_sync(lambda c: inspect(c).get_indexes("appeal"))
+    whole = [index for index in indexes if "sqlite_where" not in index["dialect_options"]]
+    assert len(stats) == len(whole)  # the partial ix_appeal_taken_by has no rows yet
+    assert {stat.split()[0] for stat in stats} == {"8"}
+    # Fresh: not again (a quarter of 8 is 2).
+    assert await refresh_plan_statistics(sqlite_engine) is False
+    await _add_appeals(sqlite_engine, 2)
+    assert await refresh_plan_statistics(sqlite_engine) is False
+    await _add_appeals(sqlite_engine, 1)
+    assert await refresh_plan_statistics(sqlite_engine) is True
+    assert {stat.split()[0] for stat in await _appeal_statistics(sqlite_engine)} == {"11"}
+    # An index without statistics (a migration added it): analyzed again.
+    async with sqlite_engine.begin() as connection:
+        await connection.execute(text("CREATE INDEX ix_test_topic ON appeal (topic)"))
+    assert await refresh_plan_statistics(sqlite_engine) is True
+    assert await refresh_plan_statistics(sqlite_engine, force=True) is True
+
+
+async def test_postgresql_keeps_its_own_statistics(engine: AsyncEngine) -> None:
+    """Nothing is run on PostgreSQL (autovacuum analyzes); SQLite has nothing to do empty."""
+    assert await refresh_plan_statistics(engine) is False
+    async with engine.connect() as connection:
+        indexes = await connection.run_sync(lambda c: inspect(c).get_indexes("appeal"))
+    names = {index["name"] for index in indexes}
+    assert "ix_appeal_excluded" not in names  # migration 0008, on both databases
+    assert "ix_appeal_taken_by" in names
