@@ -171,10 +171,14 @@ def conditions(at: datetime | None) -> dict[str, ColumnElement[bool]]:
     unanswered = _unknown(A.answered_at, at)
     # A settled appeal without an answer is overdue: it settles once its deadline has passed.
     overdue = unanswered if at is None else and_(unanswered, A.sla_deadline < at)
+    # Not counted (a report derives it as appeals − answered − overdue): the dashboard lists by
+    # it. Written positively: NOT of `answered` would drop the unanswered, whose moment is NULL.
+    pending = false() if at is None else and_(unanswered, A.sla_deadline >= at)
     return {
         "answered": answered,
         "answered_in_time": and_(answered, A.answered_at <= A.sla_deadline),
         "overdue": overdue,
+        "pending": pending,
         "answered_offline": and_(answered, _unknown(A.first_response_at, at)),
         "replied": replied,
         "quality_count": scored,

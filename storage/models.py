@@ -130,7 +130,10 @@ class Appeal(SQLModel, table=True):
     __tablename__ = "appeal"
     __table_args__ = (
         Index("ix_appeal_page_received", "page_id", "received_at"),
-        Index("ix_appeal_received", "received_at"),
+        # With the columns of the status filters (bot/services/dashboard.py `status_condition`):
+        # the dashboard's list walks it newest first and tests each appeal's status from the
+        # index; only the matches are read from the table (migration 0009).
+        Index("ix_appeal_received", "received_at", "excluded", "answered_at", "sla_deadline"),
         Index("ix_appeal_thread_citizen", "thread_id", "citizen_id"),
         # Covering index for reports (storage/metrics.py): one range scan per page and period,
         # never touching the table rows.
@@ -346,6 +349,15 @@ class CitizenMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("page_id", "external_id", name="uq_citizen_message_page_ext"),
         Index("ix_citizen_message_thread_sent", "thread_id", "sent_at"),
+        # The recent doubtful messages of the pages with a press chat (bot/services/doubtful.py
+        # `plan`): partial, so it holds only the doubtful few (migration 0009).
+        Index(
+            "ix_citizen_message_doubtful",
+            "page_id",
+            "sent_at",
+            sqlite_where=sql_text("doubtful = 1"),
+            postgresql_where=sql_text("doubtful"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -368,7 +380,7 @@ class CitizenMessage(SQLModel, table=True):
     model_version: str | None = Field(default=None, max_length=64)
     # Probably not an appeal but not sure (bot.text.is_doubtful): the press chat is asked
     # «Возможно, обращение» (bot/services/doubtful.py).
-    doubtful: bool = Field(default=False, index=True)
+    doubtful: bool = False
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
     is_reopen: bool = False  # came back dissatisfied after an answer
     edited_at: datetime | None = _utc()

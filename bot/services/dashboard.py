@@ -62,7 +62,7 @@ def status_condition(status: str, at: datetime) -> ColumnElement[bool]:
         "answered_in_time": found["answered_in_time"],
         "answered_late": and_(answered, not_(found["answered_in_time"])),
         "overdue": found["overdue"],
-        "pending": and_(not_(answered), not_(found["overdue"])),
+        "pending": found["pending"],
     }[status]
 
 
