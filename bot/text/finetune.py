@@ -68,6 +68,7 @@ def _fit_delta(x: Any, base: Array, targets: Array, weight: float, c: float) -> 
     targets: one-hot rows (k ≥ 2 columns: softmax) or a 0/1 column (k = 1: logistic).
     """
     from scipy.optimize import minimize
+    from scipy.special import expit
 
     n, features = x.shape
     heads = targets.shape[1]
@@ -77,7 +78,9 @@ def _fit_delta(x: Any, base: Array, targets: Array, weight: float, c: float) -> 
         bias = flat[features * heads :]
         z = base + x @ delta + bias
         if heads == 1:
-            p = 1.0 / (1.0 + np.exp(-z))
+            # expit, not 1/(1+exp(-z)): the line search tries steps where |z| is in the
+            # hundreds, and exp overflows there (the limit is right, the warning is not).
+            p = expit(z)
             value = np.logaddexp(0.0, z) - targets * z
             residual = p - targets
         else:
