@@ -398,6 +398,19 @@ class OfficialReply(SQLModel, table=True):
         Index("ix_official_reply_thread_sent", "thread_id", "sent_at"),
         Index("ix_official_reply_reply_to", "page_id", "reply_to_external_id"),
         Index("ix_official_reply_page_sent", "page_id", "sent_at"),
+        # Covering index for the dashboard's operators page (bot/services/dashboard.py
+        # `operators_work`): the period's replies read from the index alone (migration 0010).
+        Index(
+            "ix_official_reply_work",
+            "sent_at",
+            "author_role",
+            "appeal_id",
+            "author_id",
+            "author_name",
+            "is_interim",
+            "quality_score",
+            "page_id",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -457,6 +470,22 @@ class Decision(SQLModel, table=True):
     """
 
     __tablename__ = "decision"
+    __table_args__ = (
+        # Covering index for the dashboard's operators page (bot/services/dashboard.py
+        # `operators_work`): the period's takes read from the index alone (migration 0010).
+        # Partial: over every decision, an index led by `decided_at` drew the plans that order
+        # decisions by it (bot/services/doubtful.py `_earlier_decision` walked the whole index).
+        Index(
+            "ix_decision_taken",
+            "decided_at",
+            "action",  # SQLite (3.40) reads a column of the condition from the table otherwise
+            "appeal_id",
+            "actor_id",
+            "actor_name",
+            sqlite_where=sql_text("action = 'taken'"),
+            postgresql_where=sql_text("action = 'taken'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)

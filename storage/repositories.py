@@ -490,13 +490,20 @@ def first_final_reply_row(db: Db, appeal_id: int, since: datetime) -> tuple[int,
 def waiting_reply_rows(db: Db, page_id: int, external_id: str) -> list[tuple[int, datetime, bool]]:
     """(id, sent_at, is_interim) of replies stored before the message they reply to."""
     # Sorted here: with ORDER BY in SQL, SQLite picks the (page_id, sent_at) index and reads
-    # every reply of the page instead of the few replying to `external_id`.
+    # every reply of the page instead of the few replying to `external_id`. `appeal_id IS NULL`
+    # is tested here too: with statistics of replies mostly without `reply_to_external_id`
+    # (conversations) SQLite took it for a seek of `ix_official_reply_appeal_id` and read
+    # every unlinked reply, 48 ms a call at a million (docs/BENCHMARKS.md, «Query plans»).
     rows = db.rows(
-        "SELECT id, sent_at, is_interim FROM official_reply WHERE page_id = :page "
-        "AND reply_to_external_id = :ext AND appeal_id IS NULL",
+        "SELECT id, sent_at, is_interim, appeal_id FROM official_reply WHERE page_id = :page "
+        "AND reply_to_external_id = :ext",
         {"page": page_id, "ext": external_id},
     )
-    found = [(int(rid), as_utc(sent) or utc_now(), bool(interim)) for rid, sent, interim in rows]
+    found = [
+        (int(rid), as_utc(sent) or utc_now(), bool(interim))
+        for rid, sent, interim, appeal_id in rows
+        if appeal_id is None
+    ]
     return sorted(found, key=lambda row: (row[1], row[0]))
 
 

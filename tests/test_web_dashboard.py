@@ -384,22 +384,35 @@ async def test_operators_page_and_operator_filter(
     from bot.services.decisions import TAKE, apply_decision
     from storage.models import Appeal
 
+    transport = context.transport_page  # type: ignore[attr-defined]
     async with context.sessions() as session:
-        appeal = (
-            await session.exec(select(Appeal).where(Appeal.page_id == context.transport_page))  # type: ignore[attr-defined]
+        appeal = (await session.exec(select(Appeal).where(Appeal.page_id == transport))).one()
+        city = (
+            await session.exec(
+                select(Appeal)
+                .where(Appeal.page_id != transport, Appeal.excluded == False)  # noqa: E712
+                .where(Appeal.received_at >= datetime(2026, 11, 3, tzinfo=UTC))  # type: ignore[operator]
+                .limit(1)
+            )
         ).one()
-        await apply_decision(
-            session,
-            appeal,
-            TAKE,
-            actor_id=str(OPERATOR),
-            actor_name="Ольга",
-            at=datetime(2026, 11, 10, 8, 0, tzinfo=UTC),
-        )
+        for taken in (appeal, city):
+            await apply_decision(
+                session,
+                taken,
+                TAKE,
+                actor_id=str(OPERATOR),
+                actor_name="Ольга",
+                at=datetime(2026, 11, 10, 8, 0, tzinfo=UTC),
+            )
         await session.commit()
+    await _login(client, context, OPERATOR)
+    team = _plain(await (await client.get("/operators", params=PERIOD)).text())
+    assert "Ольга 1 0 0" in team  # her page's appeals only: the city's one is not counted
     await _login(client, context, SUPERVISOR)
     team = _plain(await (await client.get("/operators", params=PERIOD)).text())
-    assert "Ольга 1 0 0" in team  # taken 1, no replies of her own
+    assert "Ольга 2 0 0" in team  # taken 2, no replies of her own
     listed = await (await client.get("/appeals", params={**PERIOD, "operator": "Ольга"})).text()
-    assert re.findall(r'data-appeal-id="(\d+)"', listed) == [str(appeal.id)]
+    assert sorted(re.findall(r'data-appeal-id="(\d+)"', listed)) == sorted(
+        [str(appeal.id), str(city.id)]
+    )
     assert "в работе: Ольга" in listed

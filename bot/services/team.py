@@ -67,16 +67,16 @@ async def team_report(
     appeals = {a.id: a for a in (await session.exec(query)).all() if a.id is not None}
     holder: dict[int, Decision] = {}
     if appeals:
+        # The moment and the order are applied here: with them in SQL, SQLite walked the
+        # takes' index (`ix_decision_taken`) up to `at` instead of seeking these appeals' few
+        # decisions once there were 20,000 of them (docs/BENCHMARKS.md, «Query plans»).
         decisions = await session.exec(
-            select(Decision)
-            .where(
-                Decision.action == TAKE,
-                col(Decision.appeal_id).in_(list(appeals)),
-                col(Decision.decided_at) <= at,
+            select(Decision).where(
+                Decision.action == TAKE, col(Decision.appeal_id).in_(list(appeals))
             )
-            .order_by(col(Decision.decided_at), col(Decision.id))
         )
-        for taken in decisions.all():
+        takes = [taken for taken in decisions.all() if taken.decided_at <= at]
+        for taken in sorted(takes, key=lambda taken: (taken.decided_at, taken.id or 0)):
             if taken.appeal_id is not None:  # decisions on a doubtful message have no appeal
                 holder[taken.appeal_id] = taken  # the last take wins
     staff_rows = (
