@@ -20,23 +20,39 @@ from bot.text import TOPICS
 from bot.text.evaluate import evaluate_file
 
 BLIND = Path(__file__).parent / "data" / "classifier_blind.jsonl"
+# The set before it: evaluated once on the model before this one, never trained on; it joins the
+# training part with the next model.
+EARLIER_BLIND = Path(__file__).parent / "data" / "classifier_blind_sixth.jsonl"
 # The next blind set: written from the labelling rules alone and never evaluated on any model.
 # Not read here beyond its form; the next model is measured on it once (docs/CLASSIFIER.md).
 NEXT_BLIND = Path(__file__).parent / "data" / "classifier_blind_next.jsonl"
 TEXT_DATA = Path(__file__).resolve().parents[1] / "bot" / "text" / "data"
 
-# Measured 07.12.2026 on the sixth blind set (docs/CLASSIFIER.md): 0.9589, 0.9790, 0.9203,
-# 0.9722, 0.7955.
+# Measured 07.12.2026 (docs/CLASSIFIER.md, "Fifth round"), appeal accuracy / recall / topic /
+# urgent recall / precision: the seventh set 0.9737, 0.9872, 0.9362, 0.9910, 0.9244 (its one
+# evaluation); the sixth 0.9616, 0.9748, 0.9182, 0.9722, 0.8015 (read once before, on the model
+# before this one).
 FLOORS = {
-    "appeal_accuracy": 0.95,
-    "appeal_recall": 0.975,
-    "topic_accuracy": 0.91,
-    "urgent_recall": 0.96,
-    "urgent_precision": 0.78,
+    BLIND: {
+        "appeal_accuracy": 0.965,
+        "appeal_recall": 0.98,
+        "topic_accuracy": 0.925,
+        "urgent_recall": 0.98,
+        "urgent_precision": 0.90,
+    },
+    EARLIER_BLIND: {
+        "appeal_accuracy": 0.955,
+        "appeal_recall": 0.97,
+        "topic_accuracy": 0.91,
+        "urgent_recall": 0.96,
+        "urgent_precision": 0.79,
+    },
 }
 
 
-@pytest.mark.parametrize("path", [BLIND, NEXT_BLIND], ids=["current", "next"])
+@pytest.mark.parametrize(
+    "path", [BLIND, EARLIER_BLIND, NEXT_BLIND], ids=["current", "earlier", "next"]
+)
 def test_blind_set_is_well_formed_and_apart_from_the_training_corpus(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert len(rows) >= 600
@@ -58,7 +74,9 @@ def test_blind_set_is_well_formed_and_apart_from_the_training_corpus(path: Path)
     assert sum(len(text.split()) > 3 for text in shared) <= 5, shared
 
 
-def test_blind_set_figures_hold() -> None:
-    figures = evaluate_file(BLIND)
-    below = {name: figures[name] for name, floor in FLOORS.items() if figures[name] < floor}
-    assert not below, f"below the floors {FLOORS}: {below}"
+@pytest.mark.parametrize("path", [BLIND, EARLIER_BLIND], ids=["current", "earlier"])
+def test_blind_set_figures_hold(path: Path) -> None:
+    figures = evaluate_file(path)
+    floors = FLOORS[path]
+    below = {name: figures[name] for name, floor in floors.items() if figures[name] < floor}
+    assert not below, f"below the floors {floors}: {below}"
