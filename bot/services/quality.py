@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -41,7 +41,7 @@ from bot.clock import utc_now
 from storage.db import Db, as_utc
 from storage.engine import core
 from storage.models import Appeal, OfficialReply, table_of
-from storage.templates import template_hash, template_key
+from storage.templates import key_hash, template_hash, template_key
 
 logger = logging.getLogger(__name__)
 
@@ -464,15 +464,23 @@ async def _window_rows(
     (at any time: through `template_hash` and `ix_official_reply_template`)."""
     other = table_of(OfficialReply).alias("same_text")
     other_appeal = table_of(Appeal).alias("same_text_appeal")
-    identical = (
-        select(other.c.id)
-        .join(other_appeal, other_appeal.c.id == other.c.appeal_id)
-        .where(
-            other.c.template_hash == R.template_hash,
-            other.c.page_id == R.page_id,
-            other.c.appeal_id != R.appeal_id,
+
+    def same_text(different: Any) -> Any:
+        # A range on the index's last column: the unlinked replies (NULL, first) are skipped.
+        return (
+            select(other.c.id)
+            .join(other_appeal, other_appeal.c.id == other.c.appeal_id)
+            .where(
+                other.c.template_hash == R.template_hash,
+                other.c.page_id == R.page_id,
+                different,
+            )
+            .exists()
         )
-        .exists()
+
+    identical = and_(
+        R.template_hash != _EMPTY_KEY_HASH,  # an empty text is never a template
+        or_(same_text(other.c.appeal_id < R.appeal_id), same_text(other.c.appeal_id > R.appeal_id)),
     )
     rows = await core(
         session,
@@ -554,6 +562,7 @@ async def _copy_to_appeals(
 
 
 _IN_CHUNK = 500
+_EMPTY_KEY_HASH = key_hash("")
 
 
 async def _copy_rows(session: AsyncSession, condition: Any) -> None:
