@@ -18,6 +18,7 @@ from sqlmodel import Field, SQLModel
 
 from bot.clock import utc_now
 from storage.buckets import DERIVED_FROM, derived_appeal_columns
+from storage.templates import template_hash
 from storage.types import UTCDateTime
 
 
@@ -188,11 +189,12 @@ class Appeal(SQLModel, table=True):
     link: str | None = Field(default=None, max_length=512)
     # The first official reply (interim or final) and the first final one.
     first_response_at: datetime | None = _utc(index=True)
-    first_reply_id: int | None = None
+    # Indexed: the appeals a rescored reply closes are found by it (bot/services/quality.py).
+    first_reply_id: int | None = Field(default=None, index=True)
     frt_s: float | None = None  # calendar seconds, first_response_at - received_at
     frt_work_s: float | None = None  # working seconds in the page's calendar
     final_response_at: datetime | None = _utc()
-    final_reply_id: int | None = None
+    final_reply_id: int | None = Field(default=None, index=True)
     # The final-answer stage (bot/services/final_stage.py): its deadline counted from receipt;
     # after a re-open, a deadline counted from `reopened_at` and the first final reply since.
     final_deadline: datetime | None = _utc()
@@ -398,6 +400,10 @@ class OfficialReply(SQLModel, table=True):
         Index("ix_official_reply_thread_sent", "thread_id", "sent_at"),
         Index("ix_official_reply_reply_to", "page_id", "reply_to_external_id"),
         Index("ix_official_reply_page_sent", "page_id", "sent_at"),
+        # Identical template texts (bot/services/quality.py `score_replies`): whether another
+        # reply of the page with the same normalised text answers a different appeal is one
+        # lookup; also finds the rows whose hash is missing (migration 0011).
+        Index("ix_official_reply_template", "template_hash", "page_id", "appeal_id"),
         # Covering index for the dashboard's operators page (bot/services/dashboard.py
         # `operators_work`): the period's replies read from the index alone (migration 0010).
         Index(
@@ -430,6 +436,9 @@ class OfficialReply(SQLModel, table=True):
     quality_score: float | None = None
     quality_parts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     is_template: bool | None = None  # near-duplicate of replies to other appeals; None: unchecked
+    # storage/templates.py `template_hash(text)`: written with the text (None: not yet, filled
+    # by the next `quality.score_replies`).
+    template_hash: int | None = Field(default=None, sa_type=BigInteger)
     is_formal: bool | None = (
         None  # «отписка» (bot/services/quality.is_formal_reply); None: unchecked
     )
@@ -635,12 +644,17 @@ class WebLogin(SQLModel, table=True):
 
 @sa_event.listens_for(OrmSession, "before_flush")
 def _derive_appeal_columns(session: OrmSession, _context: Any, _instances: Any) -> None:
-    """Keep the derived appeal columns (storage/buckets.py) current on every ORM write.
+    """Keep the derived appeal columns (storage/buckets.py) and the replies' template hashes
+    (storage/templates.py) current on every ORM write.
 
     Ingest, press-office decisions and imports pass here; plain-SQL writers
     (storage/repositories.py `save_appeal`) call the same function themselves.
     """
     for instance in (*session.new, *session.dirty):
+        if isinstance(instance, OfficialReply):
+            hashed = template_hash(instance.text)
+            if instance.template_hash != hashed:
+                instance.template_hash = hashed
         if isinstance(instance, Appeal):
             values = {name: getattr(instance, name) for name in DERIVED_FROM}
             for name, value in derived_appeal_columns(values).items():

@@ -24,7 +24,6 @@ batch (imports, nightly) with the same rules and a longer template window.
 from __future__ import annotations
 
 import logging
-import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlmodel import col
 from sqlmodel import select as orm_select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -42,6 +41,7 @@ from bot.clock import utc_now
 from storage.db import Db, as_utc
 from storage.engine import core
 from storage.models import Appeal, OfficialReply, table_of
+from storage.templates import key_hash, template_hash, template_key
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +65,8 @@ TEMPLATE_MIN_FUZZY_LENGTH = 30
 INGEST_WINDOW = 200
 BATCH_WINDOW = 1000
 
-_NON_WORD_RE = re.compile(r"[\W\d_]+", re.UNICODE)
-
 R = table_of(OfficialReply).c
 A = table_of(Appeal).c
-
-
-def template_key(text: str) -> str:
-    """The text as compared for templates: lower case, ё→е, no digits or punctuation."""
-    return " ".join(_NON_WORD_RE.sub(" ", text.lower().replace("ё", "е")).split())
 
 
 def similar(first: str, second: str) -> bool:
@@ -338,16 +331,27 @@ def _score_row(db: Db, reply_id: int | None) -> tuple[float | None, bool | None]
 # -- batch --------------------------------------------------------------------------------------
 
 
-def _template_flags(rows: Sequence[tuple[int, int | None, str]], window: int) -> dict[int, bool]:
-    """Template flag of every reply that answers an appeal: near-duplicates across appeals."""
+def _template_flags(
+    rows: Sequence[tuple[int, int | None, str]], window: int, seed: int = 0
+) -> dict[int, bool]:
+    """Template flag of every reply that answers an appeal: near-duplicates across appeals.
+
+    The first `seed` rows are only compared with (their own flags are not judged): the replies
+    before a rescored window.
+    """
     flags = {rid: False for rid, appeal_id, _ in rows if appeal_id is not None}
     by_key: dict[str, list[tuple[int, int]]] = {}
     recent: deque[tuple[int, int, str]] = deque(maxlen=window)
-    for rid, appeal_id, text in rows:
+    for number, (rid, appeal_id, text) in enumerate(rows):
         if appeal_id is None:
             continue
         key = template_key(text)
         if not key:
+            continue
+        if number < seed:
+            by_key.setdefault(key, []).append((rid, appeal_id))
+            if len(key) >= TEMPLATE_MIN_FUZZY_LENGTH:
+                recent.append((rid, appeal_id, key))
             continue
         same = by_key.setdefault(key, [])
         if any(other_appeal != appeal_id for _, other_appeal in same):
@@ -370,33 +374,36 @@ async def score_replies(
     """(Re)score every reply linked to an appeal (of a page, sent since `since`); returns how many.
 
     Template detection looks at all of the page's replies (identical texts) and the previous
-    `BATCH_WINDOW` replies (near-duplicates), including replies before `since`.
+    `BATCH_WINDOW` replies (near-duplicates), including replies before `since`. Without `since`
+    (imports) the page's replies are read in full; with it (the hourly scheduler) only the
+    replies since `since` and the `BATCH_WINDOW` long-text ones before them are read, identical
+    texts elsewhere in the page's history are found through `official_reply.template_hash`, and
+    the flags and scores are the same as the full pass gives for those replies.
     """
     page_query = select(R.page_id).distinct()
     if page_id is not None:
         page_query = page_query.where(R.page_id == page_id)
     page_ids = [int(pid) for (pid,) in (await core(session, page_query)).all()]
+    if since is not None:
+        await _hash_missing(session)
     scored = 0
     now = utc_now()
     for pid in page_ids:
-        rows = await core(
-            session,
-            select(
-                R.id,
-                R.appeal_id,
-                R.text,
-                R.sent_at,
-                R.is_interim,
-                A.rating,
-                A.rated_at,
-                A.reopened_at,
+        if since is None:
+            data = await _page_rows(session, pid)
+            flags = _template_flags([(row[0], row[1], row[2] or "") for row in data], BATCH_WINDOW)
+        else:
+            data, identical = await _window_rows(session, pid, since)
+            if not data:
+                continue
+            earlier = await _earlier_fuzzy_rows(session, pid, since, BATCH_WINDOW)
+            flags = _template_flags(
+                [*earlier, *((row[0], row[1], row[2] or "") for row in data)],
+                BATCH_WINDOW,
+                seed=len(earlier),
             )
-            .join(table_of(Appeal), A.id == R.appeal_id)
-            .where(R.page_id == pid)
-            .order_by(R.sent_at, R.id),
-        )
-        data = rows.all()
-        flags = _template_flags([(row[0], row[1], row[2] or "") for row in data], BATCH_WINDOW)
+            for rid in identical:
+                flags[rid] = True
         params: list[dict[str, Any]] = []
         for rid, _, text, sent_at, is_interim, rating, rated_at, reopened_at in data:
             if since is not None and sent_at < since:
@@ -424,14 +431,141 @@ async def score_replies(
             continue
         await _update_by_id(session, OfficialReply, params, "rid")
         scored += len(params)
-        await _copy_to_appeals(session, pid)
+        if since is None:
+            await _copy_to_appeals(session, pid)
+        else:
+            await _copy_to_appeals(session, pid, [row["rid"] for row in params])
     await session.flush()
     logger.info("качество ответов пересчитано: ответов — %d, страниц — %d", scored, len(page_ids))
     return scored
 
 
-async def _copy_to_appeals(session: AsyncSession, page_id: int) -> None:
-    """Set every appeal's quality from its closing and its first reply (one query per page)."""
+def _scored_columns() -> tuple[Any, ...]:
+    return (R.id, R.appeal_id, R.text, R.sent_at, R.is_interim, A.rating, A.rated_at, A.reopened_at)
+
+
+async def _page_rows(session: AsyncSession, page_id: int) -> Sequence[Any]:
+    """Every linked reply of the page with what scoring needs, oldest first."""
+    rows = await core(
+        session,
+        select(*_scored_columns())
+        .join(table_of(Appeal), A.id == R.appeal_id)
+        .where(R.page_id == page_id)
+        .order_by(R.sent_at, R.id),
+    )
+    return rows.all()
+
+
+async def _window_rows(
+    session: AsyncSession, page_id: int, since: datetime
+) -> tuple[list[Any], set[int]]:
+    """The page's linked replies sent since `since`, oldest first, and the ids of those whose
+    normalised text is that of another linked reply of the page answering a different appeal
+    (at any time: through `template_hash` and `ix_official_reply_template`)."""
+    other = table_of(OfficialReply).alias("same_text")
+    other_appeal = table_of(Appeal).alias("same_text_appeal")
+
+    def same_text(different: Any) -> Any:
+        # A range on the index's last column: the unlinked replies (NULL, first) are skipped.
+        return (
+            select(other.c.id)
+            .join(other_appeal, other_appeal.c.id == other.c.appeal_id)
+            .where(
+                other.c.template_hash == R.template_hash,
+                other.c.page_id == R.page_id,
+                different,
+            )
+            .exists()
+        )
+
+    identical = and_(
+        R.template_hash != _EMPTY_KEY_HASH,  # an empty text is never a template
+        or_(same_text(other.c.appeal_id < R.appeal_id), same_text(other.c.appeal_id > R.appeal_id)),
+    )
+    rows = await core(
+        session,
+        select(*_scored_columns(), identical.label("identical"))
+        .join(table_of(Appeal), A.id == R.appeal_id)
+        .where(R.page_id == page_id, R.sent_at >= since)
+        .order_by(R.sent_at, R.id),
+    )
+    data: list[Any] = []
+    same: set[int] = set()
+    for *row, has_identical in rows.all():
+        data.append(tuple(row))
+        # An empty normalised text is never a template (`_template_flags`).
+        if has_identical and template_key(row[2] or ""):
+            same.add(int(row[0]))
+    return data, same
+
+
+async def _earlier_fuzzy_rows(
+    session: AsyncSession, page_id: int, since: datetime, window: int
+) -> list[tuple[int, int | None, str]]:
+    """The last `window` linked replies of the page before `since` whose normalised text is long
+    enough for the fuzzy comparison, oldest first: what `_template_flags` compares the first
+    replies since `since` with."""
+    found: list[tuple[int, int | None, str]] = []
+    cursor: tuple[datetime, int] | None = None
+    chunk = window
+    while len(found) < window:
+        query = (
+            select(R.id, R.appeal_id, R.text, R.sent_at)
+            .join(table_of(Appeal), A.id == R.appeal_id)
+            .where(R.page_id == page_id, R.sent_at < since)
+        )
+        if cursor is not None:
+            query = query.where(
+                R.sent_at <= cursor[0], or_(R.sent_at < cursor[0], R.id < cursor[1])
+            )
+        rows = (
+            await core(session, query.order_by(R.sent_at.desc(), R.id.desc()).limit(chunk))
+        ).all()
+        for rid, appeal_id, text, _sent_at in rows:
+            if len(template_key(text or "")) >= TEMPLATE_MIN_FUZZY_LENGTH:
+                found.append((int(rid), appeal_id, text or ""))
+                if len(found) == window:
+                    break
+        if len(rows) < chunk:
+            break
+        cursor = (rows[-1][3], int(rows[-1][0]))
+        chunk *= 2
+    found.reverse()
+    return found
+
+
+async def _hash_missing(session: AsyncSession) -> None:
+    """Give replies written without it (a writer that forgot) their `template_hash`."""
+    rows = (
+        await core(session, select(R.id, R.text).where(R.template_hash.is_(None)).order_by(R.id))
+    ).all()
+    if rows:
+        params = [{"rid": rid, "template_hash": template_hash(text)} for rid, text in rows]
+        await _update_by_id(session, OfficialReply, params, "rid")
+        logger.info("хэш шаблона записан ответам без него: %d", len(rows))
+
+
+async def _copy_to_appeals(
+    session: AsyncSession, page_id: int, reply_ids: Sequence[int] | None = None
+) -> None:
+    """Set every appeal's quality from its closing and its first reply (one query per page).
+
+    With `reply_ids`, only the appeals one of them opens or closes (the others' replies were
+    not rescored, so what they carry stands).
+    """
+    if reply_ids is None:
+        await _copy_rows(session, A.page_id == page_id)
+        return
+    for start in range(0, len(reply_ids), _IN_CHUNK):
+        chunk = list(reply_ids[start : start + _IN_CHUNK])
+        await _copy_rows(session, or_(A.first_reply_id.in_(chunk), A.final_reply_id.in_(chunk)))
+
+
+_IN_CHUNK = 500
+_EMPTY_KEY_HASH = key_hash("")
+
+
+async def _copy_rows(session: AsyncSession, condition: Any) -> None:
     first = table_of(OfficialReply).alias("first_reply")
     rows = await core(
         session,
@@ -441,7 +575,7 @@ async def _copy_to_appeals(session: AsyncSession, page_id: int) -> None:
             R.id == _closing_column(),
         )
         .outerjoin(first, first.c.id == A.first_reply_id)
-        .where(A.page_id == page_id),
+        .where(condition),
     )
     params = [
         {

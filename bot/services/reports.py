@@ -223,6 +223,7 @@ async def health_series(
     """Page health per local week of `tz`: posts and subscribers (the page-health chart)."""
     return await health_weeks(session, page_ids, since, until, at, tz)
 
+
 async def _add_page_health(
     session: AsyncSession,
     report: StatsReport,

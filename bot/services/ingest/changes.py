@@ -20,6 +20,7 @@ from bot.services.policy import PageDefaults
 from storage import repositories as repo
 from storage.db import Db
 from storage.models import CitizenMessage, OfficialReply, Page
+from storage.templates import template_hash
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class KnownMessageChanges:
         if message.side == "official":
             is_interim = text_analysis.is_interim(event.text)
             changes["is_interim"] = is_interim
+            changes["template_hash"] = template_hash(event.text)
             state = repo.reply_state(db, message.id)
             db.update(OfficialReply, message.id, changes)
             if state is not None and state[2] != is_interim:

@@ -28,6 +28,7 @@ from storage import repositories as repo
 from storage.db import Db, insert_row
 from storage.models import Appeal, CitizenMessage, OfficialReply, Page
 from storage.repositories import AppealRow
+from storage.templates import template_hash
 
 logger = logging.getLogger(__name__)
 
@@ -295,6 +296,7 @@ class NewMessages:
                 **_message_columns(event, page.id, thread_id),
                 "author_role": staff_role.get(event.author_role, "staff"),
                 "is_interim": is_interim,
+                "template_hash": template_hash(event.text),
             },
         )
         assert reply_id is not None
