@@ -53,9 +53,9 @@ def test_every_corpus_decision_matches_the_reference(
     assert reference["model_sha256"] == _digest(MODEL_PATH.read_bytes()), (
         "model.json was retrained: run scripts/classifier_reference.py"
     )
-    assert reference["texts_sha256"] == _digest(
-        json.dumps(texts, ensure_ascii=False).encode()
-    ), "the corpus changed: run scripts/classifier_reference.py"
+    assert reference["texts_sha256"] == _digest(json.dumps(texts, ensure_ascii=False).encode()), (
+        "the corpus changed: run scripts/classifier_reference.py"
+    )
     assert len(reference["rows"]) == len(texts) > 3000
     differences = []
     for text, row in zip(texts, reference["rows"], strict=True):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.services import quality
 from storage.engine import SessionFactory, core
@@ -55,6 +56,19 @@ def _reply_text(rng: random.Random, number: int) -> str:
     )
 
 
+async def _page_and_thread(session: AsyncSession, external_id: str) -> tuple[Page, Thread]:
+    """A Telegram channel page with its comments thread, flushed (both have ids)."""
+    page = Page(platform="telegram", external_id=external_id, kind="tg_channel")
+    session.add(page)
+    await session.flush()
+    assert page.id is not None
+    thread = Thread(page_id=page.id, external_id="t", kind="comments")
+    session.add(thread)
+    await session.flush()
+    assert thread.id is not None
+    return page, thread
+
+
 async def _fixture(sessions: SessionFactory) -> None:
     """Three pages: templates, near-duplicates, short identical texts, interim replies, ratings,
     re-opens, replies sharing a timestamp, unlinked replies and a reply answering two appeals."""
@@ -62,14 +76,7 @@ async def _fixture(sessions: SessionFactory) -> None:
     async with sessions() as session:
         number = 0
         for page_number in (1, 2, 3):
-            page = Page(platform="telegram", external_id=f"-100{page_number}", kind="tg_channel")
-            session.add(page)
-            await session.flush()
-            assert page.id is not None
-            thread = Thread(page_id=page.id, external_id="t", kind="comments")
-            session.add(thread)
-            await session.flush()
-            assert thread.id is not None
+            page, thread = await _page_and_thread(session, f"-100{page_number}")
             for appeal_number in range(60):
                 received = START + timedelta(hours=3 * appeal_number + page_number)
                 appeal = Appeal(
@@ -120,9 +127,7 @@ async def _fixture(sessions: SessionFactory) -> None:
                     appeal.first_reply_id = min(replies, key=lambda r: (r.sent_at, r.id or 0)).id
                     finals = [r for r in replies if not r.is_interim]
                     if finals:
-                        appeal.final_reply_id = min(
-                            finals, key=lambda r: (r.sent_at, r.id or 0)
-                        ).id
+                        appeal.final_reply_id = min(finals, key=lambda r: (r.sent_at, r.id or 0)).id
             # A conversation reply answering a second appeal: it opens that one too.
             shared = Appeal(
                 page_id=page.id,
@@ -235,14 +240,7 @@ async def test_a_far_identical_text_and_an_edit_are_seen(sessions: SessionFactor
     """Identical texts count across the page's whole history, near-duplicates only within the
     window of earlier replies; an ORM edit of the text rewrites the hash."""
     async with sessions() as session:
-        page = Page(platform="telegram", external_id="-1001", kind="tg_channel")
-        session.add(page)
-        await session.flush()
-        assert page.id is not None
-        thread = Thread(page_id=page.id, external_id="t", kind="comments")
-        session.add(thread)
-        await session.flush()
-        assert thread.id is not None
+        page, thread = await _page_and_thread(session, "-1001")
         replies = []
         texts = [TEMPLATES[0], *(f"Уникальный ответ {n} " + "жэ" * n for n in range(30))]
         texts += [TEMPLATES[0], TEMPLATES[1] + " 1"]
